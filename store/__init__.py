@@ -1,1 +1,81 @@
+"""Persistence for Tidegate: SQLAlchemy models, migrations, and encryption of stored secrets.
 
+The bottom layer: it imports none of Tidegate's other packages and holds no business rules.
+Typical use by the composition root::
+
+    key = settings.secret_key or load_or_create_key(data_dir)
+    box = SecretBox(key)
+    db = Database(settings.database_url or sqlite_url(data_dir))
+    db.upgrade()
+    with db.session() as session:
+        session.add(Repository(name="infra", url=url, credentials=box.seal(token)))
+"""
+
+from store.database import Database
+from store.engine import create_database_engine, sqlite_url
+from store.enums import (
+    ApprovalDecision,
+    ApprovalSource,
+    DriftResolution,
+    DriftStatus,
+    Health,
+    Stage,
+    StageStatus,
+    SyncLifecycle,
+    SyncStatus,
+    SyncTrigger,
+)
+from store.migrate import MigrationError, current_revision, downgrade, head_revision, upgrade
+from store.models import (
+    Approval,
+    AuditEvent,
+    Base,
+    DriftItem,
+    DriftReport,
+    Environment,
+    Plan,
+    Repository,
+    Revision,
+    Sync,
+    SyncStageResult,
+)
+from store.secrets import KEY_SETTING, Sealed, SecretBox, SecretKeyError, load_or_create_key
+from store.types import utcnow
+
+__all__ = [
+    "KEY_SETTING",
+    "Approval",
+    "ApprovalDecision",
+    "ApprovalSource",
+    "AuditEvent",
+    "Base",
+    "Database",
+    "DriftItem",
+    "DriftReport",
+    "DriftResolution",
+    "DriftStatus",
+    "Environment",
+    "Health",
+    "MigrationError",
+    "Plan",
+    "Repository",
+    "Revision",
+    "Sealed",
+    "SecretBox",
+    "SecretKeyError",
+    "Stage",
+    "StageStatus",
+    "Sync",
+    "SyncLifecycle",
+    "SyncStageResult",
+    "SyncStatus",
+    "SyncTrigger",
+    "create_database_engine",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "load_or_create_key",
+    "sqlite_url",
+    "upgrade",
+    "utcnow",
+]

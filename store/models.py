@@ -1,0 +1,251 @@
+"""ORM models: one class per noun of DESIGN.md's Vocabulary, nothing but columns and relations.
+
+Rules about these records (when a sync may apply, what counts as drift, who may approve) belong to
+the reconciler, drift and dashboard layers; this module only says what is stored and how rows
+relate. Child rows are removed by the database (`ON DELETE CASCADE`) so that deleting through
+SQL or through the ORM gives the same result.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from store.enums import (
+    ApprovalDecision,
+    ApprovalSource,
+    DriftResolution,
+    DriftStatus,
+    Health,
+    Stage,
+    StageStatus,
+    SyncLifecycle,
+    SyncStatus,
+    SyncTrigger,
+)
+from store.secrets import Sealed
+from store.types import SealedText, UTCDateTime, WordEnum, json_type, utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Deterministic constraint names: later migrations (and SQLite batch mode) must address them by name."""
+
+CASCADE = "CASCADE"
+SET_NULL = "SET NULL"
+
+
+class Base(DeclarativeBase):
+    """Declarative base holding the metadata that migrations are generated from and compared with."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Repository(Base):
+    """A registered config repo; only registered repos are ever cloned and run."""
+
+    __tablename__ = "repositories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    branch: Mapped[str] = mapped_column(String(255), default="main")
+    poll_interval_seconds: Mapped[int] = mapped_column(Integer, default=120)
+    credentials: Mapped[Sealed | None] = mapped_column(SealedText())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    revisions: Mapped[list[Revision]] = relationship(
+        back_populates="repository", cascade="all, delete-orphan", passive_deletes=True
+    )
+    environments: Mapped[list[Environment]] = relationship(
+        back_populates="repository", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Revision(Base):
+    """A commit seen on a ref of a repository (the same SHA on two refs is two revisions)."""
+
+    __tablename__ = "revisions"
+    __table_args__ = (UniqueConstraint("repository_id", "ref", "sha"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete=CASCADE), index=True)
+    ref: Mapped[str] = mapped_column(String(255))
+    sha: Mapped[str] = mapped_column(String(64), index=True)
+    author: Mapped[str] = mapped_column(Text, default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    committed_at: Mapped[datetime]
+
+    repository: Mapped[Repository] = relationship(back_populates="revisions")
+
+
+class Environment(Base):
+    """An environment of a repository, with where it should be and where it last got to."""
+
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("repository_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete=CASCADE), index=True)
+    name: Mapped[str] = mapped_column(String(253))
+    desired_revision_id: Mapped[int | None] = mapped_column(
+        ForeignKey("revisions.id", ondelete=SET_NULL), index=True
+    )
+    synced_revision_id: Mapped[int | None] = mapped_column(
+        ForeignKey("revisions.id", ondelete=SET_NULL), index=True
+    )
+    sync_status: Mapped[SyncStatus] = mapped_column(WordEnum(SyncStatus), default=SyncStatus.UNKNOWN)
+    health: Mapped[Health] = mapped_column(WordEnum(Health), default=Health.UNKNOWN)
+    auto_sync_paused: Mapped[bool] = mapped_column(default=False)
+
+    repository: Mapped[Repository] = relationship(back_populates="environments")
+    desired_revision: Mapped[Revision | None] = relationship(foreign_keys=[desired_revision_id])
+    synced_revision: Mapped[Revision | None] = relationship(foreign_keys=[synced_revision_id])
+    plans: Mapped[list[Plan]] = relationship(
+        back_populates="environment", cascade="all, delete-orphan", passive_deletes=True
+    )
+    syncs: Mapped[list[Sync]] = relationship(
+        back_populates="environment", cascade="all, delete-orphan", passive_deletes=True
+    )
+    drift_reports: Mapped[list[DriftReport]] = relationship(
+        back_populates="environment", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Plan(Base):
+    """An environment's stage plans for one revision and the fingerprint approvals bind to."""
+
+    __tablename__ = "plans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete=CASCADE), index=True)
+    revision_id: Mapped[int] = mapped_column(ForeignKey("revisions.id", ondelete=CASCADE), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(128), index=True)
+    stages: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
+    """Per-stage plan summaries keyed by stage word (changes, digest); secrets already masked."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    environment: Mapped[Environment] = relationship(back_populates="plans")
+    revision: Mapped[Revision] = relationship()
+
+
+class Sync(Base):
+    """One attempt to make an environment match a plan."""
+
+    __tablename__ = "syncs"
+    __table_args__ = (Index("ix_syncs_environment_id_created_at", "environment_id", "created_at"),)
+    """Sync history is read per environment, newest first; the index also serves the foreign key."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete=CASCADE))
+    revision_id: Mapped[int | None] = mapped_column(ForeignKey("revisions.id", ondelete=SET_NULL), index=True)
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id", ondelete=SET_NULL), index=True)
+    trigger: Mapped[SyncTrigger] = mapped_column(WordEnum(SyncTrigger))
+    status: Mapped[SyncLifecycle] = mapped_column(WordEnum(SyncLifecycle), default=SyncLifecycle.PENDING)
+    fencing_token: Mapped[int | None] = mapped_column(BigInteger)
+    """Token of the environment lock held while this sync applies; a smaller one means a stale worker."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+    environment: Mapped[Environment] = relationship(back_populates="syncs")
+    revision: Mapped[Revision | None] = relationship()
+    plan: Mapped[Plan | None] = relationship()
+    stage_results: Mapped[list[SyncStageResult]] = relationship(
+        back_populates="sync", cascade="all, delete-orphan", passive_deletes=True
+    )
+    approvals: Mapped[list[Approval]] = relationship(back_populates="sync", passive_deletes=True)
+
+
+class SyncStageResult(Base):
+    """What one stage did during a sync; its outputs are stored sealed (they hold kubeconfigs)."""
+
+    __tablename__ = "sync_stage_results"
+    __table_args__ = (UniqueConstraint("sync_id", "stage"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sync_id: Mapped[int] = mapped_column(ForeignKey("syncs.id", ondelete=CASCADE), index=True)
+    stage: Mapped[Stage] = mapped_column(WordEnum(Stage))
+    status: Mapped[StageStatus] = mapped_column(WordEnum(StageStatus), default=StageStatus.PENDING)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    summary: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
+    log: Mapped[str] = mapped_column(Text, default="")
+    outputs: Mapped[Sealed | None] = mapped_column(SealedText())
+
+    sync: Mapped[Sync] = relationship(back_populates="stage_results")
+
+
+class DriftReport(Base):
+    """The differences found by one observation of an environment, open until resolved."""
+
+    __tablename__ = "drift_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete=CASCADE), index=True)
+    revision_id: Mapped[int] = mapped_column(ForeignKey("revisions.id", ondelete=CASCADE), index=True)
+    status: Mapped[DriftStatus] = mapped_column(WordEnum(DriftStatus), default=DriftStatus.OPEN)
+    resolution: Mapped[DriftResolution | None] = mapped_column(WordEnum(DriftResolution))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+
+    environment: Mapped[Environment] = relationship(back_populates="drift_reports")
+    revision: Mapped[Revision] = relationship()
+    items: Mapped[list[DriftItem]] = relationship(
+        back_populates="report", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class DriftItem(Base):
+    """One live difference; `desired`/`live` are JSON values, NULL when the side does not exist."""
+
+    __tablename__ = "drift_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("drift_reports.id", ondelete=CASCADE), index=True)
+    stage: Mapped[Stage] = mapped_column(WordEnum(Stage))
+    address: Mapped[str] = mapped_column(Text)
+    field: Mapped[str] = mapped_column(Text, default="")
+    desired: Mapped[Any] = mapped_column(json_type(none_as_null=True), nullable=True)
+    live: Mapped[Any] = mapped_column(json_type(none_as_null=True), nullable=True)
+
+    report: Mapped[DriftReport] = relationship(back_populates="items")
+
+
+class Approval(Base):
+    """Who decided what about a plan fingerprint, and from where; kept even if its sync is deleted."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_fingerprint: Mapped[str] = mapped_column(String(128), index=True)
+    sync_id: Mapped[int | None] = mapped_column(ForeignKey("syncs.id", ondelete=SET_NULL), index=True)
+    user: Mapped[str] = mapped_column(String(255))
+    decision: Mapped[ApprovalDecision] = mapped_column(WordEnum(ApprovalDecision))
+    source: Mapped[ApprovalSource] = mapped_column(WordEnum(ApprovalSource))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    sync: Mapped[Sync | None] = relationship(back_populates="approvals")
+
+
+class AuditEvent(Base):
+    """One audited action (security model: every action is audited); never references other rows."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(255), index=True)
+    action: Mapped[str] = mapped_column(String(255))
+    target: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,0 +1,69 @@
+"""A few look-ups that several layers need, so each does not rewrite the same query.
+
+Deliberately thin: they find and list rows; deciding what the rows mean (whether a sync may apply,
+whether an approval counts) is the job of the layers above.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.enums import DriftStatus
+from store.models import Approval, AuditEvent, DriftReport, Environment, Repository, Sync
+
+
+def repository_by_name(session: Session, name: str) -> Repository | None:
+    """The registered repository called `name`, if any."""
+    return session.scalars(select(Repository).where(Repository.name == name)).one_or_none()
+
+
+def environment_by_name(session: Session, repository_id: int, name: str) -> Environment | None:
+    """The environment `name` of a repository, if any."""
+    query = select(Environment).where(Environment.repository_id == repository_id, Environment.name == name)
+    return session.scalars(query).one_or_none()
+
+
+def sync_history(session: Session, environment_id: int, limit: int = 50) -> Sequence[Sync]:
+    """An environment's syncs, newest first."""
+    query = (
+        select(Sync)
+        .where(Sync.environment_id == environment_id)
+        .order_by(Sync.created_at.desc(), Sync.id.desc())
+        .limit(limit)
+    )
+    return session.scalars(query).all()
+
+
+def latest_sync(session: Session, environment_id: int) -> Sync | None:
+    """An environment's most recent sync, if it has one."""
+    history = sync_history(session, environment_id, limit=1)
+    return history[0] if history else None
+
+
+def open_drift_reports(session: Session, environment_id: int) -> Sequence[DriftReport]:
+    """An environment's unresolved drift reports, oldest first."""
+    query = (
+        select(DriftReport)
+        .where(DriftReport.environment_id == environment_id, DriftReport.status == DriftStatus.OPEN)
+        .order_by(DriftReport.created_at, DriftReport.id)
+    )
+    return session.scalars(query).all()
+
+
+def approvals_for(session: Session, fingerprint: str) -> Sequence[Approval]:
+    """Every decision recorded about a plan fingerprint, oldest first."""
+    query = select(Approval).where(Approval.plan_fingerprint == fingerprint).order_by(Approval.id)
+    return session.scalars(query).all()
+
+
+def record_audit(
+    session: Session, *, actor: str, action: str, target: str, details: dict[str, Any] | None = None
+) -> AuditEvent:
+    """Add an audit event to the session's transaction, so it commits (or not) with the action."""
+    event = AuditEvent(actor=actor, action=action, target=target, details=details or {})
+    session.add(event)
+    return event
