@@ -1,0 +1,147 @@
+"""The one stage interface every provider implements, and the data that crosses it.
+
+Terraform, Ansible and Kubernetes each implement three verbs over their own world:
+
+* `plan(context) -> StagePlan`: no side effects on targets; lists changes per address;
+* `apply(context, plan) -> StageResult`: executes exactly that plan, refuses a stale one;
+* `observe(context) -> list[DriftItem]`: compares live with the last applied desired state.
+
+The words (`create`, `update`, ...; `created`, `configured`, ...) are DESIGN.md's vocabulary and
+mean the same in code, API, UI and pull request comments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class StageName(StrEnum):
+    infrastructure = "infrastructure"
+    configuration = "configuration"
+    workloads = "workloads"
+
+
+class Action(StrEnum):
+    """What a plan would do to one address."""
+
+    create = "create"
+    update = "update"
+    replace = "replace"
+    delete = "delete"
+    no_op = "no-op"
+
+
+class Outcome(StrEnum):
+    """What an apply did to one address."""
+
+    created = "created"
+    configured = "configured"
+    unchanged = "unchanged"
+    deleted = "deleted"
+    skipped = "skipped"
+
+
+MASK = "(sensitive)"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One address's planned change; `diff` is human-readable with secrets already masked."""
+
+    stage: StageName
+    address: str
+    action: Action
+    diff: str = ""
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Everything one stage run needs, as plain values: no Git, no Celery, no store.
+
+    `workdir` is the rendered checkout of one revision; `inputs` are the outputs of earlier
+    stages; `credentials` and `settings` are connection settings the composition root injects
+    (in sandbox mode: the sandbox's endpoint map). `artifacts` is where a run may keep files.
+    """
+
+    environment: str
+    revision: str
+    workdir: Path
+    artifacts: Path
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StagePlan:
+    """The changes of one stage, their digest, and what apply needs to execute exactly them."""
+
+    stage: StageName
+    changes: list[Change]
+    digest: str
+    artifact: Path | None = None
+    live_state: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(change.action is not Action.no_op for change in self.changes)
+
+    def summary(self) -> str:
+        """`+N ~M -K` as in pull request comments (replace counts as both + and -)."""
+        counts = {action: 0 for action in Action}
+        for change in self.changes:
+            counts[change.action] += 1
+        add = counts[Action.create] + counts[Action.replace]
+        remove = counts[Action.delete] + counts[Action.replace]
+        return f"+{add} ~{counts[Action.update]} -{remove}"
+
+
+@dataclass
+class StageResult:
+    """What an apply did: per address outcome, the stage's outputs and a log with secrets masked."""
+
+    stage: StageName
+    outcomes: dict[str, Outcome]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    sensitive_outputs: frozenset[str] = frozenset()
+    log: str = ""
+    succeeded: bool = True
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DriftItem:
+    """A live difference from the last applied desired state."""
+
+    stage: StageName
+    address: str
+    field: str
+    desired: Any
+    live: Any
+    diff: str = ""
+
+
+class Stage(Protocol):
+    """The contract each provider's stage object satisfies."""
+
+    name: StageName
+
+    def plan(self, context: StageContext) -> StagePlan: ...
+
+    def apply(self, context: StageContext, plan: StagePlan) -> StageResult: ...
+
+    def observe(self, context: StageContext) -> list[DriftItem]: ...
+
+
+def digest(value: Any) -> str:
+    """A stable sha256 of JSON-serialisable data (sorted keys), used for plan and input digests."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Prepare a fresh machine for Tidegate: system packages, then a virtualenv with the project.
+# Idempotent and quick when nothing changed. Usage: bash scripts/setup.sh [--dev]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have git || need_apt+=(git)
+if [ "${1:-}" = "--dev" ]; then
+  # The store tests start a throwaway PostgreSQL server; its binaries come from Debian's package.
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || have initdb || need_apt+=(postgresql)
+fi
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  echo "setup: installing system packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3.12 python3.11 python3; do
+    if have "$candidate" && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      python=$candidate; break
+    fi
+  done
+fi
+[ -n "$python" ] || { echo "setup: Python >= 3.11 is required" >&2; exit 1; }
+
+extras="[sandbox]"
+[ "${1:-}" = "--dev" ] && extras="[dev]"
+stamp=".venv/.tidegate-installed$extras"
+fingerprint=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
+  echo "setup: installing Python packages into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -m pip install -q -e ".$extras" 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -c "import tidegate, repo_schema" 
+  echo "$fingerprint" > "$stamp"
+fi
