@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,14 +27,17 @@ class StageName(StrEnum):
     workloads = "workloads"
 
 
-class Action(StrEnum):
-    """What a plan would do to one address."""
+class Action(Enum):
+    """What a plan would do to one address (not a StrEnum: `replace` would shadow str.replace)."""
 
     create = "create"
     update = "update"
     replace = "replace"
     delete = "delete"
     no_op = "no-op"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class Outcome(StrEnum):

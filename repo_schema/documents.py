@@ -114,6 +114,7 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
         return self._scalar(node, path)
 
     def _mapping(self, node: yaml.MappingNode, path: FieldPath) -> dict[Any, Any]:
@@ -197,7 +198,7 @@ def read_documents(
                 issues.append(Issue(Location(file), "<file>",
                                     f"more than {limits.max_documents} YAML documents in one file"))
                 break
-            if node is None:
+            if node is None or (node.tag == _TAG + "null" and node.value in ("", "~", "null")):
                 continue
             document = _build_document(node, file, index, limits, report_ambiguous, issues)
             if document is not None:

@@ -1,0 +1,112 @@
+"""What each environment should be, rendered from one checkout: the input of every plan.
+
+`check_checkout` is the one place that turns a checkout into desired state, so `tidegate
+validate`, `tidegate render`, previews and syncs agree on what a revision means. It loads and
+checks the repo, renders every workload (Kustomize, plain YAML, Jinja2), validates every manifest
+offline against the Kubernetes schemas, and renders the Terraform and Ansible inputs. It collects
+every issue before answering; nothing is written into the checkout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from providers.kubernetes.schema import validate_manifests
+from reconciler.rendering.cache import RenderCache, render_workload_cached
+from reconciler.rendering.inputs import render_extra_vars, render_tfvars
+from reconciler.rendering.manifest import Manifest
+from reconciler.rendering.workload import RenderedWorkload
+from repo_schema.issues import Issue
+from repo_schema.loader import LoadedRepo, check_repo
+
+
+@dataclass
+class DesiredState:
+    """One environment at one revision: per stage, exactly what its provider will be given."""
+
+    environment: str
+    workloads: dict[str, RenderedWorkload] = field(default_factory=dict)
+    namespaces: dict[str, str | None] = field(default_factory=dict)
+    infrastructure_path: str | None = None
+    tfvars: str | None = None
+    playbook: str | None = None
+    extra_vars: str | None = None
+
+    def manifests(self) -> list[Manifest]:
+        return [manifest for rendered in self.workloads.values() for manifest in rendered.manifests]
+
+    def manifests_yaml(self) -> str:
+        """A YAML stream of every manifest, each headed by its workload and source file:line."""
+        parts: list[str] = []
+        for name, rendered in self.workloads.items():
+            for manifest in rendered.manifests:
+                body = yaml.safe_dump(manifest.body, sort_keys=False, default_flow_style=False)
+                parts.append(f"# workload: {name}\n# source: {manifest.location}\n{body}")
+        return "---\n" + "---\n".join(parts) if parts else ""
+
+
+@dataclass
+class CheckResult:
+    """The loaded repo and each environment's desired state, or every issue that stops them."""
+
+    repo: LoadedRepo | None
+    environments: dict[str, DesiredState]
+    issues: list[Issue]
+
+    @property
+    def known(self) -> list[str]:
+        return list(self.repo.environments) if self.repo else []
+
+
+def check_checkout(
+    root: Path,
+    *,
+    cache_dir: Path | None = None,
+    revision: str = "",
+    only: str | None = None,
+) -> CheckResult:
+    """Load, render and validate a checkout (one environment with `only`, else all of them)."""
+    repo, issues = check_repo(root)
+    if repo is None:
+        return CheckResult(None, {}, issues)
+    cache = RenderCache(cache_dir) if cache_dir is not None else None
+    states: dict[str, DesiredState] = {}
+    problems: set[Issue] = set()
+    for name in repo.order():
+        if only is None or name == only:
+            state, found = _render_environment(repo, name, revision, cache)
+            states[name] = state
+            problems.update(found)
+    return CheckResult(repo, states if not problems else {}, sorted(problems))
+
+
+def _render_environment(
+    repo: LoadedRepo, name: str, revision: str, cache: RenderCache | None
+) -> tuple[DesiredState, list[Issue]]:
+    env = repo.environments[name]
+    source = repo.sources[name]
+    state = DesiredState(name)
+    issues: list[Issue] = []
+    for workload in env.spec.workloads:
+        rendered = render_workload_cached(repo.root, workload.path, repo.variables(name, workload.name),
+                                          revision=revision, cache=cache)
+        state.workloads[workload.name] = rendered
+        state.namespaces[workload.name] = workload.namespace
+        issues.extend(rendered.issues)
+    issues.extend(validate_manifests(state.manifests()))
+    if env.spec.infrastructure is not None:
+        state.infrastructure_path = env.spec.infrastructure.path
+        try:
+            state.tfvars = render_tfvars(env.spec.infrastructure.vars)
+        except ValueError as error:
+            issues.append(source.issue(("spec", "infrastructure", "vars"), str(error)))
+    if env.spec.configuration is not None:
+        state.playbook = env.spec.configuration.playbook
+        try:
+            state.extra_vars = render_extra_vars(env.spec.configuration.extra_vars)
+        except ValueError as error:
+            issues.append(source.issue(("spec", "configuration", "extraVars"), str(error)))
+    return state, issues

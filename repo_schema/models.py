@@ -1,0 +1,239 @@
+"""The typed config repo format: `environments/*.yaml` (kind Environment) and `tidegate.yaml`.
+
+Field names are camelCase in YAML, as in Kubernetes, and snake_case in Python. Models are strict:
+an unknown field or a value of the wrong type is an error, never silently coerced ("3" is not 3,
+"yes" is not true), because a config repo that means something other than it says is worse than
+one that is rejected.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from repo_schema.durations import Duration
+
+API_VERSION = "tidegate.dev/v1alpha1"
+
+Name = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="A DNS-1123 label: lower-case letters, digits and '-'.",
+    ),
+]
+RepoPath = Annotated[
+    str,
+    Field(min_length=1, description="A path relative to the config repo root; must stay inside it."),
+]
+JsonPointer = Annotated[
+    str,
+    Field(pattern=r"^(/([^~/]|~[01])*)+$", description="An RFC 6901 JSON pointer, e.g. /spec/replicas."),
+]
+Approver = Annotated[
+    str,
+    Field(pattern=r"^(user|group):[A-Za-z0-9._@-]+$", description="`user:NAME` or `group:NAME`."),
+]
+
+
+class Model(BaseModel):
+    """Shared settings: camelCase aliases, no unknown fields, no type coercion, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        strict=True,
+        frozen=True,
+    )
+
+
+class Metadata(Model):
+    name: Name
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class TerraformOutputRef(Model):
+    """Takes a value from an output of this environment's infrastructure stage."""
+
+    terraform_output: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
+
+
+class SecretRef(Model):
+    """Names a secret without containing it: a secret registered with Tidegate, or an env var."""
+
+    secret: str | None = None
+    env: Annotated[str | None, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.secret is None) == (self.env is None):
+            raise ValueError("set exactly one of `secret` or `env`")
+        return self
+
+
+class Backend(Model):
+    """Where Terraform keeps state. S3 with a DynamoDB lock table (or S3 lock files), or local."""
+
+    type: Literal["s3", "local"] = "s3"
+    bucket: str | None = None
+    region: str | None = None
+    key: str | None = Field(default=None, description="State object key; default `<keyPrefix><env>/terraform.tfstate`.")
+    key_prefix: str = "tidegate/"
+    dynamodb_table: str | None = None
+    use_lockfile: bool = False
+    encrypt: bool = True
+    lock_timeout: Duration = timedelta(minutes=5)
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> Backend:
+        if self.type == "s3" and not self.bucket:
+            raise ValueError("an s3 backend needs `bucket`")
+        return self
+
+
+class PluginMirror(Model):
+    """Extra filesystem mirrors for Terraform providers, searched before the standard places."""
+
+    paths: list[str] = Field(default_factory=list)
+    offline: bool = Field(default=True, description="Never fall back to the registry.")
+
+
+class TerraformDefaults(Model):
+    backend: Backend | None = None
+    plugin_mirror: PluginMirror = Field(default_factory=PluginMirror)
+
+
+class InfrastructureSpec(Model):
+    """Stage 1: a Terraform root module and the variables it gets."""
+
+    path: RepoPath
+    vars: dict[str, Any] = Field(default_factory=dict)
+    backend: Backend | None = Field(default=None, description="Overrides the repo default backend.")
+    timeout: Duration = timedelta(minutes=30)
+
+
+class HostOverride(Model):
+    address: str | None = Field(default=None, description="Becomes ansible_host.")
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    user: str | None = None
+
+
+class Connection(Model):
+    """How Ansible reaches the nodes: SSH settings for sandboxes and bastions."""
+
+    type: Literal["ssh", "local"] = "ssh"
+    user: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    private_key_ref: SecretRef | None = None
+    become: bool = False
+    host_overrides: dict[str, HostOverride] = Field(default_factory=dict)
+
+
+class ConfigurationSpec(Model):
+    """Stage 2: an Ansible playbook run against the nodes Terraform created."""
+
+    playbook: RepoPath
+    inventory_from: TerraformOutputRef
+    extra_vars: dict[str, Any] = Field(default_factory=dict)
+    connection: Connection | None = None
+    timeout: Duration = timedelta(minutes=15)
+
+
+class IgnoreRule(Model):
+    """Fields the diff ignores for matching objects (Argo CD's ignoreDifferences)."""
+
+    group: str = ""
+    kind: str
+    name: str | None = None
+    namespace: str | None = None
+    json_pointers: Annotated[list[JsonPointer], Field(min_length=1)]
+
+
+class WorkloadSpec(Model):
+    """Stage 3: one directory of manifests (plain YAML, Kustomize or Jinja2 templates)."""
+
+    name: Name
+    path: RepoPath
+    namespace: Name | None = None
+    variables: dict[str, Any] = Field(default_factory=dict, description="Template variables, over the environment's.")
+    force_conflicts: bool = False
+    prune: bool = True
+    ignore_differences: list[IgnoreRule] = Field(default_factory=list)
+
+
+class KubeconfigSource(Model):
+    terraform_output: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")] | None = None
+    secret: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> KubeconfigSource:
+        if (self.terraform_output is None) == (self.secret is None):
+            raise ValueError("set exactly one of `terraformOutput` or `secret`")
+        return self
+
+
+class ClusterSpec(Model):
+    kubeconfig_from: KubeconfigSource
+
+
+class SyncPolicy(Model):
+    """When and how Tidegate syncs; Argo CD's automated/selfHeal/prune, Flux's intervals."""
+
+    automated: bool = True
+    self_heal: bool = False
+    prune: bool = True
+    interval: Duration = timedelta(minutes=2)
+    drift_interval: Duration = timedelta(minutes=10)
+
+
+class ApprovalPolicy(Model):
+    required: bool = False
+    min_approvals: Annotated[int, Field(ge=1, le=10)] = 1
+    approvers: list[Approver] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _required_needs_approvers(self) -> ApprovalPolicy:
+        if self.required and not self.approvers:
+            raise ValueError("`approvers` must name at least one user or group when approval is required")
+        return self
+
+
+class EnvironmentSpec(Model):
+    depends_on: list[Name] = Field(default_factory=list)
+    variables: dict[str, Any] = Field(default_factory=dict, description="Template variables for every workload.")
+    infrastructure: InfrastructureSpec | None = None
+    configuration: ConfigurationSpec | None = None
+    workloads: list[WorkloadSpec] = Field(default_factory=list)
+    cluster: ClusterSpec | None = None
+    sync: SyncPolicy | None = Field(default=None, description="Unset fields come from tidegate.yaml, then defaults.")
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+
+
+class Environment(Model):
+    """One environment: everything Tidegate needs to make it real."""
+
+    api_version: Literal["tidegate.dev/v1alpha1"]
+    kind: Literal["Environment"]
+    metadata: Metadata
+    spec: EnvironmentSpec
+
+
+class RepositoryDefaults(Model):
+    terraform: TerraformDefaults = Field(default_factory=TerraformDefaults)
+    connection: Connection | None = None
+    sync: SyncPolicy | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class RepositoryConfig(Model):
+    """`tidegate.yaml` at the repo root: defaults shared by every environment. Optional."""
+
+    api_version: Literal["tidegate.dev/v1alpha1"]
+    kind: Literal["RepositoryConfig"]
+    spec: RepositoryDefaults = Field(default_factory=RepositoryDefaults)

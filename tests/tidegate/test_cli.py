@@ -1,0 +1,118 @@
+"""The `tidegate` command as users run it: a real process, its exit code and what it prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+TIDEGATE = [sys.executable, "-m", "tidegate"]
+
+
+def run(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TIDEGATE_DATA_DIR": str(data_dir)}
+    return subprocess.run([*TIDEGATE, *args], capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+def tree_snapshot(root: Path) -> dict[str, float]:
+    return {str(p.relative_to(root)): p.stat().st_mtime for p in sorted(root.rglob("*"))}
+
+
+def test_validate_accepts_the_example_and_writes_nothing_into_it(example_repo: Path, data_dir: Path) -> None:
+    before = tree_snapshot(example_repo)
+    result = run("validate", str(example_repo), data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    assert "2 environments (staging, production)" in result.stdout
+    assert tree_snapshot(example_repo) == before
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def line_col(path: Path, needle: str) -> str:
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if needle in line:
+            return f"{number}:{line.index(needle) + 1}"
+    raise AssertionError(f"{needle!r} not in {path}")
+
+
+def test_an_invalid_replica_count_is_reported_at_its_line(repo_copy: Path, data_dir: Path) -> None:
+    deployment = repo_copy / "apps" / "worker" / "base" / "deployment.yaml"
+    edit(deployment, "replicas: 1", 'replicas: "three"')
+    result = run("validate", str(repo_copy), data_dir=data_dir)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    where = line_col(deployment, '"three"')
+    assert f"apps/worker/base/deployment.yaml:{where}: spec.replicas:" in result.stderr
+
+
+def test_an_unknown_manifest_field_is_reported_at_its_key(repo_copy: Path, data_dir: Path) -> None:
+    deployment = repo_copy / "apps" / "worker" / "base" / "deployment.yaml"
+    edit(deployment, "replicas: 1", "replicaz: 1")
+    result = run("validate", str(repo_copy), data_dir=data_dir)
+    assert result.returncode == 1
+    where = line_col(deployment, "replicaz")
+    assert f"apps/worker/base/deployment.yaml:{where}: spec.replicaz: unknown field" in result.stderr
+
+
+def test_a_symlinked_manifest_pointing_outside_is_refused(repo_copy: Path, data_dir: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "outside.yaml"
+    secret.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stolen}\n")
+    os.symlink(secret, repo_copy / "apps" / "platform" / "stolen.yaml")
+    result = run("validate", str(repo_copy), data_dir=data_dir)
+    assert result.returncode == 1
+    assert "apps/platform/stolen.yaml" in result.stderr and "outside" in result.stderr
+
+
+def test_every_error_of_the_repo_is_reported_in_one_run(repo_copy: Path, data_dir: Path) -> None:
+    edit(repo_copy / "environments" / "staging.yaml", "selfHeal: true", "selfHeal: maybe")
+    edit(repo_copy / "environments" / "production.yaml", "dependsOn: [staging]", "dependsOn: [qa]")
+    result = run("validate", str(repo_copy), data_dir=data_dir)
+    assert result.returncode == 1
+    assert "spec.sync.selfHeal" in result.stderr and "unknown environment 'qa'" in result.stderr
+    assert "2 errors" in result.stderr
+
+
+@pytest.mark.parametrize("stage", ["workloads", "infrastructure", "configuration"])
+def test_render_prints_each_stage_input(example_repo: Path, data_dir: Path, stage: str) -> None:
+    result = run("render", "--repo", str(example_repo), "--env", "staging", "--stage", stage, data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    if stage == "workloads":
+        kinds = {doc["kind"] for doc in yaml.safe_load_all(result.stdout) if doc}
+        assert {"Deployment", "Service", "ConfigMap", "Ingress", "CustomResourceDefinition"} <= kinds
+        assert "# source: apps/web/base/" in result.stdout
+    else:
+        body = result.stdout.split("\n", 1)[1]
+        values = json.loads(body)
+        assert values.get("cluster_name", values.get("environment_name")) == "staging"
+
+
+def test_render_of_an_unknown_environment_names_the_known_ones(example_repo: Path, data_dir: Path) -> None:
+    result = run("render", "--repo", str(example_repo), "--env", "qa", data_dir=data_dir)
+    assert result.returncode == 2
+    assert "unknown environment 'qa' (known: staging, production)" in result.stderr
+
+
+def test_schema_prints_a_json_schema_that_accepts_the_example(example_repo: Path, data_dir: Path) -> None:
+    import jsonschema
+
+    result = run("schema", data_dir=data_dir)
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    validator = jsonschema.Draft202012Validator(schema)
+    for path in [*sorted((example_repo / "environments").glob("*.yaml")), example_repo / "tidegate.yaml"]:
+        assert list(validator.iter_errors(yaml.safe_load(path.read_text()))) == []
+    assert "selfHeal" in schema["$defs"]["SyncPolicy"]["properties"]

@@ -1,0 +1,94 @@
+"""The `tidegate` command line. Composition only: each command wires settings to a domain call."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from reconciler.desired import DesiredState, check_checkout
+from repo_schema.export import json_schema
+from repo_schema.issues import Issue
+from tidegate.settings import Settings
+
+app = typer.Typer(
+    name="tidegate",
+    help="GitOps reconciler for whole environments: Terraform -> Ansible -> Kubernetes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Stage(StrEnum):
+    infrastructure = "infrastructure"
+    configuration = "configuration"
+    workloads = "workloads"
+
+
+def _report(issues: list[Issue]) -> None:
+    for issue in issues:
+        err.print(str(issue), markup=False)
+    err.print(f"[red]{len(issues)} error{'s' if len(issues) != 1 else ''}[/red]")
+
+
+@app.command()
+def validate(path: Annotated[Path, typer.Argument(help="A config repo checkout.")]) -> None:
+    """Check a config repo: every document, cross-reference, rendering and manifest; all errors at once."""
+    settings = Settings()
+    result = check_checkout(path, cache_dir=settings.render_cache_dir)
+    if result.issues:
+        _report(result.issues)
+        raise typer.Exit(1)
+    manifests = sum(len(state.manifests()) for state in result.environments.values())
+    out.print(f"[green]ok[/green] {path}: {len(result.environments)} environments "
+              f"({', '.join(result.environments)}), {manifests} manifests")
+
+
+@app.command()
+def render(
+    repo: Annotated[Path, typer.Option("--repo", help="A config repo checkout.")],
+    env: Annotated[str, typer.Option("--env", help="Environment name.")],
+    stage: Annotated[Stage, typer.Option("--stage", help="Which stage's inputs to print.")] = Stage.workloads,
+) -> None:
+    """Print what one environment's stage gets: manifests, Terraform variables or Ansible extra vars."""
+    settings = Settings()
+    result = check_checkout(repo, cache_dir=settings.render_cache_dir, only=env)
+    if result.issues:
+        _report(result.issues)
+        raise typer.Exit(1)
+    if env not in result.environments:
+        known = ", ".join(result.known) or "none"
+        err.print(f"unknown environment {env!r} (known: {known})", markup=False)
+        raise typer.Exit(2)
+    sys.stdout.write(_stage_text(result.environments[env], stage))
+
+
+def _stage_text(state: DesiredState, stage: Stage) -> str:
+    if stage is Stage.workloads:
+        return state.manifests_yaml()
+    if stage is Stage.infrastructure:
+        if state.tfvars is None:
+            return "# no infrastructure stage\n"
+        return f"# {state.infrastructure_path}/tidegate.auto.tfvars.json\n{state.tfvars}"
+    if state.extra_vars is None:
+        return "# no configuration stage\n"
+    return f"# extra vars for {state.playbook}\n{state.extra_vars}"
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the config repo documents (Environment, RepositoryConfig)."""
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+def main() -> None:
+    """Console script entry point."""
+    app()

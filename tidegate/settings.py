@@ -1,0 +1,59 @@
+"""Settings from `TIDEGATE_*` environment variables and an optional YAML config file.
+
+Precedence, highest first: environment variables, the file named by `TIDEGATE_CONFIG_FILE`,
+defaults. Secrets are `SecretStr` so that printing settings never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+
+def default_data_dir() -> Path:
+    """The embedded default keeps everything under one directory, as the XDG spec suggests."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "tidegate"
+
+
+class Settings(BaseSettings):
+    """Everything Tidegate reads from its environment; one instance per process."""
+
+    model_config = SettingsConfigDict(env_prefix="TIDEGATE_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="SQLite file, checkouts, run artifacts.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    secret_key: SecretStr | None = Field(default=None, description="Fernet key for stored secrets.")
+    terraform_plugin_dirs: str = Field(default="", description="Provider mirror roots, ':'-separated.")
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = os.environ.get("TIDEGATE_CONFIG_FILE")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def render_cache_dir(self) -> Path:
+        return self.data_dir / "cache" / "render"
+
+    @property
+    def plugin_dirs(self) -> list[Path]:
+        return [Path(part) for part in self.terraform_plugin_dirs.split(":") if part]
