@@ -91,8 +91,8 @@ def check_repo(root: Path) -> tuple[LoadedRepo | None, list[Issue]]:
     if not root.is_dir():
         return None, [Issue(Location(str(root)), "<repo>", "not a directory")]
     config = _load_config(root, issues)
-    environments, sources = _load_environments(root, issues)
-    issues.extend(_check_cross_references(root, environments, sources))
+    environments, sources, invalid = _load_environments(root, issues)
+    issues.extend(_check_cross_references(root, environments, sources, invalid))
     if issues:
         return None, _without_echoes(issues)
     ordered = {name: environments[name] for name in _dependency_order(environments)}
@@ -121,9 +121,12 @@ def _load_config(root: Path, issues: list[Issue]) -> RepositoryConfig:
 
 def _load_environments(
     root: Path, issues: list[Issue]
-) -> tuple[dict[str, Environment], dict[str, SourceDocument]]:
+) -> tuple[dict[str, Environment], dict[str, SourceDocument], set[str]]:
+    """Valid environments by name, their documents, and the names of those that failed to validate
+    (so that their dependents are not also reported for naming an "unknown" environment)."""
     environments: dict[str, Environment] = {}
     sources: dict[str, SourceDocument] = {}
+    invalid: set[str] = set()
     directory = root / ENVIRONMENTS_DIR
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]) if directory.is_dir() else []
     if not files:
@@ -133,6 +136,7 @@ def _load_environments(
         for document in _read(root, path, issues):
             env = _validate(Environment, document, issues)
             if not isinstance(env, Environment):
+                invalid.add(_raw_name(document))
                 continue
             name = env.metadata.name
             if name in environments:
@@ -142,7 +146,13 @@ def _load_environments(
                 continue
             environments[name] = env
             sources[name] = document
-    return environments, sources
+    return environments, sources, invalid
+
+
+def _raw_name(document: SourceDocument) -> str:
+    metadata = document.data.get("metadata") if isinstance(document.data, dict) else None
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) else ""
 
 
 def _read(root: Path, path: Path, issues: list[Issue]) -> list[SourceDocument]:
@@ -218,13 +228,13 @@ def _short(value: Any) -> str:
 
 
 def _check_cross_references(
-    root: Path, environments: dict[str, Environment], sources: dict[str, SourceDocument]
+    root: Path, environments: dict[str, Environment], sources: dict[str, SourceDocument], invalid: set[str]
 ) -> list[Issue]:
     issues: list[Issue] = []
     for name, env in environments.items():
         document = sources[name]
         for i, target in enumerate(env.spec.depends_on):
-            if target not in environments:
+            if target not in environments and target not in invalid:
                 issues.append(document.issue(("spec", "dependsOn", i),
                                              f"dependsOn names unknown environment {target!r}"))
         issues.extend(_check_paths(root, env, document))
@@ -311,6 +321,7 @@ def _check_cycles(environments: dict[str, Environment], sources: dict[str, Sourc
 
 
 def _find_cycle(start: str, environments: dict[str, Environment]) -> list[str] | None:
+    """The first dependsOn path from `start` back to itself, if any."""
     stack: list[tuple[str, list[str]]] = [(start, [start])]
     while stack:
         node, trail = stack.pop()

@@ -50,13 +50,26 @@ def line_col(path: Path, needle: str) -> str:
 
 
 def test_an_invalid_replica_count_is_reported_at_its_line(repo_copy: Path, data_dir: Path) -> None:
-    deployment = repo_copy / "apps" / "worker" / "base" / "deployment.yaml"
-    edit(deployment, "replicas: 1", 'replicas: "three"')
+    manifest = repo_copy / "apps" / "platform" / "batch.yaml"
+    manifest.write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: batch, namespace: web}\n"
+        "spec:\n  replicas: \"three\"\n  selector: {matchLabels: {app: batch}}\n"
+        "  template:\n    metadata: {labels: {app: batch}}\n"
+        "    spec: {containers: [{name: batch, image: busybox}]}\n"
+    )
     result = run("validate", str(repo_copy), data_dir=data_dir)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
+    assert 'apps/platform/batch.yaml:5:13: spec.replicas: expected integer, got string "three"' in result.stderr
+
+
+def test_a_wrong_type_in_a_kustomize_base_points_at_the_base_file(repo_copy: Path, data_dir: Path) -> None:
+    deployment = repo_copy / "apps" / "web" / "base" / "deployment.yaml"
+    edit(deployment, "revisionHistoryLimit: 3", 'revisionHistoryLimit: "three"')
+    result = run("validate", str(repo_copy), data_dir=data_dir)
+    assert result.returncode == 1
     where = line_col(deployment, '"three"')
-    assert f"apps/worker/base/deployment.yaml:{where}: spec.replicas:" in result.stderr
+    assert f"apps/web/base/deployment.yaml:{where}: spec.revisionHistoryLimit: expected integer" in result.stderr
 
 
 def test_an_unknown_manifest_field_is_reported_at_its_key(repo_copy: Path, data_dir: Path) -> None:
