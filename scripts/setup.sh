@@ -21,7 +21,7 @@ fi
 python=${PYTHON:-}
 if [ -z "$python" ]; then
   for candidate in python3.12 python3.11 python3; do
-    if have "$candidate" && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    if have "$candidate" && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
       python=$candidate; break
     fi
   done
@@ -36,9 +36,12 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
-  echo "setup: installing Python packages into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -m pip install -q -e ".$extras" 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -c "import tidegate, repo_schema" 
+  echo "setup: installing Python packages into .venv (log: .venv/pip.log)"
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".$extras"; } \
+      >.venv/pip.log 2>&1; then
+    tail -40 .venv/pip.log >&2
+    echo "setup: pip install failed" >&2
+    exit 1
+  fi
   echo "$fingerprint" > "$stamp"
 fi
