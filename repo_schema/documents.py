@@ -27,6 +27,9 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 AMBIGUOUS_BOOLEANS = re.compile(r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
 _TAG = "tag:yaml.org,2002:"
+_OPEN = (yaml.BlockSequenceStartToken, yaml.BlockMappingStartToken, yaml.FlowSequenceStartToken,
+         yaml.FlowMappingStartToken)
+_CLOSE = (yaml.BlockEndToken, yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Limits:
     max_bytes: int = 1024 * 1024
     max_documents: int = 1000
     max_nodes: int = 250_000
+    max_depth: int = 100
 
 
 DEFAULT_LIMITS = Limits()
@@ -190,6 +194,9 @@ def read_documents(
     size = len(text.encode() if isinstance(text, str) else text)
     if size > limits.max_bytes:
         return [], [Issue(Location(file), "<file>", f"file is {size} bytes; the limit is {limits.max_bytes}")]
+    deepest = _too_deep(text, file, limits.max_depth)
+    if deepest is not None:
+        return [], [Issue(deepest, "<yaml>", f"YAML nested deeper than {limits.max_depth} levels")]
     documents: list[SourceDocument] = []
     issues: list[Issue] = []
     try:
@@ -210,7 +217,31 @@ def read_documents(
         issues.append(Issue(where, "<yaml>", f"invalid YAML: {problem or error}"))
     except yaml.YAMLError as error:
         issues.append(Issue(Location(file), "<yaml>", f"invalid YAML: {error}"))
+    except RecursionError:  # aliases can nest deeper than the text does
+        issues.append(Issue(Location(file), "<yaml>", "YAML (with its aliases expanded) nested too deeply"))
     return documents, issues
+
+
+def _too_deep(text: str | bytes, file: str, max_depth: int) -> Location | None:
+    """Where nesting first exceeds `max_depth`, or None.
+
+    The composer and the builder recurse (libyaml's in C: a 1 MB `[[[[…` file segfaults the
+    worker at some tens of thousands of levels), but the scanner is iterative, so depth is measured
+    from the token stream before anything recursive runs. Syntax errors are left to the parser.
+    """
+    depth = 0
+    try:
+        for token in yaml.scan(text, Loader=_Loader):
+            if isinstance(token, _OPEN):
+                depth += 1
+                if depth > max_depth:
+                    mark = token.start_mark
+                    return Location(file, mark.line + 1, mark.column + 1)
+            elif isinstance(token, _CLOSE):
+                depth -= 1
+    except yaml.YAMLError:
+        return None
+    return None
 
 
 def _build_document(

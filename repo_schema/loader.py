@@ -158,7 +158,7 @@ def _raw_name(document: SourceDocument) -> str:
 def _read(root: Path, path: Path, issues: list[Issue]) -> list[SourceDocument]:
     relative = path.relative_to(root).as_posix()
     try:
-        resolve_inside(root, relative)
+        resolve_inside(root.resolve(), relative)
         text = path.read_bytes()
     except UnsafePath as error:
         issues.append(Issue(Location(relative), "<file>", str(error)))
@@ -255,7 +255,7 @@ def _check_paths(root: Path, env: Environment, document: SourceDocument) -> Iter
         wanted.append((("spec", "workloads", i, "path"), workload.path, "dir"))
     for path, relative, kind in wanted:
         try:
-            target = resolve_inside(root, relative)
+            target, _ = resolve_inside(root.resolve(), relative)
         except UnsafePath as error:
             yield document.issue(path, str(error))
             continue
@@ -289,7 +289,7 @@ def _check_outputs(root: Path, env: Environment, document: SourceDocument) -> It
             yield document.issue(path, "a terraformOutput reference needs spec.infrastructure")
         return
     try:
-        module = resolve_inside(root, spec.infrastructure.path)
+        module, _ = resolve_inside(root.resolve(), spec.infrastructure.path)
     except UnsafePath:
         return  # already reported by the path check
     outputs = declared_outputs(module) if module.is_dir() else set()

@@ -1,39 +1,51 @@
 """Paths named by a config repo must stay inside its checkout.
 
-A config repo is trusted to run Terraform and Ansible, but paths in it are still hostile input:
-a `..` or a symlink to `/etc` must never make Tidegate read a file the repo does not contain.
+A config repo is trusted to run Terraform and Ansible, but paths in it are still hostile input
+(DESIGN.md, "Security model"): a `..`, an absolute path or a symlink to `/etc` must never make
+Tidegate read a file the repo does not contain. The loader and rendering both resolve paths here.
+
+Paths are handled as checkout-relative POSIX strings (what users write and what issues print);
+real filesystem paths appear only at the moment of opening.
 """
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+import posixpath
+from pathlib import Path, PureWindowsPath
 
 
-class UnsafePath(ValueError):
-    """A path that is absolute, climbs out with `..`, or resolves outside through a symlink."""
+class PathProblem(ValueError):
+    """A path or file Tidegate refuses to read; the message is meant for users."""
 
 
-def resolve_inside(root: Path, relative: str) -> Path:
-    """Return the real path of `relative` under `root`, or raise UnsafePath saying why not."""
-    pure = PurePosixPath(relative)
-    if pure.is_absolute() or relative.startswith("~"):
-        raise UnsafePath(f"{relative!r} is absolute; paths are relative to the repo root")
-    depth = 0
-    for part in pure.parts:
-        depth += -1 if part == ".." else (0 if part == "." else 1)
-        if depth < 0:
-            raise UnsafePath(f"{relative!r} climbs out of the repo with '..'")
-    real_root = root.resolve()
-    target = (real_root / pure).resolve()
-    if target != real_root and real_root not in target.parents:
-        raise UnsafePath(f"{relative!r} resolves outside the repo through a symlink (to {target})")
-    return target
+class UnsafePath(PathProblem):
+    """A path that is absolute, leaves the checkout, or resolves outside it through a symlink."""
 
 
-def ensure_inside(root: Path, path: Path) -> None:
-    """Raise UnsafePath if an already-joined `path` (e.g. found by walking a tree) escapes `root`."""
-    real_root = root.resolve()
-    real = path.resolve()
-    if real != real_root and real_root not in real.parents:
-        shown = path.relative_to(root) if path.is_relative_to(root) else path
-        raise UnsafePath(f"{str(shown)!r} is a symlink that resolves outside the repo (to {real})")
+def normalize(path: str, *, base: str = "") -> str:
+    """Join `path` to the checkout-relative directory `base` and normalize it lexically.
+
+    Raises UnsafePath for absolute paths and for `..` that climbs above the checkout root.
+    Returns "" for the root itself.
+    """
+    if not path or "\x00" in path:
+        raise UnsafePath("empty path" if not path else "path contains a NUL byte")
+    if path.startswith(("/", "\\")) or PureWindowsPath(path).drive or path.startswith("~"):
+        raise UnsafePath(f"{path!r} is absolute; paths are relative to the repository root")
+    joined = posixpath.normpath(posixpath.join(base, path))
+    if joined == ".." or joined.startswith("../"):
+        raise UnsafePath(f"{path!r} leaves the repository (it climbs above its root with '..')")
+    return "" if joined == "." else joined
+
+
+def resolve_inside(root: Path, path: str, *, base: str = "") -> tuple[Path, str]:
+    """The real path of `path` and its normalized checkout-relative form.
+
+    `root` must already be resolved. Every symlink along the way is followed, and the result must
+    still be inside the checkout, so a link to `/etc` or to `../../other-repo` is refused.
+    """
+    relative = normalize(path, base=base)
+    real = (root / relative).resolve()
+    if real != root and not real.is_relative_to(root):
+        raise UnsafePath(f"{relative!r} is or goes through a symlink that resolves outside the repository")
+    return real, relative

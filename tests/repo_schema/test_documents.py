@@ -93,3 +93,11 @@ def test_empty_documents_are_skipped_like_kubectl_does() -> None:
     documents, issues = read_documents("---\n---\nkind: A\n---\n", "m.yaml")
     assert issues == [] and [d.data for d in documents] == [{"kind": "A"}]
     assert documents[0].start.line == 3
+
+
+@pytest.mark.parametrize("depth", [101, 50_000], ids=["just-too-deep", "segfault-deep"])
+def test_deep_nesting_is_refused_before_anything_recursive_runs(depth: int) -> None:
+    documents, issues = read_documents("a: " + "[" * depth + "]" * depth + "\n", "deep.yaml")
+    assert documents == []
+    assert [issue.message for issue in issues] == ["YAML nested deeper than 100 levels"]
+    assert issues[0].location.line == 1

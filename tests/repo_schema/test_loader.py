@@ -116,7 +116,7 @@ def test_a_symlink_that_escapes_the_repo_is_refused(repo_copy: Path, tmp_path: P
     os.symlink(outside, repo_copy / "apps" / "escape")
     edit(repo_copy / "environments" / "staging.yaml", "path: apps/settings", "path: apps/escape")
     (found,) = messages(repo_copy)
-    assert "spec.workloads[3].path: 'apps/escape' resolves outside the repo through a symlink" in found
+    assert "spec.workloads[3].path: 'apps/escape' is or goes through a symlink that resolves outside" in found
 
 
 def test_an_alias_bomb_fails_fast_with_a_location(repo_copy: Path) -> None:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from reconciler.rendering.paths import UnsafePath, normalize
+from repo_schema.paths import UnsafePath, normalize
 
 
 @pytest.mark.parametrize(

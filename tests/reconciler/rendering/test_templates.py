@@ -151,19 +151,49 @@ def test_includes_cannot_leave_the_workload_directory(repo, target: str, reason:
     assert reason in issue.message
 
 
-def test_loops_that_shift_lines_place_fields_at_the_template_not_at_wrong_lines(repo) -> None:
+def test_loops_and_stripped_comments_still_map_fields_to_their_template_lines(repo) -> None:
     repo.write("apps/loop/cms.yaml.j2", """\
-        {% for name in names %}
-        ---
+        {#-
+          A header comment that, with its whitespace control, removes these lines from the output.
+        -#}
         apiVersion: v1
         kind: ConfigMap
         metadata:
-          name: {{ name }}
-        data: {key: 1}
-        {% endfor %}
+          name: flags
+        data:
+          environment: {{ environment | tojson }}
+        {%- for name, value in flags | dictsort %}
+          {{ name | tojson }}: {{ value }}
+        {%- endfor %}
+          owner: platform
         """)
 
-    workload = repo.render("apps/loop", {"names": ["a", "b", "c"]})
+    [manifest] = repo.render("apps/loop", {"environment": "staging", "flags": {"a": '"on"', "b": 3}}).manifests
 
-    assert [m.identity.name for m in workload.manifests] == ["a", "b", "c"]
-    assert {str(m.locate(("data", "key"))) for m in workload.manifests} == {"apps/loop/cms.yaml.j2:1:1"}
+    assert manifest.body["data"] == {"environment": "staging", "a": "on", "b": 3, "owner": "platform"}
+    where = {key: str(manifest.locate(("data", key))) for key in manifest.body["data"]}
+    assert where == {
+        "environment": "apps/loop/cms.yaml.j2:9:16",
+        "a": "apps/loop/cms.yaml.j2:11:8",
+        "b": "apps/loop/cms.yaml.j2:11:8",
+        "owner": "apps/loop/cms.yaml.j2:13:10",
+    }
+    assert str(manifest.location) == "apps/loop/cms.yaml.j2:4:1"
+
+
+def test_yaml_errors_in_the_output_are_reported_at_the_template_line(repo) -> None:
+    repo.write("apps/s/cm.yaml.j2", "{# header #}\n{% for i in range(3) %}\nk{{ i }}: v\n{% endfor %}\nbad: [\n")
+
+    [issue] = repo.render("apps/s").issues
+
+    assert issue.location.line == 5 and issue.field == "<yaml>"
+
+
+def test_output_too_large_to_align_is_placed_at_line_one_with_the_output_line(repo) -> None:
+    repo.write("apps/big/cms.yaml.j2",
+               "{% for i in range(6000) %}# line {{ i }}\n{% endfor %}apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n")
+
+    assert repo.issues("apps/big") == [
+        'apps/big/cms.yaml.j2:1:1: metadata.name: missing required field "name" (line 6003 of the rendered '
+        "output)"
+    ]
