@@ -14,7 +14,9 @@ from rich.console import Console
 from reconciler.desired import DesiredState, check_checkout
 from repo_schema.export import json_schema
 from repo_schema.issues import Issue
+from store import MigrationError, SecretKeyError
 from tidegate.settings import Settings
+from tidegate.wiring import open_store
 
 app = typer.Typer(
     name="tidegate",
@@ -81,6 +83,21 @@ def _stage_text(state: DesiredState, stage: Stage) -> str:
     if state.extra_vars is None:
         return "# no configuration stage\n"
     return f"# extra vars for {state.playbook}\n{state.extra_vars}"
+
+
+@app.command()
+def init() -> None:
+    """Prepare the data directory: a secret key (mode 0600) and the database at the latest schema."""
+    settings = Settings()
+    try:
+        store = open_store(settings)
+    except (SecretKeyError, MigrationError) as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    out.print(f"data directory  {settings.data_dir}", markup=False)
+    out.print(f"database        {store.database.url.render_as_string(hide_password=True)}", markup=False)
+    out.print(f"secret key      {store.key_source}", markup=False)
+    store.database.dispose()
 
 
 @app.command()

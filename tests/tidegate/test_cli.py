@@ -129,3 +129,25 @@ def test_schema_prints_a_json_schema_that_accepts_the_example(example_repo: Path
     for path in [*sorted((example_repo / "environments").glob("*.yaml")), example_repo / "tidegate.yaml"]:
         assert list(validator.iter_errors(yaml.safe_load(path.read_text()))) == []
     assert "selfHeal" in schema["$defs"]["SyncPolicy"]["properties"]
+
+
+def test_init_creates_a_private_key_and_a_migrated_database(data_dir: Path) -> None:
+    import sqlite3
+    import stat
+
+    result = run("init", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    key = data_dir / "secret.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    with sqlite3.connect(data_dir / "tidegate.db") as connection:
+        tables = {row[0] for row in connection.execute("select name from sqlite_master where type='table'")}
+    assert {"repositories", "environments", "syncs", "approvals", "audit_events"} <= tables
+    assert run("init", data_dir=data_dir).returncode == 0  # idempotent: same key, schema already current
+    assert key.read_text() and stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_init_with_a_malformed_key_fails_without_a_traceback(data_dir: Path) -> None:
+    env = {**os.environ, "TIDEGATE_DATA_DIR": str(data_dir), "TIDEGATE_SECRET_KEY": "not-a-key"}
+    result = subprocess.run([*TIDEGATE, "init"], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "not-a-key" not in result.stderr
