@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_REPO = ROOT / "examples" / "infra-repo"
@@ -23,3 +25,27 @@ def repo_copy(tmp_path: Path) -> Path:
     target = tmp_path / "infra-repo"
     shutil.copytree(EXAMPLE_REPO, target, symlinks=True)
     return target
+
+
+Mutator = Callable[[str, st.DataObject, st.SearchStrategy[str]], str]
+
+
+def _mutate(text: str, data: st.DataObject, fragments: st.SearchStrategy[str]) -> str:
+    """Up to six random insertions, deletions or replacements of YAML-ish fragments."""
+    for _ in range(data.draw(st.integers(1, 6), label="edits")):
+        position = data.draw(st.integers(0, len(text)), label="position")
+        choice = data.draw(st.sampled_from(["insert", "delete", "replace"]), label="kind")
+        fragment = data.draw(st.one_of(fragments, st.text(max_size=8)), label="fragment")
+        if choice == "insert":
+            text = text[:position] + fragment + text[position:]
+        elif choice == "delete":
+            text = text[:position] + text[position + len(fragment):]
+        else:
+            text = text[:position] + fragment + text[position + 1:]
+    return text
+
+
+@pytest.fixture(scope="session")
+def mutate_yaml() -> Mutator:
+    """The mutation used by property tests that feed damaged YAML to the loader and renderers."""
+    return _mutate

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -21,20 +22,6 @@ yaml_fragments = st.sampled_from(
 )
 
 
-def mutate(text: str, data: st.DataObject) -> str:
-    for _ in range(data.draw(st.integers(1, 6), label="edits")):
-        position = data.draw(st.integers(0, len(text)), label="position")
-        choice = data.draw(st.sampled_from(["insert", "delete", "replace"]), label="kind")
-        fragment = data.draw(st.one_of(yaml_fragments, st.text(max_size=8)), label="fragment")
-        if choice == "insert":
-            text = text[:position] + fragment + text[position:]
-        elif choice == "delete":
-            text = text[:position] + text[position + len(fragment):]
-        else:
-            text = text[:position] + fragment + text[position + 1:]
-    return text
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=400))
 def test_random_text_never_crashes_the_reader(text: str) -> None:
@@ -44,8 +31,10 @@ def test_random_text_never_crashes_the_reader(text: str) -> None:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_mutated_environments_load_or_fail_with_located_issues(data: st.DataObject) -> None:
-    text = mutate(STAGING, data)
+def test_mutated_environments_load_or_fail_with_located_issues(
+    mutate_yaml: Callable[..., str], data: st.DataObject
+) -> None:
+    text = mutate_yaml(STAGING, data, yaml_fragments)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "repo"
         shutil.copytree(EXAMPLE, root, symlinks=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -44,20 +45,6 @@ FRAGMENTS = st.sampled_from(
 )
 
 
-def mutate(text: str, data: st.DataObject) -> str:
-    for _ in range(data.draw(st.integers(1, 6), label="edits")):
-        position = data.draw(st.integers(0, len(text)), label="position")
-        fragment = data.draw(st.one_of(FRAGMENTS, st.text(max_size=6)), label="fragment")
-        choice = data.draw(st.sampled_from(["insert", "delete", "replace"]), label="kind")
-        if choice == "insert":
-            text = text[:position] + fragment + text[position:]
-        elif choice == "delete":
-            text = text[:position] + text[position + len(fragment):]
-        else:
-            text = text[:position] + fragment + text[position + 1:]
-    return text
-
-
 def render_and_validate(text: str, name: str) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -73,8 +60,10 @@ def render_and_validate(text: str, name: str) -> None:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), st.sampled_from(["all.yaml", "all.yaml.j2"]))
-def test_mutated_manifests_render_and_validate_without_raising(data: st.DataObject, name: str) -> None:
-    render_and_validate(mutate(SEED, data), name)
+def test_mutated_manifests_render_and_validate_without_raising(
+    mutate_yaml: Callable[..., str], data: st.DataObject, name: str
+) -> None:
+    render_and_validate(mutate_yaml(SEED, data, FRAGMENTS), name)
 
 
 @settings(max_examples=100, deadline=None)
