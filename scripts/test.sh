@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 
 export TIDEGATE_DATA_DIR=${TIDEGATE_DATA_DIR:-$(mktemp -d -t tidegate-test-XXXXXX)}
+source scripts/terraform-env.sh
+echo "terraform provider mirror: ${TIDEGATE_TERRAFORM_PLUGIN_DIRS:-none found}"
 echo "== ruff";          .venv/bin/ruff check .
 echo "== mypy --strict"; .venv/bin/mypy
 echo "== import-linter"; .venv/bin/lint-imports

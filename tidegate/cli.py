@@ -15,6 +15,7 @@ from reconciler.desired import DesiredState, check_checkout
 from repo_schema.export import json_schema
 from repo_schema.issues import Issue
 from store import MigrationError, SecretKeyError
+from tidegate.cli_terraform import register as register_terraform
 from tidegate.settings import Settings
 from tidegate.wiring import open_store
 
@@ -25,6 +26,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+sandbox_app = typer.Typer(
+    help="Local stand-ins (moto AWS, SSH nodes, Kubernetes API) for the demo and tests.", no_args_is_help=True
+)
+app.add_typer(sandbox_app, name="sandbox")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -104,6 +109,9 @@ def init() -> None:
 def schema() -> None:
     """Print the JSON Schema of the config repo documents (Environment, RepositoryConfig)."""
     sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+register_terraform(app, sandbox_app)
 
 
 def main() -> None:

@@ -1,1 +1,30 @@
+"""Terraform stage: offline runner, workspaces, saved plans, apply of exactly those, drift."""
 
+from providers.terraform.mirror import ProviderNotFound
+from providers.terraform.plans import StateVersion
+from providers.terraform.runner import Diagnostic, TerraformError, TerraformTimeout
+from providers.terraform.spec import TerraformSpec, infrastructure_spec
+from providers.terraform.stage import (
+    BackendUnreachable,
+    DriftReport,
+    Outputs,
+    StalePlan,
+    StateLocked,
+    TerraformStage,
+)
+
+__all__ = [
+    "BackendUnreachable",
+    "Diagnostic",
+    "DriftReport",
+    "Outputs",
+    "ProviderNotFound",
+    "StalePlan",
+    "StateLocked",
+    "StateVersion",
+    "TerraformError",
+    "TerraformSpec",
+    "TerraformStage",
+    "TerraformTimeout",
+    "infrastructure_spec",
+]

@@ -1,0 +1,376 @@
+"""The infrastructure stage: plan, apply and observe one environment's Terraform stack.
+
+* `plan` saves a plan file and reads it back with `show -json`; the StagePlan records the state
+  (lineage/serial) it was computed against, read from the plan file itself.
+* `apply` applies only that saved file, after checking that the state has not moved since; a
+  stale plan, or a state lock held by someone else, is refused with a clear error.
+* `observe` / `check_drift` run `plan -detailed-exitcode`: exit 2 means live differs from the
+  configuration; the differences are read per address and attribute, and the correcting plan is
+  kept so that it can be approved and applied as is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from providers.stage import (
+    Action,
+    DriftItem,
+    Outcome,
+    Stage,
+    StageContext,
+    StageName,
+    StagePlan,
+    StageResult,
+)
+from providers.terraform import mirror
+from providers.terraform.plans import ParsedPlan, StateVersion, drift_items, parse_plan
+from providers.terraform.runner import (
+    LineCallback,
+    Masker,
+    Runner,
+    RunResult,
+    TerraformError,
+    clean_environment,
+)
+from providers.terraform.spec import TerraformSpec
+from providers.terraform.workspace import Workspace
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+_OUTCOME = {
+    Action.create: Outcome.created,
+    Action.update: Outcome.configured,
+    Action.replace: Outcome.configured,
+    Action.delete: Outcome.deleted,
+    Action.no_op: Outcome.unchanged,
+}
+_LOCK_FIELD = re.compile(r"^\s*(ID|Path|Operation|Who|Version|Created|Info):[ \t]*(.*)$", re.MULTILINE)
+_DEFAULT_LOCK_TIMEOUT = 300.0
+_UNREACHABLE = re.compile(
+    r"connection refused|dial tcp|no such host|i/o timeout|connection reset|send request failed|"
+    r"network is unreachable|exceeded maximum number of attempts",
+    re.IGNORECASE,
+)
+_BACKEND_WORDS = re.compile(r"backend|state|workspaces|s3|dynamodb", re.IGNORECASE)
+
+
+class StalePlan(TerraformError):
+    """The saved plan was computed against a state that has changed since: plan again."""
+
+
+class BackendUnreachable(TerraformError):
+    """The state backend did not answer, even after retries; nothing was changed."""
+
+
+class StateLocked(TerraformError):
+    """Terraform could not take the state lock: someone else holds it."""
+
+    def __init__(self, message: str, lock: Mapping[str, str], cause: TerraformError):
+        super().__init__(message, cause.diagnostics, cause.returncode)
+        self.lock = dict(lock)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """`terraform output -json`: values, and which of them are sensitive (never log those)."""
+
+    values: dict[str, Any]
+    sensitive: frozenset[str]
+
+    def public(self) -> dict[str, Any]:
+        return {name: value for name, value in self.values.items() if name not in self.sensitive}
+
+
+@dataclass
+class DriftReport:
+    """What one observation found, and the saved plan that would correct it (None when in sync)."""
+
+    items: list[DriftItem]
+    correction: StagePlan | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class _Run:
+    spec: TerraformSpec
+    workspace: Workspace
+    runner: Runner
+    lock_timeout: float
+    backend: dict[str, Any] = field(default_factory=dict)
+    retries: int = 3
+    retry_delay: float = 2.0
+
+
+class TerraformStage:
+    """The Stage implementation for Terraform (see providers/stage.py for the contract)."""
+
+    name = StageName.infrastructure
+
+    def __init__(self, *, on_line: LineCallback | None = None, base_env: Mapping[str, str] | None = None,
+                 grace: float = 30.0) -> None:
+        self.on_line = on_line
+        self.base_env = base_env
+        self.grace = grace
+
+    # -- the three verbs -------------------------------------------------------------------
+
+    def plan(self, context: StageContext, *, destroy: bool = False) -> StagePlan:
+        """A saved plan (or, with destroy, a plan that deletes everything) and its changes."""
+        run = self._prepare(context)
+        path = self._plan_file(context, "destroy" if destroy else "plan")
+        args = ["plan", "-json", "-input=false", f"-lock-timeout={run.lock_timeout:g}s", f"-out={path}"]
+        if destroy:
+            args.append("-destroy")
+        self._checked(run, args)
+        return self._read_plan(run, path)[0]
+
+    def apply(self, context: StageContext, plan: StagePlan) -> StageResult:
+        """Apply exactly `plan`'s saved file; raise StalePlan if the state moved since it was made,
+        StateLocked if another run holds the lock."""
+        if plan.artifact is None or not plan.artifact.is_file():
+            raise StalePlan(f"no saved plan file to apply ({plan.artifact}); plan again")
+        run = self._prepare(context)
+        current = self._state_version(run)
+        if plan.live_state and str(current) != plan.live_state:
+            raise StalePlan(f"the plan was made against state {plan.live_state} but the state is now {current}: "
+                            "it changed since the plan was made; plan again")
+        args = ["apply", "-json", "-input=false", "-auto-approve", f"-lock-timeout={run.lock_timeout:g}s",
+                str(plan.artifact)]
+        planned = {change.address: change.action for change in plan.changes}
+        try:
+            self._checked(run, args, retry=False)  # an apply is never repeated blindly
+        except StateLocked:
+            raise
+        except TerraformError as error:
+            if "stale" in str(error).lower():
+                raise StalePlan(str(error), error.diagnostics, error.returncode) from error
+            done = _completed(error.result) if error.result else set()
+            outcomes = {address: (_OUTCOME[action] if address in done else Outcome.skipped)
+                        for address, action in planned.items()}
+            return StageResult(StageName.infrastructure, outcomes, log="\n".join(run.runner.transcript),
+                               succeeded=False, error=str(error))
+        outcomes = {address: _OUTCOME[action] for address, action in planned.items()}
+        outputs = self._outputs(run)
+        return StageResult(StageName.infrastructure, outcomes, outputs=outputs.values,
+                           sensitive_outputs=outputs.sensitive, log="\n".join(run.runner.transcript))
+
+    def observe(self, context: StageContext) -> list[DriftItem]:
+        return self.check_drift(context).items
+
+    # -- more than the protocol ------------------------------------------------------------
+
+    def check_drift(self, context: StageContext) -> DriftReport:
+        """`plan -detailed-exitcode`: exit 0 is in sync; exit 2 gives drift items per address and
+        attribute, and the saved correcting plan."""
+        started = time.monotonic()
+        run = self._prepare(context)
+        path = self._plan_file(context, "correction")
+        result = self._checked(run, ["plan", "-json", "-input=false", "-detailed-exitcode",
+                                     f"-lock-timeout={run.lock_timeout:g}s", f"-out={path}"], ok=(0, 2))
+        if result.returncode == 0:
+            path.unlink(missing_ok=True)
+            return DriftReport([], None, time.monotonic() - started)
+        correction, parsed = self._read_plan(run, path)
+        return DriftReport(drift_items(parsed), correction, time.monotonic() - started)
+
+    def outputs(self, context: StageContext) -> Outputs:
+        return self._outputs(self._prepare(context))
+
+    def state_version(self, context: StageContext) -> StateVersion:
+        return self._state_version(self._prepare(context))
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _prepare(self, context: StageContext) -> _Run:
+        spec = TerraformSpec.from_context(context)
+        settings = context.settings
+        root = Path(settings.get("terraform_workspaces") or context.artifacts / "workspaces")
+        workspace = Workspace(root / context.environment)
+        workspace.sync_module(context.workdir / spec.path)
+        configured = settings.get("terraform_plugin_dirs") or ()
+        if isinstance(configured, str):
+            configured = [part for part in configured.split(":") if part]
+        roots = mirror.plugin_dirs([*spec.mirror_paths, *configured], self.base_env)
+        if spec.offline:
+            mirror.check_available(mirror.required_sources(workspace.module), roots)
+        backend_type, backend = _backend_config(spec.backend, workspace, settings.get("backend_config") or {})
+        workspace.write_inputs(
+            tfvars=spec.tfvars if spec.tfvars is not None else json.dumps(dict(spec.vars), sort_keys=True, indent=2)
+            + "\n",
+            backend_type=backend_type,
+            backend_values=backend,
+            cli_config=mirror.cli_config(roots, offline=spec.offline),
+            aws_provider=settings.get("aws_provider"),
+        )
+        masker = Masker()
+        masker.add(*context.credentials.values())
+        env = clean_environment({**context.credentials, "TF_CLI_CONFIG_FILE": str(workspace.cli_config)},
+                                self.base_env)
+        runner = Runner(workspace.module, env, binary=str(settings.get("terraform_binary") or "terraform"),
+                        timeout=spec.timeout, grace=self.grace, on_line=self.on_line, masker=masker)
+        lock_timeout = settings.get("lock_timeout")
+        if lock_timeout is None:
+            lock_timeout = (spec.backend or {}).get("lock_timeout", _DEFAULT_LOCK_TIMEOUT)
+        run = _Run(spec, workspace, runner, float(lock_timeout), backend,
+                   retries=int(settings.get("backend_retries", 3)),
+                   retry_delay=float(settings.get("backend_retry_delay", 2.0)))
+        try:
+            if self._retrying(run, lambda: workspace.init(runner)):
+                log.info("terraform init done for %s", context.environment)
+        except TerraformError as error:
+            raise self._explain(run, error, roots) from error
+        return run
+
+    def _retrying(self, run: _Run, call: Callable[[], _T]) -> _T:
+        """Run `call`, again (with backoff) while the backend is unreachable; these calls change no
+        state (init, plan, show, state pull, output), so repeating them is safe."""
+        attempt = 1
+        while True:
+            try:
+                return call()
+            except StateLocked:
+                raise
+            except TerraformError as error:
+                if not _unreachable(error):
+                    raise
+                if attempt >= run.retries:
+                    raise BackendUnreachable(
+                        f"the state backend is unreachable after {attempt} attempts; nothing was changed: {error}",
+                        error.diagnostics, error.returncode, error.result) from error
+                delay = run.retry_delay * 2 ** (attempt - 1)
+                log.warning("state backend unreachable (attempt %d of %d), retrying in %.1fs", attempt,
+                            run.retries, delay)
+                time.sleep(delay)
+                attempt += 1
+
+    def _explain(self, run: _Run, error: TerraformError, roots: list[Path]) -> TerraformError:
+        text = str(error)
+        if "provider" in text.lower() and ("mirror" in text.lower() or "query available" in text.lower()):
+            where = ", ".join(str(root) for root in roots)
+            return TerraformError(f"{text} (plugin mirrors searched: {where})", error.diagnostics, error.returncode)
+        return self._locked(run, error) or error
+
+    def _checked(self, run: _Run, args: list[str], ok: tuple[int, ...] = (0,), *, retry: bool = True) -> RunResult:
+        def call() -> RunResult:
+            try:
+                return run.runner.run(args, ok=ok)
+            except TerraformError as error:
+                raise self._locked(run, error) or error from error
+        return self._retrying(run, call) if retry else call()
+
+    def _locked(self, run: _Run, error: TerraformError) -> StateLocked | None:
+        lock_errors = [d for d in error.diagnostics if "state lock" in d.summary.lower()]
+        if not lock_errors:
+            return None
+        detail = lock_errors[0].detail
+        lock = {key: value.strip() for key, value in _LOCK_FIELD.findall(detail)}
+        table = run.backend.get("dynamodb_table")
+        where = f"DynamoDB table {table!r}" if table else ("S3 lock file" if run.backend.get("use_lockfile")
+                                                            else "the state backend")
+        message = (f"state is locked in {where}: lock {lock.get('ID', '?')} held by {lock.get('Who', '?')} "
+                   f"for {lock.get('Operation', '?')} since {lock.get('Created', '?')} "
+                   f"(waited {run.lock_timeout:g}s)")
+        return StateLocked(message, lock, error)
+
+    def _plan_file(self, context: StageContext, kind: str) -> Path:
+        folder = context.artifacts / "terraform"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stamp = time.strftime("%Y%m%dT%H%M%S") + f"{time.time() % 1:.6f}"[1:]
+        return folder / f"{context.environment}-{kind}-{stamp}.tfplan"
+
+    def _read_plan(self, run: _Run, path: Path) -> tuple[StagePlan, ParsedPlan]:
+        path.chmod(0o600)  # a plan file holds unmasked values and the prior state
+        shown = run.runner.run(["show", "-json", "-no-color", str(path)], stream=False).json()
+        parsed = parse_plan(shown)
+        state = StateVersion.of_plan_file(path)
+        plan = StagePlan(
+            stage=StageName.infrastructure,
+            changes=parsed.changes,
+            digest=parsed.raw_digest,
+            artifact=path,
+            live_state=str(state),
+            details={
+                "resources": [resource.as_dict() for resource in parsed.resources],
+                "outputs": parsed.outputs,
+                "terraform_version": parsed.terraform_version,
+            },
+        )
+        return plan, parsed
+
+    def _state_version(self, run: _Run) -> StateVersion:
+        result = self._retrying(run, lambda: run.runner.run(["state", "pull"], stream=False))
+        return StateVersion.from_state_json(result.stdout)
+
+    def _outputs(self, run: _Run) -> Outputs:
+        data = self._retrying(run, lambda: run.runner.run(["output", "-json"], stream=False)).json()
+        values: dict[str, Any] = {}
+        sensitive: set[str] = set()
+        for name, output in (data or {}).items():
+            values[name] = output.get("value")
+            if output.get("sensitive"):
+                sensitive.add(name)
+                run.runner.masker.add(*_strings(output.get("value")))
+        return Outputs(values, frozenset(sensitive))
+
+
+def _unreachable(error: TerraformError) -> bool:
+    """The backend did not answer before anything happened. A failure to *release* the lock is not
+    retried: the command ran, and a retry would only wait on the lock it left behind."""
+    text = str(error)
+    if "releasing the state lock" in text.lower():
+        return False
+    return bool(_UNREACHABLE.search(text)) and bool(_BACKEND_WORDS.search(text))
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value, *value.splitlines()]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+def _completed(result: RunResult) -> set[str]:
+    done = set()
+    for message in result.messages:
+        if message.get("type") == "apply_complete":
+            address = ((message.get("hook") or {}).get("resource") or {}).get("addr")
+            if address:
+                done.add(str(address))
+    return done
+
+
+def _backend_config(backend: Mapping[str, Any] | None, workspace: Workspace,
+                    overrides: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The backend type and its `-backend-config` values: the repo's, then the injected overrides."""
+    if backend is None:
+        return None, dict(overrides)
+    kind = str(backend.get("type") or "s3")
+    values: dict[str, Any] = {}
+    if kind == "local":
+        (workspace.root / "state").mkdir(parents=True, exist_ok=True)
+        values["path"] = str(workspace.root / "state" / "terraform.tfstate")
+    else:
+        for name in ("bucket", "key", "region", "dynamodb_table"):
+            if backend.get(name):
+                values[name] = backend[name]
+        if backend.get("use_lockfile"):
+            values["use_lockfile"] = True
+        values["encrypt"] = bool(backend.get("encrypt", True))
+    values.update(overrides)
+    return kind, values
+
+
+if TYPE_CHECKING:  # TerraformStage satisfies the shared stage protocol
+    _conforms: Stage = TerraformStage()

@@ -1,0 +1,210 @@
+"""CLI commands of the infrastructure stage: `tidegate plan` and `tidegate sandbox aws`.
+
+Composition only: settings, the repo loader and (with `--sandbox`) the sandbox's endpoint map are
+wired into a StageContext for `providers.terraform`. Every sandbox substitution is logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from providers.stage import Action, StageContext, StagePlan, StageResult
+from providers.terraform import TerraformError, TerraformStage, infrastructure_spec
+from reconciler.rendering.inputs import render_tfvars
+from repo_schema.issues import InvalidRepo
+from repo_schema.loader import LoadedRepo, load_repo
+from sandbox.aws import DEFAULT_BUCKET, DEFAULT_LOCK_TABLE, DEFAULT_REGION, AwsEndpoints, AwsSandbox
+from tidegate.settings import Settings
+
+log = logging.getLogger("tidegate.cli")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# AWS settings an operator's shell may hold for real accounts; passed on explicitly, never the
+# whole environment.
+AWS_PASSTHROUGH = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION",
+    "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE",
+    "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+)
+_SYMBOL = {Action.create: "+", Action.update: "~", Action.replace: "-/+", Action.delete: "-", Action.no_op: " "}
+_COLOUR = {Action.create: "green", Action.update: "yellow", Action.replace: "magenta", Action.delete: "red",
+           Action.no_op: "dim"}
+
+
+class PlanStage(StrEnum):
+    infrastructure = "infrastructure"
+    configuration = "configuration"
+    workloads = "workloads"
+
+
+def plan(
+    env: Annotated[str, typer.Argument(help="Environment name.")],
+    repo: Annotated[Path, typer.Option("--repo", help="A config repo checkout.")],
+    stage: Annotated[PlanStage, typer.Option("--stage", help="Which stage to plan.")] = PlanStage.infrastructure,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Run against local stand-ins (moto for AWS).")] = False,
+    show_diff: Annotated[bool, typer.Option("--diff/--no-diff", help="Print each change's diff.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream terraform's progress.")] = False,
+) -> None:
+    """Compute and print one environment's plan inline (no workers): every address and its action."""
+    settings = Settings()
+    loaded = _load(repo, env)
+    if stage is not PlanStage.infrastructure:
+        err.print(f"planning the {stage.value} stage is not available in this command yet", markup=False)
+        raise typer.Exit(2)
+    if loaded.environments[env].spec.infrastructure is None:
+        out.print(f"{env}: no infrastructure stage", markup=False)
+        return
+    terraform = TerraformStage(on_line=None if quiet else _progress)
+    started = time.monotonic()
+    try:
+        if sandbox:
+            backend = loaded.backend(env)
+            with AwsSandbox(bucket=(backend.bucket if backend else None) or DEFAULT_BUCKET,
+                            lock_table=(backend.dynamodb_table if backend else None) or DEFAULT_LOCK_TABLE,
+                            region=(backend.region if backend else None) or DEFAULT_REGION) as aws:
+                result = terraform.plan(infrastructure_context(loaded, env, settings, aws))
+        else:
+            result = terraform.plan(infrastructure_context(loaded, env, settings))
+    except (TerraformError, ValueError) as error:
+        err.print(f"[red]error[/red] {escape(str(error))}")
+        raise typer.Exit(1) from None
+    print_plan(env, result, show_diff=show_diff, seconds=time.monotonic() - started)
+
+
+def infrastructure_context(repo: LoadedRepo, env: str, settings: Settings,
+                           aws: AwsEndpoints | None = None) -> StageContext:
+    """The infrastructure StageContext of one environment; with `aws`, pointed at the sandbox."""
+    spec = infrastructure_spec(repo, env)
+    spec["tfvars"] = render_tfvars(spec["vars"])
+    area = settings.data_dir / "runs" / ("sandbox" if aws else "terraform") / repo_key(repo.root)
+    stage_settings: dict[str, Any] = {
+        "terraform_plugin_dirs": settings.terraform_plugin_dirs,
+        "terraform_workspaces": str(area / "workspaces"),
+    }
+    credentials = {name: os.environ[name] for name in AWS_PASSTHROUGH if name in os.environ}
+    if aws is not None:
+        stage_settings.update(aws.stage_settings())
+        credentials = aws.stage_credentials()
+        log.info("sandbox: AWS provider endpoints for %s -> %s", ", ".join(aws.services), aws.url)
+        log.info("sandbox: S3 backend bucket %s and DynamoDB lock table %s -> %s", aws.bucket, aws.lock_table,
+                 aws.url)
+        log.info("sandbox: AWS credentials -> the sandbox's fake keys")
+        err.print(f"[dim]sandbox: AWS endpoints, backend and credentials -> {aws.url}[/dim]")
+    return StageContext(
+        environment=env,
+        revision="working-tree",
+        workdir=repo.root,
+        artifacts=area / "plans",
+        spec=spec,
+        settings=stage_settings,
+        credentials=credentials,
+    )
+
+
+def apply_infrastructure_into_sandbox(repo: LoadedRepo, env: str, settings: Settings, aws: AwsEndpoints,
+                                      terraform: TerraformStage | None = None) -> StageResult:
+    """Plan and apply the environment's Terraform into the throwaway sandbox, so that a later stage
+    (configuration, workloads) can be planned against real outputs. Raises TerraformError."""
+    stage = terraform or TerraformStage()
+    context = infrastructure_context(repo, env, settings, aws)
+    result = stage.apply(context, stage.plan(context))
+    if not result.succeeded:
+        raise TerraformError(f"applying {env}'s infrastructure into the sandbox failed: {result.error}")
+    return result
+
+
+def repo_key(root: Path) -> str:
+    """One run area per checkout, so two repos with an environment of the same name never share a
+    workspace (nor, with a local backend, a state file)."""
+    resolved = root.resolve()
+    return f"{resolved.name}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:10]}"
+
+
+def print_plan(env: str, result: StagePlan, *, show_diff: bool = True, seconds: float | None = None) -> None:
+    for change in result.changes:
+        colour = _COLOUR[change.action]
+        out.print(f"[{colour}]{_SYMBOL[change.action]:>3} {change.action.value:<8}[/{colour}] {escape(change.address)}")
+        if show_diff and change.action is not Action.no_op and change.diff:
+            for line in change.diff.splitlines():
+                out.print(f"        {escape(line)}", style="dim")
+    verdict = "changes" if result.has_changes else "no changes"
+    timing = f" in {seconds:.1f}s" if seconds is not None else ""
+    out.print(f"{env} infrastructure: {verdict} ({result.summary()}, {len(result.changes)} addresses){timing}",
+              markup=False)
+    out.print(f"digest {result.digest}", markup=False)
+    if result.artifact is not None:
+        out.print(f"saved plan {result.artifact}", markup=False)
+
+
+def sandbox_aws(
+    port: Annotated[int | None, typer.Option("--port", help="Loopback port; a free one by default.")] = None,
+    bucket: Annotated[str, typer.Option("--bucket", help="State bucket to create.")] = DEFAULT_BUCKET,
+    lock_table: Annotated[str, typer.Option("--lock-table", help="DynamoDB lock table to create.")]
+    = DEFAULT_LOCK_TABLE,
+    region: Annotated[str, typer.Option("--region")] = DEFAULT_REGION,
+) -> None:
+    """Serve a local AWS (moto) until stopped; print its endpoints, fake credentials and backend settings."""
+    stop = threading.Event()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # also when started in the background
+        signal.signal(stop_signal, lambda signum, frame: stop.set())
+    with AwsSandbox(port=port, bucket=bucket, lock_table=lock_table, region=region) as aws:
+        sys.stdout.write(json.dumps(aws.describe(), indent=2) + "\n")
+        sys.stdout.flush()
+        err.print(f"sandbox AWS serving on {aws.url}; Ctrl-C to stop", markup=False)
+        while not stop.wait(3600):
+            pass
+    err.print("sandbox AWS stopped", markup=False)
+
+
+def register(app: typer.Typer, sandbox: typer.Typer) -> None:
+    """Add `plan` to the main app and `aws` to the `sandbox` group."""
+    app.command("plan")(plan)
+    sandbox.command("aws")(sandbox_aws)
+
+
+def _load(path: Path, env: str) -> LoadedRepo:
+    try:
+        loaded = load_repo(path)
+    except InvalidRepo as invalid:
+        for issue in invalid.issues:
+            err.print(str(issue), markup=False)
+        err.print(f"[red]{len(invalid.issues)} errors[/red]")
+        raise typer.Exit(1) from None
+    if env not in loaded.environments:
+        known = ", ".join(loaded.environments) or "none"
+        err.print(f"unknown environment {env!r} (known: {known})", markup=False)
+        raise typer.Exit(2)
+    return loaded
+
+
+def _progress(stream: str, line: str) -> None:
+    if line.strip():
+        err.print(f"[dim]terraform: {escape(line)}[/dim]")
+
+
+def standalone_app() -> typer.Typer:
+    """These commands on their own (`python -m tidegate.cli_terraform`), for tests and before wiring."""
+    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+    group = typer.Typer(help="Local stand-ins.", no_args_is_help=True)
+    app.add_typer(group, name="sandbox")
+    register(app, group)
+    return app
+
+
+if __name__ == "__main__":
+    standalone_app()()
