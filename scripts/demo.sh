@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export TIDEGATE_DATA_DIR=${TIDEGATE_DATA_DIR:-$PWD/.data}
+source scripts/terraform-env.sh
 repo=examples/infra-repo
 tg=.venv/bin/tidegate
 
@@ -17,9 +18,13 @@ for env in staging production; do
     $tg render --repo "$repo" --env "$env" --stage "$stage"
   done
 done
+echo
+echo "== 3. plan staging / infrastructure against a throwaway moto AWS (real terraform, offline providers)"
+$tg plan staging --repo "$repo" --stage infrastructure --sandbox
+
 cat <<'TEXT'
 
-== 3. what happens next (stages still being built; see README "Status")
+== 4. what happens next (stages still being built; see README "Status")
 For each environment in dependsOn order (staging, then production):
   infrastructure  terraform init/plan with the tfvars above against the S3 backend (moto in the
                   sandbox), saved plan file, then apply -> outputs: cluster endpoint, CA,
