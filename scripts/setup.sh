@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have git || need_apt+=(git)
+# Sandbox SSH nodes (demo and tests): sshd in network namespaces made with iproute2.
+[ -x /usr/sbin/sshd ] || have sshd || need_apt+=(openssh-server)
+have ip || need_apt+=(iproute2)
 if [ "${1:-}" = "--dev" ]; then
   # The store tests start a throwaway PostgreSQL server; its binaries come from Debian's package.
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || have initdb || need_apt+=(postgresql)

@@ -15,6 +15,7 @@ from reconciler.desired import DesiredState, check_checkout
 from repo_schema.export import json_schema
 from repo_schema.issues import Issue
 from store import MigrationError, SecretKeyError
+from tidegate.cli_ansible import register as register_ansible
 from tidegate.cli_kube import register as register_kube
 from tidegate.cli_terraform import register as register_terraform
 from tidegate.settings import Settings
@@ -114,6 +115,7 @@ def schema() -> None:
 
 register_terraform(app, sandbox_app)
 register_kube(sandbox_app)
+register_ansible(sandbox_app)
 
 
 def main() -> None:

@@ -22,12 +22,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from providers.ansible import AnsibleStageError
 from providers.stage import Action, StageContext, StagePlan, StageResult
 from providers.terraform import TerraformError, TerraformStage, infrastructure_spec
 from reconciler.rendering.inputs import render_tfvars
 from repo_schema.issues import InvalidRepo
 from repo_schema.loader import LoadedRepo, load_repo
 from sandbox.aws import DEFAULT_BUCKET, DEFAULT_LOCK_TABLE, DEFAULT_REGION, AwsEndpoints, AwsSandbox
+from tidegate.cli_ansible import format_plan, sandbox_plan
 from tidegate.settings import Settings
 
 log = logging.getLogger("tidegate.cli")
@@ -63,6 +65,9 @@ def plan(
     """Compute and print one environment's plan inline (no workers): every address and its action."""
     settings = Settings()
     loaded = _load(repo, env)
+    if stage is PlanStage.configuration:
+        _plan_configuration(loaded, env, settings, sandbox=sandbox, quiet=quiet)
+        return
     if stage is not PlanStage.infrastructure:
         err.print(f"planning the {stage.value} stage is not available in this command yet", markup=False)
         raise typer.Exit(2)
@@ -84,6 +89,39 @@ def plan(
         err.print(f"[red]error[/red] {escape(str(error))}")
         raise typer.Exit(1) from None
     print_plan(env, result, show_diff=show_diff, seconds=time.monotonic() - started)
+
+
+def _plan_configuration(loaded: LoadedRepo, env: str, settings: Settings, *, sandbox: bool, quiet: bool) -> None:
+    """Plan Ansible against real Terraform outputs: in sandbox mode the infrastructure is first
+    applied into a throwaway moto, and its `nodes` output is mapped onto sandbox SSH nodes."""
+    spec = loaded.environments[env].spec
+    if spec.configuration is None:
+        out.print(f"{env}: no configuration stage", markup=False)
+        return
+    if not sandbox:
+        err.print("planning the configuration stage needs the infrastructure's recorded outputs, which come "
+                  "with the reconciler; use --sandbox to plan against throwaway stand-ins", markup=False)
+        raise typer.Exit(2)
+    output_name = spec.configuration.inventory_from.terraform_output
+    backend = loaded.backend(env)
+    started = time.monotonic()
+    try:
+        with AwsSandbox(bucket=(backend.bucket if backend else None) or DEFAULT_BUCKET,
+                        lock_table=(backend.dynamodb_table if backend else None) or DEFAULT_LOCK_TABLE,
+                        region=(backend.region if backend else None) or DEFAULT_REGION) as aws:
+            err.print(f"sandbox: applying {env}'s infrastructure first, for its `{output_name}` output", markup=False)
+            applied = apply_infrastructure_into_sandbox(loaded, env, settings, aws,
+                                                        TerraformStage(on_line=None if quiet else _progress))
+        nodes = applied.outputs.get(output_name)
+        if not isinstance(nodes, list):
+            raise TerraformError(f"output {output_name!r} is not a list of nodes: {type(nodes).__name__}")
+        artifacts = settings.data_dir / "runs" / "sandbox" / repo_key(loaded.root) / "ansible"
+        result = sandbox_plan(loaded, env, artifacts, nodes_output=nodes)
+    except (TerraformError, AnsibleStageError, ValueError) as error:
+        err.print(f"[red]error[/red] {escape(str(error))}")
+        raise typer.Exit(1) from None
+    out.print(format_plan(result), end="", markup=False)
+    out.print(f"{env} configuration: {result.summary()} in {time.monotonic() - started:.1f}s", markup=False)
 
 
 def infrastructure_context(repo: LoadedRepo, env: str, settings: Settings,
@@ -195,16 +233,3 @@ def _load(path: Path, env: str) -> LoadedRepo:
 def _progress(stream: str, line: str) -> None:
     if line.strip():
         err.print(f"[dim]terraform: {escape(line)}[/dim]")
-
-
-def standalone_app() -> typer.Typer:
-    """These commands on their own (`python -m tidegate.cli_terraform`), for tests and before wiring."""
-    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-    group = typer.Typer(help="Local stand-ins.", no_args_is_help=True)
-    app.add_typer(group, name="sandbox")
-    register(app, group)
-    return app
-
-
-if __name__ == "__main__":
-    standalone_app()()

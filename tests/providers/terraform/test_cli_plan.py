@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tidegate.cli_terraform import repo_key, standalone_app
+from tidegate.cli import app
+from tidegate.cli_terraform import repo_key
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "infra-repo"
@@ -52,7 +53,7 @@ def test_plan_prints_every_address_with_its_action(tmp_path: Path, data_dir: Pat
         resource "terraform_data" "db" { input = "db-${var.name}" }
     """))
 
-    result = CliRunner().invoke(standalone_app(), ["plan", "dev", "--repo", str(repo), "--stage", "infrastructure",
+    result = CliRunner().invoke(app, ["plan", "dev", "--repo", str(repo), "--stage", "infrastructure",
                                                    "--quiet"])
 
     assert result.exit_code == 0, result.output
@@ -69,7 +70,7 @@ def test_plan_of_an_unknown_environment_names_the_known_ones(tmp_path: Path, dat
     repo = _repo(tmp_path / "repo", "dev", "{}", "    backend: {type: local}\n")
     (repo / "infrastructure" / "terraform" / "cluster").mkdir(parents=True)
 
-    result = CliRunner().invoke(standalone_app(), ["plan", "prod", "--repo", str(repo)])
+    result = CliRunner().invoke(app, ["plan", "prod", "--repo", str(repo)])
 
     assert result.exit_code == 2
     assert "unknown environment 'prod' (known: dev)" in result.output
@@ -83,7 +84,7 @@ def test_plan_with_sandbox_plans_the_example_stack_against_moto_with_s3_state(
     module = Path("infrastructure") / "terraform" / "cluster"
     shutil.copytree(EXAMPLE / module, repo / module)
 
-    result = CliRunner().invoke(standalone_app(), ["plan", "staging", "--repo", str(repo), "--sandbox", "--quiet",
+    result = CliRunner().invoke(app, ["plan", "staging", "--repo", str(repo), "--sandbox", "--quiet",
                                                    "--no-diff"])
 
     assert result.exit_code == 0, result.output
@@ -97,7 +98,7 @@ def test_plan_with_sandbox_plans_the_example_stack_against_moto_with_s3_state(
 
 
 def test_sandbox_aws_serves_until_interrupted_and_prints_its_settings() -> None:
-    process = subprocess.Popen([sys.executable, "-m", "tidegate.cli_terraform", "sandbox", "aws"], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "tidegate", "sandbox", "aws"], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         assert process.stdout is not None
@@ -116,3 +117,24 @@ def test_sandbox_aws_serves_until_interrupted_and_prints_its_settings() -> None:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
     assert process.returncode == 0
+
+
+@pytest.mark.integration
+def test_configuration_plan_with_sandbox_uses_the_nodes_terraform_really_outputs(data_dir: Path) -> None:
+    """Issue 4's interface: a later stage is planned against real outputs, so the sandbox first
+    applies the infrastructure into moto, then maps its `nodes` output onto SSH nodes."""
+    result = CliRunner().invoke(app, ["plan", "staging", "--repo", str(EXAMPLE), "--stage",
+                                                   "configuration", "--sandbox", "--quiet"])
+
+    assert result.exit_code == 0, result.output
+    assert "applying staging's infrastructure first, for its `nodes` output" in result.output
+    assert "create  staging-node-1/common : Write the node identity file" in result.stdout
+    assert "create  staging-node-2/common : Write the node identity file" in result.stdout
+    assert "staging configuration: +14 ~0 -0" in result.stdout
+
+
+def test_configuration_plan_without_sandbox_says_what_it_needs(data_dir: Path) -> None:
+    result = CliRunner().invoke(app, ["plan", "staging", "--repo", str(EXAMPLE), "--stage",
+                                                   "configuration"])
+    assert result.exit_code == 2
+    assert "use --sandbox" in result.output

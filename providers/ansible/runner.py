@@ -1,0 +1,379 @@
+"""Running `ansible-playbook` through ansible-runner, one private data dir per run.
+
+Each run gets `<artifacts>/<ident>/` as ansible-runner's private data dir:
+
+    inventory/hosts.yml      the generated inventory (no secrets: key *paths* only)
+    env/extravars            the rendered extra vars
+    ansible.cfg              the settings of the run (pipelining, ControlPersist, timeouts)
+    artifacts/<ident>/       ansible-runner's artifacts: job_events/, stdout, command, status, rc
+    secrets/                 the private key (0600) and known_hosts; the key is deleted after the run
+
+Secrets: the private key is written as a 0600 file only for the duration of the run and removed
+afterwards; it is never an environment variable, a command-line argument or an event. The child
+environment is built from an allowlist (PATH, HOME, locale) plus the settings of the run: never the
+caller's whole environment, which ansible-runner would otherwise copy into `artifacts/<ident>/command`.
+
+Speed: SSH ControlPersist and pipelining are on (measured: 5 tasks on 2 SSH nodes in about 5.5 s,
+about 11.5 s without ControlPersist). The control sockets live in a short per-run directory (a unix
+socket path is limited to 108 bytes) and the master connections are closed when the run ends, so
+no ssh process outlives a run and no connection is shared between runs with different credentials.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ansible_runner.config.runner import RunnerConfig  # type: ignore[import-untyped]
+from ansible_runner.runner import Runner  # type: ignore[import-untyped]
+
+#: Variables of the caller's environment that a run inherits; everything else is dropped.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "TMPDIR")
+
+#: Event fields kept in memory for parsing (the full events stay in the artifacts).
+EventHandler = Callable[[dict[str, Any]], None]
+
+
+class RunnerError(RuntimeError):
+    """ansible-playbook could not be run at all (not a playbook or host failure)."""
+
+
+class PlaybookSyntaxError(RunnerError):
+    """The playbook does not parse; `location` is `file:line[:column]` relative to the workdir."""
+
+    def __init__(self, message: str, location: str | None) -> None:
+        self.detail = message
+        self.location = location
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run executes; the same values feed ansible.cfg, so a direct `ansible-playbook` with
+    that file (the benchmark's baseline) behaves the same."""
+
+    forks: int = 10
+    timeout: float = 900.0
+    connect_timeout: int = 10
+    pipelining: bool = True
+    control_persist: str = "60s"
+    host_key_checking: bool = True
+    verbosity: int = 0
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    playbook: Path
+    inventory: Mapping[str, Any]
+    extra_vars: Mapping[str, Any] = field(default_factory=dict)
+    check: bool = False
+    diff: bool = True
+    private_key: str | None = None
+    known_hosts: str | None = None
+    settings: RunSettings = RunSettings()
+
+
+@dataclass
+class RunOutcome:
+    """What one run produced; `events` are ansible-runner's event dicts in order."""
+
+    status: str
+    rc: int | None
+    events: list[dict[str, Any]]
+    data_dir: Path
+    duration: float
+
+    @property
+    def artifacts(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def timed_out(self) -> bool:
+        return self.status == "timeout"
+
+    def stdout(self) -> str:
+        paths = list(self.artifacts.glob("*/stdout"))
+        return paths[0].read_text(errors="replace") if paths else ""
+
+
+def ansible_bin_dir() -> Path:
+    """The directory holding `ansible-playbook`: this interpreter's, else PATH's."""
+    here = Path(sys.executable).parent
+    if (here / "ansible-playbook").exists():
+        return here
+    found = shutil.which("ansible-playbook")
+    if not found:
+        raise RunnerError("ansible-playbook is not installed (pip install 'ansible-core>=2.18,<2.19')")
+    return Path(found).parent
+
+
+def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The child environment: an allowlist of the caller's variables, the venv's bin first on PATH."""
+    env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
+    env.setdefault("HOME", str(Path.home()))
+    env.setdefault("LANG", "C.UTF-8")
+    path = env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env["PATH"] = f"{ansible_bin_dir()}:{path}"
+    env.update(extra or {})
+    return env
+
+
+#: ansible.cfg keys whose values are paths (or ':'-separated path lists), which Ansible resolves
+#: relative to the config file: when a repo's ansible.cfg is carried over, they are made absolute.
+_PATH_KEYS = frozenset({
+    "roles_path", "collections_path", "collections_paths", "library", "module_utils", "action_plugins",
+    "become_plugins", "cache_plugins", "callback_plugins", "cliconf_plugins", "connection_plugins",
+    "filter_plugins", "httpapi_plugins", "inventory_plugins", "lookup_plugins", "netconf_plugins",
+    "strategy_plugins", "terminal_plugins", "test_plugins", "vars_plugins", "doc_fragment_plugins",
+    "log_path", "vault_password_file", "playbook_dir",
+})
+#: Keys of a repo's ansible.cfg that a run never takes: the run generates them or they would
+#: prompt, which nothing answers.
+_IGNORED_KEYS = frozenset({
+    "inventory", "hostfile", "private_key_file", "ask_pass", "ask_vault_pass", "become_ask_pass",
+    "local_tmp", "control_path_dir", "control_path", "ssh_args",
+})
+
+
+def write_config(path: Path, settings: RunSettings, control_dir: Path, known_hosts: Path | None,
+                 local_tmp: Path, base: Path | None = None) -> None:
+    """The ansible.cfg of a run: the repo's own `ansible.cfg` beside the playbook (`base`), with
+    relative paths made absolute, under the run's settings (which always win)."""
+    config = configparser.ConfigParser(interpolation=None)
+    if base is not None and base.is_file():
+        repo_config = configparser.ConfigParser(interpolation=None)
+        repo_config.read(base)
+        for section in repo_config.sections():
+            config[section] = {
+                key: _absolute_paths(value, base.parent) if key in _PATH_KEYS else value
+                for key, value in repo_config[section].items() if key not in _IGNORED_KEYS
+            }
+    defaults = config["defaults"] if config.has_section("defaults") else {}
+    config["defaults"] = {
+        **dict(defaults),
+        "forks": str(settings.forks),
+        "timeout": str(settings.connect_timeout),
+        "host_key_checking": str(settings.host_key_checking),
+        "retry_files_enabled": "False",
+        "nocolor": "True",
+        "interpreter_python": "auto_silent",
+        "local_tmp": str(local_tmp),
+        "deprecation_warnings": "False",
+    }
+    ssh_args = ["-o ControlMaster=auto", f"-o ControlPersist={settings.control_persist}", "-o IdentitiesOnly=yes",
+                "-o BatchMode=yes"]
+    if known_hosts is not None:
+        ssh_args += [f"-o UserKnownHostsFile={known_hosts}", "-o StrictHostKeyChecking=yes"]
+    ssh = config["ssh_connection"] if config.has_section("ssh_connection") else {}
+    config["ssh_connection"] = {
+        **dict(ssh),
+        "pipelining": str(settings.pipelining),
+        "ssh_args": " ".join(ssh_args),
+        "control_path_dir": str(control_dir),
+        "control_path": "%(directory)s/%%C",
+    }
+    with path.open("w") as handle:
+        config.write(handle)
+
+
+def _absolute_paths(value: str, directory: Path) -> str:
+    parts = []
+    for part in value.split(":"):
+        part = part.strip()
+        if part and not part.startswith(("/", "~", "$")):
+            part = str((directory / part).resolve())
+        parts.append(part)
+    return ":".join(parts)
+
+
+@dataclass
+class PreparedRun:
+    """The private data dir of one run, ready for ansible-runner or a direct ansible-playbook."""
+
+    data_dir: Path
+    ident: str
+    playbook: Path
+    inventory_file: Path
+    extravars_file: Path
+    config_file: Path
+    control_dir: Path
+    key_file: Path | None
+    request: RunRequest
+
+    def env(self) -> dict[str, str]:
+        return clean_environment({
+            "ANSIBLE_CONFIG": str(self.config_file),
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_HOST_KEY_CHECKING": str(self.request.settings.host_key_checking),
+        })
+
+    def cmdline(self) -> list[str]:
+        """Options after the inventory (ansible-runner adds `-e @env/extravars` itself)."""
+        args: list[str] = []
+        if self.request.check:
+            args.append("--check")
+        if self.request.diff:
+            args.append("--diff")
+        if self.request.settings.verbosity:
+            args.append("-" + "v" * self.request.settings.verbosity)
+        return args
+
+    def direct_command(self) -> list[str]:
+        """The equivalent plain `ansible-playbook` command (the benchmark's baseline)."""
+        return [str(ansible_bin_dir() / "ansible-playbook"), "-i", str(self.inventory_file),
+                "-e", f"@{self.extravars_file}", *self.cmdline(), str(self.playbook)]
+
+    def finish(self) -> None:
+        """Close the SSH master connections and remove the key file and the control directory."""
+        for socket_path in self.control_dir.glob("*"):
+            subprocess.run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "tidegate-control"],
+                           capture_output=True, timeout=10, check=False)
+        shutil.rmtree(self.control_dir, ignore_errors=True)
+        if self.key_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.key_file.unlink()
+
+
+def prepare(request: RunRequest, data_dir: Path, ident: str) -> PreparedRun:
+    """Write the private data dir of one run: inventory, extra vars, ansible.cfg, secrets."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (data_dir / "inventory").mkdir(exist_ok=True)
+    (data_dir / "env").mkdir(exist_ok=True)
+    secrets_dir = data_dir / "secrets"
+    secrets_dir.mkdir(exist_ok=True, mode=0o700)
+    os.chmod(secrets_dir, 0o700)
+
+    key_file: Path | None = None
+    if request.private_key:
+        key_file = secrets_dir / "ssh_key"
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            text = request.private_key
+            handle.write(text if text.endswith("\n") else text + "\n")
+    known_hosts: Path | None = None
+    if request.known_hosts is not None:
+        known_hosts = secrets_dir / "known_hosts"
+        known_hosts.write_text(request.known_hosts)
+
+    inventory = json.loads(json.dumps(request.inventory))
+    if key_file is not None:
+        for host_vars in inventory.get("all", {}).get("hosts", {}).values():
+            if host_vars is not None and host_vars.get("ansible_connection", "ssh") != "local":
+                host_vars["ansible_ssh_private_key_file"] = str(key_file)
+    inventory_file = data_dir / "inventory" / "hosts.yml"
+    inventory_file.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    extravars_file = data_dir / "env" / "extravars"
+    extravars_file.write_text(yaml.safe_dump(dict(request.extra_vars), sort_keys=True))
+
+    control_dir = Path(tempfile.mkdtemp(prefix="tg-cp-"))
+    local_tmp = data_dir / "tmp"
+    local_tmp.mkdir(exist_ok=True)
+    config_file = data_dir / "ansible.cfg"
+    write_config(config_file, request.settings, control_dir, known_hosts, local_tmp,
+                 base=request.playbook.resolve().parent / "ansible.cfg")
+    return PreparedRun(
+        data_dir=data_dir, ident=ident, playbook=request.playbook.resolve(), inventory_file=inventory_file,
+        extravars_file=extravars_file, config_file=config_file, control_dir=control_dir, key_file=key_file,
+        request=request,
+    )
+
+
+def run_playbook(request: RunRequest, data_dir: Path, ident: str = "run",
+                 on_event: EventHandler | None = None) -> RunOutcome:
+    """Run the playbook through ansible-runner; returns when it ends or its timeout expires."""
+    prepared = prepare(request, data_dir, ident)
+    try:
+        return execute(prepared, on_event)
+    finally:
+        prepared.finish()
+
+
+def execute(prepared: PreparedRun, on_event: EventHandler | None = None) -> RunOutcome:
+    events: list[dict[str, Any]] = []
+
+    def handle(event: dict[str, Any]) -> bool:
+        events.append(event)
+        if on_event is not None:
+            on_event(event)
+        return True
+
+    config = RunnerConfig(
+        private_data_dir=str(prepared.data_dir),
+        playbook=str(prepared.playbook),
+        inventory=str(prepared.inventory_file),
+        ident=prepared.ident,
+        cmdline=" ".join(_quote(arg) for arg in prepared.cmdline()),
+        timeout=max(1, int(prepared.request.settings.timeout)),
+        quiet=True,
+        rotate_artifacts=0,
+        suppress_env_files=True,
+        host_cwd=str(prepared.playbook.parent),
+    )
+    config.prepare()
+    # ansible-runner seeds the child environment with the caller's whole os.environ (and writes it
+    # into artifacts/<ident>/command): keep only its own settings and our allowlist.
+    inherited = set(os.environ)
+    own = {key: value for key, value in config.env.items()
+           if key not in inherited or value != os.environ.get(key)}
+    config.env = {**own, **prepared.env()}
+    runner = Runner(config, event_handler=handle, cancel_callback=lambda: False)
+    started = time.monotonic()
+    runner.run()
+    return RunOutcome(status=str(runner.status), rc=runner.rc, events=events, data_dir=prepared.data_dir,
+                      duration=time.monotonic() - started)
+
+
+_ERROR_LOCATION = re.compile(r"The error appears to be in '(?P<file>[^']+)': line (?P<line>\d+), column (?P<col>\d+)")
+_ERROR_LINE = re.compile(r"^(?:\[ERROR\]|ERROR!)\s*(?P<message>.+)$", re.MULTILINE)
+
+
+def parse_syntax_error(output: str, workdir: Path | None = None) -> PlaybookSyntaxError:
+    """`ERROR! message ... The error appears to be in 'file': line N, column M` → file:line:col."""
+    match = _ERROR_LINE.search(output)
+    message = match.group("message").strip() if match else (output.strip().splitlines() or ["syntax error"])[-1]
+    location_match = _ERROR_LOCATION.search(output)
+    location = None
+    if location_match:
+        path = Path(location_match.group("file"))
+        if workdir is not None:
+            with contextlib.suppress(ValueError):
+                path = path.resolve().relative_to(workdir.resolve())
+        location = f"{path}:{location_match.group('line')}:{location_match.group('col')}"
+    return PlaybookSyntaxError(message, location)
+
+
+def syntax_check(prepared: PreparedRun, workdir: Path | None = None) -> float:
+    """`ansible-playbook --syntax-check` with the run's inventory, extra vars and settings.
+
+    Contacts no host. Raises PlaybookSyntaxError with file:line; returns the seconds it took.
+    """
+    started = time.monotonic()
+    command = [str(ansible_bin_dir() / "ansible-playbook"), "--syntax-check", "-i", str(prepared.inventory_file),
+               "-e", f"@{prepared.extravars_file}", str(prepared.playbook)]
+    try:
+        result = subprocess.run(command, env=prepared.env(), capture_output=True, text=True,
+                                cwd=prepared.playbook.parent, timeout=max(30.0, prepared.request.settings.timeout))
+    except subprocess.TimeoutExpired as exc:
+        raise RunnerError(f"ansible-playbook --syntax-check did not finish within {exc.timeout:.0f} s") from exc
+    if result.returncode != 0:
+        raise parse_syntax_error(result.stderr + "\n" + result.stdout, workdir)
+    return time.monotonic() - started
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)

@@ -1,0 +1,398 @@
+"""The configuration stage: Ansible over the nodes Terraform created.
+
+* `plan(context)`: `--syntax-check` (a syntax error is reported with file:line before any host is
+  touched), then a `--check --diff` run → one Change per `host/task` with its diff.
+* `apply(context, plan)`: refuses a plan whose inputs (playbook tree, inventory, extra vars)
+  changed since; otherwise the real run → one Outcome per `host/task`.
+* `observe(context)`: `--syntax-check`, then a check run → one DriftItem per changed host/task/file.
+
+What the context must carry (plain values; the composition root fills them):
+
+* `spec`: the environment spec (with a `configuration` key) or its `configuration` section, in the
+  config repo's spelling (`playbook`, `inventoryFrom`, `extraVars`, `connection`, `timeout`);
+* `workdir`: the rendered checkout; `playbook` is relative to it;
+* `inputs`: the infrastructure stage's outputs: `inputs[<inventoryFrom.terraformOutput>]`, or
+  `inputs["infrastructure"][...]`; a list of `{name, address, groups, vars?}`;
+* `credentials["ssh_private_key"]`: the private key text (written to a 0600 file for the run
+  only, then deleted);
+* `settings` (optional): `connection` (layered over the spec's: user, port, hostOverrides ...),
+  `host_vars` (`{node: {var: value}}`, e.g. a sandbox node's `node_prefix`), `known_hosts` (text;
+  makes host key checking strict against exactly these keys), `host_key_checking` (bool),
+  `forks`, `timeout` (seconds, overrides the spec), `syntax_check` (bool, default true).
+
+One unreachable or failing host fails the stage with that host's error while the other hosts'
+results are kept: apply returns a failed StageResult with every host's outcomes; plan and observe
+raise `AnsibleStageError` carrying the partial plan or drift items.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from providers.ansible.events import FileChange, RunReport, TaskResult, TaskStatus, parse_events
+from providers.ansible.inventory import build_inventory, merge_connection, nodes_from_output
+from providers.ansible.runner import (
+    PlaybookSyntaxError,
+    RunnerError,
+    RunOutcome,
+    RunRequest,
+    RunSettings,
+    execute,
+    parse_syntax_error,
+    prepare,
+    syntax_check,
+)
+from providers.stage import (
+    MASK,
+    Action,
+    Change,
+    DriftItem,
+    Outcome,
+    StageContext,
+    StageName,
+    StagePlan,
+    StageResult,
+    digest,
+)
+from repo_schema.models import ConfigurationSpec, Connection
+
+PRIVATE_KEY = "ssh_private_key"
+_SYNTAX_OK: dict[str, float] = {}
+_SYNTAX_CACHE_SIZE = 256
+
+
+class AnsibleStageError(RuntimeError):
+    """The stage could not complete; `host_errors` per host, `partial` what was found anyway."""
+
+    def __init__(self, message: str, host_errors: Mapping[str, str] | None = None,
+                 partial: StagePlan | list[DriftItem] | None = None, run_dir: Path | None = None) -> None:
+        super().__init__(message)
+        self.host_errors = dict(host_errors or {})
+        self.partial = partial
+        self.run_dir = run_dir
+
+
+@dataclass(frozen=True)
+class ResolvedInputs:
+    """Everything one run needs, resolved from the context; `digest` covers what apply must match."""
+
+    playbook: Path
+    workdir: Path
+    inventory: dict[str, Any]
+    extra_vars: dict[str, Any]
+    connection: Connection
+    private_key: str | None
+    known_hosts: str | None
+    settings: RunSettings
+    syntax_check: bool
+    digest: str
+
+
+def resolve(context: StageContext) -> ResolvedInputs:
+    """Read spec, inputs, credentials and settings into the inputs of a run; clear errors."""
+    section = context.spec.get("configuration", context.spec) if isinstance(context.spec, Mapping) else {}
+    if not section:
+        raise AnsibleStageError(f"environment {context.environment!r} has no configuration stage")
+    try:
+        spec = ConfigurationSpec.model_validate(dict(section))
+    except ValueError as error:
+        raise AnsibleStageError(f"invalid configuration spec: {error}") from None
+    workdir = context.workdir.resolve()
+    playbook = (workdir / spec.playbook).resolve()
+    if not playbook.is_relative_to(workdir):
+        raise AnsibleStageError(f"playbook {spec.playbook!r} is outside the checkout")
+    if not playbook.is_file():
+        raise AnsibleStageError(f"playbook {spec.playbook} does not exist in the checkout")
+
+    output_name = spec.inventory_from.terraform_output
+    nodes_value = context.inputs.get(output_name)
+    if nodes_value is None and isinstance(context.inputs.get("infrastructure"), Mapping):
+        nodes_value = context.inputs["infrastructure"].get(output_name)
+    if nodes_value is None:
+        raise AnsibleStageError(
+            f"the inventory comes from the Terraform output {output_name!r}, which the stage inputs lack "
+            f"(has the infrastructure stage run?)"
+        )
+    nodes = nodes_from_output(nodes_value, output_name)
+    settings = context.settings
+    connection = merge_connection(spec.connection, settings.get("connection"))
+    private_key = context.credentials.get(PRIVATE_KEY)
+    if connection.private_key_ref is not None and not private_key and connection.type == "ssh":
+        ref = connection.private_key_ref
+        name = f"secret {ref.secret!r}" if ref.secret else f"env {ref.env!r}"
+        raise AnsibleStageError(f"connection.privateKeyRef names {name}, but no private key was provided")
+    inventory = build_inventory(nodes, connection, settings.get("host_vars") or {})
+    timeout = float(settings.get("timeout") or spec.timeout.total_seconds())
+    run_settings = RunSettings(
+        forks=int(settings.get("forks") or max(5, min(50, len(nodes)))),
+        timeout=timeout,
+        host_key_checking=bool(settings.get("host_key_checking", True)),
+    )
+    known_hosts = settings.get("known_hosts")
+    inputs_digest = digest({
+        "playbook": str(playbook.relative_to(workdir)),
+        "tree": _tree_digest(playbook.parent),
+        "inventory": inventory,
+        "extra_vars": spec.extra_vars,
+    })
+    return ResolvedInputs(
+        playbook=playbook, workdir=workdir, inventory=inventory, extra_vars=dict(spec.extra_vars),
+        connection=connection, private_key=private_key,
+        known_hosts=str(known_hosts) if known_hosts is not None else None, settings=run_settings,
+        syntax_check=bool(settings.get("syntax_check", True)), digest=inputs_digest,
+    )
+
+
+def _tree_digest(root: Path) -> str:
+    """sha256 over the playbook directory (paths and contents), so apply notices an edited role."""
+    sha = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and ".git" not in path.parts:
+            sha.update(str(path.relative_to(root)).encode() + b"\0")
+            sha.update(hashlib.sha256(path.read_bytes()).digest())
+    return sha.hexdigest()
+
+
+class AnsibleStage:
+    """The `configuration` stage (see the module docstring for the context it needs)."""
+
+    name = StageName.configuration
+
+    def plan(self, context: StageContext) -> StagePlan:
+        inputs = resolve(context)
+        outcome, report = self._run(context, inputs, kind="plan", check=True)
+        changes = [_change(task, self._masker(context)) for task in report.tasks
+                   if task.status in (TaskStatus.ok, TaskStatus.changed)]
+        plan = StagePlan(
+            stage=self.name, changes=changes,
+            digest=digest({"inputs": inputs.digest, "changes": [(c.address, c.action, c.diff) for c in changes]}),
+            artifact=outcome.data_dir,
+            live_state=digest([(c.address, c.action, c.diff) for c in changes]),
+            details={
+                "inputs_digest": inputs.digest,
+                "playbook": str(inputs.playbook.relative_to(inputs.workdir)),
+                "inventory": inputs.inventory,
+                "extra_vars": inputs.extra_vars,
+                "hosts": _host_summary(report),
+                "run_dir": str(outcome.data_dir),
+                "duration": round(outcome.duration, 3),
+            },
+        )
+        error = _run_error(outcome, report, inputs)
+        if error:
+            raise AnsibleStageError(f"configuration plan failed: {error}", report.host_errors, plan, outcome.data_dir)
+        return plan
+
+    def apply(self, context: StageContext, plan: StagePlan) -> StageResult:
+        try:
+            inputs = resolve(context)
+        except (AnsibleStageError, ValueError) as resolve_error:
+            return StageResult(stage=self.name, outcomes={}, succeeded=False, error=str(resolve_error))
+        if plan.stage is not self.name or plan.details.get("inputs_digest") != inputs.digest:
+            return StageResult(
+                stage=self.name, outcomes={}, succeeded=False,
+                error="stale plan: the playbook, inventory or extra vars changed since it was computed; plan again",
+            )
+        mask = self._masker(context)
+        try:
+            # The plan's syntax check covered exactly these inputs (same digest): not repeated.
+            outcome, report = self._run(context, inputs, kind="apply", check=False, syntax=False)
+        except PlaybookSyntaxError as syntax_error:
+            return StageResult(stage=self.name, outcomes={}, succeeded=False, error=mask(str(syntax_error)))
+        outcomes: dict[str, Outcome] = {}
+        for task in report.tasks:
+            result = _outcome(task)
+            if result is not None:
+                outcomes[task.address] = result
+        error = _run_error(outcome, report, inputs)
+        return StageResult(
+            stage=self.name, outcomes=outcomes,
+            outputs={
+                "hosts": _host_summary(report),
+                "failed_tasks": {task.address: mask(task.message) for task in report.tasks
+                                 if task.status in (TaskStatus.failed, TaskStatus.unreachable)},
+                "facts": _facts(outcome.events),
+                "run_dir": str(outcome.data_dir),
+                "duration": round(outcome.duration, 3),
+            },
+            log=mask(outcome.stdout()),
+            succeeded=error is None,
+            error=mask(error) if error else None,
+        )
+
+    def observe(self, context: StageContext) -> list[DriftItem]:
+        inputs = resolve(context)
+        outcome, report = self._run(context, inputs, kind="observe", check=True)
+        mask = self._masker(context)
+        items: list[DriftItem] = []
+        for task in report.changed():
+            files = task.files or (FileChange(path="", diff=""),)
+            for change in files:
+                items.append(DriftItem(
+                    stage=self.name, address=task.address, field=change.path,
+                    desired=_value(change.after, change, desired=True, mask=mask),
+                    live=_value(change.before, change, desired=False, mask=mask),
+                    diff=mask(change.diff),
+                ))
+        error = _run_error(outcome, report, inputs)
+        if error:
+            raise AnsibleStageError(f"configuration drift check failed: {error}", report.host_errors, items,
+                                    outcome.data_dir)
+        return items
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _run(self, context: StageContext, inputs: ResolvedInputs, kind: str, check: bool,
+             syntax: bool = True) -> tuple[RunOutcome, RunReport]:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        ident = f"{kind}-{stamp}-{secrets.token_hex(3)}"
+        data_dir = context.artifacts / "ansible" / ident
+        request = RunRequest(
+            playbook=inputs.playbook, inventory=inputs.inventory, extra_vars=inputs.extra_vars, check=check,
+            diff=True, private_key=inputs.private_key, known_hosts=inputs.known_hosts, settings=inputs.settings,
+        )
+        prepared = prepare(request, data_dir, ident)
+        try:
+            if syntax and inputs.syntax_check and inputs.digest not in _SYNTAX_OK:
+                try:
+                    syntax_check(prepared, inputs.workdir)
+                except PlaybookSyntaxError as error:
+                    raise AnsibleStageError(f"playbook syntax error: {error}", run_dir=data_dir) from error
+                if len(_SYNTAX_OK) >= _SYNTAX_CACHE_SIZE:
+                    _SYNTAX_OK.clear()
+                _SYNTAX_OK[inputs.digest] = time.time()
+            outcome = execute(prepared)
+        finally:
+            prepared.finish()
+        _write_summary(data_dir, outcome)
+        return outcome, parse_events(outcome.events, inputs.workdir)
+
+    @staticmethod
+    def _masker(context: StageContext) -> _Masker:
+        return _Masker([value for value in context.credentials.values() if len(value) >= 4])
+
+
+class _Masker:
+    def __init__(self, values: list[str]) -> None:
+        self.values = sorted(values, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for value in self.values:
+            if value in text:
+                text = text.replace(value, MASK)
+            for line in value.strip().splitlines():
+                if len(line) >= 16 and line in text:
+                    text = text.replace(line, MASK)
+        return text
+
+
+def _action(task: TaskResult) -> Action:
+    if task.status is not TaskStatus.changed:
+        return Action.no_op
+    if task.files and all(change.created for change in task.files):
+        return Action.create
+    if task.files and all(change.deleted for change in task.files):
+        return Action.delete
+    return Action.update
+
+
+def _change(task: TaskResult, mask: _Masker) -> Change:
+    return Change(stage=StageName.configuration, address=task.address, action=_action(task), diff=mask(task.diff))
+
+
+def _outcome(task: TaskResult) -> Outcome | None:
+    if task.status is TaskStatus.skipped:
+        return Outcome.skipped
+    if task.status is TaskStatus.ok:
+        return Outcome.unchanged
+    if task.status is TaskStatus.changed:
+        action = _action(task)
+        return {Action.create: Outcome.created, Action.delete: Outcome.deleted}.get(action, Outcome.configured)
+    return None
+
+
+def _value(text: str | None, change: FileChange, desired: bool, mask: _Masker) -> Any:
+    """A drift item's desired or live value: the file's text; None for a file that is (or should
+    be) absent; `present`/`absent` for attribute-only changes of a path."""
+    missing = change.created if not desired else change.deleted
+    if text is not None:
+        return None if missing else mask(text)
+    if change.created or change.deleted:
+        return "absent" if missing else "present"
+    return None
+
+
+def _host_summary(report: RunReport) -> dict[str, dict[str, Any]]:
+    summary: dict[str, dict[str, Any]] = {}
+    for host in report.hosts:
+        tasks = report.for_host(host)
+        error = report.host_errors.get(host)
+        unreachable = any(task.status is TaskStatus.unreachable for task in tasks)
+        summary[host] = {
+            "status": "unreachable" if unreachable else "failed" if error else "ok",
+            "ok": sum(task.status in (TaskStatus.ok, TaskStatus.changed) for task in tasks),
+            "changed": sum(task.status is TaskStatus.changed for task in tasks),
+            "skipped": sum(task.status is TaskStatus.skipped for task in tasks),
+            "error": error,
+        }
+    return summary
+
+
+def _run_error(outcome: RunOutcome, report: RunReport, inputs: ResolvedInputs) -> str | None:
+    """One message for the stage: each failing host's error; a timeout; or a run that never started."""
+    if report.host_errors:
+        failed = "; ".join(report.host_errors[host] for host in sorted(report.host_errors))
+        ok_hosts = [host for host in report.hosts if host not in report.host_errors]
+        kept = f" (results of {', '.join(ok_hosts)} recorded)" if ok_hosts else ""
+        prefix = f"{len(report.host_errors)} of {len(report.hosts)} hosts failed: "
+        suffix = f"; timed out after {inputs.settings.timeout:.0f} s" if outcome.timed_out else ""
+        return prefix + failed + kept + suffix
+    if outcome.timed_out:
+        return f"ansible-playbook timed out after {inputs.settings.timeout:.0f} s"
+    if outcome.status == "successful" and outcome.rc == 0:
+        return None
+    text = outcome.stdout()
+    if not report.started:
+        return str(parse_syntax_error(text, inputs.workdir))
+    tail = " | ".join(line.strip() for line in text.strip().splitlines()[-3:])
+    return f"ansible-playbook ended with status {outcome.status} (rc {outcome.rc}): {tail}"
+
+
+_FACTS = ("ansible_hostname", "ansible_fqdn", "ansible_distribution", "ansible_distribution_version",
+          "ansible_default_ipv4", "ansible_python_version")
+
+
+def _facts(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A few gathered facts per host (when the playbook gathers them), recorded as stage outputs."""
+    facts: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event.get("event") != "runner_on_ok":
+            continue
+        data = event.get("event_data") or {}
+        gathered = (data.get("res") or {}).get("ansible_facts") or {}
+        selected = {key: gathered[key] for key in _FACTS if key in gathered}
+        if isinstance(selected.get("ansible_default_ipv4"), Mapping):
+            selected["ansible_default_ipv4"] = selected["ansible_default_ipv4"].get("address")
+        if selected:
+            facts.setdefault(str(data.get("host")), {}).update(selected)
+    return facts
+
+
+def _write_summary(data_dir: Path, outcome: RunOutcome) -> None:
+    summary = {"status": outcome.status, "rc": outcome.rc, "duration": round(outcome.duration, 3),
+               "events": len(outcome.events)}
+    path = data_dir / "tidegate-run.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    os.chmod(path, 0o600)
+
+
+__all__ = ["AnsibleStage", "AnsibleStageError", "PlaybookSyntaxError", "ResolvedInputs", "RunnerError", "resolve"]

@@ -1,0 +1,97 @@
+"""The run's files and environment: ansible.cfg, the cleaned environment, syntax error locations."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+import pytest
+
+from providers.ansible.runner import RunSettings, clean_environment, parse_syntax_error, write_config
+
+# What ansible-core 2.18 prints for tests/providers/ansible/playbooks/broken/site.yml.
+SYNTAX_ERROR_OUTPUT = """\
+ERROR! conflicting action statements: ansible.builtin.debug, ansible.builtin.copy
+
+The error appears to be in '/checkout/broken/site.yml': line 5, column 7, but may
+be elsewhere in the file depending on the exact syntax problem.
+
+The offending line appears to be:
+
+  tasks:
+    - name: Two actions in one task
+      ^ here
+"""
+
+
+def test_a_repos_ansible_cfg_is_carried_over_with_paths_made_absolute_under_the_runs_settings(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "ansible.cfg").write_text(
+        "[defaults]\nroles_path = ./roles:/opt/roles\ngathering = explicit\nforks = 1\ninventory = hosts.ini\n"
+        "[ssh_connection]\nssh_args = -o ForwardAgent=yes\npipelining = False\n"
+    )
+    target = tmp_path / "ansible.cfg"
+
+    write_config(target, RunSettings(forks=7), tmp_path / "cp", tmp_path / "known_hosts", tmp_path / "tmp",
+                 base=repo / "ansible.cfg")
+
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(target)
+    assert config["defaults"]["roles_path"] == f"{repo / 'roles'}:/opt/roles"
+    assert config["defaults"]["gathering"] == "explicit"
+    assert config["defaults"]["forks"] == "7"
+    assert "inventory" not in config["defaults"]
+    assert config["ssh_connection"]["pipelining"] == "True"
+    assert "ForwardAgent" not in config["ssh_connection"]["ssh_args"]
+    assert "ControlPersist=60s" in config["ssh_connection"]["ssh_args"]
+    assert f"UserKnownHostsFile={tmp_path / 'known_hosts'}" in config["ssh_connection"]["ssh_args"]
+
+
+def test_without_a_repo_config_the_run_still_has_pipelining_and_control_persist(tmp_path: Path) -> None:
+    write_config(tmp_path / "ansible.cfg", RunSettings(), tmp_path / "cp", None, tmp_path / "tmp")
+
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(tmp_path / "ansible.cfg")
+    assert config["ssh_connection"]["pipelining"] == "True"
+    assert "ControlMaster=auto" in config["ssh_connection"]["ssh_args"]
+    assert "StrictHostKeyChecking" not in config["ssh_connection"]["ssh_args"]
+
+
+def test_the_child_environment_keeps_only_the_allowlist_of_the_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "leak")
+    monkeypatch.setenv("ANSIBLE_ROLES_PATH", "/somewhere/else")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+
+    env = clean_environment({"ANSIBLE_CONFIG": "/run/ansible.cfg"})
+
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    assert "ANSIBLE_ROLES_PATH" not in env
+    assert env["LANG"] == "C.UTF-8"
+    assert env["ANSIBLE_CONFIG"] == "/run/ansible.cfg"
+    assert Path(env["PATH"].split(":")[0], "ansible-playbook").exists()
+
+
+@pytest.mark.parametrize(
+    ("workdir", "location"),
+    [
+        pytest.param(Path("/checkout"), "broken/site.yml:5:7", id="inside-the-checkout"),
+        pytest.param(None, "/checkout/broken/site.yml:5:7", id="no-workdir"),
+        pytest.param(Path("/elsewhere"), "/checkout/broken/site.yml:5:7", id="outside-the-checkout"),
+    ],
+)
+def test_a_syntax_error_is_located_by_file_line_and_column(workdir: Path | None, location: str) -> None:
+    error = parse_syntax_error(SYNTAX_ERROR_OUTPUT, workdir)
+
+    assert error.location == location
+    assert error.detail == "conflicting action statements: ansible.builtin.debug, ansible.builtin.copy"
+    assert str(error) == f"{location}: {error.detail}"
+
+
+def test_an_error_without_a_location_keeps_its_message() -> None:
+    error = parse_syntax_error("ERROR! the role 'missing' was not found in /checkout/roles\n")
+
+    assert error.location is None
+    assert str(error) == "the role 'missing' was not found in /checkout/roles"
