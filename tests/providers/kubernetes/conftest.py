@@ -23,3 +23,60 @@ def load() -> Load:
         return [PlainManifest(document.data, document.start, document) for document in documents]
 
     return load
+
+
+# --- The Kubernetes stage against the API emulator over real HTTPS --------------------------------
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from providers.kubernetes.client import KubeClient, RetryPolicy  # noqa: E402
+from sandbox.kube import KubeSandbox  # noqa: E402
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeSandbox]:
+    """A fresh emulator per test, simulated controllers on with a small delay."""
+    with KubeSandbox(bookmark_interval=0.2, controller_delay=0.02) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def kubeconfig(kube: KubeSandbox, tmp_path: Path) -> Path:
+    return kube.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+@pytest.fixture
+def client(kubeconfig: Path) -> Iterator[KubeClient]:
+    """A client whose retries do not sleep for real (backoff is recorded instead)."""
+    sleeps: list[float] = []
+    retry = RetryPolicy(sleep=sleeps.append)
+    connected = KubeClient.connect(path=kubeconfig, retry=retry)
+    connected.sleeps = sleeps  # type: ignore[attr-defined]
+    yield connected
+    connected.close()
+
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "infra-repo"
+
+
+@pytest.fixture(scope="session")
+def example_states() -> dict[str, Any]:
+    """Both example environments rendered once (tests only: providers never import reconciler)."""
+    from reconciler.desired import check_checkout
+
+    result = check_checkout(EXAMPLE)
+    assert result.issues == []
+    return dict(result.environments)
+
+
+@pytest.fixture(scope="session")
+def example_specs() -> dict[str, dict[str, Any]]:
+    """Each example environment's spec as written (camelCase), as the stage receives it."""
+    from reconciler.desired import check_checkout
+
+    result = check_checkout(EXAMPLE)
+    assert result.repo is not None
+    return {name: env.spec.model_dump(by_alias=True, mode="json", exclude_none=True)
+            for name, env in result.repo.environments.items()}

@@ -1,0 +1,518 @@
+"""The workloads stage: plan, apply and observe one environment's manifests on its cluster.
+
+What the stage reads from the `StageContext` (plain values; the reconciler fills them):
+
+* `inputs["manifests"]`: workload name → rendered manifests (anything with `body`, `location`,
+  `document`, as `schema.ManifestLike`);
+* `inputs["inventory"]` (optional): the last successful sync's inventory as `apply` returned it in
+  `outputs["inventory"]`; without it the cluster's own copy in `tidegate-system` is used;
+* `spec`: the environment spec (camelCase, as written): `workloads[].namespace`, `forceConflicts`,
+  `prune`, `ignoreDifferences`, and `sync.prune`;
+* `settings["wait_timeout"]` (optional, seconds): after applying, wait for health and fail on
+  Degraded or at the timeout (`outputs["health"]` has the environment's and workloads' health);
+* the cluster: `credentials["kubeconfig"]` (kubeconfig content, e.g. a Terraform output),
+  `inputs["kubeconfig"]`, or `settings["kubeconfig_path"]`.
+
+`apply` validates the whole set with server-side dry runs before the first write (errors name the
+manifest's file:line, the field and the API's message), refuses a plan the live state no longer
+matches, applies in kind order only what differs (waiting for CRDs to be Established before their
+custom resources), prunes by inventory in reverse order, and returns the new inventory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from providers.kubernetes import health as health_rules
+from providers.kubernetes import inventory as inv
+from providers.kubernetes.client import KubeClient, KubeError, PermissionDenied, UnknownKind
+from providers.kubernetes.diff import (
+    Comparison,
+    IgnoreRule,
+    compare,
+    get_pointer,
+    mask,
+    normalise,
+    parse_rules,
+    render_diff,
+)
+from providers.kubernetes.ordering import (
+    ObjectRef,
+    crd_kinds,
+    crd_scope_namespaced,
+    group_of,
+    ref_of,
+    sort_for_apply,
+    sort_for_prune,
+    with_namespace,
+)
+from providers.kubernetes.schema import PlainManifest, validate_manifests
+from providers.kubernetes.watch import DriftEvent, LiveWatcher
+from providers.stage import (
+    Action,
+    Change,
+    DriftItem,
+    Outcome,
+    StageContext,
+    StageName,
+    StagePlan,
+    StageResult,
+    digest,
+)
+from repo_schema.issues import Location
+
+PRUNE_ANNOTATION = "tidegate.dev/prune"
+DEFAULT_NAMESPACE = "default"
+
+
+class StageError(Exception):
+    """The set cannot be planned or applied; `errors` are one line each, with file:line."""
+
+    def __init__(self, errors: Sequence[str]):
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
+
+
+@dataclass
+class Prepared:
+    """One desired object: its workload, the body to send (namespace injected), where it was written."""
+
+    workload: str
+    body: dict[str, Any]
+    source: str
+    force: bool = False
+    rules: list[IgnoreRule] = field(default_factory=list)
+    manifest: Any = None
+    pending: str = ""
+    """Why it cannot be dry-run yet ("namespace web is created by this sync", "CRD ...")."""
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ref_of(self.body)
+
+
+@dataclass
+class WorkloadSettings:
+    name: str
+    namespace: str
+    force: bool
+    prune: bool
+    rules: list[IgnoreRule]
+
+
+def _workloads(context: StageContext) -> dict[str, WorkloadSettings]:
+    spec = context.spec
+    sync_prune = bool((spec.get("sync") or {}).get("prune", True))
+    out: dict[str, WorkloadSettings] = {}
+    for item in spec.get("workloads") or []:
+        name = str(item.get("name"))
+        out[name] = WorkloadSettings(
+            name, str(item.get("namespace") or DEFAULT_NAMESPACE),
+            bool(item.get("forceConflicts", item.get("force_conflicts", False))),
+            sync_prune and bool(item.get("prune", True)),
+            parse_rules(item.get("ignoreDifferences", item.get("ignore_differences")) or []),
+        )
+    return out
+
+
+def _source(manifest: Any) -> str:
+    location = getattr(manifest, "location", None)
+    return f"{location.file}:{location.line}" if location is not None else "<unknown>"
+
+
+def _api_error(prepared: Prepared, error: KubeError) -> str:
+    ref = prepared.ref
+    details = error.body.get("details") or {}
+    causes = [cause for cause in details.get("causes") or [] if isinstance(cause, Mapping)]
+    fields = ", ".join(str(cause.get("field")) for cause in causes if cause.get("field"))
+    what = f"{ref.kind} {ref.namespace + '/' if ref.namespace else ''}{ref.name}"
+    message = str(error.body.get("message") or error)
+    if isinstance(error, PermissionDenied):
+        message = f"permission denied (403): {message}"
+    return f"{prepared.source}: {what}: " + (f"field {fields}: " if fields else "") + message
+
+
+class KubernetesStage:
+    """`plan`, `apply`, `observe` for the `workloads` stage (DESIGN.md's one stage interface)."""
+
+    name = StageName.workloads
+
+    def __init__(self, *, connect: Callable[[StageContext], KubeClient] | None = None,
+                 crd_timeout: float = 60.0, poll_interval: float = 0.05) -> None:
+        self._connect = connect or connect_from_context
+        self.crd_timeout = crd_timeout
+        self.poll_interval = poll_interval
+
+    # --- preparing the desired set ---------------------------------------------------------------
+
+    def prepare(self, client: KubeClient, context: StageContext) -> list[Prepared]:
+        """Copies of every manifest with namespaces injected, in apply order; errors raise StageError."""
+        settings = _workloads(context)
+        manifests: Mapping[str, Sequence[Any]] = context.inputs.get("manifests") or {}
+        all_bodies = [m.body for items in manifests.values() for m in items]
+        crds = crd_kinds(all_bodies)
+        new_namespaces = {str((b.get("metadata") or {}).get("name"))
+                          for b in all_bodies if b.get("kind") == "Namespace"}
+        live_namespaces: dict[str, bool] = {}
+        errors: list[str] = []
+        out: list[Prepared] = []
+        seen: dict[tuple[str, str, str, str], str] = {}
+        for workload, items in manifests.items():
+            ws = settings.get(workload) or WorkloadSettings(workload, DEFAULT_NAMESPACE, False, True, [])
+            for manifest in items:
+                body = manifest.body
+                api_version, kind = str(body.get("apiVersion", "")), str(body.get("kind", ""))
+                pending = ""
+                try:
+                    namespaced = client.namespaced(api_version, kind)
+                except UnknownKind:
+                    crd = crds.get((group_of(api_version), kind))
+                    if crd is None:
+                        errors.append(f"{_source(manifest)}: the cluster serves no {kind} in {api_version} "
+                                      "and no CustomResourceDefinition in this set defines it")
+                        continue
+                    namespaced = crd_scope_namespaced(crd)
+                    pending = f"its CustomResourceDefinition {(crd.get('metadata') or {}).get('name')} " \
+                              "is created by this sync"
+                copied = with_namespace(body, ws.namespace, namespaced)
+                namespace = str(copied["metadata"].get("namespace") or "")
+                if namespace and not pending:
+                    if namespace not in live_namespaces:
+                        live_namespaces[namespace] = client.get("v1", "Namespace", namespace) is not None
+                    if not live_namespaces[namespace] and namespace in new_namespaces:
+                        pending = f"namespace {namespace} is created by this sync"
+                prepared = Prepared(workload, copied, _source(manifest), ws.force, ws.rules, manifest, pending)
+                key = prepared.ref.key
+                if key in seen:
+                    errors.append(f"{prepared.source}: {prepared.ref.address} is also defined at {seen[key]}")
+                    continue
+                seen[key] = prepared.source
+                out.append(prepared)
+        if errors:
+            raise StageError(errors)
+        return sort_for_apply(out, lambda p: p.body)
+
+    def _compare(self, client: KubeClient, prepared: Prepared) -> Comparison:
+        if prepared.pending:
+            return Comparison(prepared.ref, normalise(prepared.body, prepared.rules), None)
+        return compare(client, prepared.body, prepared.rules, force=prepared.force)
+
+    def _previous(self, client: KubeClient, context: StageContext) -> inv.Inventory:
+        stored = context.inputs.get("inventory")
+        if stored is not None:
+            return inv.from_json(stored)
+        return inv.read(client, context.environment)
+
+    def _stale(self, client: KubeClient, context: StageContext, prepared: Sequence[Prepared],
+               previous: inv.Inventory) -> tuple[list[tuple[str, ObjectRef]], list[tuple[str, ObjectRef, str]]]:
+        """(to delete, left alone with the reason) — previous inventory minus the new desired set."""
+        desired = {p.ref.key for p in prepared}
+        settings = _workloads(context)
+        env_prune = bool((context.spec.get("sync") or {}).get("prune", True))
+        delete: list[tuple[str, ObjectRef]] = []
+        kept: list[tuple[str, ObjectRef, str]] = []
+        for workload, refs in previous.items():
+            for ref in refs:
+                if ref.key in desired:
+                    continue
+                ws = settings.get(workload)
+                if not env_prune or (ws is not None and not ws.prune):
+                    kept.append((workload, ref, "prune is off for this workload or environment"))
+                    continue
+                try:
+                    live = client.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
+                except UnknownKind:
+                    live = None
+                if live is None:
+                    continue
+                annotations = (live.get("metadata") or {}).get("annotations") or {}
+                if annotations.get(PRUNE_ANNOTATION) == "disabled":
+                    kept.append((workload, ref, f"annotated {PRUNE_ANNOTATION}: disabled"))
+                    continue
+                delete.append((workload, ref))
+        order = {ref: index for index, ref in enumerate(sort_for_prune([ref for _, ref in delete]))}
+        delete.sort(key=lambda item: order[item[1]])
+        return delete, kept
+
+    # --- the three verbs ---------------------------------------------------------------------------
+
+    def plan(self, context: StageContext) -> StagePlan:
+        client = self._connect(context)
+        try:
+            prepared = self.prepare(client, context)
+            comparisons, errors = self._compare_all(client, prepared, validate=False)
+            if errors:
+                raise StageError(errors)
+            previous = self._previous(client, context)
+            delete, kept = self._stale(client, context, prepared, previous)
+        finally:
+            client.close()
+        changes: list[Change] = []
+        for p, result in zip(prepared, comparisons, strict=True):
+            text = result.diff
+            if result.conflict:
+                text = f"# conflict: {result.conflict}\n" + text
+            if p.pending:
+                text = f"# {p.pending}\n" + text
+            changes.append(Change(self.name, p.ref.address, result.action, text))
+        for _, ref in delete:
+            changes.append(Change(self.name, ref.address, Action.delete, "# pruned: no longer in the desired set\n"))
+        live_versions = {p.ref.address: (r.raw_live or {}).get("metadata", {}).get("resourceVersion")
+                         for p, r in zip(prepared, comparisons, strict=True)}
+        details: dict[str, Any] = {
+            "objects": [{"workload": p.workload, "body": p.body, "source": p.source, "force": p.force,
+                         "pending": p.pending} for p in prepared],
+            "delete": [{"workload": w, **ref.to_dict()} for w, ref in delete],
+            "kept": [{"workload": w, "reason": why, **ref.to_dict()} for w, ref, why in kept],
+            "previous": inv.to_json(previous),
+            "fields": {p.ref.address: r.fields for p, r in zip(prepared, comparisons, strict=True) if r.fields},
+            # the bodies apply needs include Secrets as written: store these details encrypted
+            "contains_secrets": any(p.body.get("kind") == "Secret" for p in prepared),
+        }
+        plan_digest = digest({"changes": [(c.address, c.action.value, c.diff) for c in changes],
+                              "objects": details["objects"], "delete": details["delete"]})
+        return StagePlan(self.name, changes, plan_digest, live_state=digest(live_versions), details=details)
+
+    def _compare_all(self, client: KubeClient, prepared: Sequence[Prepared],
+                     *, validate: bool) -> tuple[list[Comparison], list[str]]:
+        comparisons: list[Comparison] = []
+        errors: list[str] = []
+        offline = [p for p in prepared if p.pending]
+        if offline:
+            known_crds = [p.body for p in prepared if p.body.get("kind") == "CustomResourceDefinition"]
+            for issue in validate_manifests(
+                    [p.manifest if p.manifest is not None else PlainManifest(p.body, Location(p.source))
+                     for p in offline], crds=known_crds):
+                errors.append(str(issue))
+        for p in prepared:
+            try:
+                result = self._compare(client, p)
+            except KubeError as error:
+                errors.append(_api_error(p, error))
+                comparisons.append(Comparison(p.ref, None, None))
+                continue
+            if validate and result.conflict and not p.force:
+                errors.append(f"{p.source}: {p.ref.kind} {p.ref.namespace}/{p.ref.name}: {result.conflict} "
+                              f"(set forceConflicts on workload {p.workload} to take these fields over)")
+            comparisons.append(result)
+        return comparisons, errors
+
+    def apply(self, context: StageContext, plan: StagePlan) -> StageResult:
+        client = self._connect(context)
+        try:
+            return self._apply(client, context, plan)
+        finally:
+            client.close()
+
+    def _from_plan(self, context: StageContext, plan: StagePlan) -> list[Prepared]:
+        settings = _workloads(context)
+        out = []
+        for item in plan.details.get("objects") or []:
+            ws = settings.get(str(item["workload"]))
+            source = str(item.get("source", ""))
+            file, _, line = source.rpartition(":")
+            manifest = PlainManifest(item["body"], Location(file or source, int(line) if line.isdigit() else 1))
+            out.append(Prepared(str(item["workload"]), dict(item["body"]), source, bool(item.get("force")),
+                                ws.rules if ws else [], manifest, str(item.get("pending") or "")))
+        return out
+
+    def _apply(self, client: KubeClient, context: StageContext, plan: StagePlan) -> StageResult:
+        prepared = self._from_plan(context, plan)
+        planned = {change.address: change for change in plan.changes}
+        outcomes: dict[str, Outcome] = {}
+        log: list[str] = []
+        # 1. validate the whole set before the first write
+        # objects whose namespace or CRD the plan expected to create may exist by now
+        for p in prepared:
+            if p.pending and _ready(client, p):
+                p.pending = ""
+        comparisons, errors = self._compare_all(client, prepared, validate=True)
+        if errors:
+            return StageResult(self.name, {p.ref.address: Outcome.skipped for p in prepared}, succeeded=False,
+                               error="validation failed, nothing was applied:\n" + "\n".join(errors),
+                               log="\n".join(errors))
+        # 2. refuse a stale plan
+        stale = []
+        for p, result in zip(prepared, comparisons, strict=True):
+            change = planned.get(p.ref.address)
+            if change is None or p.pending:
+                continue
+            # creates: the server allocates (clusterIP, ...) anew on every dry run; compare the action
+            planned_fields = (plan.details.get("fields") or {}).get(p.ref.address, [])
+            if result.action is not change.action:
+                stale.append(f"{p.ref.address}: planned {change.action}, now {result.action}")
+            elif result.action is Action.update and result.fields != planned_fields:
+                stale.append(f"{p.ref.address}: planned changes to {', '.join(planned_fields)}; "
+                             f"now to {', '.join(result.fields)}")
+        if stale:
+            return StageResult(self.name, {}, succeeded=False,
+                               error="the plan is stale (the cluster changed since it was planned); plan again:\n"
+                                     + "\n".join(stale))
+        # 3. apply in kind order, only what differs
+        applied: inv.Inventory = {}
+        error: str | None = None
+        for p, result in zip(prepared, comparisons, strict=True):
+            address = p.ref.address
+            try:
+                if p.pending:
+                    self._wait_ready(client, p)
+                    result = self._compare(client, Prepared(**{**p.__dict__, "pending": ""}))
+                if result.action is Action.no_op:
+                    outcomes[address] = Outcome.unchanged
+                else:
+                    client.apply(p.body, force=p.force)
+                    outcomes[address] = Outcome.created if result.action is Action.create else Outcome.configured
+                    log.append(f"{address}: {outcomes[address]}")
+                if p.body.get("kind") == "CustomResourceDefinition":
+                    self._wait_established(client, str(p.body["metadata"]["name"]))
+            except (KubeError, TimeoutError) as failure:
+                message = _api_error(p, failure) if isinstance(failure, KubeError) else f"{p.source}: {failure}"
+                error = message
+                log.append(message)
+                break
+            applied.setdefault(p.workload, []).append(p.ref)
+        for p in prepared:
+            outcomes.setdefault(p.ref.address, Outcome.skipped)
+        # 4. prune (only after a complete apply)
+        previous = inv.from_json(plan.details.get("previous"))
+        remaining: inv.Inventory = {}
+        if error is not None:
+            # keep everything we may own: what we applied plus the whole previous inventory
+            for workload, refs in previous.items():
+                keys = {r.key for r in applied.get(workload, [])}
+                applied.setdefault(workload, []).extend(r for r in refs if r.key not in keys)
+        else:
+            for item in plan.details.get("delete") or []:
+                ref = ObjectRef.from_dict(item)
+                workload = str(item["workload"])
+                try:
+                    live = client.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
+                    annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
+                    if live is not None and annotations.get(PRUNE_ANNOTATION) == "disabled":
+                        outcomes[ref.address] = Outcome.skipped
+                        continue
+                    if live is not None:
+                        client.delete(ref.api_version, ref.kind, ref.name, ref.namespace or None)
+                    after = client.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
+                except (KubeError, UnknownKind) as failure:
+                    log.append(f"{ref.address}: not deleted: {failure}")
+                    remaining.setdefault(workload, []).append(ref)
+                    outcomes[ref.address] = Outcome.skipped
+                    continue
+                if after is not None and (after.get("metadata") or {}).get("uid") == (live or {}).get(
+                        "metadata", {}).get("uid"):
+                    remaining.setdefault(workload, []).append(ref)  # terminating: confirm next sync
+                outcomes[ref.address] = Outcome.deleted
+                log.append(f"{ref.address}: deleted")
+        new_inventory: inv.Inventory = {w: list(refs) for w, refs in applied.items()}
+        for workload, refs in remaining.items():
+            new_inventory.setdefault(workload, []).extend(refs)
+        try:
+            inv.write(client, context.environment, new_inventory, previous)
+        except KubeError as failure:
+            log.append(f"inventory not stored in the cluster: {failure}")
+            error = error or str(failure)
+        outputs: dict[str, Any] = {"inventory": inv.to_json(new_inventory)}
+        wait_timeout = context.settings.get("wait_timeout")
+        if error is None and wait_timeout is not None:
+            report = health_rules.wait(client, [(p.workload, p.body) for p in prepared],
+                                       timeout=float(wait_timeout), interval=self.poll_interval)
+            outputs["health"] = {"environment": str(report.environment),
+                                 "workloads": {w: str(h) for w, h in report.workloads.items()}}
+            problems = [f"{o.address}: {o.health}: {o.reason}" for o in report.problems()]
+            if report.environment is health_rules.Health.Degraded or report.timed_out:
+                error = (f"not healthy after {float(wait_timeout):g}s:\n" if report.timed_out
+                         else "degraded:\n") + "\n".join(problems)
+        return StageResult(self.name, outcomes, outputs=outputs, log="\n".join(log), succeeded=error is None,
+                           error=error)
+
+    def observe(self, context: StageContext) -> list[DriftItem]:
+        """Live differences from the desired set, through the same comparison as `plan`."""
+        client = self._connect(context)
+        try:
+            prepared = self.prepare(client, context)
+            comparisons, errors = self._compare_all(client, prepared, validate=False)
+        finally:
+            client.close()
+        if errors:
+            raise StageError(errors)
+        return drift_items(comparisons)
+
+    def health(self, context: StageContext) -> health_rules.Report:
+        """Health of every desired object, per workload and for the environment."""
+        client = self._connect(context)
+        try:
+            prepared = self.prepare(client, context)
+            return health_rules.assess(client, [(p.workload, p.body) for p in prepared])
+        finally:
+            client.close()
+
+    def watch(self, context: StageContext, on_event: Callable[[DriftEvent], None]) -> LiveWatcher:
+        """Started live watches on the desired objects; `stop()` it when done (it owns its client)."""
+        client = self._connect(context)
+        prepared = self.prepare(client, context)
+        rules = [rule for ws in _workloads(context).values() for rule in ws.rules]
+        return LiveWatcher(client, [p.body for p in prepared], on_event, rules=rules, close_client=True).start()
+
+    # --- waiting for what later objects need -----------------------------------------------------------
+
+    def _wait_established(self, client: KubeClient, name: str) -> None:
+        deadline = time.monotonic() + self.crd_timeout
+        while True:
+            crd = client.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+            if crd is not None and health_rules.condition(crd, "Established") == "True":
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CustomResourceDefinition {name} not Established after {self.crd_timeout:g}s")
+            time.sleep(self.poll_interval)
+
+    def _wait_ready(self, client: KubeClient, prepared: Prepared) -> None:
+        deadline = time.monotonic() + self.crd_timeout
+        while not _ready(client, prepared):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{prepared.pending}, but it is not ready after {self.crd_timeout:g}s")
+            time.sleep(self.poll_interval)
+
+
+def _ready(client: KubeClient, prepared: Prepared) -> bool:
+    """Whether what made an object pending (its namespace, its CRD) is now served."""
+    ref = prepared.ref
+    try:
+        client.resource(str(prepared.body.get("apiVersion", "")), ref.kind)
+    except UnknownKind:
+        return False
+    if ref.namespace:
+        live = client.get("v1", "Namespace", ref.namespace)
+        return live is not None and not (live.get("metadata") or {}).get("deletionTimestamp")
+    return True
+
+
+def drift_items(comparisons: Sequence[Comparison]) -> list[DriftItem]:
+    """One item per changed field (a missing object is one item at `/`)."""
+    items: list[DriftItem] = []
+    for result in comparisons:
+        if result.action is Action.no_op:
+            continue
+        text = render_diff(result.ref.address, result.desired, result.live)
+        if result.live is None:
+            items.append(DriftItem(StageName.workloads, result.ref.address, "/", "present", None, text))
+            continue
+        shown_desired, shown_live = mask(result.desired, result.live), mask(result.live, result.desired)
+        for pointer in result.fields:
+            items.append(DriftItem(StageName.workloads, result.ref.address, pointer,
+                                   get_pointer(shown_desired, pointer), get_pointer(shown_live, pointer), text))
+    return items
+
+
+def connect_from_context(context: StageContext) -> KubeClient:
+    content = context.credentials.get("kubeconfig") or context.inputs.get("kubeconfig")
+    if content:
+        return KubeClient.connect(content=content)
+    path = context.settings.get("kubeconfig_path")
+    if path:
+        return KubeClient.connect(path=Path(str(path)))
+    raise StageError(["no cluster credentials: give credentials['kubeconfig'] or settings['kubeconfig_path']"])
