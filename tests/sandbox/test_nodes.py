@@ -145,22 +145,25 @@ def test_sandbox_nodes_check_pings_every_node_over_ssh_and_removes_them(count: i
 
 
 def test_sandbox_nodes_keeps_the_nodes_until_interrupted_then_removes_them() -> None:
-    script = ("import typer\nfrom tidegate.cli_ansible import register\napp = typer.Typer()\nsb = typer.Typer()\n"
-              "register(sb)\napp.add_typer(sb, name='sandbox')\napp()\n")
     child = subprocess.Popen(
-        [sys.executable, "-c", script, "sandbox", "nodes", "--count", "2"],
+        [sys.executable, "-m", "tidegate", "sandbox", "nodes", "--count", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     assert child.stdout is not None and child.stderr is not None
     header = child.stdout.readline()
     ident = header.split("bridge tgb", 1)[1].split()[0]
-    deadline = time.monotonic() + 30
-    while "Ctrl-C" not in child.stderr.readline() and time.monotonic() < deadline:
-        pass
+    deadline = time.monotonic() + 120
+    ready = False
+    while not ready and time.monotonic() < deadline:
+        line = child.stderr.readline()
+        ready = "Ctrl-C" in line
+        if not line:
+            break
+    assert ready, "the command never said the nodes were up"
     assert len([name for name in _leftovers(ident) if name.startswith("tgn-")]) == 2
 
     os.kill(child.pid, signal.SIGINT)
-    assert child.wait(timeout=30) == 0
+    assert child.wait(timeout=120) == 0, child.stderr.read()
     assert _leftovers(ident) == []
 
 
