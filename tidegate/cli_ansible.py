@@ -126,7 +126,9 @@ def nodes(
                                         "exit 0 only if every node answered.")] = False,
 ) -> None:
     """Create SSH nodes (network namespaces running sshd), print their inventory, keep them until Ctrl-C."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Both signals explicitly: a process started in the background by a non-interactive shell
+    # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt for Ctrl-C/kill -INT.
+    previous = {number: signal.signal(number, _raise_interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         with SshNodes(count) as sandbox:
             sys.stdout.write(f"# {count} SSH nodes, bridge {sandbox.bridge} {sandbox.network}; "
@@ -157,7 +159,8 @@ def nodes(
     except KeyboardInterrupt:
         err.print("nodes removed", markup=False)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def register(sandbox: typer.Typer) -> None:
