@@ -61,6 +61,11 @@ class Repository(Base):
     poll_interval_seconds: Mapped[int] = mapped_column(Integer, default=120)
     credentials: Mapped[Sealed | None] = mapped_column(SealedText())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    head_sha: Mapped[str | None] = mapped_column(String(64))
+    """The branch head the last successful poll saw (a poll that finds it unchanged renders nothing)."""
+    last_polled_at: Mapped[datetime | None]
+    poll_error: Mapped[str | None] = mapped_column(Text)
+    """Why the last poll failed (unreachable, branch deleted, force-push); NULL after a good poll."""
 
     revisions: Mapped[list[Revision]] = relationship(
         back_populates="repository", cascade="all, delete-orphan", passive_deletes=True
@@ -131,6 +136,9 @@ class Plan(Base):
     fingerprint: Mapped[str] = mapped_column(String(128), index=True)
     stages: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
     """Per-stage plan summaries keyed by stage word (changes, digest); secrets already masked."""
+    payload: Mapped[Sealed | None] = mapped_column(SealedText())
+    """What apply needs to execute exactly this plan (saved plan paths, manifests with Secrets): sealed."""
+    superseded: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     environment: Mapped[Environment] = relationship(back_populates="plans")
