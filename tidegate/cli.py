@@ -17,8 +17,10 @@ from repo_schema.issues import Issue
 from store import MigrationError, SecretKeyError
 from tidegate.cli_ansible import register as register_ansible
 from tidegate.cli_kube import register as register_kube
+from tidegate.cli_reconcile import register as register_reconcile
 from tidegate.cli_terraform import register as register_terraform
 from tidegate.settings import Settings
+from tidegate.up import up
 from tidegate.wiring import open_store
 
 app = typer.Typer(
@@ -116,6 +118,8 @@ def schema() -> None:
 register_terraform(app, sandbox_app)
 register_kube(sandbox_app)
 register_ansible(sandbox_app)
+register_reconcile(app)
+app.command("up")(up)
 
 
 def main() -> None:

@@ -19,9 +19,9 @@ from rich.console import Console
 
 from providers.ansible import AnsibleStage
 from providers.ansible.events import TaskStatus, parse_events
-from providers.ansible.inventory import merge_connection
 from providers.ansible.runner import RunRequest, run_playbook
 from providers.stage import Action, StageContext, StagePlan
+from reconciler.contexts import configuration_spec
 from repo_schema.loader import LoadedRepo
 from sandbox.nodes import MAX_NODES, SshNodes, SshNodesUnavailable
 
@@ -61,20 +61,6 @@ def ping_nodes(nodes: SshNodes, work_dir: Path) -> dict[str, str | None]:
         else:
             answers[node.name] = f"no answer (ansible-playbook status {outcome.status})"
     return answers
-
-
-def configuration_spec(repo: LoadedRepo, environment: str) -> dict[str, Any]:
-    """The environment's `configuration` section (repo spelling) with the repo's default
-    connection under the environment's own."""
-    spec = repo.environments[environment].spec.configuration
-    if spec is None:
-        raise ValueError(f"environment {environment!r} has no configuration stage")
-    own = spec.connection.model_dump(by_alias=True, exclude_unset=True) if spec.connection else None
-    connection = merge_connection(repo.config.spec.connection, own)
-    section: dict[str, Any] = spec.model_dump(by_alias=True, mode="json", exclude={"connection", "timeout"})
-    section["timeout"] = f"{int(spec.timeout.total_seconds())}s"
-    section["connection"] = connection.model_dump(by_alias=True, mode="json", exclude_none=True)
-    return section
 
 
 def sandbox_context(repo: LoadedRepo, environment: str, workdir: Path, artifacts: Path, nodes: SshNodes,

@@ -19,13 +19,16 @@ def sandbox_kube(
     controller_delay: Annotated[
         float, typer.Option("--controller-delay", help="Seconds before simulated controllers update status.")
     ] = 1.0,
+    crd_delay: Annotated[
+        float, typer.Option("--crd-delay", help="Seconds before a new CustomResourceDefinition is Established.")
+    ] = 0.5,
 ) -> None:
     """Serve a Kubernetes 1.37 API emulator (HTTPS, in memory) until Ctrl-C; write its kubeconfig."""
 
     def ready(url: str) -> None:
         out.print(f"Kubernetes API emulator at {url}; kubeconfig {kubeconfig} (Ctrl-C stops it)", markup=False)
 
-    serve(port, kubeconfig, on_ready=ready, controller_delay=controller_delay)
+    serve(port, kubeconfig, on_ready=ready, controller_delay=controller_delay, crd_delay=crd_delay)
 
 
 def register(sandbox: typer.Typer) -> None:

@@ -19,16 +19,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 
 from providers.ansible import AnsibleStageError
+from providers.kubernetes.client import KubeError
+from providers.kubernetes.stage import KubernetesStage
+from providers.kubernetes.stage import StageError as KubeStageError
 from providers.stage import Action, StageContext, StagePlan, StageResult
 from providers.terraform import TerraformError, TerraformStage, infrastructure_spec
+from reconciler.desired import check_checkout
 from reconciler.rendering.inputs import render_tfvars
 from repo_schema.issues import InvalidRepo
 from repo_schema.loader import LoadedRepo, load_repo
 from sandbox.aws import DEFAULT_BUCKET, DEFAULT_LOCK_TABLE, DEFAULT_REGION, AwsEndpoints, AwsSandbox
+from sandbox.kube import KubeSandbox
+from sandbox.kube.runner import kubeconfig as kube_kubeconfig
 from tidegate.cli_ansible import format_plan, sandbox_plan
 from tidegate.settings import Settings
 
@@ -68,9 +75,9 @@ def plan(
     if stage is PlanStage.configuration:
         _plan_configuration(loaded, env, settings, sandbox=sandbox, quiet=quiet)
         return
-    if stage is not PlanStage.infrastructure:
-        err.print(f"planning the {stage.value} stage is not available in this command yet", markup=False)
-        raise typer.Exit(2)
+    if stage is PlanStage.workloads:
+        _plan_workloads(loaded, env, settings, sandbox=sandbox, quiet=quiet, show_diff=show_diff)
+        return
     if loaded.environments[env].spec.infrastructure is None:
         out.print(f"{env}: no infrastructure stage", markup=False)
         return
@@ -122,6 +129,116 @@ def _plan_configuration(loaded: LoadedRepo, env: str, settings: Settings, *, san
         raise typer.Exit(1) from None
     out.print(format_plan(result), end="", markup=False)
     out.print(f"{env} configuration: {result.summary()} in {time.monotonic() - started:.1f}s", markup=False)
+
+
+def _plan_workloads(loaded: LoadedRepo, env: str, settings: Settings, *, sandbox: bool, quiet: bool,
+                    show_diff: bool) -> None:
+    """Plan the workloads against the Kubernetes API emulator: the environment's infrastructure is
+    first applied into a throwaway moto for its real kubeconfig output, whose server, CA and token
+    are then pointed at the emulator (each substitution logged)."""
+    spec = loaded.environments[env].spec
+    if not spec.workloads:
+        out.print(f"{env}: no workloads stage", markup=False)
+        return
+    if not sandbox:
+        err.print("planning the workloads stage needs the cluster's kubeconfig (a recorded Terraform output or a "
+                  "secret), which comes with the reconciler; use --sandbox to plan against throwaway stand-ins",
+                  markup=False)
+        raise typer.Exit(2)
+    manifests = _rendered_manifests(loaded, env, settings)  # before the slow apply: fail fast on bad input
+    started = time.monotonic()
+    try:
+        kubeconfig = _sandbox_kubeconfig_source(loaded, env, settings, quiet=quiet)
+        with KubeSandbox(controller_delay=None) as kube:
+            context = _workloads_context(loaded, env, settings, manifests, _point_at_emulator(kubeconfig, kube))
+            result = KubernetesStage().plan(context)
+    except (TerraformError, KubeStageError, KubeError, ValueError) as error:
+        err.print(f"[red]error[/red] {escape(str(error))}")
+        raise typer.Exit(1) from None
+    _print_workloads_plan(env, result, show_diff=show_diff, seconds=time.monotonic() - started)
+
+
+def _rendered_manifests(loaded: LoadedRepo, env: str, settings: Settings) -> dict[str, list[Any]]:
+    """Workload name → its rendered manifests, as `tidegate render` renders them; issues exit 1."""
+    checked = check_checkout(loaded.root, cache_dir=settings.render_cache_dir, only=env)
+    if checked.issues or env not in checked.environments:
+        for issue in checked.issues:
+            err.print(str(issue), markup=False)
+        err.print(f"[red]{len(checked.issues)} errors[/red] rendering {escape(env)}'s workloads")
+        raise typer.Exit(1)
+    return {name: list(rendered.manifests) for name, rendered in checked.environments[env].workloads.items()}
+
+
+def _sandbox_kubeconfig_source(loaded: LoadedRepo, env: str, settings: Settings, *, quiet: bool) -> dict[str, Any]:
+    """The kubeconfig the environment names, produced for real where it is a Terraform output
+    (applied into a throwaway moto); {} when it names a secret or nothing (the emulator's is used)."""
+    spec = loaded.environments[env].spec
+    output_name = spec.cluster.kubeconfig_from.terraform_output if spec.cluster is not None else None
+    if output_name is None or spec.infrastructure is None:
+        log.info("sandbox: %s names no kubeconfig Terraform output; using the emulator's kubeconfig", env)
+        err.print("[dim]sandbox: no kubeconfig Terraform output -> the emulator's kubeconfig[/dim]")
+        return {}
+    backend = loaded.backend(env)
+    with AwsSandbox(bucket=(backend.bucket if backend else None) or DEFAULT_BUCKET,
+                    lock_table=(backend.dynamodb_table if backend else None) or DEFAULT_LOCK_TABLE,
+                    region=(backend.region if backend else None) or DEFAULT_REGION) as aws:
+        err.print(f"sandbox: applying {env}'s infrastructure first, for its `{output_name}` output", markup=False)
+        applied = apply_infrastructure_into_sandbox(loaded, env, settings, aws,
+                                                    TerraformStage(on_line=None if quiet else _progress))
+    value = applied.outputs.get(output_name)
+    parsed = yaml.safe_load(value) if isinstance(value, str) else value
+    if not isinstance(parsed, dict):
+        raise TerraformError(f"output {output_name!r} is not a kubeconfig (YAML mapping): {type(parsed).__name__}")
+    return parsed
+
+
+def _point_at_emulator(kubeconfig: dict[str, Any], kube: KubeSandbox) -> str:
+    """The kubeconfig with every cluster's server and CA and every user's credentials replaced by
+    the emulator's; each substitution is logged (never a credential's value)."""
+    emulator = kube_kubeconfig(kube.url, kube.token, kube.certs.ca_pem if kube.certs is not None else None)
+    if not kubeconfig.get("clusters"):
+        return yaml.safe_dump(emulator)
+    ca = emulator["clusters"][0]["cluster"].get("certificate-authority-data")
+    for entry in kubeconfig.get("clusters") or []:
+        cluster = entry.setdefault("cluster", {})
+        _substitute(f"cluster {entry.get('name')}: server {cluster.get('server')}", kube.url)
+        cluster["server"] = kube.url
+        cluster.pop("certificate-authority", None)
+        cluster.pop("insecure-skip-tls-verify", None)
+        _substitute(f"cluster {entry.get('name')}: certificate authority", "the emulator's CA")
+        cluster["certificate-authority-data"] = ca
+    for entry in kubeconfig.get("users") or []:
+        _substitute(f"user {entry.get('name')}: credentials", "the emulator's bearer token")
+        entry["user"] = {"token": kube.token}
+    return yaml.safe_dump(kubeconfig)
+
+
+def _substitute(what: str, replacement: str) -> None:
+    log.info("sandbox: kubeconfig %s -> %s", what, replacement)
+    err.print(f"[dim]sandbox: kubeconfig {escape(what)} -> {escape(replacement)}[/dim]")
+
+
+def _workloads_context(loaded: LoadedRepo, env: str, settings: Settings, manifests: dict[str, list[Any]],
+                       kubeconfig: str) -> StageContext:
+    """The workloads StageContext: the environment's spec as written (camelCase), its rendered
+    manifests, and the cluster's kubeconfig content."""
+    spec = loaded.environments[env].spec.model_dump(by_alias=True, mode="json", exclude_none=True)
+    area = settings.data_dir / "runs" / "sandbox" / repo_key(loaded.root) / "kubernetes"
+    return StageContext(environment=env, revision="working-tree", workdir=loaded.root, artifacts=area,
+                        spec=spec, inputs={"manifests": manifests}, credentials={"kubeconfig": kubeconfig})
+
+
+def _print_workloads_plan(env: str, result: StagePlan, *, show_diff: bool, seconds: float) -> None:
+    for change in result.changes:
+        colour = _COLOUR[change.action]
+        out.print(f"[{colour}]{_SYMBOL[change.action]:>3} {change.action.value:<8}[/{colour}] {escape(change.address)}")
+        if show_diff and change.action is not Action.no_op and change.diff:
+            for line in change.diff.splitlines():
+                out.print(f"        {escape(line)}", style="dim")
+    verdict = "changes" if result.has_changes else "no changes"
+    out.print(f"{env} workloads: {verdict} ({result.summary()}, {len(result.changes)} objects) in {seconds:.1f}s",
+              markup=False)
+    out.print(f"digest {result.digest}", markup=False)
 
 
 def infrastructure_context(repo: LoadedRepo, env: str, settings: Settings,

@@ -34,6 +34,17 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(default=None, description="Fernet key for stored secrets.")
     terraform_plugin_dirs: str = Field(default="", description="Provider mirror roots, ':'-separated.")
     log_level: str = "INFO"
+    redis_url: str | None = Field(default=None, description="redis:// or unix:// URL; default the socket of "
+                                  "the Redis that `tidegate up` starts in data_dir/redis.")
+    sandbox_map: Path | None = Field(default=None, description="Endpoint map of a sandbox session (sandbox mode).")
+    worker_concurrency: int = 2
+    scheduler_tick: float = Field(default=5.0, description="Seconds between beat ticks that queue due polls/drift.")
+    sweep_interval: float = 30.0
+    poll_jitter: float = Field(default=60.0, description="Up to this many seconds added to each poll interval.")
+    lock_ttl: float = Field(default=120.0, description="Seconds an environment lock lives without renewal.")
+    visibility_timeout: float = Field(default=7200.0, description="Broker redelivery after this many seconds; "
+                                      "must exceed the longest Terraform run.")
+    health_timeout: float = Field(default=300.0, description="Seconds to wait for workloads to become healthy.")
 
     @classmethod
     def settings_customise_sources(
@@ -49,6 +60,21 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.data_dir / "redis" / "redis.sock"
+
+    @property
+    def client_redis_url(self) -> str:
+        """For redis-py (locks, schedules)."""
+        return self.redis_url or f"unix://{self.redis_socket}"
+
+    @property
+    def broker_url(self) -> str:
+        """For Celery/kombu (`unix://` is spelled `redis+socket://` there)."""
+        url = self.client_redis_url
+        return "redis+socket://" + url[len("unix://"):] if url.startswith("unix://") else url
 
     @property
     def render_cache_dir(self) -> Path:

@@ -1,0 +1,127 @@
+"""Drift detection: observe every stage of an environment against its synced revision and report.
+
+`observe` of all three stages (Terraform `plan -detailed-exitcode`, Ansible check mode, the
+Kubernetes live diff) gives drift items; they go into one open drift report per environment (a
+later observation replaces its items; an observation that finds nothing resolves it). With
+`selfHeal`, a correcting sync is requested through the reconciler's ordinary gate: an environment
+that requires approval gets a correcting plan awaiting approval, never a silent apply. This module
+never applies anything itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from providers.stage import DriftItem, StageName
+from reconciler import contexts, pipeline, repositories, syncs
+from reconciler.errors import Busy
+from reconciler.runtime import Services
+from reconciler.syncs import ACTIVE
+from store import DriftItem as DriftRow
+from store import DriftReport, DriftResolution, DriftStatus, Environment, Stage, SyncStatus, SyncTrigger, utcnow
+from store.queries import open_drift_reports, record_audit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Observation:
+    """What one drift check found, and what it did about it."""
+
+    environment: str
+    items: list[DriftItem] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    report_id: int | None = None
+    heal_sync_id: int | None = None
+    skipped: str | None = None
+
+
+def check(services: Services, environment_id: int, trigger: str = "schedule") -> Observation:
+    """Observe the environment's synced revision; record the report; ask for a heal when allowed."""
+    with services.database.session() as session:
+        env = session.get_one(Environment, environment_id)
+        observation = Observation(env.name)
+        if env.synced_revision is None:
+            observation.skipped = "never synced"
+            return observation
+        if any(s.status in ACTIVE and s.status is not syncs.L.PENDING for s in env.syncs):
+            observation.skipped = "a sync is in progress"
+            return observation
+        repository, sha = env.repository, env.synced_revision.sha
+        repo_name, env_name = repository.name, env.name
+        outputs, inventory = pipeline.previous_outputs(services, session, env.id)
+        root = repositories.checkout(services, repository, sha)
+    try:
+        with pipeline.locked(services, repo_name, env_name):
+            loaded = pipeline.render(services, repo_name, env_name, sha, root, outputs, inventory)
+            observation.items, observation.errors = _observe_all(services, loaded)
+    except Busy as busy:
+        observation.skipped = str(busy)
+        return observation
+    heal = _record(services, environment_id, observation, loaded.repo.sync_policy(env_name).self_heal, trigger)
+    if heal is not None:
+        services.queue.plan(heal)
+        observation.heal_sync_id = heal
+    return observation
+
+
+def _observe_all(services: Services, loaded: pipeline.Loaded) -> tuple[list[DriftItem], list[str]]:
+    items: list[DriftItem] = []
+    errors: list[str] = []
+    for stage in contexts.stages_of(loaded.repo, loaded.run.environment):
+        context = pipeline.stage_context(services, loaded, stage)
+        if context is None:
+            continue
+        try:
+            items.extend(services.stages(stage).observe(context))
+        except Exception as error:
+            partial = getattr(error, "plan", None) if stage is StageName.configuration else None
+            if isinstance(partial, list):
+                items.extend(item for item in partial if isinstance(item, DriftItem))
+            errors.append(f"{stage.value}: {error}")
+    return items, errors
+
+
+def _record(services: Services, environment_id: int, observation: Observation, self_heal: bool,
+            trigger: str) -> int | None:
+    with services.database.session() as session:
+        env = session.get_one(Environment, environment_id)
+        open_reports = list(open_drift_reports(session, env.id))
+        if not observation.items:
+            for report in open_reports:
+                report.status, report.resolved_at = DriftStatus.RESOLVED, utcnow()
+                report.resolution = report.resolution or DriftResolution.RESYNCED
+            if env.sync_status is SyncStatus.DRIFTED:
+                env.sync_status = SyncStatus.SYNCED
+            return None
+        found = open_reports[-1] if open_reports else None
+        if found is None or found.revision_id != env.synced_revision_id:
+            assert env.synced_revision_id is not None
+            found = DriftReport(environment_id=env.id, revision_id=env.synced_revision_id)
+            session.add(found)
+        report = found
+        report.items = [DriftRow(stage=Stage(i.stage.value), address=i.address, field=i.field,
+                                 desired=_json(i.desired), live=_json(i.live)) for i in observation.items]
+        session.flush()
+        observation.report_id = report.id
+        if env.sync_status in (SyncStatus.SYNCED, SyncStatus.DRIFTED, SyncStatus.UNKNOWN):
+            env.sync_status = SyncStatus.DRIFTED
+        record_audit(session, actor="tidegate", action="drift.reported", target=f"{env.repository.name}/{env.name}",
+                     details={"items": len(observation.items), "trigger": trigger, "report_id": report.id})
+        if not self_heal or env.auto_sync_paused or env.synced_revision is None:
+            return None
+        sync, created = syncs.request(session, env, env.synced_revision, SyncTrigger.DRIFT)
+        session.flush()
+        return sync.id if created else None
+
+
+def _json(value: Any) -> Any:
+    """Drift values as JSON (stage providers already masked secrets)."""
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return str(value)

@@ -1,0 +1,120 @@
+"""The StageContext of each stage of one environment at one revision, built one way for every caller.
+
+Syncs, drift checks and previews all call these builders, so a plan, its apply and a later drift
+observation see the same spec, the same inputs and the same connection settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from providers.ansible.inventory import merge_connection
+from providers.stage import StageContext, StageName
+from providers.terraform import infrastructure_spec
+from reconciler.desired import DesiredState
+from reconciler.rendering.inputs import render_tfvars
+from reconciler.targets import Targets, TargetsError
+from repo_schema.loader import LoadedRepo
+
+
+@dataclass(frozen=True)
+class Run:
+    """Where one environment's stage runs happen: the immutable checkout and an artifacts area."""
+
+    repository: str
+    environment: str
+    revision: str
+    checkout: Path
+    artifacts: Path
+
+
+def configuration_spec(repo: LoadedRepo, environment: str) -> dict[str, Any]:
+    """The environment's `configuration` section (repo spelling) with the repo's default
+    connection under the environment's own."""
+    spec = repo.environments[environment].spec.configuration
+    if spec is None:
+        raise ValueError(f"environment {environment!r} has no configuration stage")
+    own = spec.connection.model_dump(by_alias=True, exclude_unset=True) if spec.connection else None
+    connection = merge_connection(repo.config.spec.connection, own)
+    section: dict[str, Any] = spec.model_dump(by_alias=True, mode="json", exclude={"connection", "timeout"})
+    section["timeout"] = f"{int(spec.timeout.total_seconds())}s"
+    section["connection"] = connection.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return section
+
+
+def infrastructure(repo: LoadedRepo, run: Run, targets: Targets) -> StageContext:
+    spec = infrastructure_spec(repo, run.environment)
+    spec["tfvars"] = render_tfvars(spec["vars"])
+    connection = targets.infrastructure(run.repository, run.environment)
+    return StageContext(run.environment, run.revision, run.checkout, run.artifacts, spec=spec,
+                        settings=dict(connection.settings), credentials=dict(connection.credentials))
+
+
+def nodes_output(repo: LoadedRepo, environment: str, outputs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The Terraform output the inventory comes from, or None when it is not known yet."""
+    spec = repo.environments[environment].spec.configuration
+    if spec is None:
+        return None
+    value = outputs.get(spec.inventory_from.terraform_output)
+    return [dict(node) for node in value] if isinstance(value, list) else None
+
+
+def configuration(repo: LoadedRepo, run: Run, targets: Targets, outputs: Mapping[str, Any]) -> StageContext | None:
+    """The configuration context, or None while the infrastructure has not reported its nodes."""
+    nodes = nodes_output(repo, run.environment, outputs)
+    if nodes is None:
+        return None
+    spec = configuration_spec(repo, run.environment)
+    connection = targets.configuration(run.repository, run.environment, nodes, spec)
+    output_name = str(spec["inventoryFrom"]["terraformOutput"])
+    return StageContext(run.environment, run.revision, run.checkout, run.artifacts,
+                        spec={"configuration": spec}, inputs={output_name: nodes},
+                        settings=dict(connection.settings), credentials=dict(connection.credentials))
+
+
+def kubeconfig(repo: LoadedRepo, environment: str, outputs: Mapping[str, Any]) -> str | None:
+    """The cluster's kubeconfig from the Terraform output the environment names (None if unknown)."""
+    cluster = repo.environments[environment].spec.cluster
+    if cluster is None or cluster.kubeconfig_from.terraform_output is None:
+        return None
+    value = outputs.get(cluster.kubeconfig_from.terraform_output)
+    return value if isinstance(value, str) and value else None
+
+
+def needs_infrastructure_outputs(repo: LoadedRepo, environment: str) -> bool:
+    cluster = repo.environments[environment].spec.cluster
+    return cluster is not None and cluster.kubeconfig_from.terraform_output is not None
+
+
+def workloads(repo: LoadedRepo, run: Run, targets: Targets, desired: DesiredState, outputs: Mapping[str, Any],
+              inventory: Any = None) -> StageContext | None:
+    """The workloads context, or None while the cluster's kubeconfig output is not known yet."""
+    env = repo.environments[run.environment]
+    config = kubeconfig(repo, run.environment, outputs)
+    if config is None and needs_infrastructure_outputs(repo, run.environment):
+        return None
+    try:
+        connection = targets.workloads(run.repository, run.environment, config)
+    except TargetsError:
+        if config is None:
+            return None
+        raise
+    spec = env.spec.model_dump(by_alias=True, mode="json", include={"workloads", "sync"})
+    spec["sync"] = repo.sync_policy(run.environment).model_dump(by_alias=True, mode="json")
+    inputs: dict[str, Any] = {"manifests": {name: rendered.manifests for name, rendered in desired.workloads.items()}}
+    if inventory is not None:
+        inputs["inventory"] = inventory
+    return StageContext(run.environment, run.revision, run.checkout, run.artifacts, spec=spec, inputs=inputs,
+                        settings=dict(connection.settings), credentials=dict(connection.credentials))
+
+
+def stages_of(repo: LoadedRepo, environment: str) -> Sequence[StageName]:
+    """The stages an environment defines, in pipeline order."""
+    spec = repo.environments[environment].spec
+    present = {StageName.infrastructure: spec.infrastructure is not None,
+               StageName.configuration: spec.configuration is not None,
+               StageName.workloads: bool(spec.workloads)}
+    return [stage for stage in StageName if present[stage]]

@@ -1,0 +1,469 @@
+"""The environment pipeline: plan every stage → gate → apply stage by stage → record.
+
+`plan_sync` and `apply_sync` are what the Celery tasks run. Each takes the environment's lock (a
+Redis lock with a fencing token, renewed while it works), so two workers never plan or apply one
+environment at once, and each is idempotent: run twice for the same sync, the second run finds
+the sync already past that step and does nothing. An apply that a dead worker left half done is
+never repeated: the next worker that picks the sync up fails it and plans again from the live
+state (`recover`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from providers.stage import Outcome, StageContext, StageName, StagePlan, StageResult, digest
+from reconciler import contexts, repositories, syncs
+from reconciler.contexts import Run
+from reconciler.desired import CheckResult, DesiredState, check_checkout
+from reconciler.errors import Busy, PlanningFailed, classify
+from reconciler.locks import EnvironmentLock, Lease, LockLost
+from reconciler.plans import EnvironmentPlan, decode, encode, same_changes
+from reconciler.promotion import waiting_on
+from reconciler.runtime import Services
+from reconciler.syncs import L
+from repo_schema.loader import LoadedRepo
+from store import (
+    DriftResolution,
+    DriftStatus,
+    Environment,
+    Health,
+    Plan,
+    Repository,
+    Revision,
+    Stage,
+    StageStatus,
+    Sync,
+    SyncLifecycle,
+    SyncStageResult,
+    SyncStatus,
+    SyncTrigger,
+    utcnow,
+)
+from store.queries import open_drift_reports, record_audit
+
+log = logging.getLogger(__name__)
+
+
+def lock_name(repository: str, environment: str) -> str:
+    return f"{repository}/{environment}"
+
+
+@dataclass
+class Loaded:
+    """One sync's environment at its revision: checkout, loaded repo and rendered desired state."""
+
+    run: Run
+    repo: LoadedRepo
+    desired: DesiredState
+    outputs: dict[str, Any] = field(default_factory=dict)
+    inventory: Any = None
+
+
+@contextmanager
+def locked(services: Services, repository: str, environment: str) -> Iterator[Lease]:
+    """Hold the environment's lock (renewed in the background) or raise Busy for a later retry."""
+    lock = EnvironmentLock(services.redis, lock_name(repository, environment), ttl=services.lock_ttl)
+    lease = lock.acquire(services.owner)
+    if lease is None:
+        holder = lock.current()
+        raise Busy(f"environment {repository}/{environment} is locked by {holder[1] if holder else 'another worker'}")
+    try:
+        with lease.keepalive():
+            yield lease
+    finally:
+        lease.release()
+
+
+def _names(services: Services, sync_id: int) -> tuple[str, str, SyncLifecycle] | None:
+    with services.database.session() as session:
+        sync = session.get(Sync, sync_id)
+        if sync is None:
+            return None
+        return sync.environment.repository.name, sync.environment.name, sync.status
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+def plan_sync(services: Services, sync_id: int) -> None:
+    """Plan every stage of the sync's environment at its revision, then gate it."""
+    names = _names(services, sync_id)
+    if names is None or names[2] not in (L.PENDING, L.PLANNING):
+        return
+    with locked(services, names[0], names[1]) as lease:
+        with services.database.session() as session:
+            sync = session.get_one(Sync, sync_id)
+            if sync.status not in (L.PENDING, L.PLANNING):
+                return
+            syncs.transition(sync, L.PLANNING, lease)
+        try:
+            _plan_locked(services, sync_id, lease)
+        except PlanningFailed as failure:
+            with services.database.session() as session:
+                sync = session.get_one(Sync, sync_id)
+                syncs.transition(sync, L.FAILED, lease, error=str(failure))
+                sync.environment.sync_status = SyncStatus.OUT_OF_SYNC
+                log.warning("sync %s failed while planning: %s", sync_id, failure)
+
+
+def _plan_locked(services: Services, sync_id: int, lease: Lease) -> None:
+    with services.database.session() as session:
+        sync = session.get_one(Sync, sync_id)
+        env, revision = sync.environment, _revision(sync)
+        repository = env.repository
+        root, loaded_repo, invalid = repositories.load_at(services, repository, revision.sha)
+        if loaded_repo is None:
+            raise PlanningFailed(f"revision {revision.sha[:12]} does not validate:\n{invalid}")
+        if env.name not in loaded_repo.environments:
+            raise PlanningFailed(f"environment {env.name!r} is not defined at revision {revision.sha[:12]}")
+        if sync.trigger is not SyncTrigger.MANUAL:
+            reason = waiting_on(session, services, repository, loaded_repo, env.name, revision.sha)
+            if reason is not None:
+                syncs.transition(sync, L.PENDING, lease, error=f"waiting: {reason}")
+                log.info("sync %s waits: %s", sync_id, reason)
+                return
+        outputs, inventory = previous_outputs(services, session, env.id)
+        repo_name, env_name, sha = repository.name, env.name, revision.sha
+    loaded = render(services, repo_name, env_name, sha, root, outputs, inventory)
+    plan = plan_stages(services, loaded)
+    approval = loaded.repo.environments[env_name].spec.approval
+    with services.database.session() as session:
+        sync = session.get_one(Sync, sync_id)
+        row = Plan(environment_id=sync.environment_id, revision_id=sync.revision_id, fingerprint=plan.fingerprint,
+                   stages=plan.summary(), payload=services.secrets.seal(encode(plan)))
+        session.add(row)
+        session.flush()
+        sync.plan_id = row.id
+        sync.error = None
+        if approval.required and plan.has_changes:
+            syncs.transition(sync, L.AWAITING_APPROVAL, lease)
+            sync.environment.sync_status = SyncStatus.AWAITING_APPROVAL
+            record_audit(session, actor="tidegate", action="sync.awaiting_approval", target=_target(sync),
+                         details={"fingerprint": plan.fingerprint, "plan_id": row.id})
+            return
+        syncs.transition(sync, L.APPROVED, lease)
+    services.queue.apply(sync_id)
+
+
+def render(services: Services, repository: str, environment: str, sha: str, root: Path,
+           outputs: dict[str, Any], inventory: Any) -> Loaded:
+    """Validate and render the environment at `sha`; every issue fails the sync, nothing applies."""
+    result: CheckResult = check_checkout(root, cache_dir=services.render_cache, revision=sha, only=environment)
+    if result.issues or result.repo is None:
+        raise PlanningFailed(f"revision {sha[:12]} does not render:\n" + "\n".join(str(i) for i in result.issues))
+    artifacts = services.runs(repository, environment)
+    artifacts.mkdir(parents=True, exist_ok=True, mode=0o700)
+    run = Run(repository, environment, sha, root, artifacts)
+    return Loaded(run, result.repo, result.environments[environment], outputs, inventory)
+
+
+def plan_stages(services: Services, loaded: Loaded) -> EnvironmentPlan:
+    """Terraform, then Ansible, then Kubernetes; a stage whose inputs are not known yet is deferred."""
+    plan = EnvironmentPlan(loaded.run.revision)
+    for stage in contexts.stages_of(loaded.repo, loaded.run.environment):
+        context = stage_context(services, loaded, stage)
+        if context is None:
+            plan.deferred[stage] = inputs_digest(loaded, stage)
+            continue
+        plan.stages[stage] = _guard(stage, lambda s=stage, c=context: services.stages(s).plan(c))
+    return plan
+
+
+def stage_context(services: Services, loaded: Loaded, stage: StageName) -> StageContext | None:
+    if stage is StageName.infrastructure:
+        return contexts.infrastructure(loaded.repo, loaded.run, services.targets)
+    if stage is StageName.configuration:
+        return contexts.configuration(loaded.repo, loaded.run, services.targets, loaded.outputs)
+    context = contexts.workloads(loaded.repo, loaded.run, services.targets, loaded.desired, loaded.outputs,
+                                 loaded.inventory)
+    if context is not None and "wait_timeout" not in context.settings:
+        context = StageContext(context.environment, context.revision, context.workdir, context.artifacts,
+                               context.spec, context.inputs, context.credentials,
+                               {**context.settings, "wait_timeout": services.health_timeout})
+    return context
+
+
+def inputs_digest(loaded: Loaded, stage: StageName) -> str:
+    """What a deferred stage's approval covers: the revision's rendered inputs for that stage."""
+    desired = loaded.desired
+    if stage is StageName.configuration:
+        return digest({"revision": loaded.run.revision, "playbook": desired.playbook, "vars": desired.extra_vars})
+    return digest({"revision": loaded.run.revision,
+                   "manifests": [m.body for rendered in desired.workloads.values() for m in rendered.manifests]})
+
+
+def _guard(stage: StageName, call: Any) -> Any:
+    """Run a provider call; transient failures raise for a retry, others fail the sync with the reason."""
+    try:
+        return call()
+    except Exception as error:
+        raise classify(stage, error) from error
+
+
+# --- applying ------------------------------------------------------------------------------------
+
+def apply_sync(services: Services, sync_id: int) -> None:
+    """Apply an approved sync's plan stage by stage; a sync found mid-apply is recovered, not re-run."""
+    names = _names(services, sync_id)
+    if names is None or names[2] not in (L.APPROVED, L.APPLYING):
+        return
+    with locked(services, names[0], names[1]) as lease:
+        replacement: int | None = None
+        with services.database.session() as session:
+            sync = session.get_one(Sync, sync_id)
+            if sync.status is L.APPLYING:
+                replacement = recover(session, sync, lease)
+            elif sync.status is not L.APPROVED:
+                return
+            else:
+                syncs.transition(sync, L.APPLYING, lease)
+                record_audit(session, actor="tidegate", action="sync.applying", target=_target(sync),
+                             details={"fingerprint": sync.plan.fingerprint if sync.plan else None})
+        if replacement is not None:
+            services.queue.plan(replacement)
+            return
+        _apply_locked(services, sync_id, lease)
+
+
+def recover(session: Session, sync: Sync, lease: Lease) -> int:
+    """A sync left `applying` by a worker that died: never apply it again. Fail it, say which stage
+    was running, and plan a new sync from the live state (Terraform's state and the cluster tell
+    the new plan what the dead worker managed to do)."""
+    running = [r.stage.value for r in sync.stage_results if r.status is StageStatus.APPLYING]
+    for result in sync.stage_results:
+        if result.status in (StageStatus.APPLYING, StageStatus.PENDING):
+            result.status = StageStatus.FAILED if result.status is StageStatus.APPLYING else StageStatus.SKIPPED
+            result.finished_at = utcnow()
+    where = f" during {', '.join(running)}" if running else ""
+    syncs.transition(sync, L.FAILED, lease, error=f"the worker applying this sync was lost{where}; nothing was "
+                     "applied again: a new sync plans from the live state")
+    env, revision = sync.environment, _revision(sync)
+    fresh, _ = syncs.request(session, env, revision, sync.trigger)
+    session.flush()
+    record_audit(session, actor="tidegate", action="sync.recovered", target=_target(sync),
+                 details={"replacement": fresh.id})
+    return fresh.id
+
+
+def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
+    with services.database.session() as session:
+        sync = session.get_one(Sync, sync_id)
+        env, revision = sync.environment, _revision(sync)
+        if sync.plan is None or sync.plan.payload is None:
+            syncs.transition(sync, L.FAILED, lease, error="approved sync has no plan")
+            return
+        plan = decode(services.secrets.unseal(sync.plan.payload))
+        approval_required = False
+        outputs, inventory = previous_outputs(services, session, env.id)
+        repo_name, env_name, sha = env.repository.name, env.name, revision.sha
+        root = repositories.checkout(services, env.repository, sha)
+        stages_present = [Stage(s.value) for s in (*plan.stages, *plan.deferred)]
+        for word in Stage:
+            if word in stages_present:
+                session.add(SyncStageResult(sync_id=sync.id, stage=word, status=StageStatus.PENDING))
+    try:
+        loaded = render(services, repo_name, env_name, sha, root, outputs, inventory)
+    except PlanningFailed as failure:
+        _finish_failed(services, sync_id, lease, str(failure), None)
+        return
+    approval_required = loaded.repo.environments[env_name].spec.approval.required
+    infrastructure_changed = False
+    for stage in contexts.stages_of(loaded.repo, env_name):
+        approved = plan.stages.get(stage)
+        if stage is not StageName.infrastructure and (approved is None or infrastructure_changed):
+            fresh = _replan(services, loaded, stage)
+            if fresh is None:
+                _finish_failed(services, sync_id, lease, f"{stage.value}: its inputs are still unknown after the "
+                               "infrastructure applied (check the Terraform outputs the environment names)", stage)
+                return
+            if approval_required and approved is not None and not same_changes(approved, fresh):
+                _ask_again(services, sync_id, lease, plan, stage, fresh)
+                return
+            approved = fresh
+        assert approved is not None
+        result = _apply_stage(services, sync_id, lease, loaded, stage, approved)
+        if not result.succeeded:
+            _finish_failed(services, sync_id, lease, f"{stage.value}: {result.error}", stage, result)
+            return
+        if stage is StageName.infrastructure:
+            infrastructure_changed = result.outputs != loaded.outputs
+            loaded.outputs = dict(result.outputs)
+        if stage is StageName.workloads:
+            loaded.inventory = result.outputs.get("inventory")
+    _finish_succeeded(services, sync_id, lease, loaded)
+
+
+def _replan(services: Services, loaded: Loaded, stage: StageName) -> StagePlan | None:
+    context = stage_context(services, loaded, stage)
+    if context is None:
+        return None
+    result: StagePlan = _guard(stage, lambda: services.stages(stage).plan(context))
+    return result
+
+
+def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Loaded, stage: StageName,
+                 plan: StagePlan) -> StageResult:
+    with services.database.session() as session:
+        row = _stage_row(session, sync_id, stage)
+        if not lease.check():
+            raise LockLost(f"lost the environment lock before applying {stage.value}")
+        row.status, row.started_at = StageStatus.APPLYING, utcnow()
+    context = stage_context(services, loaded, stage)
+    if context is None:
+        return StageResult(stage, {}, succeeded=False, error="inputs unknown")
+    try:
+        result: StageResult = services.stages(stage).apply(context, plan)
+    except Exception as error:
+        result = StageResult(stage, {}, succeeded=False, error=str(classify(stage, error)))
+    with services.database.session() as session:
+        row = _stage_row(session, sync_id, stage)
+        row.status = StageStatus.SUCCEEDED if result.succeeded else StageStatus.FAILED
+        row.finished_at = utcnow()
+        row.log = result.log[-200_000:]
+        row.summary = _result_summary(plan, result)
+        row.outputs = services.secrets.seal(json.dumps({"values": result.outputs,
+                                                         "sensitive": sorted(result.sensitive_outputs)}, default=str))
+    return result
+
+
+def _result_summary(plan: StagePlan, result: StageResult) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for outcome in result.outcomes.values():
+        counts[outcome.value] = counts.get(outcome.value, 0) + 1
+    changed = {address: outcome.value for address, outcome in result.outcomes.items()
+               if outcome is not Outcome.unchanged}
+    return {"plan": plan.summary(), "counts": counts, "outcomes": changed, "error": result.error}
+
+
+def _stage_row(session: Session, sync_id: int, stage: StageName) -> SyncStageResult:
+    query = select(SyncStageResult).where(SyncStageResult.sync_id == sync_id,
+                                          SyncStageResult.stage == Stage(stage.value))
+    row = session.scalars(query).one_or_none()
+    if row is None:
+        row = SyncStageResult(sync_id=sync_id, stage=Stage(stage.value), status=StageStatus.PENDING)
+        session.add(row)
+    return row
+
+
+def _ask_again(services: Services, sync_id: int, lease: Lease, plan: EnvironmentPlan, stage: StageName,
+               fresh: StagePlan) -> None:
+    """A re-planned later stage changed its addresses or actions: the old plan is superseded and the
+    sync waits for an approval of the new one."""
+    plan.stages[stage] = fresh
+    plan.deferred.pop(stage, None)
+    with services.database.session() as session:
+        sync = session.get_one(Sync, sync_id)
+        if sync.plan is not None:
+            sync.plan.superseded = True
+        row = Plan(environment_id=sync.environment_id, revision_id=sync.revision_id, fingerprint=plan.fingerprint,
+                   stages=plan.summary(), payload=services.secrets.seal(encode(plan)))
+        session.add(row)
+        session.flush()
+        sync.plan_id = row.id
+        _stage_row(session, sync_id, stage).status = StageStatus.PENDING
+        syncs.transition(sync, L.AWAITING_APPROVAL, lease,
+                         error=f"{stage.value} changed after the infrastructure applied; approve the new plan")
+        sync.environment.sync_status = SyncStatus.AWAITING_APPROVAL
+
+
+def _finish_failed(services: Services, sync_id: int, lease: Lease, error: str, stage: StageName | None,
+                   result: StageResult | None = None) -> None:
+    with services.database.session() as session:
+        sync = session.get_one(Sync, sync_id)
+        for row in sync.stage_results:
+            if row.status is StageStatus.PENDING:
+                row.status = StageStatus.SKIPPED
+        syncs.transition(sync, L.FAILED, lease, error=error)
+        env = sync.environment
+        env.sync_status = SyncStatus.OUT_OF_SYNC
+        if result is not None and stage is StageName.workloads:
+            env.health = _health(result.outputs, Health.DEGRADED)
+        record_audit(session, actor="tidegate", action="sync.failed", target=_target(sync),
+                     details={"error": error[:2000]})
+
+
+def _finish_succeeded(services: Services, sync_id: int, lease: Lease, loaded: Loaded) -> None:
+    with services.database.session() as session:
+        sync = session.get_one(Sync, sync_id)
+        syncs.transition(sync, L.SUCCEEDED, lease)
+        env = sync.environment
+        env.synced_revision_id = sync.revision_id
+        if env.desired_revision_id is None or not env.auto_sync_paused:
+            env.desired_revision_id = env.desired_revision_id or sync.revision_id
+        env.sync_status = SyncStatus.SYNCED if env.desired_revision_id == sync.revision_id else SyncStatus.OUT_OF_SYNC
+        workloads = [r for r in sync.stage_results if r.stage is Stage.WORKLOADS]
+        env.health = Health.HEALTHY
+        if workloads and workloads[0].outputs is not None:
+            values = json.loads(services.secrets.unseal(workloads[0].outputs)).get("values") or {}
+            env.health = _health(values, Health.HEALTHY)
+        resolution = DriftResolution.HEALED if sync.trigger is SyncTrigger.DRIFT else DriftResolution.RESYNCED
+        for report in open_drift_reports(session, env.id):
+            report.status, report.resolution, report.resolved_at = DriftStatus.RESOLVED, resolution, utcnow()
+        record_audit(session, actor="tidegate", action="sync.succeeded", target=_target(sync))
+        dependents = _waiting_dependents(session, env)
+    for dependent in dependents:
+        services.queue.plan(dependent)
+
+
+def _waiting_dependents(session: Session, env: Environment) -> list[int]:
+    """Pending syncs of the repository's other environments (promotion re-checks them)."""
+    query = select(Sync).join(Environment).where(
+        Environment.repository_id == env.repository_id, Environment.id != env.id, Sync.status == L.PENDING)
+    return [sync.id for sync in session.scalars(query).all()]
+
+
+def _health(outputs: Mapping[str, Any], default: Health) -> Health:
+    word = ((outputs.get("health") or {}).get("environment")) if isinstance(outputs, Mapping) else None
+    try:
+        return Health(str(word)) if word else default
+    except ValueError:
+        return default
+
+
+# --- shared look-ups ------------------------------------------------------------------------------
+
+def previous_outputs(services: Services, session: Session, environment_id: int) -> tuple[dict[str, Any], Any]:
+    """The infrastructure outputs and the Kubernetes inventory of the environment's last applies."""
+    query = (select(SyncStageResult).join(Sync)
+             .where(Sync.environment_id == environment_id, SyncStageResult.status == StageStatus.SUCCEEDED,
+                    SyncStageResult.outputs.is_not(None))
+             .order_by(SyncStageResult.id.desc()))
+    outputs: dict[str, Any] = {}
+    inventory: Any = None
+    seen: set[Stage] = set()
+    for row in session.scalars(query):
+        if row.stage in seen or row.outputs is None:
+            continue
+        seen.add(row.stage)
+        values = json.loads(services.secrets.unseal(row.outputs)).get("values") or {}
+        if row.stage is Stage.INFRASTRUCTURE:
+            outputs = values
+        elif row.stage is Stage.WORKLOADS:
+            inventory = values.get("inventory")
+        if len(seen) == len(Stage):
+            break
+    return outputs, inventory
+
+
+def _revision(sync: Sync) -> Revision:
+    if sync.revision is None:
+        raise PlanningFailed(f"sync {sync.id} has no revision")
+    return sync.revision
+
+
+def _target(sync: Sync) -> str:
+    env = sync.environment
+    return f"{env.repository.name}/{env.name}#sync-{sync.id}"
+
+
+def repository_of(session: Session, environment_id: int) -> Repository:
+    return session.get_one(Environment, environment_id).repository

@@ -1,0 +1,119 @@
+"""An environment's plan: its stage plans, their fingerprints, and how they are stored.
+
+The fingerprint is what an approval binds to. Per stage it covers the stage plan's digest (the
+provider's digest of the changes and rendered inputs) and the live state the plan was computed
+against (Terraform lineage/serial, the normalised managed objects); the whole plan's fingerprint
+adds the revision. A stage that could not be planned yet (its inputs are the outputs of an
+earlier stage that has changes to apply) is *deferred*: its fingerprint is the digest of the
+revision's rendered inputs, and approving the plan approves whatever those inputs produce once the
+earlier stage has applied — the only way a first sync of a gated environment can be approved at
+all, since its cluster does not exist when the plan is made.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from providers.stage import Action, Change, StageName, StagePlan, digest
+
+MAX_DIFF = 20_000
+"""Characters of one change's diff kept in the summary the API and UI show."""
+
+
+@dataclass
+class EnvironmentPlan:
+    """The stage plans of one environment for one revision (`deferred` stages have no plan yet)."""
+
+    revision: str
+    stages: dict[StageName, StagePlan] = field(default_factory=dict)
+    deferred: dict[StageName, str] = field(default_factory=dict)
+    """Stage → digest of its rendered inputs, for stages planned only after the infrastructure applies."""
+
+    def stage_fingerprint(self, stage: StageName) -> str:
+        if stage in self.deferred:
+            return digest({"deferred": self.deferred[stage]})
+        plan = self.stages[stage]
+        if stage is StageName.workloads:
+            # Its digest already covers every normalised live-versus-desired diff; its live_state
+            # (resourceVersions) moves with every status write and would void approvals for nothing.
+            return digest({"digest": plan.digest})
+        return digest({"digest": plan.digest, "live": plan.live_state})
+
+    @property
+    def fingerprint(self) -> str:
+        names = sorted([*self.stages, *self.deferred])
+        return digest({"revision": self.revision, "stages": {n.value: self.stage_fingerprint(n) for n in names}})
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.deferred) or any(plan.has_changes for plan in self.stages.values())
+
+    def summary(self) -> dict[str, Any]:
+        """What people read (API, UI, PR comment): per stage `+N ~M -K` and each change; masked."""
+        out: dict[str, Any] = {}
+        for stage in StageName:
+            if stage in self.deferred:
+                out[stage.value] = {"deferred": True, "summary": "planned after infrastructure applies",
+                                    "changes": [], "fingerprint": self.stage_fingerprint(stage)}
+            elif stage in self.stages:
+                plan = self.stages[stage]
+                out[stage.value] = {
+                    "summary": plan.summary(), "fingerprint": self.stage_fingerprint(stage), "digest": plan.digest,
+                    "changes": [{"address": c.address, "action": c.action.value, "diff": c.diff[:MAX_DIFF]}
+                                for c in plan.changes if c.action is not Action.no_op],
+                    "unchanged": sum(c.action is Action.no_op for c in plan.changes),
+                }
+        return out
+
+
+def same_changes(approved: StagePlan, fresh: StagePlan) -> bool:
+    """A stage re-planned only because earlier outputs changed keeps its approval when its addresses
+    and actions are unchanged (diff text may differ: e.g. a node address in a rendered file)."""
+    def key(plan: StagePlan) -> set[tuple[str, str]]:
+        return {(c.address, c.action.value) for c in plan.changes if c.action is not Action.no_op}
+    return key(approved) == key(fresh)
+
+
+def encode(plan: EnvironmentPlan) -> str:
+    """JSON for the sealed `plans.payload` column: everything apply needs to run exactly this plan."""
+    return json.dumps({
+        "revision": plan.revision,
+        "deferred": {stage.value: value for stage, value in plan.deferred.items()},
+        "stages": {stage.value: _stage_to_json(stage_plan) for stage, stage_plan in plan.stages.items()},
+    }, default=str)
+
+
+def decode(text: str) -> EnvironmentPlan:
+    data = json.loads(text)
+    return EnvironmentPlan(
+        revision=data["revision"],
+        deferred={StageName(stage): value for stage, value in data.get("deferred", {}).items()},
+        stages={StageName(stage): _stage_from_json(value) for stage, value in data.get("stages", {}).items()},
+    )
+
+
+def _stage_to_json(plan: StagePlan) -> dict[str, Any]:
+    return {
+        "stage": plan.stage.value,
+        "changes": [{"address": c.address, "action": c.action.value, "diff": c.diff} for c in plan.changes],
+        "digest": plan.digest,
+        "artifact": str(plan.artifact) if plan.artifact is not None else None,
+        "live_state": plan.live_state,
+        "details": plan.details,
+    }
+
+
+def _stage_from_json(data: Mapping[str, Any]) -> StagePlan:
+    stage = StageName(data["stage"])
+    return StagePlan(
+        stage=stage,
+        changes=[Change(stage, c["address"], Action(c["action"]), c.get("diff", "")) for c in data["changes"]],
+        digest=data["digest"],
+        artifact=Path(data["artifact"]) if data.get("artifact") else None,
+        live_state=data.get("live_state", ""),
+        details=dict(data.get("details") or {}),
+    )

@@ -1,0 +1,95 @@
+"""The services a reconciler task runs with, injected by the composition root.
+
+Celery tasks are `shared_task`s in this layer, so they cannot receive constructor arguments; each
+worker process calls `configure(Services(...))` once at start (in `tidegate/`), and tasks read
+`services()`. Tests configure their own. Nothing here builds a connection itself.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from redis import Redis
+
+from providers.stage import Stage, StageName
+from reconciler.targets import Targets
+from store import Database, SecretBox
+
+
+class Queue(Protocol):
+    """How the pipeline hands the next step to a worker (Celery in production, see reconciler.tasks)."""
+
+    def plan(self, sync_id: int, *, countdown: float = 0.0) -> None: ...
+
+    def apply(self, sync_id: int) -> None: ...
+
+    def poll(self, repository_id: int) -> None: ...
+
+    def drift(self, environment_id: int, trigger: str) -> None: ...
+
+
+def default_stages(name: StageName) -> Stage:
+    """The real providers, one object per call (they hold no state between runs)."""
+    if name is StageName.infrastructure:
+        from providers.terraform import TerraformStage
+        return TerraformStage()
+    if name is StageName.configuration:
+        from providers.ansible import AnsibleStage
+        return AnsibleStage()
+    from providers.kubernetes.stage import KubernetesStage
+    return KubernetesStage()
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Services:
+    """Everything a task needs: the store, Redis (locks), where stages run, and the queue."""
+
+    database: Database
+    secrets: SecretBox
+    redis: Redis
+    targets: Targets
+    data_dir: Path
+    queue: Queue
+    stages: Callable[[StageName], Stage] = default_stages
+    lock_ttl: float = 120.0
+    """Seconds an environment lock lives without renewal; a keepalive renews it every third."""
+    health_timeout: float = 300.0
+    owner: str = field(default_factory=_owner)
+
+    @property
+    def checkouts(self) -> Path:
+        return self.data_dir / "checkouts"
+
+    @property
+    def mirrors(self) -> Path:
+        return self.data_dir / "git"
+
+    @property
+    def render_cache(self) -> Path:
+        return self.data_dir / "cache" / "render"
+
+    def runs(self, repository: str, environment: str) -> Path:
+        return self.data_dir / "runs" / repository / environment
+
+
+_configured: Services | None = None
+
+
+def configure(services: Services) -> None:
+    global _configured
+    _configured = services
+
+
+def services() -> Services:
+    if _configured is None:
+        raise RuntimeError("the reconciler's services are not configured in this process (tidegate worker does it)")
+    return _configured

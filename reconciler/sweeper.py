@@ -1,0 +1,43 @@
+"""The sweeper: finds syncs whose worker vanished and hands them to a live one.
+
+The broker redelivers an unacknowledged task only after its visibility timeout (which must exceed
+the longest Terraform run); the environment lock expires much sooner. A sync that is planning,
+approved or applying while nobody holds its environment's lock has lost its worker: the sweeper
+queues it again, and the task's own checks decide what that means (planning restarts — plans have
+no side effects; applying is failed and re-planned, never re-applied). Pending syncs that nobody
+queued (a lost message) are queued again too.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from reconciler.locks import EnvironmentLock
+from reconciler.pipeline import lock_name
+from reconciler.runtime import Services
+from reconciler.syncs import L
+from store import Sync, utcnow
+
+
+def sweep(services: Services, *, pending_grace: float = 60.0) -> list[int]:
+    """Queue again every orphaned sync; returns their ids."""
+    now = utcnow()
+    orphaned: list[tuple[int, bool]] = []
+    with services.database.session() as session:
+        query = select(Sync).where(Sync.status.in_((L.PENDING, L.PLANNING, L.APPROVED, L.APPLYING)))
+        for sync in session.scalars(query):
+            env = sync.environment
+            holder = EnvironmentLock(services.redis, lock_name(env.repository.name, env.name)).current()
+            if holder is not None:
+                continue
+            if sync.status is L.PENDING and now - sync.created_at < timedelta(seconds=pending_grace):
+                continue
+            orphaned.append((sync.id, sync.status in (L.APPROVED, L.APPLYING)))
+    for sync_id, applying in orphaned:
+        if applying:
+            services.queue.apply(sync_id)
+        else:
+            services.queue.plan(sync_id)
+    return [sync_id for sync_id, _ in orphaned]

@@ -1,0 +1,278 @@
+"""CLI commands of the reconciler: repositories, status, sync, history, drift, approvals, and the
+processes (`worker`, `beat`, `up`). Composition only: each command calls the client interface."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from sqlalchemy import select
+
+from reconciler import repositories
+from reconciler.runtime import Services
+from store import Repository
+from tidegate.client import ClientError, EnvironmentView, LocalClient, SyncView
+from tidegate.settings import Settings
+from tidegate.worker import build_services, install, make_app
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+repo_app = typer.Typer(help="Registered config repositories.", no_args_is_help=True)
+
+_STATUS_COLOUR = {"Synced": "green", "OutOfSync": "yellow", "AwaitingApproval": "cyan", "Drifted": "magenta",
+                  "Unknown": "dim"}
+_HEALTH_COLOUR = {"Healthy": "green", "Progressing": "yellow", "Degraded": "red", "Missing": "red",
+                  "Suspended": "dim", "Unknown": "dim"}
+
+
+def services(settings: Settings | None = None) -> Services:
+    settings = settings or Settings()
+    make_app(settings)
+    return build_services(settings)
+
+
+def client() -> LocalClient:
+    return LocalClient(services())
+
+
+def _fail(error: Exception) -> typer.Exit:
+    err.print(f"[red]error[/red] {escape(str(error))}")
+    return typer.Exit(1)
+
+
+# --- repositories ----------------------------------------------------------------------------
+
+@repo_app.command("add")
+def repo_add(
+    name: Annotated[str, typer.Argument(help="A short name, e.g. infra.")],
+    url: Annotated[str, typer.Argument(help="Git URL or local path of the config repo.")],
+    branch: Annotated[str, typer.Option(help="Branch to follow.")] = "main",
+    interval: Annotated[int, typer.Option(help="Seconds between polls (plus jitter).")] = 120,
+    token_env: Annotated[str | None, typer.Option(help="Environment variable holding an HTTPS token.")] = None,
+    ssh_key: Annotated[Path | None, typer.Option(help="Private key file for SSH URLs.")] = None,
+) -> None:
+    """Register a config repository (credentials are stored encrypted) and poll it now."""
+    credentials: dict[str, str] = {}
+    if token_env:
+        import os
+        if not os.environ.get(token_env):
+            raise _fail(ValueError(f"--token-env {token_env}: the variable is not set"))
+        credentials["token"] = os.environ[token_env]
+    if ssh_key:
+        credentials["ssh_private_key"] = ssh_key.read_text()
+    svc = services()
+    with svc.database.session() as session:
+        if session.scalars(select(Repository).where(Repository.name == name)).first():
+            raise _fail(ValueError(f"a repository named {name!r} is already registered"))
+        repository = repositories.register(svc, session, name=name, url=url, branch=branch,
+                                           interval_seconds=interval, credentials=credentials or None)
+        repository_id = repository.id
+    svc.queue.poll(repository_id)
+    out.print(f"registered {name} ({url}, branch {branch}); polling now", markup=False)
+
+
+@repo_app.command("list")
+def repo_list() -> None:
+    """Registered repositories, their head and the last poll's problem, if any."""
+    svc = services()
+    with svc.database.session() as session:
+        for r in session.scalars(select(Repository).order_by(Repository.name)):
+            head = (r.head_sha or "-")[:12]
+            problem = f"  ! {r.poll_error}" if r.poll_error else ""
+            out.print(f"{r.name:<16} {r.branch:<12} {head:<12} {r.url}{problem}", markup=False)
+
+
+# --- status and history ----------------------------------------------------------------------
+
+def status_line(view: EnvironmentView) -> str:
+    status = f"[{_STATUS_COLOUR.get(view.sync_status, 'white')}]{view.sync_status:<16}[/]"
+    health = f"[{_HEALTH_COLOUR.get(view.health, 'white')}]{view.health:<11}[/]"
+    revision = (view.revision or "-")[:12]
+    extra = []
+    if view.paused:
+        extra.append("auto-sync paused")
+    if view.open_drift:
+        extra.append(f"{view.open_drift} open drift report(s)")
+    if view.last_sync is not None:
+        extra.append(f"last sync #{view.last_sync} {view.last_sync_status}")
+    if view.message and view.last_sync_status in ("failed", "pending"):
+        extra.append(escape(view.message))
+    return f"{escape(view.name):<12} {revision:<12} {status} {health} {'; '.join(extra)}"
+
+
+def status() -> None:
+    """One line per environment: name, revision, sync status, health."""
+    for view in client().status():
+        out.print(status_line(view))
+
+
+def history(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")],
+            limit: Annotated[int, typer.Option(help="How many syncs.")] = 20) -> None:
+    """An environment's syncs, newest first."""
+    try:
+        views = client().history(environment, limit)
+    except ClientError as error:
+        raise _fail(error) from None
+    for view in views:
+        when = view.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        rev = (view.revision or "-")[:12]
+        out.print(f"#{view.id:<5} {when} {rev} {view.trigger:<8} {view.status:<18} {escape(view.error or '')[:120]}")
+
+
+def show(sync_id: Annotated[int, typer.Argument(help="Sync id.")],
+         logs: Annotated[bool, typer.Option("--logs", help="Print each stage's log.")] = False) -> None:
+    """One sync: its plan (per stage, each change), per-stage results and, with --logs, the logs."""
+    try:
+        view = client().show_sync(sync_id)
+    except ClientError as error:
+        raise _fail(error) from None
+    print_sync(view, logs=logs)
+
+
+def print_sync(view: SyncView, *, logs: bool = False) -> None:
+    out.print(f"sync #{view.id} {view.environment} at {(view.revision or '-')[:12]}: {view.status} "
+              f"(trigger {view.trigger})", markup=False)
+    if view.fingerprint:
+        out.print(f"plan fingerprint {view.fingerprint}", markup=False)
+    for stage, plan in view.plan.items():
+        out.print(f"  {stage}: {plan.get('summary')}", markup=False)
+        for change in plan.get("changes", [])[:200]:
+            out.print(f"    {change['action']:<8} {change['address']}", markup=False)
+    for result in view.stages:
+        seconds = f" in {result.seconds:.1f}s" if result.seconds is not None else ""
+        counts = json.dumps(result.summary.get("counts", {}))
+        out.print(f"  result {result.stage}: {result.status}{seconds} {counts}", markup=False)
+        if logs and result.log:
+            out.print(result.log, markup=False)
+    if view.error:
+        out.print(f"error: {view.error}", markup=False)
+
+
+def drift(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")]) -> None:
+    """Open drift reports of an environment, item by item."""
+    try:
+        reports = client().drift(environment)
+    except ClientError as error:
+        raise _fail(error) from None
+    if not reports:
+        out.print(f"{environment}: no open drift", markup=False)
+    for report in reports:
+        out.print(f"drift report #{report.id} at {report.revision[:12]} ({len(report.items)} items)", markup=False)
+        for item in report.items:
+            out.print(f"  {item['stage']:<15} {item['address']} {item['field']}: desired {item['desired']!r} "
+                      f"live {item['live']!r}", markup=False)
+
+
+# --- acting ----------------------------------------------------------------------------------
+
+def sync(
+    environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")],
+    revision: Annotated[str | None, typer.Option(help="Sync this (older) revision: a rollback; pauses auto-sync.")]
+    = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the sync ends; exit 1 unless it succeeded.")]
+    = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 1800.0,
+) -> None:
+    """Sync an environment now (its desired revision, or --revision SHA)."""
+    local = client()
+    try:
+        sync_id = local.sync(environment, revision, user=getpass.getuser())
+    except ClientError as error:
+        raise _fail(error) from None
+    out.print(f"sync #{sync_id} queued" + (" (auto-sync paused until `tidegate resume`)" if revision else ""),
+              markup=False)
+    if wait:
+        raise typer.Exit(0 if _wait(local, sync_id, timeout) else 1)
+
+
+def _wait(local: LocalClient, sync_id: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        view = local.show_sync(sync_id)
+        if view.status != last:
+            err.print(f"sync #{sync_id}: {view.status}", markup=False)
+            last = view.status
+        if view.status in ("succeeded", "failed", "superseded", "awaiting_approval"):
+            print_sync(view)
+            return view.status == "succeeded"
+        time.sleep(1.0)
+    err.print(f"sync #{sync_id}: still {last} after {timeout:g}s", markup=False)
+    return False
+
+
+def resume(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")]) -> None:
+    """Resume auto-sync (after a rollback) and poll now."""
+    try:
+        client().resume(environment, user=getpass.getuser())
+    except ClientError as error:
+        raise _fail(error) from None
+    out.print(f"{environment}: auto-sync resumed", markup=False)
+
+
+def approve(sync_id: Annotated[int, typer.Argument(help="The sync awaiting approval.")],
+            user: Annotated[str | None, typer.Option("--as", help="Who approves (default: your login).")] = None,
+            comment: Annotated[str, typer.Option(help="Why.")] = "") -> None:
+    """Approve the one plan fingerprint a sync awaiting approval carries."""
+    try:
+        decision = client().approve(sync_id, user or getpass.getuser(), comment)
+    except ClientError as error:
+        raise _fail(error) from None
+    state = "approved: applying" if decision.approved else f"{decision.approvals}/{decision.required} approvals"
+    out.print(f"sync #{sync_id} plan {decision.fingerprint[:16]}: {state}", markup=False)
+
+
+def reject(sync_id: Annotated[int, typer.Argument(help="The sync awaiting approval.")],
+           user: Annotated[str | None, typer.Option("--as", help="Who rejects.")] = None,
+           comment: Annotated[str, typer.Option(help="Why.")] = "") -> None:
+    """Reject a sync awaiting approval (it fails; nothing is applied)."""
+    try:
+        client().reject(sync_id, user or getpass.getuser(), comment)
+    except ClientError as error:
+        raise _fail(error) from None
+    out.print(f"sync #{sync_id} rejected", markup=False)
+
+
+# --- processes -------------------------------------------------------------------------------
+
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="Worker processes (default TIDEGATE_WORKER_CONCURRENCY).")]
+    = None,
+    queues: Annotated[str, typer.Option(help="Queues to consume, comma-separated.")]
+    = "poll,plan,apply,drift,preview",
+    name: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
+) -> None:
+    """Run a Celery worker for the reconciler (several may run, on several machines)."""
+    settings = Settings()
+    app = make_app(settings)
+    install(settings)
+    import os
+    argv = ["worker", "-Q", queues, "--concurrency", str(concurrency or settings.worker_concurrency),
+            "--loglevel", settings.log_level, "-n", name or f"tidegate-{os.getpid()}@%h", "--without-gossip",
+            "--without-mingle"]
+    app.worker_main(argv)
+
+
+def beat() -> None:
+    """Run the scheduler: poll ticks, drift ticks and the sweeper (one per installation)."""
+    settings = Settings()
+    app = make_app(settings)
+    schedule = settings.data_dir / "beat-schedule"
+    app.start(["beat", "--schedule", str(schedule), "--loglevel", settings.log_level])
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(repo_app, name="repo")
+    for command in (status, history, show, drift, sync, resume, approve, reject, worker, beat):
+        app.command(command.__name__)(command)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(0)

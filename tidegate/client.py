@@ -1,0 +1,212 @@
+"""The one client interface the CLI talks to, and its in-process implementation.
+
+`LocalClient` works against the data directory (the store) and the broker (Celery over Redis);
+an HTTP implementation against `tidegate serve` answers the same methods. Everything returned is a
+plain dataclass with secrets already left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from reconciler import approvals, repositories, syncs
+from reconciler.runtime import Services
+from reconciler.sources.git import SourceError
+from store import ApprovalDecision, ApprovalSource, Environment, Repository, Sync, SyncTrigger
+from store.queries import open_drift_reports, record_audit, sync_history
+
+
+class ClientError(ValueError):
+    """A request the client refuses (unknown environment, wrong state); the message says why."""
+
+
+@dataclass(frozen=True)
+class EnvironmentView:
+    repository: str
+    name: str
+    revision: str | None
+    sync_status: str
+    health: str
+    paused: bool
+    open_drift: int
+    last_sync: int | None
+    last_sync_status: str | None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class StageView:
+    stage: str
+    status: str
+    summary: dict[str, Any]
+    seconds: float | None
+    log: str = ""
+
+
+@dataclass(frozen=True)
+class SyncView:
+    id: int
+    environment: str
+    revision: str | None
+    trigger: str
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    fingerprint: str | None
+    plan: dict[str, Any] = field(default_factory=dict)
+    stages: list[StageView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DriftView:
+    id: int
+    revision: str
+    status: str
+    created_at: datetime
+    items: list[dict[str, Any]]
+
+
+class Client(Protocol):
+    def status(self) -> list[EnvironmentView]: ...
+    def sync(self, environment: str, revision: str | None = None, user: str = "cli") -> int: ...
+    def resume(self, environment: str, user: str = "cli") -> None: ...
+    def history(self, environment: str, limit: int = 20) -> list[SyncView]: ...
+    def show_sync(self, sync_id: int) -> SyncView: ...
+    def drift(self, environment: str) -> list[DriftView]: ...
+    def approve(self, sync_id: int, user: str, comment: str = "") -> approvals.Decision: ...
+    def reject(self, sync_id: int, user: str, comment: str = "") -> approvals.Decision: ...
+    def poll(self, repository: str | None = None) -> list[str]: ...
+
+
+class LocalClient:
+    """The client over this machine's store and broker."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def status(self) -> list[EnvironmentView]:
+        with self.services.database.session() as session:
+            query = select(Environment).join(Repository).order_by(Repository.name, Environment.id)
+            return [self._environment(session, env) for env in session.scalars(query)]
+
+    def history(self, environment: str, limit: int = 20) -> list[SyncView]:
+        with self.services.database.session() as session:
+            env = self._find(session, environment)
+            return [_sync_view(sync, with_logs=False) for sync in sync_history(session, env.id, limit)]
+
+    def show_sync(self, sync_id: int) -> SyncView:
+        with self.services.database.session() as session:
+            sync = session.get(Sync, sync_id)
+            if sync is None:
+                raise ClientError(f"no sync {sync_id}")
+            return _sync_view(sync, with_logs=True)
+
+    def drift(self, environment: str) -> list[DriftView]:
+        with self.services.database.session() as session:
+            env = self._find(session, environment)
+            return [DriftView(r.id, r.revision.sha, r.status.value, r.created_at,
+                              [{"stage": i.stage.value, "address": i.address, "field": i.field,
+                                "desired": i.desired, "live": i.live} for i in r.items])
+                    for r in open_drift_reports(session, env.id)]
+
+    # -- acting ------------------------------------------------------------------------------
+
+    def sync(self, environment: str, revision: str | None = None, user: str = "cli") -> int:
+        """Sync now: the desired revision, or (a rollback) `revision`, which pauses auto-sync."""
+        with self.services.database.session() as session:
+            env = self._find(session, environment)
+            if revision is None:
+                target = env.desired_revision or env.synced_revision
+                if target is None:
+                    raise ClientError(f"{environment} has no known revision yet (has its repository been polled?)")
+            else:
+                target = repositories.revision_by_sha(self.services, session, env.repository, _full_sha(
+                    self.services, env.repository, revision))
+                env.auto_sync_paused = True
+            sync, _ = syncs.request(session, env, target, SyncTrigger.MANUAL)
+            record_audit(session, actor=user, action="sync.requested", target=f"{env.repository.name}/{env.name}",
+                         details={"revision": target.sha, "paused": env.auto_sync_paused})
+            session.flush()
+            sync_id = sync.id
+        self.services.queue.plan(sync_id)
+        return sync_id
+
+    def resume(self, environment: str, user: str = "cli") -> None:
+        with self.services.database.session() as session:
+            env = self._find(session, environment)
+            env.auto_sync_paused = False
+            repository_id = env.repository_id
+        self.services.queue.poll(repository_id)
+
+    def approve(self, sync_id: int, user: str, comment: str = "") -> approvals.Decision:
+        return self._decide(sync_id, user, ApprovalDecision.APPROVE, comment)
+
+    def reject(self, sync_id: int, user: str, comment: str = "") -> approvals.Decision:
+        return self._decide(sync_id, user, ApprovalDecision.REJECT, comment)
+
+    def poll(self, repository: str | None = None) -> list[str]:
+        with self.services.database.session() as session:
+            rows = [(r.id, r.name) for r in session.scalars(select(Repository))
+                    if repository is None or r.name == repository]
+        for repository_id, _ in rows:
+            self.services.queue.poll(repository_id)
+        return [name for _, name in rows]
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _decide(self, sync_id: int, user: str, decision: ApprovalDecision, comment: str) -> approvals.Decision:
+        try:
+            return approvals.decide(self.services, sync_id, user, decision, ApprovalSource.CLI, comment)
+        except approvals.ApprovalRefused as refused:
+            raise ClientError(str(refused)) from None
+
+    def _find(self, session: Any, name: str) -> Environment:
+        repository, _, environment = name.rpartition("/")
+        query = select(Environment).join(Repository).where(Environment.name == environment)
+        if repository:
+            query = query.where(Repository.name == repository)
+        found = session.scalars(query).all()
+        if not found:
+            raise ClientError(f"unknown environment {name!r}")
+        if len(found) > 1:
+            raise ClientError(f"{name!r} is ambiguous: name it as REPOSITORY/{environment}")
+        env: Environment = found[0]
+        return env
+
+    def _environment(self, session: Any, env: Environment) -> EnvironmentView:
+        last = sync_history(session, env.id, limit=1)
+        message = ""
+        if last and last[0].error:
+            message = last[0].error.splitlines()[0][:200]
+        return EnvironmentView(
+            env.repository.name, env.name, env.synced_revision.sha if env.synced_revision else None,
+            env.sync_status.value, env.health.value, env.auto_sync_paused, len(open_drift_reports(session, env.id)),
+            last[0].id if last else None, last[0].status.value if last else None, message)
+
+
+def _full_sha(services: Services, repository: Repository, revision: str) -> str:
+    source = repositories.source_for(services, repository)
+    try:
+        return source.resolve(revision)
+    except SourceError:
+        source.fetch()
+        try:
+            return source.resolve(revision)
+        except SourceError as error:
+            raise ClientError(f"unknown revision {revision!r} in {repository.name}: {error}") from None
+
+
+def _sync_view(sync: Sync, *, with_logs: bool) -> SyncView:
+    stages = [StageView(r.stage.value, r.status.value, r.summary,
+                        (r.finished_at - r.started_at).total_seconds() if r.finished_at and r.started_at else None,
+                        r.log if with_logs else "") for r in sorted(sync.stage_results, key=lambda r: r.id)]
+    return SyncView(sync.id, sync.environment.name, sync.revision.sha if sync.revision else None, sync.trigger.value,
+                    sync.status.value, sync.created_at, sync.finished_at, sync.error,
+                    sync.plan.fingerprint if sync.plan else None, sync.plan.stages if sync.plan else {}, stages)

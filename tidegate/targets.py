@@ -1,0 +1,132 @@
+"""The two `reconciler.targets.Targets` the composition root can inject: real and sandbox.
+
+Real targets take AWS settings from the operator's environment (a fixed list, never the whole
+environment), the SSH key from the variable the repo's `privateKeyRef.env` names, and the
+kubeconfig from the Terraform output the environment names. Sandbox targets read the endpoint map
+`tidegate up` publishes (moto, one API emulator per environment's cluster, SSH nodes or a local
+connection) and log every substitution they make.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconciler.targets import Connection, TargetsError
+from sandbox.aws import AwsEndpoints
+from sandbox.kube.runner import kubeconfig as emulator_kubeconfig
+from tidegate.settings import Settings
+
+log = logging.getLogger("tidegate.targets")
+
+AWS_PASSTHROUGH = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION",
+    "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE",
+    "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+)
+
+
+def _terraform_settings(settings: Settings, repository: str) -> dict[str, Any]:
+    return {"terraform_plugin_dirs": settings.terraform_plugin_dirs,
+            "terraform_workspaces": str(settings.data_dir / "runs" / repository / "workspaces")}
+
+
+class RealTargets:
+    """Stages run against what the repo and the operator's environment name."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def infrastructure(self, repository: str, environment: str) -> Connection:
+        credentials = {name: os.environ[name] for name in AWS_PASSTHROUGH if name in os.environ}
+        return Connection(_terraform_settings(self.settings, repository), credentials)
+
+    def configuration(self, repository: str, environment: str, nodes: Sequence[Mapping[str, Any]],
+                      spec: Mapping[str, Any]) -> Connection:
+        ref = (spec.get("connection") or {}).get("privateKeyRef") or {}
+        if ref.get("env"):
+            key = os.environ.get(str(ref["env"]))
+            if not key:
+                raise TargetsError(f"{environment}: connection.privateKeyRef.env names {ref['env']}, which is not set")
+            return Connection({}, {"ssh_private_key": key})
+        if ref.get("secret"):
+            raise TargetsError(f"{environment}: connection.privateKeyRef.secret {ref['secret']!r}: stored secrets "
+                               "are not supported yet; use privateKeyRef.env")
+        return Connection({}, {})
+
+    def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:
+        if kubeconfig is None:
+            raise TargetsError(f"{environment}: no kubeconfig (the Terraform output the cluster names is unknown)")
+        return Connection({}, {"kubeconfig": kubeconfig})
+
+
+class SandboxTargets:
+    """Stages run against the sandbox whose endpoint map `tidegate up` wrote to `path`."""
+
+    def __init__(self, settings: Settings, path: Path) -> None:
+        self.settings = settings
+        self.path = path
+        self.map: dict[str, Any] = json.loads(path.read_text())
+
+    def infrastructure(self, repository: str, environment: str) -> Connection:
+        aws = AwsEndpoints(**self.map["aws"])
+        log.info("sandbox: %s/%s infrastructure: AWS endpoints, S3 backend and DynamoDB lock -> %s (fake keys)",
+                 repository, environment, aws.url)
+        return Connection({**_terraform_settings(self.settings, repository), **aws.stage_settings()},
+                          aws.stage_credentials())
+
+    def configuration(self, repository: str, environment: str, nodes: Sequence[Mapping[str, Any]],
+                      spec: Mapping[str, Any]) -> Connection:
+        pool = (self.map.get("nodes") or {}).get(environment)
+        if pool is None:
+            raise TargetsError(f"sandbox: no nodes for environment {environment!r}")
+        if len(nodes) > len(pool["hosts"]):
+            raise TargetsError(f"sandbox: {environment} reports {len(nodes)} nodes but the sandbox made "
+                               f"{len(pool['hosts'])}; start `tidegate up` with more nodes")
+        host_vars: dict[str, dict[str, Any]] = {}
+        if pool["type"] == "local":
+            for node, host in zip(nodes, pool["hosts"], strict=False):
+                Path(host["node_prefix"]).mkdir(parents=True, exist_ok=True)
+                host_vars[str(node["name"])] = {"node_prefix": host["node_prefix"],
+                                                "ansible_python_interpreter": sys.executable}
+                log.info("sandbox: %s node %s -> local connection, files under %s", environment, node["name"],
+                         host["node_prefix"])
+            return Connection({"connection": {"type": "local"}, "host_vars": host_vars}, {})
+        overrides: dict[str, dict[str, Any]] = {}
+        for node, host in zip(nodes, pool["hosts"], strict=False):
+            name = str(node["name"])
+            overrides[name] = {"address": host["address"], "port": host["port"], "user": host["user"]}
+            host_vars[name] = {"node_prefix": host["node_prefix"], "ansible_python_interpreter": "/usr/bin/python3"}
+            log.info("sandbox: %s node %s (%s) -> ssh://%s@%s:%s", environment, name, node.get("address"),
+                     host["user"], host["address"], host["port"])
+        settings = {"connection": {"type": "ssh", "user": pool["hosts"][0]["user"], "port": 22,
+                                   "hostOverrides": overrides},
+                    "host_vars": host_vars, "known_hosts": Path(pool["known_hosts"]).read_text()}
+        log.info("sandbox: %s SSH key from %s replaces connection.privateKeyRef", environment, pool["private_key"])
+        return Connection(settings, {"ssh_private_key": Path(pool["private_key"]).read_text()})
+
+    def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:
+        cluster = (self.map.get("clusters") or {}).get(environment)
+        if cluster is None:
+            raise TargetsError(f"sandbox: no API emulator for environment {environment!r}")
+        if kubeconfig is not None:
+            original = _server_of(kubeconfig)
+            log.info("sandbox: %s kubeconfig output: server %s, CA and token -> the API emulator at %s",
+                     environment, original, cluster["server"])
+        config = emulator_kubeconfig(cluster["server"], cluster["token"], cluster["ca_pem"].encode())
+        return Connection({}, {"kubeconfig": yaml.safe_dump(config)})
+
+
+def _server_of(kubeconfig: str) -> str:
+    try:
+        data = yaml.safe_load(kubeconfig)
+        return str(data["clusters"][0]["cluster"]["server"])
+    except Exception:
+        return "(unreadable)"

@@ -1,0 +1,83 @@
+"""The Celery app, and the services each worker process runs tasks with.
+
+Tasks are `shared_task`s in `reconciler/` and `drift/`; this module only builds the app around
+them: the broker (Redis), the queues by kind of work, late acknowledgement (a killed worker's task
+is redelivered), the beat schedule (poll tick, drift tick, sweeper), and, in every worker process,
+the `Services` the tasks read (store, Redis, targets — real or sandbox —, data directory).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+from kombu.entity import Queue as KombuQueue
+
+from reconciler.runtime import Services, configure
+from reconciler.targets import Targets
+from reconciler.tasks import CeleryQueue
+from tidegate.redis_server import redis_client
+from tidegate.settings import Settings
+from tidegate.targets import RealTargets, SandboxTargets
+from tidegate.wiring import open_store
+
+log = logging.getLogger("tidegate.worker")
+
+QUEUES = ("poll", "plan", "apply", "drift", "preview")
+ROUTES = {
+    "tidegate.poll": "poll", "tidegate.schedule": "poll", "tidegate.sweep": "poll",
+    "tidegate.plan": "plan", "tidegate.apply": "apply",
+    "tidegate.drift": "drift", "tidegate.drift_tick": "drift",
+}
+
+
+def make_app(settings: Settings) -> Celery:
+    app = Celery("tidegate", broker=settings.broker_url, include=["reconciler.tasks", "drift.tasks"])
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_queues=[KombuQueue(name) for name in QUEUES],
+        task_default_queue="plan",
+        task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        beat_schedule={
+            "poll-tick": {"task": "tidegate.schedule", "schedule": settings.scheduler_tick},
+            "drift-tick": {"task": "tidegate.drift_tick", "schedule": settings.scheduler_tick},
+            "sweep": {"task": "tidegate.sweep", "schedule": settings.sweep_interval},
+        },
+        timezone="UTC",
+    )
+    app.set_default()
+    return app
+
+
+def targets_for(settings: Settings) -> Targets:
+    if settings.sandbox_map is not None:
+        log.info("sandbox mode: endpoints from %s", settings.sandbox_map)
+        return SandboxTargets(settings, settings.sandbox_map)
+    return RealTargets(settings)
+
+
+def build_services(settings: Settings) -> Services:
+    store = open_store(settings, migrate=False)
+    return Services(
+        database=store.database, secrets=store.secrets, redis=redis_client(settings.client_redis_url),
+        targets=targets_for(settings), data_dir=settings.data_dir, queue=CeleryQueue(),
+        lock_ttl=settings.lock_ttl, health_timeout=settings.health_timeout,
+    )
+
+
+def install(settings: Settings) -> None:
+    """Configure this process's services now, and again in every pool child after it forks."""
+    configure(build_services(settings))
+
+    @worker_process_init.connect(weak=False)
+    def _child(**_: Any) -> None:
+        configure(build_services(settings))
