@@ -1,37 +1,59 @@
 #!/usr/bin/env bash
-# The main job: set up this machine, then take examples/infra-repo through every stage that exists
-# today. Later issues extend this until it reconciles the example end to end (`tidegate up`).
+# The main job: set up this machine, then reconcile examples/infra-repo end to end with
+# `tidegate up` (Redis, SQLite, worker, scheduler and the sandbox stand-ins on this machine):
+# staging applies by itself; production waits for approval, is approved, and applies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export TIDEGATE_DATA_DIR=${TIDEGATE_DATA_DIR:-$PWD/.data}
 source scripts/terraform-env.sh
+export TIDEGATE_DATA_DIR=${TIDEGATE_DATA_DIR:-$PWD/.demo}
+rm -rf "$TIDEGATE_DATA_DIR"   # the sandbox's AWS and clusters live only as long as `tidegate up`
+mkdir -p "$TIDEGATE_DATA_DIR"
 repo=examples/infra-repo
 tg=.venv/bin/tidegate
+deadline=$((SECONDS + ${DEMO_TIMEOUT:-1500}))
 
-echo "== 1. validate $repo (schema, cross-references, rendering, Kubernetes 1.37 schemas)"
+echo "== validate $repo"
 $tg validate "$repo"
-for env in staging production; do
-  for stage in infrastructure configuration workloads; do
-    echo
-    echo "== 2. render $env / $stage"
-    $tg render --repo "$repo" --env "$env" --stage "$stage"
+
+echo "== tidegate up --repo $repo (output also in $TIDEGATE_DATA_DIR/up.log)"
+$tg up --repo "$repo" > >(tee "$TIDEGATE_DATA_DIR/up.log") 2>&1 &
+up=$!
+stop() { kill -INT "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true; }
+trap stop EXIT
+
+# field ENV KEY: one field of `tidegate status --json` for an environment.
+field() { $tg status --json 2>/dev/null | python3 -c "import json,sys
+for line in sys.stdin:
+    view = json.loads(line)
+    if view['name'] == '$1': print(view['$2'])"; }
+wait_for() {  # wait_for ENV SYNC_STATUS [HEALTH]
+  until [ "$(field "$1" sync_status)" = "$2" ] && { [ -z "${3:-}" ] || [ "$(field "$1" health)" = "$3" ]; }; do
+    kill -0 "$up" 2>/dev/null || { echo "tidegate up exited early" >&2; exit 1; }
+    [ "$(field "$1" last_sync_status)" != failed ] || { $tg history "$1"; echo "a sync of $1 failed" >&2; exit 1; }
+    [ $SECONDS -lt $deadline ] || { echo "timed out waiting for $1 to be $2 ${3:-}" >&2; exit 1; }
+    sleep 2
   done
-done
+}
+
+wait_for staging Synced Healthy
+wait_for production AwaitingApproval
 echo
-echo "== 3. plan staging / infrastructure against a throwaway moto AWS (real terraform, offline providers)"
-$tg plan staging --repo "$repo" --stage infrastructure --sandbox
-
-cat <<'TEXT'
-
-== 4. what happens next (stages still being built; see README "Status")
-For each environment in dependsOn order (staging, then production):
-  infrastructure  terraform init/plan with the tfvars above against the S3 backend (moto in the
-                  sandbox), saved plan file, then apply -> outputs: cluster endpoint, CA,
-                  kubeconfig (sensitive, stored encrypted), nodes.
-  configuration   ansible-playbook site.yml with the extra vars above, inventory from the
-                  Terraform `nodes` output, --check --diff for the plan, then the real run.
-  workloads       server-side apply of the manifests above in kind order (CRDs first), wait for
-                  health, record the inventory for pruning.
-production waits for an approval from group:platform-leads before it applies.
-TEXT
+echo "== tidegate status"
+$tg status
+pending=$(field production last_sync)
+echo
+echo "== the plan production waits with: tidegate show $pending"
+$tg show "$pending"
+echo
+echo "== tidegate approve $pending (as a platform lead; not the commit's author)"
+$tg approve "$pending" --as platform-lead
+wait_for production Synced Healthy
+echo
+echo "== tidegate status"
+$tg status
+echo
+echo "== tidegate history production"
+$tg history production
+echo
+echo "demo done: both environments Synced and Healthy. Stopping tidegate up (Ctrl-C)."

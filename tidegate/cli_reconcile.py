@@ -3,6 +3,7 @@ processes (`worker`, `beat`, `up`). Composition only: each command calls the cli
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import sys
@@ -107,10 +108,13 @@ def status_line(view: EnvironmentView) -> str:
     return f"{escape(view.name):<12} {revision:<12} {status} {health} {'; '.join(extra)}"
 
 
-def status() -> None:
+def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per environment.")] = False) -> None:
     """One line per environment: name, revision, sync status, health."""
     for view in client().status():
-        out.print(status_line(view))
+        if as_json:
+            sys.stdout.write(json.dumps(dataclasses.asdict(view)) + "\n")
+        else:
+            out.print(status_line(view))
 
 
 def history(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")],

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     lock_ttl: float = Field(default=120.0, description="Seconds an environment lock lives without renewal.")
     visibility_timeout: float = Field(default=7200.0, description="Broker redelivery after this many seconds; "
                                       "must exceed the longest Terraform run.")
+    live_watches: bool = Field(default=True, description="Run live Kubernetes watches (one leader worker).")
+    leader_ttl: float = Field(default=15.0, description="Seconds before another worker takes the watches over.")
     health_timeout: float = Field(default=300.0, description="Seconds to wait for workloads to become healthy.")
 
     @classmethod

@@ -9,12 +9,14 @@ the `Services` the tasks read (store, Redis, targets — real or sandbox —, da
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from kombu.entity import Queue as KombuQueue
 
+from drift.live import stand_for_election
 from reconciler.runtime import Services, configure
 from reconciler.targets import Targets
 from reconciler.tasks import CeleryQueue
@@ -75,9 +77,20 @@ def build_services(settings: Settings) -> Services:
 
 
 def install(settings: Settings) -> None:
-    """Configure this process's services now, and again in every pool child after it forks."""
+    """Configure this process's services now, and again in every pool child after it forks; the
+    worker's main process also stands for election to run the live Kubernetes watches."""
     configure(build_services(settings))
+    stop = threading.Event()
 
     @worker_process_init.connect(weak=False)
     def _child(**_: Any) -> None:
         configure(build_services(settings))
+
+    @worker_ready.connect(weak=False)
+    def _ready(**_: Any) -> None:
+        if settings.live_watches:
+            stand_for_election(build_services(settings), stop, ttl=settings.leader_ttl)
+
+    @worker_shutdown.connect(weak=False)
+    def _shutdown(**_: Any) -> None:
+        stop.set()

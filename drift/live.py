@@ -1,0 +1,120 @@
+"""Live Kubernetes drift: watches on every synced environment's managed objects, in one worker.
+
+Exactly one worker process runs the watches at a time: each worker's main process stands for
+election on a Redis leader lock (`reconciler.locks.LeaderLock`); the leader starts one
+`KubernetesStage.watch` per synced environment with workloads and, when an event says a managed
+object changed out of band, queues a drift check for that environment (debounced: a burst of
+events is one check). When the leader dies its lock expires and another worker takes the watches
+over within the lock's time to live. The watch only says "look now"; the drift check confirms with
+the same comparison as plan and records the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from providers.kubernetes.stage import KubernetesStage
+from providers.kubernetes.watch import DriftEvent, LiveWatcher
+from providers.stage import StageName
+from reconciler import pipeline, repositories
+from reconciler.locks import LeaderLock
+from reconciler.runtime import Services
+from store import Environment
+
+log = logging.getLogger(__name__)
+LEADER = "live-watches"
+
+
+@dataclass
+class _Watched:
+    revision: str
+    watcher: LiveWatcher
+
+
+class LiveWatches:
+    """The leader's work: keep one watcher per synced environment, queue drift checks on events."""
+
+    def __init__(self, services: Services, *, refresh: float = 10.0, debounce: float = 1.0) -> None:
+        self.services = services
+        self.refresh = refresh
+        self.debounce = debounce
+        self.watched: dict[int, _Watched] = {}
+        self._last_queued: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def lead(self, lost: threading.Event) -> None:
+        """Run until `lost` is set (leadership gone or the worker stopping)."""
+        log.info("live watches: this worker leads")
+        try:
+            while not lost.is_set():
+                self.reconcile()
+                lost.wait(self.refresh)
+        finally:
+            self.stop_all()
+            log.info("live watches: leadership given up")
+
+    def reconcile(self) -> None:
+        """Watch exactly the synced environments at their synced revisions."""
+        wanted = self._wanted()
+        for env_id in [e for e in self.watched if wanted.get(e) != self.watched[e].revision]:
+            self.watched.pop(env_id).watcher.stop()
+        for env_id, revision in wanted.items():
+            if env_id not in self.watched:
+                try:
+                    watcher = self._start(env_id)
+                except Exception as error:  # one environment's cluster must not stop the rest
+                    log.warning("live watches: cannot watch environment %s: %s", env_id, error)
+                    continue
+                if watcher is not None:
+                    self.watched[env_id] = _Watched(revision, watcher)
+
+    def stop_all(self) -> None:
+        for watched in self.watched.values():
+            watched.watcher.stop()
+        self.watched.clear()
+
+    def _wanted(self) -> dict[int, str]:
+        with self.services.database.session() as session:
+            rows = session.scalars(select(Environment).where(Environment.synced_revision_id.is_not(None)))
+            return {env.id: env.synced_revision.sha for env in rows if env.synced_revision is not None}
+
+    def _start(self, env_id: int) -> LiveWatcher | None:
+        with self.services.database.session() as session:
+            env = session.get_one(Environment, env_id)
+            assert env.synced_revision is not None
+            repo_name, env_name, sha = env.repository.name, env.name, env.synced_revision.sha
+            outputs, inventory = pipeline.previous_outputs(self.services, session, env_id)
+            root = repositories.checkout(self.services, env.repository, sha)
+        loaded = pipeline.render(self.services, repo_name, env_name, sha, root, outputs, inventory)
+        context = pipeline.stage_context(self.services, loaded, StageName.workloads)
+        if context is None:
+            return None
+        stage = self.services.stages(StageName.workloads)
+        if not isinstance(stage, KubernetesStage):
+            return None
+        log.info("live watches: watching %s/%s at %s", repo_name, env_name, sha[:12])
+        return stage.watch(context, lambda event: self._on_event(env_id, event))
+
+    def _on_event(self, env_id: int, event: DriftEvent) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_queued.get(env_id, -1e9) < self.debounce:
+                return
+            self._last_queued[env_id] = now
+        log.info("live watches: environment %s: %s %s %s", env_id, event.address, event.reason, ",".join(event.fields))
+        self.services.queue.drift(env_id, "watch")
+
+
+def stand_for_election(services: Services, stop: threading.Event, *, ttl: float = 15.0) -> threading.Thread:
+    """Start a daemon thread that competes for the leader lock and runs the watches while it leads."""
+    watches = LiveWatches(services)
+    leader = LeaderLock(services.redis, LEADER, ttl=ttl)
+    thread = threading.Thread(target=leader.run, args=(services.owner, watches.lead, stop), name="live-watches",
+                              daemon=True)
+    thread.start()
+    return thread
