@@ -63,6 +63,8 @@ class Services:
     lock_ttl: float = 120.0
     """Seconds an environment lock lives without renewal; a keepalive renews it every third."""
     health_timeout: float = 300.0
+    poll_jitter: float = 60.0
+    """Up to this many seconds added to each poll interval (Argo CD 3: 2 minutes + up to 1 minute)."""
     owner: str = field(default_factory=_owner)
 
     @property

@@ -51,7 +51,7 @@ def apply(sync_id: int) -> None:
 def tick() -> list[int]:
     """Beat: queue the polls that are due (drift has its own tick in drift/)."""
     svc = services()
-    due = schedule.due_polls(svc)
+    due = schedule.due_polls(svc, jitter=svc.poll_jitter)
     for repository_id in due:
         svc.queue.poll(repository_id)
     return due

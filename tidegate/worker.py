@@ -72,7 +72,7 @@ def build_services(settings: Settings) -> Services:
     return Services(
         database=store.database, secrets=store.secrets, redis=redis_client(settings.client_redis_url),
         targets=targets_for(settings), data_dir=settings.data_dir, queue=CeleryQueue(),
-        lock_ttl=settings.lock_ttl, health_timeout=settings.health_timeout,
+        lock_ttl=settings.lock_ttl, health_timeout=settings.health_timeout, poll_jitter=settings.poll_jitter,
     )
 
 

@@ -1,0 +1,68 @@
+"""An environment plan's fingerprint, what keeps an approval, and its sealed round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from providers.stage import Action, Change, StageName, StagePlan
+from reconciler.plans import EnvironmentPlan, decode, encode, same_changes
+
+INFRA, CONF, WORK = StageName.infrastructure, StageName.configuration, StageName.workloads
+
+
+def _plan(stage: StageName, *changes: tuple[str, Action, str], digest: str = "d", live: str = "s1") -> StagePlan:
+    return StagePlan(stage, [Change(stage, a, act, diff) for a, act, diff in changes], digest, live_state=live,
+                     artifact=Path("/tmp/x.tfplan") if stage is INFRA else None, details={"k": [1, 2]})
+
+
+def test_the_fingerprint_moves_with_the_revision_the_changes_and_terraform_state() -> None:
+    base = EnvironmentPlan("r1", {INFRA: _plan(INFRA, ("aws_vpc.this", Action.create, "+"))})
+    same = EnvironmentPlan("r1", {INFRA: _plan(INFRA, ("aws_vpc.this", Action.create, "+"))})
+    assert base.fingerprint == same.fingerprint
+    assert base.fingerprint != EnvironmentPlan("r2", dict(base.stages)).fingerprint
+    assert base.fingerprint != EnvironmentPlan("r1", {INFRA: _plan(INFRA, digest="other")}).fingerprint
+    assert base.fingerprint != EnvironmentPlan("r1", {INFRA: _plan(INFRA, digest="d", live="s2")}).fingerprint
+
+
+def test_kubernetes_resource_versions_do_not_move_the_fingerprint() -> None:
+    one = EnvironmentPlan("r1", {WORK: _plan(WORK, live="rv-100")})
+    two = EnvironmentPlan("r1", {WORK: _plan(WORK, live="rv-101")})
+    assert one.fingerprint == two.fingerprint
+
+
+@pytest.mark.parametrize(("fresh", "keeps"), [
+    ((("web/Deployment", Action.update, "replicas 3"),), True),
+    ((("web/Deployment", Action.update, "a different diff text"),), True),
+    ((("web/Deployment", Action.replace, "replicas 3"),), False),
+    ((("web/Deployment", Action.update, ""), ("web/Service", Action.create, "")), False),
+], ids=["same", "same-addresses-and-actions-other-diff", "action-changed", "address-added"])
+def test_a_replanned_stage_keeps_its_approval_only_with_the_same_addresses_and_actions(
+        fresh: tuple[tuple[str, Action, str], ...], keeps: bool) -> None:
+    approved = _plan(WORK, ("web/Deployment", Action.update, "replicas 3"), ("web/ConfigMap", Action.no_op, ""))
+    assert same_changes(approved, _plan(WORK, *fresh)) is keeps
+
+
+def test_a_deferred_stage_is_fingerprinted_by_its_inputs_and_counts_as_a_change() -> None:
+    plan = EnvironmentPlan("r1", {INFRA: _plan(INFRA)}, deferred={CONF: "inputs-1"})
+    assert plan.has_changes
+    assert plan.fingerprint != EnvironmentPlan("r1", {INFRA: _plan(INFRA)}, deferred={CONF: "inputs-2"}).fingerprint
+    assert plan.summary()["configuration"]["deferred"] is True
+
+
+def test_encode_and_decode_keep_everything_apply_needs() -> None:
+    plan = EnvironmentPlan("r1", {INFRA: _plan(INFRA, ("aws_vpc.this", Action.create, "+ cidr")),
+                                  WORK: _plan(WORK, ("a/B", Action.delete, "-"))}, deferred={CONF: "x"})
+    again = decode(encode(plan))
+    assert again.fingerprint == plan.fingerprint
+    assert again.stages[INFRA].artifact == Path("/tmp/x.tfplan")
+    assert again.stages[WORK].changes[0].action is Action.delete
+    assert again.stages[INFRA].details == {"k": [1, 2]}
+
+
+def test_the_summary_lists_changes_but_not_no_ops() -> None:
+    plan = EnvironmentPlan("r1", {WORK: _plan(WORK, ("a/B", Action.update, "~"), ("a/C", Action.no_op, ""))})
+    summary = plan.summary()["workloads"]
+    assert summary["summary"] == "+0 ~1 -0"
+    assert [c["address"] for c in summary["changes"]] == ["a/B"] and summary["unchanged"] == 1
