@@ -18,7 +18,10 @@ from store.enums import (
     ApprovalSource,
     DriftResolution,
     DriftStatus,
+    GitHost,
     Health,
+    PreviewStatus,
+    Role,
     Stage,
     StageStatus,
     SyncLifecycle,
@@ -27,23 +30,40 @@ from store.enums import (
 )
 from store.migrate import MigrationError, current_revision, downgrade, head_revision, upgrade
 from store.models import (
+    ApiToken,
     Approval,
     AuditEvent,
     Base,
     DriftItem,
     DriftReport,
     Environment,
+    Group,
+    GroupMember,
     Plan,
+    Preview,
     Repository,
     Revision,
+    RoleBinding,
     Sync,
     SyncStageResult,
+    User,
+    WebhookDelivery,
 )
 from store.secrets import KEY_SETTING, Sealed, SecretBox, SecretKeyError, load_or_create_key
 from store.types import utcnow
 
 __all__ = [
     "KEY_SETTING",
+    "ApiToken",
+    "GitHost",
+    "Group",
+    "GroupMember",
+    "Preview",
+    "PreviewStatus",
+    "Role",
+    "RoleBinding",
+    "User",
+    "WebhookDelivery",
     "Approval",
     "ApprovalDecision",
     "ApprovalSource",

@@ -106,3 +106,30 @@ class ApprovalSource(StrEnum):
     CLI = "cli"
     API = "api"
     PR_REVIEW = "pr_review"
+
+
+class Role(StrEnum):
+    """What a role binding lets a user do (each role includes the ones before it, except approver)."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+
+class GitHost(StrEnum):
+    """Which Git host's webhooks and REST API a repository uses."""
+
+    GITHUB = "github"
+    GITLAB = "gitlab"
+    GITEA = "gitea"
+    GENERIC = "generic"
+
+
+class PreviewStatus(StrEnum):
+    """Progress of one pull request preview (the commit status words of the Git hosts)."""
+
+    PENDING = "pending"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ERROR = "error"

@@ -19,7 +19,10 @@ from store.enums import (
     ApprovalSource,
     DriftResolution,
     DriftStatus,
+    GitHost,
     Health,
+    PreviewStatus,
+    Role,
     Stage,
     StageStatus,
     SyncLifecycle,
@@ -66,6 +69,14 @@ class Repository(Base):
     last_polled_at: Mapped[datetime | None]
     poll_error: Mapped[str | None] = mapped_column(Text)
     """Why the last poll failed (unreachable, branch deleted, force-push); NULL after a good poll."""
+    host: Mapped[GitHost] = mapped_column(WordEnum(GitHost), default=GitHost.GENERIC)
+    host_api_url: Mapped[str | None] = mapped_column(Text)
+    """The Git host's REST API (commit statuses, PR comments), e.g. https://api.github.com."""
+    host_repository: Mapped[str | None] = mapped_column(String(255))
+    """The repository as the host names it (`owner/name`, or GitLab's project id/path)."""
+    host_token: Mapped[Sealed | None] = mapped_column(SealedText())
+    webhook_secret: Mapped[Sealed | None] = mapped_column(SealedText())
+    """This repository's webhook secret; TIDEGATE_WEBHOOK_SECRET when NULL."""
 
     revisions: Mapped[list[Revision]] = relationship(
         back_populates="repository", cascade="all, delete-orphan", passive_deletes=True
@@ -257,3 +268,119 @@ class AuditEvent(Base):
     target: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class User(Base):
+    """A person (or robot) who signs in to the dashboard or calls the API."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    """Login name; also matched against revision authors (name or email) to refuse self-approval."""
+    email: Mapped[str | None] = mapped_column(String(255))
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    """A salted slow hash (never the password); NULL for token-only users."""
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan",
+                                                  passive_deletes=True)
+    memberships: Mapped[list[GroupMember]] = relationship(back_populates="user", cascade="all, delete-orphan",
+                                                          passive_deletes=True)
+
+
+class Group(Base):
+    """A named set of users; approval policies and role bindings name groups as `group:<name>`."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+
+    members: Mapped[list[GroupMember]] = relationship(back_populates="group", cascade="all, delete-orphan",
+                                                      passive_deletes=True)
+
+
+class GroupMember(Base):
+    """One user's membership of one group."""
+
+    __tablename__ = "group_members"
+    __table_args__ = (UniqueConstraint("group_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete=CASCADE), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete=CASCADE), index=True)
+
+    group: Mapped[Group] = relationship(back_populates="members")
+    user: Mapped[User] = relationship(back_populates="memberships")
+
+
+class RoleBinding(Base):
+    """Grants a role to `user:<name>` or `group:<name>`, everywhere or on one environment (`repo/env`)."""
+
+    __tablename__ = "role_bindings"
+    __table_args__ = (UniqueConstraint("subject", "role", "scope"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), index=True)
+    role: Mapped[Role] = mapped_column(WordEnum(Role))
+    scope: Mapped[str] = mapped_column(String(255), default="*")
+    """`*` for every environment, else `repository/environment`."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """An API token: only its SHA-256 is stored; `prefix` lets people tell tokens apart."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete=CASCADE), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class WebhookDelivery(Base):
+    """A webhook delivery seen once: a replayed delivery id is ignored."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("host", "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[GitHost] = mapped_column(WordEnum(GitHost))
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    repository_id: Mapped[int | None] = mapped_column(ForeignKey("repositories.id", ondelete=SET_NULL), index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), default="")
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Preview(Base):
+    """The preview of one pull request: its head, its one comment on the host, its status and body."""
+
+    __tablename__ = "previews"
+    __table_args__ = (UniqueConstraint("repository_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete=CASCADE), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(255), default="")
+    head_sha: Mapped[str] = mapped_column(String(64))
+    base_ref: Mapped[str] = mapped_column(String(255), default="main")
+    status: Mapped[PreviewStatus] = mapped_column(WordEnum(PreviewStatus), default=PreviewStatus.PENDING)
+    comment_id: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text, default="")
+    """The markdown comment as last posted (secrets already masked)."""
+    environments: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
+    """Per affected environment: per stage summary and changes, or validation errors."""
+    state: Mapped[str] = mapped_column(String(32), default="open")
+    """open, closed or merged."""
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
