@@ -16,6 +16,8 @@ have ip || need_apt+=(iproute2)
 if [ "${1:-}" = "--dev" ]; then
   # The store tests start a throwaway PostgreSQL server; its binaries come from Debian's package.
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || have initdb || need_apt+=(postgresql)
+  # The dashboard tests drive Debian's chromium through Playwright (no browser download).
+  have chromium || need_apt+=(chromium)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "setup: installing system packages: ${need_apt[*]}"

@@ -20,6 +20,7 @@ from tidegate.cli_kube import register as register_kube
 from tidegate.cli_reconcile import register as register_reconcile
 from tidegate.cli_terraform import register as register_terraform
 from tidegate.settings import Settings
+from tidegate.serve import serve
 from tidegate.up import up
 from tidegate.wiring import open_store
 
@@ -120,6 +121,7 @@ register_kube(sandbox_app)
 register_ansible(sandbox_app)
 register_reconcile(app)
 app.command("up")(up)
+app.command("serve")(serve)
 
 
 def main() -> None:

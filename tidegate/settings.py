@@ -46,6 +46,10 @@ class Settings(BaseSettings):
                                       "must exceed the longest Terraform run.")
     live_watches: bool = Field(default=True, description="Run live Kubernetes watches (one leader worker).")
     leader_ttl: float = Field(default=15.0, description="Seconds before another worker takes the watches over.")
+    webhook_secret: SecretStr | None = Field(default=None, description="Default webhook secret of every "
+                                             "repository that has none of its own.")
+    public_url: str = Field(default="http://127.0.0.1:8080", description="Where people reach the dashboard "
+                            "(links in PR comments and commit statuses).")
     health_timeout: float = Field(default=300.0, description="Seconds to wait for workloads to become healthy.")
 
     @classmethod

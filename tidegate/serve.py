@@ -1,0 +1,47 @@
+"""`tidegate serve`: one ASGI app with the REST API and dashboard, the webhook receivers and /healthz.
+
+Composition only. `dashboard.app.create_router` and `webhooks.app.create_router` each get the
+reconciler's services (store, Redis, queue) and return a FastAPI router; this module mounts them,
+adds the unauthenticated health endpoint and runs uvicorn.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from fastapi import FastAPI
+
+from reconciler.runtime import Services
+from tidegate.settings import Settings
+from tidegate.worker import build_services, make_app
+
+
+def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    """The whole HTTP surface; `services` may be given by tests (else built from settings)."""
+    from dashboard.app import create_router as dashboard_router
+    from webhooks.app import create_router as webhook_router
+
+    make_app(settings)
+    svc = services or build_services(settings)
+    app = FastAPI(title="Tidegate", version="0.1.0", description="GitOps reconciler for whole environments: "
+                  "Terraform -> Ansible -> Kubernetes. The API lives under /api/v1.")
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: answers without authentication")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    app.include_router(webhook_router(svc, settings))
+    app.include_router(dashboard_router(svc, settings))
+    return app
+
+
+def serve(
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Serve the API, the dashboard and the webhook receivers."""
+    import uvicorn
+
+    settings = Settings()
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
