@@ -205,7 +205,7 @@ def _guard(stage: StageName, call: Any) -> Any:
     """Run a provider call; transient failures raise for a retry, others fail the sync with the reason."""
     try:
         return call()
-    except Exception as error:
+    except Exception as error:  # classified: retried when transient, else recorded on the sync
         raise classify(stage, error) from error
 
 
@@ -277,6 +277,7 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
         return
     approval_required = loaded.repo.environments[env_name].spec.approval.required
     infrastructure_changed = False
+    applied_any = False
     for stage in contexts.stages_of(loaded.repo, env_name):
         approved = plan.stages.get(stage)
         if stage is not StageName.infrastructure and (approved is None or infrastructure_changed):
@@ -291,9 +292,13 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
             approved = fresh
         assert approved is not None
         result = _apply_stage(services, sync_id, lease, loaded, stage, approved)
+        if not result.succeeded and is_stale(result):
+            _plan_again(services, sync_id, lease, stage, str(result.error), first=not applied_any)
+            return
         if not result.succeeded:
             _finish_failed(services, sync_id, lease, f"{stage.value}: {result.error}", stage, result)
             return
+        applied_any = applied_any or any(o is not Outcome.unchanged for o in result.outcomes.values())
         if stage is StageName.infrastructure:
             infrastructure_changed = result.outputs != loaded.outputs
             loaded.outputs = dict(result.outputs)
@@ -322,8 +327,9 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Loaded,
         return StageResult(stage, {}, succeeded=False, error="inputs unknown")
     try:
         result: StageResult = services.stages(stage).apply(context, plan)
-    except Exception as error:
-        result = StageResult(stage, {}, succeeded=False, error=str(classify(stage, error)))
+    except Exception as error:  # never retried blindly: recorded on the stage, the sync fails with it
+        stale = "stale plan: " if type(error).__name__ == "StalePlan" else ""
+        result = StageResult(stage, {}, succeeded=False, error=stale + str(classify(stage, error)))
     with services.database.session() as session:
         row = _stage_row(session, sync_id, stage)
         row.status = StageStatus.SUCCEEDED if result.succeeded else StageStatus.FAILED
@@ -373,6 +379,33 @@ def _ask_again(services: Services, sync_id: int, lease: Lease, plan: Environment
         syncs.transition(sync, L.AWAITING_APPROVAL, lease,
                          error=f"{stage.value} changed after the infrastructure applied; approve the new plan")
         sync.environment.sync_status = SyncStatus.AWAITING_APPROVAL
+
+
+def is_stale(result: StageResult) -> bool:
+    """The provider refused the plan because the live state (or its inputs) moved since it was made."""
+    return "stale" in (result.error or "").lower()
+
+
+def _plan_again(services: Services, sync_id: int, lease: Lease, stage: StageName, error: str, *, first: bool) -> None:
+    """The approved plan no longer matches the live state: it is superseded (nothing of it was
+    applied) or the sync fails where it stopped, and a new sync plans again from the live state —
+    through the gate, so a gated environment is asked to approve the new plan."""
+    with services.database.session() as session:
+        sync = session.get_one(Sync, sync_id)
+        if sync.plan is not None:
+            sync.plan.superseded = True
+        for row in sync.stage_results:
+            if row.status is StageStatus.PENDING:
+                row.status = StageStatus.SKIPPED
+        reason = f"{stage.value}: {error}"
+        syncs.transition(sync, L.SUPERSEDED if first else L.FAILED, lease,
+                         error=f"{reason}\na new sync plans again from the live state")
+        fresh, _ = syncs.request(session, sync.environment, _revision(sync), sync.trigger)
+        session.flush()
+        record_audit(session, actor="tidegate", action="plan.superseded", target=_target(sync),
+                     details={"replacement": fresh.id, "reason": reason[:2000]})
+        fresh_id = fresh.id
+    services.queue.plan(fresh_id)
 
 
 def _finish_failed(services: Services, sync_id: int, lease: Lease, error: str, stage: StageName | None,

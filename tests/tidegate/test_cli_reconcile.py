@@ -1,0 +1,112 @@
+"""`tidegate status / history / show / approve / sync` as users run them: real processes over a data
+directory and a real Redis broker (the queued task is read back from the broker's queue)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from store import (
+    Database,
+    Environment,
+    Health,
+    Plan,
+    Repository,
+    Revision,
+    Sync,
+    SyncLifecycle,
+    SyncStatus,
+    SyncTrigger,
+)
+from tests.support.redis_server import start_redis
+from tidegate.redis_server import EmbeddedRedis, redis_client
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    with start_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, redis_server: EmbeddedRedis) -> Path:
+    """A store with staging Synced and production awaiting approval of sync #2."""
+    redis_client(redis_server.client_url).flushall()
+    data = tmp_path / "data"
+    database = Database.embedded(data)
+    database.upgrade()
+    with database.session() as session:
+        repository = Repository(name="infra", url=str(tmp_path / "nowhere"))
+        session.add(repository)
+        session.flush()
+        revision = Revision(repository_id=repository.id, ref="main", sha="c" * 40, author="Alice <alice@example.com>",
+                            message="scale web", committed_at=datetime(2026, 11, 1, tzinfo=UTC))
+        session.add(revision)
+        session.flush()
+        staging = Environment(repository_id=repository.id, name="staging", synced_revision_id=revision.id,
+                              desired_revision_id=revision.id, sync_status=SyncStatus.SYNCED, health=Health.HEALTHY)
+        production = Environment(repository_id=repository.id, name="production", desired_revision_id=revision.id,
+                                 sync_status=SyncStatus.AWAITING_APPROVAL)
+        session.add_all([staging, production])
+        session.flush()
+        session.add(Sync(environment_id=staging.id, revision_id=revision.id, trigger=SyncTrigger.POLL,
+                         status=SyncLifecycle.SUCCEEDED))
+        plan = Plan(environment_id=production.id, revision_id=revision.id, fingerprint="e" * 64,
+                    stages={"infrastructure": {"summary": "+1 ~0 -0", "changes": [
+                        {"address": "aws_vpc.this", "action": "create", "diff": "+ cidr_block"}]}})
+        session.add(plan)
+        session.flush()
+        session.add(Sync(environment_id=production.id, revision_id=revision.id, trigger=SyncTrigger.POLL,
+                         status=SyncLifecycle.AWAITING_APPROVAL, plan_id=plan.id))
+    database.dispose()
+    return data
+
+
+def run(data_dir: Path, redis: EmbeddedRedis, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TIDEGATE_DATA_DIR": str(data_dir), "TIDEGATE_REDIS_URL": redis.client_url}
+    return subprocess.run([sys.executable, "-m", "tidegate", *args], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+
+
+def test_status_prints_one_line_per_environment(data_dir: Path, redis_server: EmbeddedRedis) -> None:
+    result = run(data_dir, redis_server, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    views = {v["name"]: v for v in map(json.loads, result.stdout.splitlines())}
+    assert (views["staging"]["sync_status"], views["staging"]["health"]) == ("Synced", "Healthy")
+    assert views["production"]["sync_status"] == "AwaitingApproval" and views["production"]["last_sync"] == 2
+    text = run(data_dir, redis_server, "status").stdout
+    assert "staging" in text and "cccccccccccc" in text and "Synced" in text
+
+
+def test_show_prints_the_plan_a_sync_waits_with(data_dir: Path, redis_server: EmbeddedRedis) -> None:
+    result = run(data_dir, redis_server, "show", "2")
+    assert result.returncode == 0, result.stderr
+    assert "awaiting_approval" in result.stdout and "create   aws_vpc.this" in result.stdout
+
+
+def test_approving_queues_the_apply_on_the_broker(data_dir: Path, redis_server: EmbeddedRedis) -> None:
+    client = redis_client(redis_server.client_url)
+    result = run(data_dir, redis_server, "approve", "2", "--as", "bob")
+    assert result.returncode == 0, result.stderr
+    assert "approved: applying" in result.stdout
+    messages = [json.loads(m) for m in client.lrange("apply", 0, -1)]
+    assert [m["headers"]["task"] for m in messages] == ["tidegate.apply"]
+    assert messages[0]["headers"]["argsrepr"] == "[2]"
+
+
+def test_the_author_cannot_approve_and_nothing_is_queued(data_dir: Path, redis_server: EmbeddedRedis) -> None:
+    result = run(data_dir, redis_server, "approve", "2", "--as", "alice")
+    assert result.returncode == 1 and "cannot approve their own change" in result.stderr
+    assert redis_client(redis_server.client_url).llen("apply") == 0
+
+
+def test_an_unknown_environment_is_a_clear_error(data_dir: Path, redis_server: EmbeddedRedis) -> None:
+    result = run(data_dir, redis_server, "history", "qa")
+    assert result.returncode == 1 and "unknown environment 'qa'" in result.stderr
