@@ -12,7 +12,9 @@ all, since its cluster does not exist when the plan is made.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,7 +99,13 @@ def decode(text: str) -> EnvironmentPlan:
 
 
 def _stage_to_json(plan: StagePlan) -> dict[str, Any]:
+    # The saved plan file travels inside the sealed payload, so a worker on another machine than
+    # the one that planned can apply exactly it (several machines share only PostgreSQL and Redis).
+    artifact_data = None
+    if plan.artifact is not None and plan.artifact.is_file():
+        artifact_data = base64.b64encode(plan.artifact.read_bytes()).decode("ascii")
     return {
+        "artifact_data": artifact_data,
         "stage": plan.stage.value,
         "changes": [{"address": c.address, "action": c.action.value, "diff": c.diff} for c in plan.changes],
         "digest": plan.digest,
@@ -107,13 +115,26 @@ def _stage_to_json(plan: StagePlan) -> dict[str, Any]:
     }
 
 
+def _restore_artifact(data: Mapping[str, Any]) -> Path | None:
+    """The plan file at its recorded path, written back from the payload if this machine lacks it."""
+    if not data.get("artifact"):
+        return None
+    path = Path(data["artifact"])
+    if not path.is_file() and data.get("artifact_data"):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(base64.b64decode(data["artifact_data"]))
+    return path
+
+
 def _stage_from_json(data: Mapping[str, Any]) -> StagePlan:
     stage = StageName(data["stage"])
     return StagePlan(
         stage=stage,
         changes=[Change(stage, c["address"], Action(c["action"]), c.get("diff", "")) for c in data["changes"]],
         digest=data["digest"],
-        artifact=Path(data["artifact"]) if data.get("artifact") else None,
+        artifact=_restore_artifact(data),
         live_state=data.get("live_state", ""),
         details=dict(data.get("details") or {}),
     )

@@ -66,3 +66,15 @@ def test_the_summary_lists_changes_but_not_no_ops() -> None:
     summary = plan.summary()["workloads"]
     assert summary["summary"] == "+0 ~1 -0"
     assert [c["address"] for c in summary["changes"]] == ["a/B"] and summary["unchanged"] == 1
+
+
+def test_a_saved_plan_file_travels_in_the_payload_to_a_machine_that_lacks_it(tmp_path: Path) -> None:
+    saved = tmp_path / "planner" / "staging-plan.tfplan"
+    saved.parent.mkdir()
+    saved.write_bytes(b"\x00binary plan")
+    stage = StagePlan(INFRA, [], "d", artifact=saved, live_state="s1")
+    payload = encode(EnvironmentPlan("r1", {INFRA: stage}))
+    saved.unlink()  # the applying worker runs elsewhere
+    again = decode(payload)
+    assert again.stages[INFRA].artifact == saved and saved.read_bytes() == b"\x00binary plan"
+    assert saved.stat().st_mode & 0o777 == 0o600
