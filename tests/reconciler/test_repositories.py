@@ -1,0 +1,103 @@
+"""Polling a registered repository: cheap when nothing moved, path-filtered when something did,
+and reported (last good state kept) when the remote is unreachable, rewritten or gone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from reconciler import repositories
+from reconciler.runtime import Services
+from store import Environment, Repository, Sync
+from tests.reconciler.conftest import RecordingQueue
+from tests.support.git_server import closed_port_url, commit_and_push, delete_branch, files_of, make_bare_repo
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "infra-repo"
+
+
+def _register(services: Services, url: str, branch: str = "main") -> int:
+    with services.database.session() as session:
+        return repositories.register(services, session, name="infra", url=url, branch=branch).id
+
+
+def _queued(services: Services) -> list[tuple[str, int]]:
+    assert isinstance(services.queue, RecordingQueue)
+    sent, services.queue.sent = list(services.queue.sent), []
+    return sent
+
+
+def _mark_synced(services: Services) -> None:
+    """Pretend every environment applied its desired revision (these tests are about polling)."""
+    with services.database.session() as session:
+        for env in session.scalars(select(Environment)):
+            env.synced_revision_id = env.desired_revision_id
+        for sync in session.scalars(select(Sync)):
+            sync.status = sync.status.SUCCEEDED
+
+
+def test_the_first_poll_plans_every_environment_and_an_unmoved_head_plans_nothing(
+        services: Services, tmp_path: Path) -> None:
+    bare = tmp_path / "infra.git"
+    head = make_bare_repo(bare, files_of(EXAMPLE))
+    repository_id = _register(services, str(bare))
+    first = repositories.poll(services, repository_id)
+    assert first.moved and first.head == head and set(first.planned) == {"staging", "production"}
+    assert [kind for kind, _ in _queued(services)] == ["plan", "plan"]
+    again = repositories.poll(services, repository_id)
+    assert not again.moved and again.planned == () and _queued(services) == []
+
+
+def test_a_production_only_change_plans_production_and_moves_staging_along(services: Services,
+                                                                           tmp_path: Path) -> None:
+    bare = tmp_path / "infra.git"
+    make_bare_repo(bare, files_of(EXAMPLE))
+    repository_id = _register(services, str(bare))
+    repositories.poll(services, repository_id)
+    _queued(services)
+    _mark_synced(services)
+    patch = "apps/web/overlays/production/configmap-patch.yaml"
+    sha = commit_and_push(bare, {patch: (EXAMPLE / patch).read_text() + "  EXTRA: \"1\"\n"}, "production only")
+    result = repositories.poll(services, repository_id)
+    assert result.planned == ("production",) and result.advanced == ("staging",)
+    with services.database.session() as session:
+        staging = session.scalars(select(Environment).where(Environment.name == "staging")).one()
+        assert staging.synced_revision is not None and staging.synced_revision.sha == sha
+
+
+def test_an_unreachable_remote_is_reported_and_changes_nothing(services: Services) -> None:
+    repository_id = _register(services, closed_port_url())
+    result = repositories.poll(services, repository_id)
+    assert result.error and not result.moved and _queued(services) == []
+    with services.database.session() as session:
+        repository = session.get_one(Repository, repository_id)
+        assert repository.poll_error and repository.head_sha is None
+
+
+def test_a_deleted_branch_is_reported_and_the_last_head_kept(services: Services, tmp_path: Path) -> None:
+    bare = tmp_path / "infra.git"
+    make_bare_repo(bare, files_of(EXAMPLE))
+    head = commit_and_push(bare, {"README.md": "release\n"}, "cut a release", branch="release")
+    repository_id = _register(services, str(bare), branch="release")
+    repositories.poll(services, repository_id)
+    delete_branch(bare, "release")
+    result = repositories.poll(services, repository_id)
+    assert result.error and "release" in result.error
+    with services.database.session() as session:
+        assert session.get_one(Repository, repository_id).head_sha == head
+
+
+def test_a_force_push_is_reported_and_the_new_head_planned(services: Services, tmp_path: Path) -> None:
+    bare = tmp_path / "infra.git"
+    base = make_bare_repo(bare, files_of(EXAMPLE))
+    commit_and_push(bare, {"environments/staging.yaml": (EXAMPLE / "environments/staging.yaml").read_text()
+                           + "# one\n"}, "one")
+    repository_id = _register(services, str(bare))
+    repositories.poll(services, repository_id)
+    _mark_synced(services)
+    rewritten = commit_and_push(bare, {"environments/staging.yaml": (EXAMPLE / "environments/staging.yaml")
+                                       .read_text() + "# two\n"}, "two", parent=base)
+    result = repositories.poll(services, repository_id)
+    assert result.head == rewritten and "staging" in result.planned
+    with services.database.session() as session:
+        assert "force-pushed" in (session.get_one(Repository, repository_id).poll_error or "")
