@@ -32,9 +32,15 @@ def sweep(services: Services, *, pending_grace: float = 60.0) -> list[int]:
             holder = EnvironmentLock(services.redis, lock_name(env.repository.name, env.name)).current()
             if holder is not None:
                 continue
-            if sync.status is L.PENDING and now - sync.created_at < timedelta(seconds=pending_grace):
-                continue
+            if sync.status is L.PENDING and (now - sync.created_at < timedelta(seconds=pending_grace)
+                                             or (sync.error or "").startswith("waiting:")):
+                continue  # a waiting sync is queued again when what it waits for succeeds
             orphaned.append((sync.id, sync.status in (L.APPROVED, L.APPLYING)))
+    # Each orphan is queued once per lock lifetime: the task takes the lock long before that, and
+    # a queue that is merely busy must not fill with copies of the same request.
+    orphaned = [(sync_id, applying) for sync_id, applying in orphaned
+                if services.redis.set(f"tidegate:sweep:queued:{sync_id}", 1, nx=True,
+                                      ex=int(max(60.0, services.lock_ttl * 2)))]
     for sync_id, applying in orphaned:
         if applying:
             services.queue.apply(sync_id)
