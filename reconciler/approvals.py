@@ -1,21 +1,27 @@
 """The approval gate: who approved which plan fingerprint, and when a sync may go on.
 
 A sync awaiting approval carries exactly one plan; approving the sync approves that plan's
-fingerprint. When the fingerprint has `minApprovals` approvals from people other than the
-revision's author, the sync moves to `approved` and its apply is queued. Group membership of
-approvers (`group:platform-leads`) is checked by the dashboard's users and roles; here every
-decision is recorded and audited.
+fingerprint. Only people the environment's policy names may decide (`approvers`: `user:NAME`, a
+plain `NAME`, or `group:NAME` with membership in the store's groups), never the revision's author.
+When the fingerprint has `minApprovals` approvals, the sync moves to `approved` and its apply is
+queued. The policy is the one written at the sync's revision. Every decision is audited.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from reconciler import syncs
 from reconciler.runtime import Services
+from reconciler.sources.git import SourceError
 from reconciler.syncs import L
+from repo_schema.issues import InvalidRepo
 from repo_schema.loader import load_repo
-from store import Approval, ApprovalDecision, ApprovalSource, Sync, SyncStatus
+from repo_schema.models import ApprovalPolicy
+from store import Approval, ApprovalDecision, ApprovalSource, Group, GroupMember, Sync, SyncStatus, User
 from store.queries import approvals_for, record_audit
 
 
@@ -45,13 +51,17 @@ def decide(services: Services, sync_id: int, user: str, decision: ApprovalDecisi
         if decision is ApprovalDecision.APPROVE and _same_person(user, author):
             raise ApprovalRefused(f"{user} wrote revision {sync.revision.sha[:12] if sync.revision else ''} "
                                   "and cannot approve their own change")
+        policy = _policy(services, sync)
+        if not allowed(session, user, policy.approvers):
+            raise ApprovalRefused(f"{user} is not an approver of {sync.environment.name} "
+                                  f"(approvers: {', '.join(policy.approvers) or 'none'})")
         fingerprint = sync.plan.fingerprint
         session.add(Approval(plan_fingerprint=fingerprint, sync_id=sync.id, user=user, decision=decision,
                              source=source, comment=comment))
         record_audit(session, actor=user, action=f"approval.{decision.value}", target=f"sync-{sync.id}",
                      details={"fingerprint": fingerprint, "source": source.value, "comment": comment})
         session.flush()
-        required = _min_approvals(services, sync)
+        required = policy.min_approvals
         decisions = approvals_for(session, fingerprint)
         approvers = {a.user for a in decisions if a.decision is ApprovalDecision.APPROVE}
         if decision is ApprovalDecision.REJECT:
@@ -67,14 +77,29 @@ def decide(services: Services, sync_id: int, user: str, decision: ApprovalDecisi
     return Decision(sync_id, fingerprint, len(approvers), required, approved)
 
 
-def _min_approvals(services: Services, sync: Sync) -> int:
-    from reconciler.repositories import checkout  # a cycle otherwise: repositories → syncs
+def _policy(services: Services, sync: Sync) -> ApprovalPolicy:
+    """The environment's approval policy as written at the sync's revision."""
+    from reconciler.repositories import checkout  # repositories imports syncs, which this module uses
 
+    sha = sync.revision.sha if sync.revision else ""
     try:
-        loaded = load_repo(checkout(services, sync.environment.repository, sync.revision.sha if sync.revision else ""))
-        return loaded.environments[sync.environment.name].spec.approval.min_approvals
-    except Exception:
-        return 1
+        loaded = load_repo(checkout(services, sync.environment.repository, sha))
+        return loaded.environments[sync.environment.name].spec.approval
+    except (SourceError, InvalidRepo, KeyError) as error:
+        raise ApprovalRefused(f"cannot read {sync.environment.name}'s approval policy at {sha[:12]}: {error}") from None
+
+
+def allowed(session: Session, user: str, approvers: list[str]) -> bool:
+    """Whether the policy's `approvers` name `user`, directly or through a group it belongs to."""
+    groups = {name.removeprefix("group:") for name in approvers if name.startswith("group:")}
+    people = {name.removeprefix("user:") for name in approvers if not name.startswith("group:")}
+    if user in people:
+        return True
+    if not groups:
+        return False
+    query = (select(Group.name).join(GroupMember).join(User)
+             .where(User.name == user, User.disabled.is_(False), Group.name.in_(groups)))
+    return session.scalars(query).first() is not None
 
 
 def _same_person(user: str, author: str) -> bool:

@@ -25,6 +25,7 @@ import pytest
 from reconciler import repositories
 from reconciler.runtime import Services
 from repo_schema.loader import LoadedRepo, load_repo
+from tests.reconciler.conftest import add_people
 from tests.support.git_server import commit_and_push, files_of, git_daemon, make_bare_repo
 from tidegate.client import EnvironmentView, LocalClient, SyncView
 from tidegate.redis_server import EmbeddedRedis
@@ -143,6 +144,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         with services.database.session() as session:
             system.repository_id = repositories.register(services, session, name="infra", url=url,
                                                          interval_seconds=3600).id
+            add_people(session, "platform-leads", "platform-lead")
         try:
             system.spawn_worker()
             system.spawn_worker()

@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
 from reconciler.runtime import Services
 from reconciler.targets import Connection
-from store import Database, Environment, Repository, Revision, SecretBox
+from store import Database, Environment, Group, GroupMember, Repository, Revision, SecretBox, User
+from tests.support.git_server import files_of, make_bare_repo
 from tests.support.redis_server import start_redis
 from tidegate.redis_server import EmbeddedRedis, redis_client
 
@@ -58,17 +60,33 @@ def services(tmp_path: Path, redis_server: EmbeddedRedis) -> Iterator[Services]:
     database.dispose()
 
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "infra-repo"
+
+
+def add_people(session: Session, group: str, *names: str) -> None:
+    """Users in a group (the example's production names `group:platform-leads` as its approvers)."""
+    row = Group(name=group)
+    users = [User(name=name) for name in names]
+    session.add_all([row, *users])
+    session.flush()
+    session.add_all([GroupMember(group_id=row.id, user_id=user.id) for user in users])
+
+
 @pytest.fixture
-def environment(services: Services) -> tuple[int, int]:
-    """(environment id, revision id): staging of a registered repository at one revision."""
+def environment(services: Services, tmp_path: Path) -> tuple[int, int]:
+    """(environment id, revision id): the example's production, registered from a real git repo at one
+    revision written by Alice; Alice, Bob and Carol are platform leads (production's approvers)."""
+    bare = tmp_path / "infra.git"
+    head = make_bare_repo(bare, files_of(EXAMPLE))
     with services.database.session() as session:
-        repository = Repository(name="infra", url="/nowhere", branch="main")
+        repository = Repository(name="infra", url=str(bare), branch="main")
         session.add(repository)
         session.flush()
-        revision = Revision(repository_id=repository.id, ref="main", sha="a" * 40,
+        revision = Revision(repository_id=repository.id, ref="main", sha=head,
                             author="Alice Author <alice@example.com>", message="change",
                             committed_at=datetime(2026, 11, 1, tzinfo=UTC))
-        env = Environment(repository_id=repository.id, name="staging")
+        env = Environment(repository_id=repository.id, name="production")
         session.add_all([revision, env])
+        add_people(session, "platform-leads", "alice", "bob", "carol")
         session.flush()
         return env.id, revision.id

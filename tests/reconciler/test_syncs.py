@@ -40,8 +40,8 @@ def test_a_newer_revision_supersedes_a_sync_that_has_not_started_applying(servic
 
 
 @pytest.mark.parametrize(("start", "to"), [
-    (L.PENDING, L.APPLYING), (L.SUCCEEDED, L.PLANNING), (L.APPLYING, L.SUPERSEDED), (L.FAILED, L.APPROVED),
-], ids=["skip-planning", "reopen-succeeded", "supersede-mid-apply", "approve-failed"])
+    (L.PENDING, L.APPLYING), (L.SUCCEEDED, L.PLANNING), (L.APPLYING, L.PENDING), (L.FAILED, L.APPROVED),
+], ids=["skip-planning", "reopen-succeeded", "back-to-pending-mid-apply", "approve-failed"])
 def test_the_state_machine_refuses_impossible_moves(services: Services, environment: tuple[int, int],
                                                     start: L, to: L) -> None:
     sync_id = _request(services, environment)
@@ -82,12 +82,19 @@ def _awaiting(services: Services, environment: tuple[int, int]) -> int:
     return sync_id
 
 
-@pytest.mark.parametrize("user", ["alice@example.com", "Alice Author", "ALICE"], ids=["email", "name", "login"])
+@pytest.mark.parametrize("user", ["alice@example.com", "Alice Author", "alice"], ids=["email", "name", "login"])
 def test_the_author_of_a_revision_cannot_approve_it(services: Services, environment: tuple[int, int],
                                                     user: str) -> None:
     sync_id = _awaiting(services, environment)
     with pytest.raises(approvals.ApprovalRefused, match="own change"):
         approvals.decide(services, sync_id, user, ApprovalDecision.APPROVE)
+
+
+def test_only_people_the_policy_names_may_approve(services: Services, environment: tuple[int, int]) -> None:
+    sync_id = _awaiting(services, environment)
+    with pytest.raises(approvals.ApprovalRefused, match="not an approver of production"):
+        approvals.decide(services, sync_id, "mallory", ApprovalDecision.APPROVE)
+    assert isinstance(services.queue, RecordingQueue) and services.queue.sent == []
 
 
 def test_an_approval_binds_to_the_plan_fingerprint_and_queues_the_apply(services: Services,

@@ -25,6 +25,8 @@ from store import (
     SyncStatus,
     SyncTrigger,
 )
+from tests.reconciler.conftest import EXAMPLE, add_people
+from tests.support.git_server import files_of, make_bare_repo
 from tests.support.redis_server import start_redis
 from tidegate.redis_server import EmbeddedRedis, redis_client
 
@@ -42,11 +44,13 @@ def data_dir(tmp_path: Path, redis_server: EmbeddedRedis) -> Path:
     data = tmp_path / "data"
     database = Database.embedded(data)
     database.upgrade()
+    head = make_bare_repo(tmp_path / "infra.git", files_of(EXAMPLE))
     with database.session() as session:
-        repository = Repository(name="infra", url=str(tmp_path / "nowhere"))
+        repository = Repository(name="infra", url=str(tmp_path / "infra.git"))
         session.add(repository)
         session.flush()
-        revision = Revision(repository_id=repository.id, ref="main", sha="c" * 40, author="Alice <alice@example.com>",
+        add_people(session, "platform-leads", "alice", "bob")
+        revision = Revision(repository_id=repository.id, ref="main", sha=head, author="Alice <alice@example.com>",
                             message="scale web", committed_at=datetime(2026, 11, 1, tzinfo=UTC))
         session.add(revision)
         session.flush()
@@ -82,7 +86,7 @@ def test_status_prints_one_line_per_environment(data_dir: Path, redis_server: Em
     assert (views["staging"]["sync_status"], views["staging"]["health"]) == ("Synced", "Healthy")
     assert views["production"]["sync_status"] == "AwaitingApproval" and views["production"]["last_sync"] == 2
     text = run(data_dir, redis_server, "status").stdout
-    assert "staging" in text and "cccccccccccc" in text and "Synced" in text
+    assert "staging" in text and views["staging"]["revision"][:12] in text and "Synced" in text
 
 
 def test_show_prints_the_plan_a_sync_waits_with(data_dir: Path, redis_server: EmbeddedRedis) -> None:
@@ -104,6 +108,12 @@ def test_approving_queues_the_apply_on_the_broker(data_dir: Path, redis_server: 
 def test_the_author_cannot_approve_and_nothing_is_queued(data_dir: Path, redis_server: EmbeddedRedis) -> None:
     result = run(data_dir, redis_server, "approve", "2", "--as", "alice")
     assert result.returncode == 1 and "cannot approve their own change" in result.stderr
+    assert redis_client(redis_server.client_url).llen("apply") == 0
+
+
+def test_someone_the_policy_does_not_name_cannot_approve(data_dir: Path, redis_server: EmbeddedRedis) -> None:
+    result = run(data_dir, redis_server, "approve", "2", "--as", "mallory")
+    assert result.returncode == 1 and "not an approver of production" in result.stderr
     assert redis_client(redis_server.client_url).llen("apply") == 0
 
 
