@@ -90,8 +90,12 @@ def needs_infrastructure_outputs(repo: LoadedRepo, environment: str) -> bool:
 
 
 def workloads(repo: LoadedRepo, run: Run, targets: Targets, desired: DesiredState, outputs: Mapping[str, Any],
-              inventory: Any = None) -> StageContext | None:
-    """The workloads context, or None while the cluster's kubeconfig output is not known yet."""
+              inventory: Any = None, *, take_over: bool = False) -> StageContext | None:
+    """The workloads context, or None while the cluster's kubeconfig output is not known yet.
+
+    `take_over` (self-heal) forces server-side apply conflicts on every workload: whoever changed a
+    field by hand (`kubectl scale` owns `.spec.replicas` afterwards) loses it to Git, as Flux's
+    force-apply does; an ordinary sync still reports such conflicts unless `forceConflicts` is set."""
     env = repo.environments[run.environment]
     config = kubeconfig(repo, run.environment, outputs)
     if config is None and needs_infrastructure_outputs(repo, run.environment):
@@ -103,6 +107,9 @@ def workloads(repo: LoadedRepo, run: Run, targets: Targets, desired: DesiredStat
             return None
         raise
     spec = env.spec.model_dump(by_alias=True, mode="json", include={"workloads", "sync"})
+    if take_over:
+        for workload in spec.get("workloads") or []:
+            workload["forceConflicts"] = True
     spec["sync"] = repo.sync_policy(run.environment).model_dump(by_alias=True, mode="json")
     inputs: dict[str, Any] = {"manifests": {name: rendered.manifests for name, rendered in desired.workloads.items()}}
     if inventory is not None:

@@ -67,6 +67,8 @@ class Loaded:
     desired: DesiredState
     outputs: dict[str, Any] = field(default_factory=dict)
     inventory: Any = None
+    take_over: bool = False
+    """A self-heal: Git takes back fields others changed (see contexts.workloads)."""
 
 
 @contextmanager
@@ -133,7 +135,9 @@ def _plan_locked(services: Services, sync_id: int, lease: Lease) -> None:
                 return
         outputs, inventory = previous_outputs(services, session, env.id)
         repo_name, env_name, sha = repository.name, env.name, revision.sha
+        heal = sync.trigger is SyncTrigger.DRIFT
     loaded = render(services, repo_name, env_name, sha, root, outputs, inventory)
+    loaded.take_over = heal
     plan = plan_stages(services, loaded)
     approval = loaded.repo.environments[env_name].spec.approval
     with services.database.session() as session:
@@ -184,7 +188,7 @@ def stage_context(services: Services, loaded: Loaded, stage: StageName) -> Stage
     if stage is StageName.configuration:
         return contexts.configuration(loaded.repo, loaded.run, services.targets, loaded.outputs)
     context = contexts.workloads(loaded.repo, loaded.run, services.targets, loaded.desired, loaded.outputs,
-                                 loaded.inventory)
+                                 loaded.inventory, take_over=loaded.take_over)
     if context is not None and "wait_timeout" not in context.settings:
         context = StageContext(context.environment, context.revision, context.workdir, context.artifacts,
                                context.spec, context.inputs, context.credentials,
@@ -265,6 +269,7 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
         approval_required = False
         outputs, inventory = previous_outputs(services, session, env.id)
         repo_name, env_name, sha = env.repository.name, env.name, revision.sha
+        heal = sync.trigger is SyncTrigger.DRIFT
         root = repositories.checkout(services, env.repository, sha)
         stages_present = [Stage(s.value) for s in (*plan.stages, *plan.deferred)]
         for word in Stage:
@@ -275,6 +280,7 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
     except PlanningFailed as failure:
         _finish_failed(services, sync_id, lease, str(failure), None)
         return
+    loaded.take_over = heal
     approval_required = loaded.repo.environments[env_name].spec.approval.required
     infrastructure_changed = False
     applied_any = False

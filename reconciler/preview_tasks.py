@@ -1,0 +1,56 @@
+"""Celery tasks for pull requests: the preview of a PR head, and the recount of PR review approvals.
+
+Both run on the `preview` queue, so a slow Terraform apply or a long poll never delays a PR's
+comment. The webhook receivers only enqueue (`PreviewQueue`); the work happens here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from celery import current_app, shared_task
+
+from reconciler import previews
+from reconciler.hosts import approvals
+from reconciler.runtime import services
+from reconciler.tasks import RETRY
+
+log = logging.getLogger(__name__)
+
+RECOUNT_WAIT = 30.0
+"""Seconds between looks for the merged revision's sync while it is still being planned."""
+RECOUNT_TRIES = 60
+
+
+class PreviewQueue(Protocol):
+    """How receivers hand PR work to a worker (Celery in production, a recorder in tests)."""
+
+    def preview(self, request: previews.PreviewRequest) -> None: ...
+
+    def recount(self, request: approvals.RecountRequest) -> None: ...
+
+
+@shared_task(name="tidegate.preview", **{**RETRY, "max_retries": 3})  # type: ignore[untyped-decorator]
+def preview(request: dict[str, Any]) -> dict[str, Any]:
+    outcome = previews.run(services(), previews.PreviewRequest.model_validate(request))
+    return outcome.model_dump(mode="json")
+
+
+@shared_task(name="tidegate.review_recount", bind=True, acks_late=True, max_retries=RECOUNT_TRIES)  # type: ignore[untyped-decorator]
+def recount(self: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """Count PR review approvals; while the merged revision is still being planned, look again later."""
+    outcome = approvals.recount(services(), approvals.RecountRequest.model_validate(request))
+    if outcome.waiting:
+        raise self.retry(countdown=RECOUNT_WAIT)
+    return outcome.model_dump(mode="json")
+
+
+class CeleryPreviewQueue:
+    """`PreviewQueue` over Celery: both tasks go to the `preview` queue."""
+
+    def preview(self, request: previews.PreviewRequest) -> None:
+        current_app.send_task("tidegate.preview", args=[request.model_dump(mode="json")], queue="preview")
+
+    def recount(self, request: approvals.RecountRequest) -> None:
+        current_app.send_task("tidegate.review_recount", args=[request.model_dump(mode="json")], queue="preview")

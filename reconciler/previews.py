@@ -1,0 +1,359 @@
+"""Pull request previews: what merging a PR would do to every environment it affects, before anyone merges.
+
+For the PR's head revision a preview validates and renders the whole repo (every issue, with
+file:line, fails it), finds the environments whose read set covers a path changed between the PR
+base and its head, and plans every stage of each of them exactly as a sync would (same contexts,
+same providers, the environment's last applied outputs), without applying anything. The result is
+one markdown comment on the PR, created once and edited in place on each new push, and a commit
+status that goes `pending` → `success` / `failure` with a link to the preview's dashboard page.
+
+Previews never block applies. They take no environment lock, run in their own artifacts and
+Terraform workspaces (`data_dir/previews/<repo>/pr-<n>/`), and plan Terraform with `-lock=false`
+(the stage setting `lock: False`), as Atlantis' plans do: a plan only reads the state, so taking
+the state lock for writes would only make a concurrent apply wait on a preview. The price is that a
+preview racing an apply may show a plan against the state just before that apply; the next push,
+and the merged revision's own plan (which does lock), show the truth.
+
+Stages that need outputs of an infrastructure that does not exist yet (a first sync's cluster and
+nodes) are shown as "planned after infrastructure applies", as the sync's own plan shows them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from providers.stage import StageContext, StageName
+from reconciler import contexts, pipeline
+from reconciler.contexts import Run
+from reconciler.desired import check_checkout
+from reconciler.hosts import CommitStatus, GitHostClient, HostError, client_for
+from reconciler.plans import EnvironmentPlan
+from reconciler.repositories import source_for
+from reconciler.runtime import Services
+from reconciler.sources.git import GitSource, SourceError
+from reconciler.sources.paths import affected
+from repo_schema.loader import LoadedRepo, check_repo
+from store import Environment, PreviewStatus, Repository, utcnow
+from store.models import Preview
+
+log = logging.getLogger(__name__)
+
+MAX_COMMENT = 60_000
+"""Characters of one comment (GitHub refuses bodies over 65,536); diffs are cut to fit."""
+MAX_DIFF = 4_000
+"""Characters of one change's diff shown in the comment; the dashboard shows the rest."""
+STAGE_TITLES = {StageName.infrastructure: "Terraform changes by address",
+                StageName.configuration: "Ansible changes per host/task",
+                StageName.workloads: "Kubernetes diff per object"}
+
+
+class PreviewRequest(BaseModel):
+    """A PR head to preview, as a webhook receiver enqueues it (JSON through Celery)."""
+
+    repository_id: int
+    number: int = Field(gt=0)
+    head_sha: str = Field(pattern=r"^[0-9a-f]{7,64}$")
+    base_ref: str = ""
+    base_sha: str | None = None
+    title: str = ""
+    author: str = ""
+    public_url: str = "http://127.0.0.1:8080"
+
+
+class EnvironmentPreview(BaseModel):
+    """One environment's stage plans (the summary the API and UI show) and per-stage errors."""
+
+    stages: dict[str, Any] = Field(default_factory=dict)
+    errors: dict[str, str] = Field(default_factory=dict)
+
+
+class Report(BaseModel):
+    """What a preview found: validation errors, or a plan per affected environment."""
+
+    head_sha: str
+    changed_paths: list[str] | None = None
+    validation: list[str] = Field(default_factory=list)
+    environments: dict[str, EnvironmentPreview] = Field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def status(self) -> PreviewStatus:
+        if self.error is not None:
+            return PreviewStatus.ERROR
+        if self.validation or any(env.errors for env in self.environments.values()):
+            return PreviewStatus.FAILURE
+        return PreviewStatus.SUCCESS
+
+
+class PreviewOutcome(BaseModel):
+    """What `run` did: the preview row, its status, the comment on the host, and what it skipped."""
+
+    preview_id: int
+    status: PreviewStatus
+    comment_id: str | None = None
+    environments: list[str] = Field(default_factory=list)
+    superseded: bool = False
+    posted: bool = False
+
+
+# --- the flow ---------------------------------------------------------------------------------------
+
+def run(services: Services, request: PreviewRequest) -> PreviewOutcome:
+    """Preview the PR head: pending status, plan, one comment (edited in place), final status."""
+    with services.database.session() as session:
+        repository = session.get_one(Repository, request.repository_id)
+        row = _start(session, request)
+        preview_id, comment_id = row.id, row.comment_id
+        host = client_for(repository, services.secrets)
+        snapshot = _snapshot(repository)
+    link = f"{request.public_url.rstrip('/')}/previews/{preview_id}"
+    _post_status(host, request.head_sha, CommitStatus(state=PreviewStatus.PENDING, target_url=link,
+                                                      description="Tidegate is planning the affected environments"))
+    try:
+        report = compute(services, snapshot, request, _workdir(services, snapshot.name, request.number))
+    except (SourceError, OSError) as error:
+        log.warning("preview %s#%s: %s", snapshot.name, request.number, error)
+        report = Report(head_sha=request.head_sha, error=str(error))
+    body = markdown(report, request, link)
+    with services.database.session() as session:
+        current = session.get_one(Preview, preview_id)
+        if current.head_sha != request.head_sha:
+            log.info("preview %s#%s: %s was superseded by %s", snapshot.name, request.number,
+                     request.head_sha[:12], current.head_sha[:12])
+            return PreviewOutcome(preview_id=preview_id, status=report.status, superseded=True)
+        comment_id = current.comment_id or comment_id
+    posted_id = _post_comment(host, request.number, body, comment_id)
+    _post_status(host, request.head_sha, CommitStatus(state=report.status, target_url=link,
+                                                      description=describe(report)))
+    with services.database.session() as session:
+        current = session.get_one(Preview, preview_id)
+        current.status, current.body, current.updated_at = report.status, body, utcnow()
+        current.environments = report.model_dump(mode="json", exclude={"head_sha"})
+        current.comment_id = posted_id or current.comment_id
+        comment_id = current.comment_id
+    return PreviewOutcome(preview_id=preview_id, status=report.status, comment_id=comment_id,
+                          environments=list(report.environments), posted=posted_id is not None)
+
+
+def _start(session: Session, request: PreviewRequest) -> Preview:
+    """The PR's preview row, now about this head and pending."""
+    row = session.scalars(select(Preview).where(Preview.repository_id == request.repository_id,
+                                                Preview.number == request.number)).one_or_none()
+    if row is None:
+        row = Preview(repository_id=request.repository_id, number=request.number)
+        session.add(row)
+    row.head_sha, row.status, row.state, row.updated_at = request.head_sha, PreviewStatus.PENDING, "open", utcnow()
+    row.title = request.title or row.title or ""
+    row.author = request.author or row.author or ""
+    row.base_ref = request.base_ref or row.base_ref or "main"
+    session.flush()
+    return row
+
+
+def _snapshot(repository: Repository) -> Repository:
+    """A detached copy of what planning needs, so no session stays open while Terraform runs."""
+    copy = Repository(id=repository.id, name=repository.name, url=repository.url, branch=repository.branch)
+    copy.credentials, copy.head_sha = repository.credentials, repository.head_sha
+    return copy
+
+
+def _workdir(services: Services, repository: str, number: int) -> Path:
+    return services.data_dir / "previews" / repository / f"pr-{number}"
+
+
+def _post_status(host: GitHostClient | None, sha: str, status: CommitStatus) -> None:
+    if host is None:
+        return
+    try:
+        host.set_status(sha, status)
+    except HostError as error:
+        log.warning("commit status %s on %s not set: %s", status.state, sha[:12], error)
+
+
+def _post_comment(host: GitHostClient | None, number: int, body: str, comment_id: str | None) -> str | None:
+    if host is None:
+        return None
+    try:
+        return host.upsert_comment(number, body, comment_id)
+    except HostError as error:
+        log.warning("preview comment on #%s not posted: %s", number, error)
+        return None
+
+
+# --- computing ----------------------------------------------------------------------------------------
+
+def compute(services: Services, repository: Repository, request: PreviewRequest, workdir: Path) -> Report:
+    """Validate and render the head, then plan each affected environment without applying."""
+    source = source_for(services, repository)
+    head = _fetched(source, request.head_sha)
+    root = source.checkout(head, services.checkouts / repository.name)
+    result = check_checkout(root, cache_dir=services.render_cache, revision=head)
+    if result.issues or result.repo is None:
+        return Report(head_sha=head, validation=[str(issue) for issue in result.issues])
+    changed, names = _affected(services, source, repository, request, result.repo)
+    report = Report(head_sha=head, changed_paths=changed)
+    for name in result.repo.order():
+        if name in names:
+            loaded = pipeline.Loaded(Run(repository.name, name, head, root, workdir / name), result.repo,
+                                     result.environments[name])
+            report.environments[name] = plan_environment(services, repository.id, loaded, workdir)
+    return report
+
+
+def _fetched(source: GitSource, sha: str) -> str:
+    if not source.has_commit(sha):
+        source.fetch(want=sha)
+    return source.resolve(sha)
+
+
+def _affected(services: Services, source: GitSource, repository: Repository, request: PreviewRequest,
+              head: LoadedRepo) -> tuple[list[str] | None, set[str]]:
+    """(changed paths, affected environments); every environment when the base is unknown.
+
+    The paths are those of `git diff base head`; with a base that moved on since the PR branched
+    off, this over-approximates (an extra environment is previewed, none is missed)."""
+    base = request.base_sha or (repository.head_sha if request.base_ref in ("", repository.branch) else None)
+    if base is None:
+        return None, set(head.environments)
+    try:
+        base = _fetched(source, base)
+        changed = source.changed_paths(base, request.head_sha)
+    except SourceError:
+        return None, set(head.environments)
+    names = affected(head, changed)
+    old, _ = check_repo(source.checkout(base, services.checkouts / repository.name))
+    if old is not None:  # a reference removed by the PR still concerns the environment that had it
+        names |= {name for name in affected(old, changed) if name in head.environments}
+    return changed, names
+
+
+def plan_environment(services: Services, repository_id: int, loaded: pipeline.Loaded,
+                     workdir: Path) -> EnvironmentPreview:
+    """Every stage of one environment planned as a sync would, against its last applied outputs."""
+    with services.database.session() as session:
+        env = session.scalars(select(Environment).where(Environment.repository_id == repository_id,
+                                                        Environment.name == loaded.run.environment)).one_or_none()
+        if env is not None:
+            loaded.outputs, loaded.inventory = pipeline.previous_outputs(services, session, env.id)
+    loaded.run.artifacts.mkdir(parents=True, exist_ok=True, mode=0o700)
+    plan = EnvironmentPlan(loaded.run.revision)
+    errors: dict[str, str] = {}
+    for stage in contexts.stages_of(loaded.repo, loaded.run.environment):
+        try:
+            context = pipeline.stage_context(services, loaded, stage)
+            if context is None:
+                plan.deferred[stage] = pipeline.inputs_digest(loaded, stage)
+                continue
+            plan.stages[stage] = services.stages(stage).plan(preview_context(context, workdir))
+        except Exception as error:  # a stage that cannot plan fails the preview with the reason
+            log.warning("preview of %s: %s failed: %s", loaded.run.environment, stage.value, error)
+            errors[stage.value] = f"{type(error).__name__}: {error}"
+    return EnvironmentPreview(stages=plan.summary(), errors=errors)
+
+
+def preview_context(context: StageContext, workdir: Path) -> StageContext:
+    """The sync's context, with the preview's own Terraform workspaces and no state lock taken."""
+    settings: dict[str, Any] = {**context.settings, "lock": False,
+                                "terraform_workspaces": str(workdir / "workspaces")}
+    return replace(context, settings=settings)
+
+
+# --- the comment ----------------------------------------------------------------------------------------
+
+def markdown(report: Report, request: PreviewRequest, link: str) -> str:
+    """The PR comment: per environment a summary line per stage, then collapsible details."""
+    icon = {PreviewStatus.SUCCESS: "✅", PreviewStatus.FAILURE: "❌", PreviewStatus.ERROR: "⚠️"}.get(report.status, "")
+    lines = [f"### {icon} Tidegate preview of `{report.head_sha[:12]}`", ""]
+    if report.error is not None:
+        lines += ["The preview could not run:", "", _fenced(report.error, "")]
+    elif report.validation:
+        lines += _validation(report.validation)
+    elif not report.environments:
+        lines += ["No environment reads the paths this pull request changes: nothing to plan."]
+    else:
+        lines += [f"Affected environments: {', '.join(f'`{n}`' for n in report.environments)}. "
+                  "Nothing was applied; plans were made without taking the Terraform state lock.", ""]
+        for name, env in report.environments.items():
+            lines += _environment(name, env, MAX_DIFF)
+    lines += ["", f"[Open this preview in Tidegate]({link}) · updated for `{request.head_sha[:12]}`"]
+    body = "\n".join(lines)
+    if len(body) > MAX_COMMENT and report.environments:
+        lines = lines[:2] + [line for name, env in report.environments.items()
+                             for line in _environment(name, env, 0)] + lines[-2:]
+        body = "\n".join(lines)
+    return body[:MAX_COMMENT]
+
+
+def _validation(errors: list[str]) -> list[str]:
+    return [f"**Validation failed** with {len(errors)} error{'s' if len(errors) != 1 else ''} "
+            "(file:line:column: field: message); nothing was planned.", "",
+            "<details open><summary>Validation errors</summary>", "", _fenced("\n".join(errors), ""), "</details>"]
+
+
+def _environment(name: str, env: EnvironmentPreview, max_diff: int) -> list[str]:
+    words = []
+    for stage in StageName:
+        if stage.value in env.errors:
+            words.append(f"**{stage.value}** failed")
+        elif stage.value in env.stages:
+            words.append(f"**{stage.value}** `{env.stages[stage.value]['summary']}`"
+                         if not env.stages[stage.value].get("deferred")
+                         else f"**{stage.value}** {env.stages[stage.value]['summary']}")
+    lines = [f"#### `{name}`", " · ".join(words), ""]
+    for stage in StageName:
+        if stage.value in env.errors:
+            lines += [f"<details open><summary>{stage.value}: planning failed</summary>", "",
+                      _fenced(env.errors[stage.value], ""), "</details>", ""]
+        summary = env.stages.get(stage.value)
+        if summary and not summary.get("deferred") and summary["changes"]:
+            lines += _changes(stage, summary, max_diff)
+    return lines
+
+
+def _changes(stage: StageName, summary: Mapping[str, Any], max_diff: int) -> list[str]:
+    changes = summary["changes"]
+    lines = [f"<details><summary>{STAGE_TITLES[stage]} ({len(changes)})</summary>", ""]
+    for change in changes:
+        lines.append(f"- `{change['address']}`: **{change['action']}**")
+        diff = str(change.get("diff") or "")
+        if diff and max_diff:
+            cut = diff[:max_diff] + ("\n… (cut; see the dashboard)" if len(diff) > max_diff else "")
+            lines += ["", _fenced(cut, "diff"), ""]
+    unchanged = summary.get("unchanged", 0)
+    if unchanged:
+        lines.append(f"- {unchanged} unchanged")
+    lines += ["", "</details>", ""]
+    return lines
+
+
+def _fenced(text: str, language: str) -> str:
+    """A code block whose fence is longer than any backtick run inside (a diff cannot close it)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text}\n{fence}"
+
+
+def describe(report: Report) -> str:
+    """The commit status description (hosts cut it at 140 characters)."""
+    if report.error is not None:
+        return "Tidegate could not run the preview"
+    if report.validation:
+        return f"Validation failed: {len(report.validation)} error(s)"
+    failed = [f"{name} ({', '.join(env.errors)})" for name, env in report.environments.items() if env.errors]
+    if failed:
+        return ("Planning failed: " + "; ".join(failed))[:140]
+    if not report.environments:
+        return "No environment affected"
+    parts = [f"{name} " + " ".join(str(stage.get("summary")) for stage in env.stages.values()
+                                   if not stage.get("deferred"))
+             for name, env in report.environments.items()]
+    return ("Planned: " + "; ".join(parts))[:140]
