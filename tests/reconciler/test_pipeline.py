@@ -1,0 +1,246 @@
+"""The pipeline's rules on the example repo, with in-process stand-ins for the three providers.
+
+The providers have their own tests against real Terraform, Ansible and the API emulator (and the
+end-to-end tests run them all together); here the stand-ins let each rule be shown in
+milliseconds: deferred stages planned once the infrastructure applied, approvals kept or asked
+again, stale plans superseded, an interrupted apply never repeated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from providers.stage import Action, Change, DriftItem, Outcome, StageContext, StageName, StagePlan, StageResult
+from reconciler import approvals, pipeline, syncs
+from reconciler.locks import EnvironmentLock
+from reconciler.runtime import Services
+from reconciler.syncs import L
+from reconciler.targets import Connection
+from store import (
+    ApprovalDecision,
+    Environment,
+    Health,
+    Revision,
+    Stage,
+    StageStatus,
+    Sync,
+    SyncStageResult,
+    SyncStatus,
+    SyncTrigger,
+)
+from tests.reconciler.conftest import RecordingQueue
+
+NODES = [{"name": "n1", "address": "10.0.0.1", "groups": ["nodes"]}]
+
+
+class StalePlan(RuntimeError):
+    """Named like Terraform's: the pipeline recognises a stale plan by it."""
+
+
+@dataclass
+class World:
+    """What the stand-in providers have "applied", and how the next plans should look."""
+
+    infra_applied: bool = False
+    infra_stale: bool = False
+    config_changes: list[str] = field(default_factory=lambda: ["n1/write config"])
+    applied: list[StageName] = field(default_factory=list)
+
+
+class FakeStage:
+    def __init__(self, name: StageName, world: World) -> None:
+        self.name = name
+        self.world = world
+
+    def _changes(self) -> list[Change]:
+        if self.name is StageName.infrastructure:
+            return [] if self.world.infra_applied else [Change(self.name, "aws_vpc.this", Action.create, "+")]
+        if self.name is StageName.configuration:
+            return [Change(self.name, address, Action.update, "~") for address in self.world.config_changes]
+        return [Change(self.name, "apps/Deployment/web/web", Action.create, "+")]
+
+    def plan(self, context: StageContext) -> StagePlan:
+        if self.name is not StageName.infrastructure:
+            assert context.inputs or context.credentials, "later stages are planned with the infrastructure outputs"
+        return StagePlan(self.name, self._changes(), digest=str(self._changes()), live_state="serial-1")
+
+    def apply(self, context: StageContext, plan: StagePlan) -> StageResult:
+        if self.name is StageName.infrastructure and self.world.infra_stale:
+            raise StalePlan("the state changed since the plan was made")
+        self.world.applied.append(self.name)
+        outputs: dict[str, Any] = {}
+        if self.name is StageName.infrastructure:
+            self.world.infra_applied = True
+            outputs = {"nodes": NODES, "kubeconfig": "apiVersion: v1\nkind: Config\n"}
+        if self.name is StageName.workloads:
+            outputs = {"health": {"environment": "Healthy"}, "inventory": {}}
+        return StageResult(self.name, {c.address: Outcome.created for c in plan.changes}, outputs=outputs)
+
+    def observe(self, context: StageContext) -> list[DriftItem]:
+        return []
+
+
+class Targets:
+    def infrastructure(self, repository: str, environment: str) -> Connection:
+        return Connection({}, {})
+
+    def configuration(self, repository: str, environment: str, nodes: Sequence[Mapping[str, Any]],
+                      spec: Mapping[str, Any]) -> Connection:
+        return Connection({}, {})
+
+    def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:
+        return Connection({}, {"kubeconfig": kubeconfig or ""})
+
+
+@pytest.fixture
+def world(services: Services) -> World:
+    state = World()
+    services.targets = Targets()
+    services.stages = lambda name: FakeStage(name, state)  # type: ignore[assignment,return-value]
+    return state
+
+
+def _sync(services: Services, environment: tuple[int, int], name: str = "production",
+          trigger: SyncTrigger = SyncTrigger.POLL) -> int:
+    with services.database.session() as session:
+        env = session.get_one(Environment, environment[0])
+        env.name = name
+        sync, _ = syncs.request(session, env, session.get_one(Revision, environment[1]), trigger)
+        session.flush()
+        return sync.id
+
+
+def _staging_healthy_at(services: Services, environment: tuple[int, int]) -> None:
+    """Production `dependsOn` staging: make staging Synced and Healthy at the same revision."""
+    with services.database.session() as session:
+        production = session.get_one(Environment, environment[0])
+        session.add(Environment(repository_id=production.repository_id, name="staging", health=Health.HEALTHY,
+                                sync_status=SyncStatus.SYNCED, synced_revision_id=environment[1],
+                                desired_revision_id=environment[1]))
+
+
+def _applied_before(services: Services, environment: tuple[int, int], outputs: dict[str, Any]) -> None:
+    """A previous sync applied the infrastructure with these outputs."""
+    with services.database.session() as session:
+        old = Sync(environment_id=environment[0], revision_id=environment[1], trigger=SyncTrigger.POLL,
+                   status=L.SUCCEEDED)
+        session.add(old)
+        session.flush()
+        session.add(SyncStageResult(sync_id=old.id, stage=Stage.INFRASTRUCTURE, status=StageStatus.SUCCEEDED,
+                                    outputs=services.secrets.seal(json.dumps({"values": outputs}))))
+
+
+def _sync_row(services: Services, sync_id: int) -> tuple[L, str | None, list[tuple[str, str]]]:
+    with services.database.session() as session:
+        sync = session.get_one(Sync, sync_id)
+        return sync.status, sync.error, sorted((r.stage.value, r.status.value) for r in sync.stage_results)
+
+
+def _queued(services: Services) -> list[tuple[str, int]]:
+    assert isinstance(services.queue, RecordingQueue)
+    sent, services.queue.sent = list(services.queue.sent), []
+    return sent
+
+
+def test_a_first_sync_defers_later_stages_and_plans_them_once_the_infrastructure_applied(
+        services: Services, environment: tuple[int, int], world: World) -> None:
+    sync_id = _sync(services, environment, "staging")
+    pipeline.plan_sync(services, sync_id)
+    with services.database.session() as session:
+        plan = session.get_one(Sync, sync_id).plan
+        assert plan is not None
+        assert plan.stages["configuration"]["deferred"] and plan.stages["workloads"]["deferred"]
+    assert _queued(services) == [("apply", sync_id)], "staging needs no approval"
+    pipeline.apply_sync(services, sync_id)
+    status, _, stages = _sync_row(services, sync_id)
+    assert status is L.SUCCEEDED
+    assert stages == [("configuration", "succeeded"), ("infrastructure", "succeeded"), ("workloads", "succeeded")]
+    assert world.applied == [StageName.infrastructure, StageName.configuration, StageName.workloads]
+    with services.database.session() as session:
+        env = session.get_one(Environment, environment[0])
+        assert (env.sync_status, env.health.value, env.synced_revision_id) == (SyncStatus.SYNCED, "Healthy",
+                                                                              environment[1])
+
+
+def test_a_gated_environment_waits_then_applies_exactly_the_approved_plan(
+        services: Services, environment: tuple[int, int], world: World) -> None:
+    world.infra_applied = True  # a later sync: every stage can be planned up front
+    sync_id = _sync(services, environment)
+    pipeline.plan_sync(services, sync_id)
+    status, error, _ = _sync_row(services, sync_id)
+    assert status is L.PENDING and error == "waiting: staging has not synced yet", "promotion: staging first"
+    _staging_healthy_at(services, environment)
+    pipeline.plan_sync(services, sync_id)
+    assert _sync_row(services, sync_id)[0] is L.AWAITING_APPROVAL and _queued(services) == []
+    approvals.decide(services, sync_id, "bob", ApprovalDecision.APPROVE)
+    assert _queued(services) == [("apply", sync_id)]
+    pipeline.apply_sync(services, sync_id)
+    assert _sync_row(services, sync_id)[0] is L.SUCCEEDED
+
+
+def test_a_later_stage_whose_changes_moved_after_the_infrastructure_applied_asks_again(
+        services: Services, environment: tuple[int, int], world: World) -> None:
+    _applied_before(services, environment, {"nodes": [{**NODES[0], "address": "10.0.0.99"}], "kubeconfig": "x"})
+    _staging_healthy_at(services, environment)
+    sync_id = _sync(services, environment)
+    pipeline.plan_sync(services, sync_id)
+    with services.database.session() as session:
+        plan = session.get_one(Sync, sync_id).plan
+        assert plan is not None and not plan.stages["configuration"].get("deferred")
+    approvals.decide(services, sync_id, "bob", ApprovalDecision.APPROVE)
+    with services.database.session() as session:
+        plan = session.get_one(Sync, sync_id).plan
+        assert plan is not None
+        approved_fingerprint = plan.fingerprint
+    world.config_changes = ["n1/write config", "n2/write config"]  # the new outputs bring another change
+    pipeline.apply_sync(services, sync_id)
+    status, error, _ = _sync_row(services, sync_id)
+    assert status is L.AWAITING_APPROVAL and "approve the new plan" in (error or "")
+    with services.database.session() as session:
+        sync = session.get_one(Sync, sync_id)
+        assert sync.plan is not None and sync.plan.fingerprint != approved_fingerprint
+
+
+def test_a_plan_the_live_state_outran_is_superseded_and_planned_again(
+        services: Services, environment: tuple[int, int], world: World) -> None:
+    sync_id = _sync(services, environment, "staging")
+    pipeline.plan_sync(services, sync_id)
+    _queued(services)
+    world.infra_stale = True
+    pipeline.apply_sync(services, sync_id)
+    status, error, _ = _sync_row(services, sync_id)
+    assert status is L.SUPERSEDED and "stale plan" in (error or "")
+    (kind, fresh), = _queued(services)
+    assert kind == "plan" and fresh != sync_id
+    assert world.applied == []
+
+
+def test_an_apply_left_by_a_dead_worker_is_failed_and_planned_again_never_repeated(
+        services: Services, environment: tuple[int, int], world: World) -> None:
+    sync_id = _sync(services, environment, "staging")
+    pipeline.plan_sync(services, sync_id)
+    _queued(services)
+    lease = EnvironmentLock(services.redis, "infra/staging").acquire("dead-worker")
+    assert lease is not None
+    with services.database.session() as session:
+        syncs.transition(session.get_one(Sync, sync_id), L.APPLYING, lease)
+    services.redis.delete(lease.key)  # its lock expired with it
+    pipeline.apply_sync(services, sync_id)
+    status, error, _ = _sync_row(services, sync_id)
+    assert status is L.FAILED and "was lost" in (error or "")
+    (kind, fresh), = _queued(services)
+    assert kind == "plan" and fresh != sync_id and world.applied == []
+
+
+def test_an_environment_locked_by_another_worker_is_retried_later(
+        services: Services, environment: tuple[int, int], world: World) -> None:
+    sync_id = _sync(services, environment, "staging")
+    assert EnvironmentLock(services.redis, "infra/staging").acquire("other-worker") is not None
+    with pytest.raises(pipeline.Busy, match="other-worker"):
+        pipeline.plan_sync(services, sync_id)
+    assert _sync_row(services, sync_id)[0] is L.PENDING
