@@ -224,12 +224,13 @@ class KubeClient:
         )
         return _plain(result)
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
-        """Delete (Background propagation); False when it was already gone."""
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
+               propagation: str = "Background") -> bool:
+        """Delete (Background propagation unless told); False when it was already gone."""
         resource = self.resource(api_version, kind)
         try:
             self.call(resource.delete, name=name, namespace=namespace or None,
-                      propagation_policy="Background", _request_timeout=self.timeout,
+                      propagation_policy=propagation, _request_timeout=self.timeout,
                       what=f"delete {kind} {name}")
         except KubeError as error:
             if error.status == 404:

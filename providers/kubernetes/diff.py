@@ -3,9 +3,11 @@
 Desired is what the API server answers to a server-side apply of the manifest with `dryRun=All`
 (field manager `tidegate`): defaults, other managers' fields and admission are in it, exactly as
 an apply would leave the object. Both sides then lose what the server owns (managedFields,
-resourceVersion, uid, creationTimestamp, generation, status, the last-applied annotation); Secrets
-compare `data` with `stringData` folded in; the user's ignore rules (JSON pointers per group, kind,
-name, namespace) drop fields on both sides. Equal after that means in sync — nothing else does.
+resourceVersion, uid, creationTimestamp, generation, status, the last-applied annotation) and
+Tidegate's tracking labels (`labels.py`: bookkeeping, never a diff line or drift); Secrets compare
+`data` with `stringData` folded in; the user's ignore rules (JSON pointers per group, kind, name,
+namespace) drop fields on both sides. Equal after that means in sync — nothing else does; a live
+object lacking the tracking labels is still an `update` (`Comparison.relabel`), so it gets them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import copy
 import difflib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 import yaml
 
 from providers.kubernetes.client import KubeClient, KubeError
+from providers.kubernetes.labels import drop_tracking, untracked
 from providers.kubernetes.ordering import ObjectRef, ref_of
 from providers.stage import MASK, Action
 
@@ -95,6 +99,7 @@ def normalise(body: Mapping[str, Any] | None, rules: Sequence[IgnoreRule] = ()) 
     annotations = dict(metadata.get("annotations") or {})
     annotations.pop(LAST_APPLIED, None)
     metadata["annotations"] = annotations
+    drop_tracking(metadata)
     _prune_empty_metadata(metadata)
     out["metadata"] = metadata
     if out.get("kind") == "Secret" and out.get("apiVersion") == "v1":
@@ -179,18 +184,27 @@ class Comparison:
     fields: list[str] = field(default_factory=list)
     conflict: str = ""
     """The API's conflict message when applying without force would fail (the diff shows forcing)."""
+    relabel: list[str] = field(default_factory=list)
+    """Tracking labels the live object lacks: an update, but neither a diff line nor drift."""
+    immutable: str = ""
+    """The API's 422 when the change touches fields that cannot change in place: a `replace`."""
 
     @property
     def action(self) -> Action:
         if self.live is None:
             return Action.create
-        return Action.update if self.fields else Action.no_op
+        if self.immutable:
+            return Action.replace
+        return Action.update if self.fields or self.relabel else Action.no_op
 
     @property
     def diff(self) -> str:
         if self.action is Action.no_op:
             return ""
-        return render_diff(self.ref.address, self.desired, self.live)
+        note = f"# adds Tidegate's tracking labels: {', '.join(self.relabel)}\n" if self.relabel else ""
+        if self.immutable:
+            note = f"# replace (delete, then create): {self.immutable}\n"
+        return note + render_diff(self.ref.address, self.desired, self.live)
 
 
 def compare_bodies(ref: ObjectRef, predicted: Mapping[str, Any] | None, live: Mapping[str, Any] | None,
@@ -198,23 +212,67 @@ def compare_bodies(ref: ObjectRef, predicted: Mapping[str, Any] | None, live: Ma
     """The pure half: normalise both sides and list the fields that differ."""
     desired_n, live_n = normalise(predicted, rules), normalise(live, rules)
     fields = changed_paths(desired_n, live_n) if live_n is not None else []
-    return Comparison(ref, desired_n, live_n, dict(live) if live is not None else None, fields)
+    return Comparison(ref, desired_n, live_n, dict(live) if live is not None else None, fields,
+                      relabel=untracked(predicted, live))
+
+
+_IMMUTABLE = re.compile(r"immutable|may not change|updates to .+ are forbidden", re.IGNORECASE)
+
+
+def immutable_fields(error: KubeError) -> list[str]:
+    """The fields a 422 Invalid answer says cannot change in place ([] for any other error).
+
+    The API server words it per kind: "field is immutable" (selectors, Job templates, Secret type),
+    "may not change once set" (a Service's clusterIP), "spec is immutable after creation" (PVCs),
+    "updates to statefulset spec for fields other than ... are forbidden".
+    """
+    if error.status != 422:
+        return []
+    details = error.body.get("details") or {}
+    causes = [c for c in details.get("causes") or [] if isinstance(c, Mapping)]
+    return [str(c.get("field") or "") for c in causes if _IMMUTABLE.search(str(c.get("message") or ""))]
+
+
+def _project(live: Any, desired: Any) -> Any:
+    """`live` restricted to the keys `desired` has (lists whole): a replacement's readable diff shows
+    only the fields the manifest writes, not every default the server added."""
+    if isinstance(live, dict) and isinstance(desired, dict):
+        return {key: _project(live[key], desired[key]) for key in desired if key in live}
+    return live
+
+
+def _replacement(ref: ObjectRef, body: Mapping[str, Any], live: Mapping[str, Any], rules: Sequence[IgnoreRule],
+                 error: KubeError, conflict: str) -> Comparison:
+    """A change the API refuses in place: the manifest as written against the live object's same fields."""
+    desired_n, live_n = normalise(body, rules), normalise(live, rules)
+    shown_live = _project(live_n, desired_n)
+    message = str(error.body.get("message") or error)
+    return Comparison(ref, desired_n, shown_live, dict(live), changed_paths(desired_n, shown_live), conflict,
+                      immutable=message)
 
 
 def compare(client: KubeClient, body: Mapping[str, Any], rules: Sequence[IgnoreRule] = (),
             *, force: bool = False) -> Comparison:
-    """Dry-run apply `body` (namespace already injected) and compare with the live object."""
+    """Dry-run apply `body` (namespace already injected) and compare with the live object.
+
+    An answer 422 naming immutable fields is a `replace` (the stage decides whether it may do one).
+    """
     ref = ref_of(body)
     metadata = body.get("metadata") or {}
     live = client.get(str(body.get("apiVersion", "")), ref.kind, ref.name, metadata.get("namespace"))
     conflict = ""
     try:
-        predicted = client.apply(body, dry_run=True, force=force)
+        try:
+            predicted = client.apply(body, dry_run=True, force=force)
+        except KubeError as error:
+            if error.status != 409 or force or live is None:
+                raise
+            conflict = str(error.body.get("message") or error)
+            predicted = client.apply(body, dry_run=True, force=True)
     except KubeError as error:
-        if error.status != 409 or force or live is None:
-            raise
-        conflict = str(error.body.get("message") or error)
-        predicted = client.apply(body, dry_run=True, force=True)
+        if live is not None and immutable_fields(error):
+            return _replacement(ref, body, live, rules, error, conflict)
+        raise
     result = compare_bodies(ref, predicted, live, rules)
     result.conflict = conflict
     return result

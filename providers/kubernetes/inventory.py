@@ -9,19 +9,16 @@ label query, which could match objects we do not own.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from providers.kubernetes.client import KubeClient
 from providers.kubernetes.diff import compare_bodies
+from providers.kubernetes.labels import ENVIRONMENT_LABEL, MANAGED_BY, WORKLOAD_LABEL, label_value
 from providers.kubernetes.ordering import ObjectRef
 from providers.stage import Action
 
 NAMESPACE = "tidegate-system"
-MANAGED_BY = "app.kubernetes.io/managed-by"
-ENVIRONMENT_LABEL = "tidegate.dev/environment"
-WORKLOAD_LABEL = "tidegate.dev/workload"
 INVENTORY_LABEL = "tidegate.dev/inventory"
 KEY = "inventory.json"
 
@@ -29,12 +26,8 @@ Inventory = dict[str, list[ObjectRef]]
 """workload name → the objects applied for it."""
 
 
-def _dns(text: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:50] or "x"
-
-
 def configmap_name(environment: str, workload: str) -> str:
-    return f"inventory-{_dns(environment)}-{_dns(workload)}"[:253]
+    return f"inventory-{label_value(environment)}-{label_value(workload)}"[:253]
 
 
 def to_json(inventory: Mapping[str, Iterable[ObjectRef]]) -> dict[str, list[dict[str, str]]]:
@@ -55,7 +48,7 @@ def _body(environment: str, workload: str, refs: Iterable[ObjectRef]) -> dict[st
         "metadata": {
             "name": configmap_name(environment, workload), "namespace": NAMESPACE,
             "labels": {MANAGED_BY: "tidegate", INVENTORY_LABEL: "true",
-                       ENVIRONMENT_LABEL: _dns(environment), WORKLOAD_LABEL: _dns(workload)},
+                       ENVIRONMENT_LABEL: label_value(environment), WORKLOAD_LABEL: label_value(workload)},
             "annotations": {"tidegate.dev/environment-name": environment, "tidegate.dev/workload-name": workload},
         },
         "data": {KEY: json.dumps([ref.to_dict() for ref in sorted(refs)], sort_keys=True)},
@@ -65,7 +58,7 @@ def _body(environment: str, workload: str, refs: Iterable[ObjectRef]) -> dict[st
 def read(client: KubeClient, environment: str) -> Inventory:
     """The environment's inventory as the cluster keeps it ({} when there is none yet)."""
     items = client.list("v1", "ConfigMap", NAMESPACE,
-                        label_selector=f"{INVENTORY_LABEL}=true,{ENVIRONMENT_LABEL}={_dns(environment)}")
+                        label_selector=f"{INVENTORY_LABEL}=true,{ENVIRONMENT_LABEL}={label_value(environment)}")
     out: Inventory = {}
     for item in items:
         annotations = (item.get("metadata") or {}).get("annotations") or {}

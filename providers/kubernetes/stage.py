@@ -13,6 +13,15 @@ What the stage reads from the `StageContext` (plain values; the reconciler fills
 * the cluster: `credentials["kubeconfig"]` (kubeconfig content, e.g. a Terraform output),
   `inputs["kubeconfig"]`, or `settings["kubeconfig_path"]`.
 
+Every applied object carries Tidegate's tracking labels (`labels.py`: managed-by, environment,
+workload); they are left out of every diff and drift, and `watch` selects by them.
+
+A change the API refuses in place (422 naming an immutable field: a Deployment's selector, a
+Job's template, a Service's clusterIP, an immutable ConfigMap's data) is planned as `replace`;
+`apply` deletes the object (Foreground), waits until it is gone, then creates it. Only where
+`may_replace` allows it (see `SAFE_TO_REPLACE` and the `tidegate.dev/replace` annotation);
+otherwise the plan fails naming the field, before anything is written.
+
 `apply` validates the whole set with server-side dry runs before the first write (errors name the
 manifest's file:line, the field and the API's message), refuses a plan the live state no longer
 matches, applies in kind order only what differs (waiting for CRDs to be Established before their
@@ -29,6 +38,7 @@ from typing import Any
 
 from providers.kubernetes import health as health_rules
 from providers.kubernetes import inventory as inv
+from providers.kubernetes import labels
 from providers.kubernetes.client import KubeClient, KubeError, PermissionDenied, UnknownKind
 from providers.kubernetes.diff import (
     Comparison,
@@ -66,7 +76,14 @@ from providers.stage import (
 from repo_schema.issues import Location
 
 PRUNE_ANNOTATION = "tidegate.dev/prune"
+REPLACE_ANNOTATION = "tidegate.dev/replace"
 DEFAULT_NAMESPACE = "default"
+SAFE_TO_REPLACE = frozenset({("", "ConfigMap"), ("", "Secret")})
+"""Kinds replaced without asking when a change touches an immutable field: an immutable ConfigMap's
+or Secret's new data is meant to be a new object (pods that mounted the old one keep running). A
+finished Job is replaced too (it re-runs with the new template). Everything else — a running Job,
+Services (a LoadBalancer's address would change), workloads (downtime), StatefulSets and PVCs
+(data) — needs the manifest's `tidegate.dev/replace: enabled`; `disabled` refuses it everywhere."""
 
 
 class StageError(Exception):
@@ -119,6 +136,25 @@ def _workloads(context: StageContext) -> dict[str, WorkloadSettings]:
     return out
 
 
+def may_replace(body: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
+    """Whether an object whose change touches immutable fields may be deleted and recreated."""
+    annotation = str(((body.get("metadata") or {}).get("annotations") or {}).get(REPLACE_ANNOTATION, ""))
+    if annotation in ("enabled", "disabled"):
+        return annotation == "enabled"
+    ref = ref_of(body)
+    if (ref.group, ref.kind) == ("batch", "Job"):
+        return any(health_rules.condition(live or {}, kind) == "True" for kind in ("Complete", "Failed"))
+    return (ref.group, ref.kind) in SAFE_TO_REPLACE
+
+
+def _refused_replacements(prepared: Sequence[Prepared], comparisons: Sequence[Comparison]) -> list[str]:
+    return [f"{p.source}: {p.ref.kind} {p.ref.namespace + '/' if p.ref.namespace else ''}{p.ref.name}: "
+            f"{r.immutable} (set the annotation {REPLACE_ANNOTATION}: enabled on this manifest to delete and "
+            "recreate it)"
+            for p, r in zip(prepared, comparisons, strict=True)
+            if r.action is Action.replace and not may_replace(p.body, r.raw_live)]
+
+
 def _source(manifest: Any) -> str:
     location = getattr(manifest, "location", None)
     return f"{location.file}:{location.line}" if location is not None else "<unknown>"
@@ -142,10 +178,12 @@ class KubernetesStage:
     name = StageName.workloads
 
     def __init__(self, *, connect: Callable[[StageContext], KubeClient] | None = None,
-                 crd_timeout: float = 60.0, poll_interval: float = 0.05) -> None:
+                 crd_timeout: float = 60.0, poll_interval: float = 0.05, delete_timeout: float = 120.0) -> None:
         self._connect = connect or connect_from_context
         self.crd_timeout = crd_timeout
         self.poll_interval = poll_interval
+        self.delete_timeout = delete_timeout
+        """How long a `replace` waits for the old object to be gone (finalizers, Foreground deletion)."""
 
     # --- preparing the desired set ---------------------------------------------------------------
 
@@ -178,7 +216,8 @@ class KubernetesStage:
                     namespaced = crd_scope_namespaced(crd)
                     pending = f"its CustomResourceDefinition {(crd.get('metadata') or {}).get('name')} " \
                               "is created by this sync"
-                copied = with_namespace(body, ws.namespace, namespaced)
+                copied = labels.with_tracking_labels(with_namespace(body, ws.namespace, namespaced),
+                                                     context.environment, workload)
                 namespace = str(copied["metadata"].get("namespace") or "")
                 if namespace and not pending:
                     if namespace not in live_namespaces:
@@ -245,6 +284,7 @@ class KubernetesStage:
         try:
             prepared = self.prepare(client, context)
             comparisons, errors = self._compare_all(client, prepared, validate=False)
+            errors += _refused_replacements(prepared, comparisons)
             if errors:
                 raise StageError(errors)
             previous = self._previous(client, context)
@@ -295,7 +335,7 @@ class KubernetesStage:
                 errors.append(_api_error(p, error))
                 comparisons.append(Comparison(p.ref, None, None))
                 continue
-            if validate and result.conflict and not p.force:
+            if validate and result.conflict and not p.force and result.action is not Action.replace:
                 errors.append(f"{p.source}: {p.ref.kind} {p.ref.namespace}/{p.ref.name}: {result.conflict} "
                               f"(set forceConflicts on workload {p.workload} to take these fields over)")
             comparisons.append(result)
@@ -331,6 +371,7 @@ class KubernetesStage:
             if p.pending and _ready(client, p):
                 p.pending = ""
         comparisons, errors = self._compare_all(client, prepared, validate=True)
+        errors += _refused_replacements(prepared, comparisons)
         if errors:
             return StageResult(self.name, {p.ref.address: Outcome.skipped for p in prepared}, succeeded=False,
                                error="validation failed, nothing was applied:\n" + "\n".join(errors),
@@ -363,6 +404,10 @@ class KubernetesStage:
                     result = self._compare(client, Prepared(**{**p.__dict__, "pending": ""}))
                 if result.action is Action.no_op:
                     outcomes[address] = Outcome.unchanged
+                elif result.action is Action.replace:
+                    self._replace(client, p, result)
+                    outcomes[address] = Outcome.created
+                    log.append(f"{address}: replaced (deleted, then created)")
                 else:
                     client.apply(p.body, force=p.force)
                     outcomes[address] = Outcome.created if result.action is Action.create else Outcome.configured
@@ -456,7 +501,8 @@ class KubernetesStage:
         client = self._connect(context)
         prepared = self.prepare(client, context)
         rules = [rule for ws in _workloads(context).values() for rule in ws.rules]
-        return LiveWatcher(client, [p.body for p in prepared], on_event, rules=rules, close_client=True).start()
+        return LiveWatcher(client, [p.body for p in prepared], on_event, rules=rules,
+                           label_selector=labels.selector(context.environment), close_client=True).start()
 
     # --- waiting for what later objects need -----------------------------------------------------------
 
@@ -469,6 +515,22 @@ class KubernetesStage:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"CustomResourceDefinition {name} not Established after {self.crd_timeout:g}s")
             time.sleep(self.poll_interval)
+
+    def _replace(self, client: KubeClient, prepared: Prepared, result: Comparison) -> None:
+        """Delete (dependents first), wait until the object is gone, then create it anew."""
+        ref = prepared.ref
+        api_version = str(prepared.body.get("apiVersion", ""))
+        uid = ((result.raw_live or {}).get("metadata") or {}).get("uid")
+        client.delete(api_version, ref.kind, ref.name, ref.namespace or None, propagation="Foreground")
+        deadline = time.monotonic() + self.delete_timeout
+        while True:
+            live = client.get(api_version, ref.kind, ref.name, ref.namespace or None)
+            if live is None or (live.get("metadata") or {}).get("uid") != uid:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"replacing {ref.address}: still not deleted after {self.delete_timeout:g}s")
+            time.sleep(self.poll_interval)
+        client.apply(prepared.body, force=prepared.force)
 
     def _wait_ready(self, client: KubeClient, prepared: Prepared) -> None:
         deadline = time.monotonic() + self.crd_timeout

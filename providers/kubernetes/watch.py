@@ -1,7 +1,9 @@
 """Live drift: watches on the kinds we manage feed a drift event as soon as a managed object changes.
 
-One watch per (apiVersion, kind, namespace) of the managed set (optionally label-selected), each on
-its own daemon thread: list for a baseline, then watch from its resourceVersion with bookmarks. A
+One watch per (apiVersion, kind, namespace) of the managed set, each on its own daemon thread,
+label-selected so the API server sends only managed objects (`KubernetesStage.watch` selects by the
+tracking labels of `labels.py`; an object that loses them leaves the selection, which arrives as a
+DELETED event — "look now" too): list for a baseline, then watch from its resourceVersion with bookmarks. A
 MODIFIED event whose normalised object (the same `diff.normalise` as plan and drift) differs from the
 baseline, or a DELETED event, becomes a `DriftEvent`; changes written by our own field manager are
 not drift. A watch that ends is resumed from the last resourceVersion; `410 Gone` (history

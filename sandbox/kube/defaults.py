@@ -36,6 +36,7 @@ def initial_status(rtype: ResourceType, obj: Obj) -> Obj | None:
                       "numberReady": 0},
         "ReplicaSet": {"replicas": 0},
         "ReplicationController": {"replicas": 0},
+        "PodDisruptionBudget": {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0},
     }
     return dict(table.get(rtype.kind, {}))
 

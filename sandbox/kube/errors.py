@@ -68,6 +68,10 @@ def conflict(rtype: ResourceType, name: str) -> ApiError:
     )
 
 
+class GoLiteral(str):
+    """A value already printed as Go's `%#v` prints it (`map[string]string{...}`): shown unquoted."""
+
+
 class FieldError:
     """One `field.Error`: its type decides the cause reason and the message wording."""
 
@@ -86,7 +90,8 @@ class FieldError:
 
     def message(self) -> str:
         if self.kind in ("Invalid value", "Unsupported value", "Duplicate value") and self.show_value:
-            rendered = f'"{self.value}"' if isinstance(self.value, str) else _go_value(self.value)
+            rendered = str(self.value) if isinstance(self.value, GoLiteral) else f'"{self.value}"' \
+                if isinstance(self.value, str) else _go_value(self.value)
             body = f"{self.kind}: {rendered}"
             return f"{body}: {self.detail}" if self.detail else body
         return f"{self.kind}: {self.detail}" if self.detail else self.kind

@@ -59,12 +59,12 @@ class KubeSandbox:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  bookmark_interval: float = 1.0, history_size: int = 1000, tls: bool = True,
-                 controller_delay: float | None = 0.05) -> None:
+                 controller_delay: float | None = 0.05, crd_delay: float = 0.2) -> None:
         self.host = host
         self.certs: Certificates | None = certificates(host) if tls else None
         self.requested_port = port
         self.token = token or secrets.token_hex(16)
-        self.state = ServerState(Store(history_size=history_size), self.token, bookmark_interval)
+        self.state = ServerState(Store(history_size=history_size, crd_delay=crd_delay), self.token, bookmark_interval)
         self.controllers = attach(self.state.store, controller_delay, self.certs.ca_pem if self.certs else None)
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -188,14 +188,15 @@ class KubeSandbox:
 
 def serve(port: int, kubeconfig_path: str | Path, host: str = "127.0.0.1", token: str | None = None,
           stop: threading.Event | None = None, on_ready: Callable[[str], None] | None = None,
-          tls: bool = True, controller_delay: float | None = 1.0) -> None:
+          tls: bool = True, controller_delay: float | None = 1.0, crd_delay: float = 0.5) -> None:
     """Serve the emulator on `host:port` until SIGINT/SIGTERM (or `stop` is set), after writing a kubeconfig.
 
-    Port 0 picks a free port; `on_ready(url)` is called once the kubeconfig is written.
+    Port 0 picks a free port; `on_ready(url)` is called once the kubeconfig is written. A new CRD is
+    Established (and its types served) `crd_delay` seconds after its creation.
     """
     token = token or secrets.token_hex(16)
     certs = certificates(host) if tls else None
-    state = ServerState(Store(), token)
+    state = ServerState(Store(crd_delay=crd_delay), token)
     attach(state.store, controller_delay, certs.ca_pem if certs is not None else None)
 
     async def main() -> None:

@@ -9,6 +9,7 @@ garbage collection.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
@@ -79,6 +80,21 @@ class Watcher:
             self.deliver(event.type, event.obj)
 
 
+_ESTABLISHED: Obj = {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                    "message": "the initial names have been accepted"}
+_INSTALLING: Obj = {"type": "Established", "status": "False", "reason": "Installing",
+                    "message": "the initial names have been accepted"}
+
+
+def _established(crd: Obj) -> bool:
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+def _is_crd(rtype: ResourceType) -> bool:
+    return rtype.kind == "CustomResourceDefinition" and rtype.group == "apiextensions.k8s.io"
+
+
 @dataclass
 class Store:
     history_size: int = 1000
@@ -90,6 +106,8 @@ class Store:
     _watchers: dict[int, Watcher] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # of the last write, for Warning headers
     listeners: list[Callable[[Event], None]] = field(default_factory=list)  # simulated controllers
+    crd_delay: float = 0.0
+    """Seconds from a CRD's creation to `Established` (its types served); 0: at once."""
 
     def __post_init__(self) -> None:
         ns_type = self.registry.find("", "v1", "namespaces")
@@ -296,16 +314,16 @@ class Store:
                 meta["managedFields"] = entries
         if self.get_stored(rtype, namespace, name) is not None:
             raise errors.already_exists(rtype, name)
-        if rtype.kind == "CustomResourceDefinition" and rtype.group == "apiextensions.k8s.io":
-            self._crd_established(obj)
+        if _is_crd(rtype):
+            self._crd_status(obj)
         obj["apiVersion"] = rtype.group_version
         obj["kind"] = rtype.kind
         if dry_run:
             return self.render(rtype, obj)
         meta["resourceVersion"] = self._next_rv()
         self.objects[self._key(rtype, namespace, name)] = obj
-        if rtype.kind == "CustomResourceDefinition" and rtype.group == "apiextensions.k8s.io":
-            self.registry.set_crd(name, types_from_crd(obj))
+        if _is_crd(rtype):
+            self._serve_crd(name, obj)
         self._emit(Event(self.rv, "ADDED", rtype.group, rtype.plural, meta.get("namespace", ""),
                          self.render(rtype, obj)))
         return self.render(rtype, obj)
@@ -477,9 +495,8 @@ class Store:
         old_cmp = {**old, "apiVersion": rtype.group_version, "kind": rtype.kind}
         if obj == old_cmp:
             return self.render(rtype, old)  # a no-op write: no new resourceVersion, no watch event
-        if rtype.kind == "CustomResourceDefinition" and rtype.group == "apiextensions.k8s.io" \
-                and subresource is None:
-            self._crd_established(obj)
+        if _is_crd(rtype) and subresource is None:
+            self._crd_status(obj)
         name = meta["name"]
         namespace = meta.get("namespace", "")
         if dry_run:
@@ -489,13 +506,19 @@ class Store:
             return self.render(rtype, obj)
         meta["resourceVersion"] = self._next_rv()
         self.objects[self._key(rtype, namespace, name)] = obj
-        if rtype.kind == "CustomResourceDefinition" and rtype.group == "apiextensions.k8s.io":
-            self.registry.set_crd(name, types_from_crd(obj))
+        if _is_crd(rtype):
+            self._serve_crd(name, obj)
         self._emit(Event(self.rv, "MODIFIED", rtype.group, rtype.plural, namespace, self.render(rtype, obj),
                          self.render(rtype, old)))
         return self.render(rtype, obj)
 
-    def _crd_established(self, crd: Obj) -> None:
+    def _crd_status(self, crd: Obj) -> None:
+        """What the naming controller writes: accepted names, NamesAccepted, and Established as it was
+        (a new CRD is `Established=False/Installing` until `crd_delay` passes, unless the delay is 0).
+
+        A condition keeps its lastTransitionTime while its status stays (SetCRDCondition does so);
+        otherwise every update would rewrite the status.
+        """
         spec = crd.get("spec") or {}
         names = dict(spec.get("names") or {})
         if names.get("kind") and not names.get("singular"):
@@ -503,17 +526,50 @@ class Store:
         if names.get("kind") and not names.get("listKind"):
             names["listKind"] = f"{names['kind']}List"
         storage = [v.get("name") for v in spec.get("versions") or [] if v.get("storage")]
+        previous = {str(c.get("type")): c for c in (crd.get("status") or {}).get("conditions") or []
+                    if isinstance(c, dict)}
         stamp = now()
+        accepted = previous.get("NamesAccepted") or {}
+        established = previous.get("Established") or (_ESTABLISHED | {"lastTransitionTime": stamp}
+                                                      if self.crd_delay <= 0 else _INSTALLING)
         crd["status"] = {
             "acceptedNames": names,
             "conditions": [
-                {"type": "NamesAccepted", "status": "True", "lastTransitionTime": stamp, "reason": "NoConflicts",
-                 "message": "no conflicts found"},
-                {"type": "Established", "status": "True", "lastTransitionTime": stamp, "reason": "InitialNamesAccepted",
-                 "message": "the initial names have been accepted"},
+                {"type": "NamesAccepted", "status": "True",
+                 "lastTransitionTime": accepted.get("lastTransitionTime") if accepted.get("status") == "True"
+                 else stamp, "reason": "NoConflicts", "message": "no conflicts found"},
+                {"lastTransitionTime": stamp, **established},
             ],
             "storedVersions": storage,
         }
+
+    def _serve_crd(self, name: str, crd: Obj) -> None:
+        """Serve the CRD's types once it is Established (as the API server's CRD handler and
+        discovery do: until then its resources answer 404); schedule establishing otherwise."""
+        if _established(crd):
+            self.registry.set_crd(name, types_from_crd(crd))
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # while the store is being prepared, before the server runs
+            self._establish(name)
+            return
+        loop.call_later(self.crd_delay, self._establish, name)
+
+    def _establish(self, name: str) -> None:
+        """The establishing controller: Established=True through the status subresource."""
+        rtype = self.registry.find("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        stored = self.get_stored(rtype, "", name) if rtype is not None else None
+        if rtype is None or stored is None or (stored.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        current = self.render(rtype, stored)
+        conditions = [c for c in (current.get("status") or {}).get("conditions") or []
+                      if c.get("type") != "Established"]
+        if _established(current):
+            return
+        conditions.append({**_ESTABLISHED, "lastTransitionTime": now()})
+        self.update(rtype, "", name, {**current, "status": {**current.get("status", {}), "conditions": conditions}},
+                    subresource="status", field_validation="Ignore", manager="kube-apiserver")
 
     # ----------------------------------------------------------------- deletes
     def delete(self, rtype: ResourceType, namespace: str, name: str, dry_run: bool = False,

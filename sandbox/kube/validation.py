@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from sandbox.kube import errors
-from sandbox.kube.errors import FieldError
+from sandbox.kube.errors import FieldError, GoLiteral
 from sandbox.kube.types import ResourceType
 
 Obj = dict[str, Any]
@@ -49,11 +49,24 @@ def _name_errors(rtype: ResourceType, name: str) -> list[FieldError]:
     return []
 
 
-def _go_map(value: Any) -> str:
+def _go_map(value: Any) -> GoLiteral:
     if not isinstance(value, dict):
-        return str(value)
+        return GoLiteral(value)
     inner = ", ".join(f'"{k}":"{v}"' for k, v in sorted(value.items()))
-    return "map[string]string{" + inner + "}"
+    return GoLiteral("map[string]string{" + inner + "}")
+
+
+def _go_selector(selector: Any) -> GoLiteral:
+    """A LabelSelector as the API server prints it in a field error (`%#v` of the struct)."""
+    if not isinstance(selector, dict):
+        return GoLiteral(str(selector))
+    labels = _go_map(selector["matchLabels"]) if selector.get("matchLabels") else "map[string]string(nil)"
+    requirements = [r for r in selector.get("matchExpressions") or [] if isinstance(r, dict)]
+    expressions = "[]v1.LabelSelectorRequirement(nil)" if not requirements else "[]v1.LabelSelectorRequirement{" + \
+        ", ".join(f'v1.LabelSelectorRequirement{{Key:"{r.get("key", "")}", Operator:"{r.get("operator", "")}", '
+                  "Values:[]string{" + ", ".join(f'"{v}"' for v in r.get("values") or []) + "}}"
+                  for r in requirements) + "}"
+    return GoLiteral(f"v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{expressions}}}")
 
 
 def _selector_matches(selector: Obj, labels: dict[str, str]) -> bool:
@@ -117,6 +130,37 @@ def _containers(spec: Obj, path: str) -> list[FieldError]:
     return errs
 
 
+_STATEFULSET_MUTABLE = ("replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy",
+                        "minReadySeconds")
+
+
+def _statefulset_update(spec: Obj, old_spec: Obj) -> list[FieldError]:
+    """ValidateStatefulSetUpdate: only a few spec fields may change in place."""
+    def strip(s: Obj) -> Obj:
+        return {k: v for k, v in s.items() if k not in _STATEFULSET_MUTABLE}
+
+    if strip(spec) == strip(old_spec):
+        return []
+    return [FieldError("Forbidden", "spec", "updates to statefulset spec for fields other than 'replicas', "
+                       "'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and "
+                       "'minReadySeconds' are forbidden")]
+
+
+def _claim_update(spec: Obj, old_spec: Obj) -> list[FieldError]:
+    """ValidatePersistentVolumeClaimUpdate: the spec is fixed but for the storage request (growth)."""
+    def strip(s: Obj) -> Obj:
+        resources = {k: v for k, v in (s.get("resources") or {}).items() if k != "requests"}
+        return {**{k: v for k, v in s.items() if k not in ("resources", "volumeAttributesClassName")},
+                "resources": resources}
+
+    if not old_spec.get("volumeName") and spec.get("volumeName"):  # binding sets it once
+        old_spec = {**old_spec, "volumeName": spec["volumeName"]}
+    if strip(spec) == strip(old_spec):
+        return []
+    return [FieldError("Forbidden", "spec", "spec is immutable after creation except resources.requests and "
+                       "volumeAttributesClassName for bound claims")]
+
+
 def validate(rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
     meta = obj.get("metadata") or {}
     name = str(meta.get("name", ""))
@@ -139,8 +183,7 @@ def validate(rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
             errs.append(FieldError("Required value", "spec.selector", ""))
         elif not (selector.get("matchLabels") or selector.get("matchExpressions")):
             errs.append(FieldError("Invalid value", "spec.selector", "empty selector is invalid for deployment",
-                                   "v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:"
-                                   "[]v1.LabelSelectorRequirement(nil)}"))
+                                   _go_selector({})))
         elif not _selector_matches(selector, labels):
             errs.append(FieldError("Invalid value", "spec.template.metadata.labels",
                                    "`selector` does not match template `labels`", _go_map(labels)))
@@ -150,7 +193,9 @@ def validate(rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
             errs += _one_of((spec.get("strategy") or {}).get("type"), "spec.strategy.type",
                             ("Recreate", "RollingUpdate"))
         if old is not None and (old.get("spec") or {}).get("selector") != selector:
-            errs.append(FieldError("Invalid value", "spec.selector", "field is immutable", _go_map(selector)))
+            errs.append(FieldError("Invalid value", "spec.selector", "field is immutable", _go_selector(selector)))
+        if kind == "StatefulSet" and old is not None:
+            errs.extend(_statefulset_update(spec, old.get("spec") or {}))
     elif kind == "Pod":
         errs.extend(_pod_spec(spec or {}, "spec"))
     elif kind == "Service" and spec is not None:
@@ -161,7 +206,7 @@ def validate(rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
         if old is not None and old_spec.get("clusterIP") and spec.get("clusterIP") != old_spec.get("clusterIP") \
                 and spec.get("type") != "ExternalName":
             errs.append(FieldError("Invalid value", "spec.clusterIPs[0]", "may not change once set",
-                                   spec.get("clusterIP")))
+                                   GoLiteral(f'[]string{{"{spec.get("clusterIP")}"}}')))
         if spec.get("type") != "ExternalName" and spec.get("clusterIP") != "None" and not spec.get("ports"):
             errs.append(FieldError("Required value", "spec.ports", ""))
     elif kind == "Job" and spec is not None and old is not None:
@@ -169,7 +214,11 @@ def validate(rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
         if spec.get("template") != old_spec.get("template") and not old_spec.get("suspend"):
             errs.append(FieldError("Invalid value", "spec.template", "field is immutable", "core.PodTemplateSpec{...}",
                                    show_value=False))
-    elif kind in ("ConfigMap", "Secret") and old is not None and old.get("immutable"):
+    elif kind == "PersistentVolumeClaim" and old is not None and spec is not None:
+        errs.extend(_claim_update(spec, old.get("spec") or {}))
+    elif kind == "Secret" and old is not None and obj.get("type") != old.get("type"):
+        errs.append(FieldError("Invalid value", "type", "field is immutable", obj.get("type")))
+    if kind in ("ConfigMap", "Secret") and old is not None and old.get("immutable"):
         for field in ("data", "binaryData") if kind == "ConfigMap" else ("data",):
             if obj.get(field) != old.get(field):
                 errs.append(FieldError("Forbidden", field, "field is immutable when `immutable` is set"))

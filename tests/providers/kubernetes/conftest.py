@@ -37,8 +37,8 @@ from sandbox.kube import KubeSandbox  # noqa: E402
 
 @pytest.fixture
 def kube() -> Iterator[KubeSandbox]:
-    """A fresh emulator per test, simulated controllers on with a small delay."""
-    with KubeSandbox(bookmark_interval=0.2, controller_delay=0.02) as sandbox:
+    """A fresh emulator per test, simulated controllers on with a small delay; CRDs Established after 0.3 s."""
+    with KubeSandbox(bookmark_interval=0.2, controller_delay=0.02, crd_delay=0.3) as sandbox:
         yield sandbox
 
 

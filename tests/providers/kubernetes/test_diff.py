@@ -6,7 +6,8 @@ import copy
 from typing import Any
 
 from providers.kubernetes.client import KubeClient
-from providers.kubernetes.diff import IgnoreRule, compare
+from providers.kubernetes.diff import IgnoreRule, compare, normalise
+from providers.kubernetes.labels import with_tracking_labels
 from providers.stage import MASK, Action
 
 DEPLOY: dict[str, Any] = {
@@ -64,3 +65,19 @@ def test_ignore_rules_drop_fields_on_both_sides(client: KubeClient) -> None:
     assert compare(client, edited, [rule]).action is Action.no_op
     other = IgnoreRule.parse({"kind": "ConfigMap", "name": "other", "jsonPointers": ["/metadata/annotations/reviewed"]})
     assert compare(client, edited, [other]).action is Action.update
+
+
+def test_tracking_labels_are_never_a_diff_line_but_a_live_object_lacking_them_is_relabelled(
+        client: KubeClient) -> None:
+    client.apply(DEPLOY)  # applied before labelling (or adopted): no tracking labels live
+    labelled = with_tracking_labels(DEPLOY, "staging", "web")
+    result = compare(client, labelled)
+    assert result.action is Action.update and result.fields == []  # nothing the user wrote differs
+    assert result.relabel == ["app.kubernetes.io/managed-by", "tidegate.dev/environment", "tidegate.dev/workload"]
+    assert result.diff.startswith("# adds Tidegate's tracking labels: app.kubernetes.io/managed-by")
+    assert "tidegate.dev/workload" not in result.diff.partition("\n")[2]
+    client.apply(labelled)
+    assert compare(client, labelled).action is Action.no_op
+    # the normalised form drops them on both sides; the user's own labels stay
+    custom = with_tracking_labels({**DEPLOY, "metadata": {**DEPLOY["metadata"], "labels": {"team": "a"}}}, "s", "w")
+    assert (normalise(custom) or {})["metadata"]["labels"] == {"team": "a"}

@@ -30,10 +30,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def kube() -> Iterator[KubeSandbox]:
     """A fresh emulator on a free loopback port (HTTPS with a sandbox CA, bearer token), controllers off.
 
-    Tests of the API server's own semantics must not race the simulated controllers; the controller
-    tests start their own sandbox with a delay.
+    Tests of the API server's own semantics must not race the simulated controllers (nor wait for a
+    CRD to be Established); the controller tests start their own sandbox with delays.
     """
-    with KubeSandbox(bookmark_interval=0.2, controller_delay=None) as sandbox:
+    with KubeSandbox(bookmark_interval=0.2, controller_delay=None, crd_delay=0) as sandbox:
         yield sandbox
 
 

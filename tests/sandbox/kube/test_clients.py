@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,65 @@ def test_dynamic_client_server_side_apply_and_dry_run(k8s: client.ApiClient, m: 
     live = deployments.get(namespace="default", name="web")
     assert live.spec.template.spec.containers[0].image == "nginx:1.27"
     assert live.metadata.resourceVersion == applied.metadata.resourceVersion
+
+
+def test_kubectl_create_deployment_then_expose_it(kubectl: Any) -> None:
+    """`kubectl create deployment` sends protobuf (client-go's typed clients do not fall back to
+    JSON on 415), `kubectl expose` reads it back and creates the Service from its selector."""
+    created = kubectl("create", "deployment", "web", "--image=nginx:1.27", "--port=8080", "--replicas=2")
+    assert created.returncode == 0, created.stderr
+    exposed = kubectl("expose", "deployment", "web", "--port=80", "--target-port=8080")
+    assert exposed.returncode == 0, exposed.stderr
+    deployment = yaml.safe_load(kubectl("get", "deployment", "web", "-o", "yaml").stdout)
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert (container["image"], container["ports"]) == ("nginx:1.27", [{"containerPort": 8080, "protocol": "TCP"}])
+    assert deployment["metadata"]["creationTimestamp"] != "1970-01-01T00:00:00Z"
+    assert "creationTimestamp" not in deployment["spec"]["template"]["metadata"]
+    service = yaml.safe_load(kubectl("get", "service", "web", "-o", "yaml").stdout)
+    assert service["spec"]["selector"] == {"app": "web"}
+    assert service["spec"]["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": 8080}]
+    assert kubectl("rollout", "status", "deployment/web", "--timeout=1s").returncode in (0, 1)  # served, not hung
+
+
+TYPED_CREATES = {
+    "deployment": ["deployment", "web", "--image=nginx:1.27", "--port=80", "--replicas=0"],
+    "job": ["job", "once", "--image=busybox", "--", "echo", "hi"],
+    "cronjob": ["cronjob", "tick", "--image=busybox", "--schedule=*/5 * * * *", "--restart=Never"],
+    "service-nodeport": ["service", "nodeport", "np", "--tcp=81:web", "--node-port=30001"],
+    "service-externalname": ["service", "externalname", "ext", "--external-name=example.com"],
+    "ingress": ["ingress", "web", "--rule=foo.com/bar*=svc1:8080,tls=my-cert", "--class=nginx"],
+    "pdb": ["pdb", "web", "--selector=app=x", "--min-available=50%"],
+    "role": ["role", "reader", "--verb=get,list", "--resource=pods,deployments.apps", "--resource-name=a"],
+    "rolebinding": ["rolebinding", "rb", "--role=reader", "--user=u", "--serviceaccount=default:sa"],
+    "clusterrole": ["clusterrole", "cr", "--verb=get", "--non-resource-url=/logs"],
+    "clusterrolebinding": ["clusterrolebinding", "crb", "--clusterrole=cr", "--group=g"],
+    "priorityclass": ["priorityclass", "zero", "--value=0", "--description=d", "--preemption-policy=Never"],
+    "quota": ["quota", "q", "--hard=cpu=1,pods=2", "--scopes=NotBestEffort"],
+}
+
+
+@pytest.mark.parametrize("command", list(TYPED_CREATES))
+def test_kubectl_typed_creates_in_protobuf_store_what_the_same_command_sends_in_json(
+        kubectl: Any, command: str) -> None:
+    """The JSON kubectl prints for `--dry-run=client`, created through JSON as a server dry run,
+    must equal what the protobuf body of the same command creates."""
+    args = TYPED_CREATES[command]
+    printed = kubectl("create", "--dry-run=client", "-o", "json", *args)
+    assert printed.returncode == 0, printed.stderr
+    by_json = kubectl("create", "-f", "-", "--dry-run=server", "-o", "json", stdin=printed.stdout)
+    assert by_json.returncode == 0, by_json.stderr
+    created = kubectl("create", "-o", "name", *args)
+    assert created.returncode == 0, created.stderr
+    by_protobuf = kubectl("get", created.stdout.strip(), "-o", "json")  # unstructured, as the dry run prints
+
+    def comparable(text: str) -> dict[str, Any]:
+        obj: dict[str, Any] = json.loads(text.replace(json.loads(text)["metadata"]["uid"], "<uid>"))
+        for key in ("uid", "resourceVersion", "creationTimestamp", "managedFields"):
+            obj["metadata"].pop(key, None)
+        for key in ("clusterIP", "clusterIPs"):  # allocated afresh by each create
+            obj.get("spec", {}).pop(key, None)
+        return obj
+
+    assert comparable(by_protobuf.stdout) == comparable(by_json.stdout)

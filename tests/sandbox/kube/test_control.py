@@ -75,3 +75,28 @@ def test_control_endpoint_needs_no_token_but_the_api_does(kube: KubeSandbox) -> 
     verify = str(kube.ca_file)
     assert requests.get(f"{kube.url}/_sandbox/faults", verify=verify, timeout=5).json() == {"items": []}
     assert requests.get(f"{kube.url}{CONFIGMAPS}", verify=verify, timeout=5).status_code == 401
+
+
+def test_a_request_refused_by_an_injected_fault_is_logged_with_its_real_dry_run(
+        kube: KubeSandbox, api: Any, m: Any) -> None:
+    api.post(CONFIGMAPS, m.configmap("a"))
+    kube.inject(status=500, verb="patch", times=2)
+    kube.inject(status=503, verb="delete", times=1)
+    kube.clear_requests()
+    assert api.patch(f"{CONFIGMAPS}/a?dryRun=All", {"data": {"k": "2"}}).status_code == 500
+    assert api.patch(f"{CONFIGMAPS}/a", {"data": {"k": "2"}}).status_code == 500
+    assert api.delete(f"{CONFIGMAPS}/a", {"kind": "DeleteOptions", "apiVersion": "v1",
+                                          "dryRun": ["All"]}).status_code == 503
+    assert [(r["verb"], r["code"], r["dry_run"]) for r in kube.requests()] == [
+        ("patch", 500, True), ("patch", 500, False), ("delete", 503, True)]
+
+
+def test_dry_run_in_delete_options_deletes_nothing(kube: KubeSandbox, api: Any, m: Any, kubectl: Any) -> None:
+    """kubectl puts dryRun in the DeleteOptions body, not in the query."""
+    api.post(CONFIGMAPS, m.configmap("a"))
+    assert api.delete(f"{CONFIGMAPS}/a", {"dryRun": ["All"]}).status_code == 200
+    assert api.delete(f"{CONFIGMAPS}/a", {"dryRun": ["Some"]}).status_code == 400
+    deleted = kubectl("delete", "configmap", "a", "--dry-run=server")
+    assert deleted.returncode == 0 and "(server dry run)" in deleted.stdout, deleted.stderr
+    assert api.get(f"{CONFIGMAPS}/a").status_code == 200
+    assert [r["dry_run"] for r in kube.requests(verb="delete")] == [True, False, True]  # "Some" is refused

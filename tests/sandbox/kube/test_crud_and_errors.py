@@ -244,7 +244,55 @@ def test_selector_of_a_deployment_is_immutable(api: Any, m: Any) -> None:
                                                        "template": {"metadata": {"labels": {"app": "other"}}}}})
     assert answer.status_code == 422
     assert answer.json()["details"]["causes"][0]["field"] == "spec.selector"
-    assert "field is immutable" in answer.json()["message"]
+    assert answer.json()["message"] == (
+        'Deployment.apps "web" is invalid: spec.selector: Invalid value: v1.LabelSelector{MatchLabels:'
+        'map[string]string{"app":"other"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable')
+
+
+_POD = {"metadata": {"labels": {"app": "db"}},
+        "spec": {"containers": [{"name": "db", "image": "postgres:17"}]}}
+IMMUTABLE_CASES = {
+    "service-cluster-ip": ("/api/v1/namespaces/default/services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
+        "spec": {"clusterIP": "10.96.0.50", "selector": {"app": "db"}, "ports": [{"port": 5432}]}},
+        {"spec": {"clusterIP": "10.96.0.51"}}, "spec.clusterIPs[0]", "may not change once set",
+        {"metadata": {"labels": {"ok": "yes"}}}),
+    "job-template": ("/apis/batch/v1/namespaces/default/jobs", {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "db"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", **_POD["spec"]}}}},
+        {"spec": {"template": {"spec": {"containers": [{"name": "db", "image": "postgres:18"}]}}}},
+        "spec.template", "field is immutable", {"spec": {"ttlSecondsAfterFinished": 60}}),
+    "statefulset-service-name": ("/apis/apps/v1/namespaces/default/statefulsets", {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+        "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "template": _POD}},
+        {"spec": {"serviceName": "other"}}, "spec", "updates to statefulset spec for fields other than",
+        {"spec": {"replicas": 3}}),
+    "pvc-storage-class": ("/api/v1/namespaces/default/persistentvolumeclaims", {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "db"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
+        {"spec": {"storageClassName": "fast"}}, "spec", "spec is immutable after creation",
+        {"spec": {"resources": {"requests": {"storage": "2Gi"}}}}),
+    "secret-type": ("/api/v1/namespaces/default/secrets", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "type": "Opaque",
+        "stringData": {"tls.crt": "x", "tls.key": "y"}},
+        {"type": "kubernetes.io/tls"}, "type", "field is immutable", {"stringData": {"tls.crt": "z"}}),
+}
+
+
+@pytest.mark.parametrize("case", list(IMMUTABLE_CASES))
+def test_changes_to_immutable_fields_are_422_naming_the_field_and_the_rest_stays_mutable(
+        api: Any, case: str) -> None:
+    collection, body, change, field, words, allowed = IMMUTABLE_CASES[case]
+    assert api.post(collection, body).status_code == 201, case
+    answer = api.patch(f"{collection}/db", change)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["reason"] == "Invalid"
+    cause = answer.json()["details"]["causes"][0]
+    assert cause["field"] == field and words in cause["message"]
+    applied = api.patch(f"{collection}/db?fieldManager=t&force=true", {**body, **change},
+                        content_type="application/apply-patch+yaml")
+    assert applied.status_code == 422  # server-side apply says the same
+    assert api.patch(f"{collection}/db", allowed).status_code == 200, case
 
 
 def test_an_immutable_configmap_refuses_data_changes(api: Any, m: Any) -> None:
@@ -267,3 +315,29 @@ def test_an_unsupported_enum_value_is_invalid_with_the_supported_values(api: Any
         "reason": "FieldValueNotSupported",
         "message": 'Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never"',
         "field": "spec.template.spec.containers[0].imagePullPolicy"}]
+
+
+def _pb(number: int, payload: bytes | int) -> bytes:
+    """One protobuf field: length-delimited for bytes, varint for an int (small values only)."""
+    if isinstance(payload, int):
+        return bytes([number << 3, payload])
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def _envelope(api_version: str, kind: str, raw: bytes) -> bytes:
+    type_meta = _pb(1, api_version.encode()) + _pb(2, kind.encode())
+    return b"k8s\x00" + _pb(1, type_meta) + _pb(2, raw)
+
+
+def test_protobuf_bodies_drop_go_zero_values_and_refuse_fields_they_cannot_read(api: Any) -> None:
+    meta = _pb(1, _pb(1, b"pb") + _pb(7, 0) + _pb(8, b""))  # name; generation 0 and an empty time: unset
+    body = _envelope("v1", "ConfigMap", meta + _pb(2, _pb(1, b"k") + _pb(2, b"v")) + _pb(4, 0))
+    created = api.post(CONFIGMAPS, body, content_type="application/vnd.kubernetes.protobuf")
+    assert created.status_code == 201, created.text
+    assert created.json()["data"] == {"k": "v"} and created.json()["immutable"] is False  # a pointer: kept
+    assert created.json()["metadata"]["creationTimestamp"] != "1970-01-01T00:00:00Z"
+    unknown = _envelope("v1", "ConfigMap", _pb(1, _pb(1, b"pb2")) + _pb(9, b"something"))
+    refused = api.post(CONFIGMAPS, unknown, content_type="application/vnd.kubernetes.protobuf")
+    assert refused.status_code == 415 and refused.json()["reason"] == "UnsupportedMediaType"
+    ignored = _envelope("v1", "ConfigMap", _pb(1, _pb(1, b"pb3")) + _pb(9, b""))  # unknown but zero
+    assert api.post(CONFIGMAPS, ignored, content_type="application/vnd.kubernetes.protobuf").status_code == 201

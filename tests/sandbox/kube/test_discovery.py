@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sandbox.kube import KubeSandbox
 
@@ -119,3 +124,58 @@ def test_kubectl_api_resources_lists_builtins_and_a_new_crd(kubectl: Any, api: A
     assert rows["deployments"][1:] == ["deploy", "apps/v1", "true", "Deployment"]
     assert rows["namespaces"][1:] == ["ns", "v1", "false", "Namespace"]
     assert rows["widgets"][1:] == ["wd", "example.com/v1", "true", "Widget"]
+
+
+KUBECTL = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "kubectl"
+
+
+@pytest.fixture
+def slow_crds(client_for: Any) -> Iterator[Any]:
+    """An emulator whose CRDs are Established 0.3 s after their creation, as on a real server."""
+    with KubeSandbox(controller_delay=None, crd_delay=0.3) as sandbox:
+        yield client_for(sandbox)
+
+
+def test_a_new_crd_is_established_after_a_delay_and_served_only_then(slow_crds: Any, m: Any) -> None:
+    api = slow_crds
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3}}
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    created_at = time.monotonic()
+    assert api.post(crds, m.crd()).status_code == 201
+    crd = api.get(f"{crds}/widgets.example.com").json()
+    established = next(c for c in crd["status"]["conditions"] if c["type"] == "Established")
+    assert (established["status"], established["reason"]) == ("False", "Installing")
+    assert "example.com" not in [g["name"] for g in api.get("/apis").json()["groups"]]
+    assert api.post("/apis/example.com/v1/namespaces/default/widgets", widget).status_code == 404
+    while api.get(f"{crds}/widgets.example.com").json()["status"]["conditions"][1]["status"] != "True":
+        assert time.monotonic() - created_at < 5
+        time.sleep(0.02)
+    assert time.monotonic() - created_at >= 0.3
+    crd = api.get(f"{crds}/widgets.example.com").json()
+    assert crd["status"]["conditions"][1]["reason"] == "InitialNamesAccepted"
+    assert [(f["manager"], f.get("subresource")) for f in crd["metadata"]["managedFields"]][-1] == (
+        "kube-apiserver", "status")
+    assert api.post("/apis/example.com/v1/namespaces/default/widgets", widget).status_code == 201
+    # an update of an established CRD keeps its conditions as they were
+    before = crd["status"]["conditions"]
+    crd["metadata"]["labels"] = {"team": "a"}
+    assert api.put(f"{crds}/widgets.example.com", crd).json()["status"]["conditions"] == before
+
+
+@pytest.mark.integration  # runs the real kubectl
+def test_kubectl_waits_for_a_crd_to_be_established_before_its_custom_resource(
+        slow_crds: Any, m: Any, tmp_path: Path) -> None:
+    kubeconfig = slow_crds.sandbox.write_kubeconfig(tmp_path / "kubeconfig")
+
+    def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "c"),
+                               *args], input=stdin, capture_output=True, text=True, timeout=60)
+
+    widget = yaml.safe_dump({"apiVersion": "example.com/v1", "kind": "Widget",
+                             "metadata": {"name": "w", "namespace": "default"}, "spec": {"size": 2}})
+    assert kubectl("apply", "-f", "-", stdin=yaml.safe_dump(m.crd())).returncode == 0
+    early = kubectl("apply", "-f", "-", stdin=widget)
+    assert early.returncode == 1 and "ensure CRDs are installed first" in early.stderr, early.stderr
+    waited = kubectl("wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=10s")
+    assert waited.returncode == 0, waited.stderr
+    assert kubectl("apply", "-f", "-", stdin=widget).returncode == 0
