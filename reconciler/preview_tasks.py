@@ -31,13 +31,13 @@ class PreviewQueue(Protocol):
     def recount(self, request: approvals.RecountRequest) -> None: ...
 
 
-@shared_task(name="tidegate.preview", **{**RETRY, "max_retries": 3})  # type: ignore[untyped-decorator]
+@shared_task(name="tidegate.preview", **{**RETRY, "max_retries": 3})
 def preview(request: dict[str, Any]) -> dict[str, Any]:
     outcome = previews.run(services(), previews.PreviewRequest.model_validate(request))
     return outcome.model_dump(mode="json")
 
 
-@shared_task(name="tidegate.review_recount", bind=True, acks_late=True, max_retries=RECOUNT_TRIES)  # type: ignore[untyped-decorator]
+@shared_task(name="tidegate.review_recount", bind=True, acks_late=True, max_retries=RECOUNT_TRIES)
 def recount(self: Any, request: dict[str, Any]) -> dict[str, Any]:
     """Count PR review approvals; while the merged revision is still being planned, look again later."""
     outcome = approvals.recount(services(), approvals.RecountRequest.model_validate(request))

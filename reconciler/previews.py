@@ -42,8 +42,7 @@ from reconciler.runtime import Services
 from reconciler.sources.git import GitSource, SourceError
 from reconciler.sources.paths import affected
 from repo_schema.loader import LoadedRepo, check_repo
-from store import Environment, PreviewStatus, Repository, utcnow
-from store.models import Preview
+from store import Environment, Preview, PreviewStatus, Repository, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from reconciler.sources.git import GitAuth, GitSource, SourceError
 from reconciler.sources.paths import affected
 from repo_schema.issues import InvalidRepo
 from repo_schema.loader import LoadedRepo, load_repo
-from store import Environment, Repository, Revision, SecretBox, SyncStatus, SyncTrigger, utcnow
+from store import Environment, GitHost, Repository, Revision, SecretBox, SyncStatus, SyncTrigger, utcnow
 
 log = logging.getLogger(__name__)
 POLL_LOCK_SECONDS = 300
@@ -209,12 +209,34 @@ def _dispatch(session: Session, repository: Repository, revision: Revision, load
     return planned, advanced, queued
 
 
+@dataclass(frozen=True)
+class HostSettings:
+    """Where a repository's pull requests live: the Git host, its API, and the secrets (sealed on save)."""
+
+    host: GitHost = GitHost.GENERIC
+    api_url: str | None = None
+    repository: str | None = None
+    token: str | None = None
+    webhook_secret: str | None = None
+
+    def __repr__(self) -> str:
+        return f"HostSettings(host={self.host.value}, api_url={self.api_url!r}, repository={self.repository!r})"
+
+
 def register(services: Services, session: Session, *, name: str, url: str, branch: str = "main",
-             interval_seconds: int = 120, credentials: dict[str, str] | None = None) -> Repository:
-    """Add a repository (credentials sealed); the scheduler polls it from then on."""
+             interval_seconds: int = 120, credentials: dict[str, str] | None = None,
+             host: HostSettings | None = None) -> Repository:
+    """Add a repository (credentials, host token and webhook secret sealed); the scheduler polls it
+    from then on."""
     repository = Repository(name=name, url=url, branch=branch, poll_interval_seconds=interval_seconds)
     if credentials:
         repository.credentials = services.secrets.seal(json.dumps(credentials))
+    if host is not None:
+        repository.host, repository.host_api_url, repository.host_repository = host.host, host.api_url, host.repository
+        if host.token:
+            repository.host_token = services.secrets.seal(host.token)
+        if host.webhook_secret:
+            repository.webhook_secret = services.secrets.seal(host.webhook_secret)
     session.add(repository)
     session.flush()
     return repository

@@ -46,7 +46,9 @@ echo
 echo "== the plan production waits with: tidegate show $pending"
 $tg show "$pending"
 echo
-echo "== tidegate approve $pending (as a platform lead; not the commit's author)"
+echo "== tidegate user add platform-lead --group platform-leads (production's approvers: group:platform-leads)"
+$tg user add platform-lead --group platform-leads --role approver
+echo "== tidegate approve $pending (as that platform lead; not the commit's author)"
 $tg approve "$pending" --as platform-lead
 wait_for production Synced Healthy
 echo

@@ -19,8 +19,9 @@ from tidegate.cli_ansible import register as register_ansible
 from tidegate.cli_kube import register as register_kube
 from tidegate.cli_reconcile import register as register_reconcile
 from tidegate.cli_terraform import register as register_terraform
-from tidegate.settings import Settings
+from tidegate.cli_users import register as register_users
 from tidegate.serve import serve
+from tidegate.settings import Settings
 from tidegate.up import up
 from tidegate.wiring import open_store
 
@@ -120,6 +121,7 @@ register_terraform(app, sandbox_app)
 register_kube(sandbox_app)
 register_ansible(sandbox_app)
 register_reconcile(app)
+register_users(app)
 app.command("up")(up)
 app.command("serve")(serve)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from sqlalchemy import select
 
 from reconciler import repositories
 from reconciler.runtime import Services
-from store import Repository
+from store import GitHost, Repository
 from tidegate.client import ClientError, EnvironmentView, LocalClient, SyncView
 from tidegate.settings import Settings
 from tidegate.worker import build_services, install, make_app
@@ -58,25 +59,44 @@ def repo_add(
     interval: Annotated[int, typer.Option(help="Seconds between polls (plus jitter).")] = 120,
     token_env: Annotated[str | None, typer.Option(help="Environment variable holding an HTTPS token.")] = None,
     ssh_key: Annotated[Path | None, typer.Option(help="Private key file for SSH URLs.")] = None,
+    host: Annotated[GitHost, typer.Option(help="Git host of its pull requests (webhooks, comments).")]
+    = GitHost.GENERIC,
+    host_api_url: Annotated[str | None, typer.Option(help="The host's REST API, e.g. https://api.github.com.")]
+    = None,
+    host_repository: Annotated[str | None, typer.Option(help="owner/name (GitLab: project path) on the host.")]
+    = None,
+    host_token_env: Annotated[str | None, typer.Option(help="Variable holding the host API token.")] = None,
+    webhook_secret_env: Annotated[str | None, typer.Option(help="Variable holding this repository's webhook "
+                                                           "secret (default TIDEGATE_WEBHOOK_SECRET).")] = None,
 ) -> None:
-    """Register a config repository (credentials are stored encrypted) and poll it now."""
+    """Register a config repository (credentials and secrets are stored encrypted) and poll it now."""
     credentials: dict[str, str] = {}
     if token_env:
-        import os
-        if not os.environ.get(token_env):
-            raise _fail(ValueError(f"--token-env {token_env}: the variable is not set"))
-        credentials["token"] = os.environ[token_env]
+        credentials["token"] = _from_env("--token-env", token_env)
     if ssh_key:
         credentials["ssh_private_key"] = ssh_key.read_text()
     svc = services()
     with svc.database.session() as session:
         if session.scalars(select(Repository).where(Repository.name == name)).first():
             raise _fail(ValueError(f"a repository named {name!r} is already registered"))
+        settings = repositories.HostSettings(
+            host, host_api_url, host_repository,
+            _from_env("--host-token-env", host_token_env) if host_token_env else None,
+            _from_env("--webhook-secret-env", webhook_secret_env) if webhook_secret_env else None)
         repository = repositories.register(svc, session, name=name, url=url, branch=branch,
-                                           interval_seconds=interval, credentials=credentials or None)
+                                           interval_seconds=interval, credentials=credentials or None,
+                                           host=settings)
         repository_id = repository.id
     svc.queue.poll(repository_id)
     out.print(f"registered {name} ({url}, branch {branch}); polling now", markup=False)
+
+
+def _from_env(option: str, variable: str) -> str:
+    """A secret named by an environment variable (never taken on the command line, where ps shows it)."""
+    value = os.environ.get(variable)
+    if not value:
+        raise _fail(ValueError(f"{option} {variable}: the variable is not set"))
+    return value
 
 
 @repo_app.command("list")
@@ -257,7 +277,6 @@ def worker(
     settings = Settings()
     app = make_app(settings)
     install(settings)
-    import os
     argv = ["worker", "-Q", queues, "--concurrency", str(concurrency or settings.worker_concurrency),
             "--loglevel", settings.log_level, "-n", name or f"tidegate-{os.getpid()}@%h", "--without-gossip",
             "--without-mingle"]

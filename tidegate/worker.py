@@ -32,11 +32,13 @@ ROUTES = {
     "tidegate.poll": "poll", "tidegate.schedule": "poll", "tidegate.sweep": "poll",
     "tidegate.plan": "plan", "tidegate.apply": "apply",
     "tidegate.drift": "drift", "tidegate.drift_tick": "drift",
+    "tidegate.preview": "preview", "tidegate.review_recount": "preview",
 }
 
 
 def make_app(settings: Settings) -> Celery:
-    app = Celery("tidegate", broker=settings.broker_url, include=["reconciler.tasks", "drift.tasks"])
+    app = Celery("tidegate", broker=settings.broker_url,
+                 include=["reconciler.tasks", "reconciler.preview_tasks", "drift.tasks"])
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

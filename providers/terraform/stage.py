@@ -124,10 +124,13 @@ class TerraformStage:
     # -- the three verbs -------------------------------------------------------------------
 
     def plan(self, context: StageContext, *, destroy: bool = False) -> StagePlan:
-        """A saved plan (or, with destroy, a plan that deletes everything) and its changes."""
+        """A saved plan (or, with destroy, a plan that deletes everything) and its changes.
+
+        With the setting `lock: False` (pull request previews) the plan does not take the state
+        lock, as Atlantis' plans do not: it only reads the state, and must never make an apply wait."""
         run = self._prepare(context)
         path = self._plan_file(context, "destroy" if destroy else "plan")
-        args = ["plan", "-json", "-input=false", f"-lock-timeout={run.lock_timeout:g}s", f"-out={path}"]
+        args = ["plan", "-json", "-input=false", *_locking(context, run), f"-out={path}"]
         if destroy:
             args.append("-destroy")
         self._checked(run, args)
@@ -339,6 +342,13 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for item in value for s in _strings(item)]
     return []
+
+
+def _locking(context: StageContext, run: _Run) -> list[str]:
+    """`-lock=false` for a read-only plan that must not block applies, else wait for the lock."""
+    if context.settings.get("lock", True) is False:
+        return ["-lock=false"]
+    return [f"-lock-timeout={run.lock_timeout:g}s"]
 
 
 def _completed(result: RunResult) -> set[str]:

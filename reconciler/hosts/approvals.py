@@ -36,6 +36,7 @@ from store import (
     Environment,
     Group,
     GroupMember,
+    Preview,
     Repository,
     Revision,
     Sync,
@@ -73,6 +74,7 @@ def recount(services: Services, request: RecountRequest) -> RecountOutcome:
     pr = host.pull_request(request.number)
     if not pr.merged:
         return RecountOutcome(detail="not merged: reviews count for the merged head only")
+    _mark_merged(services, request)
     approving = approving_reviewers(host.reviews(request.number), pr)
     shas = {sha for sha in (pr.merge_sha, pr.head_sha) if sha}
     outcome = RecountOutcome()
@@ -85,6 +87,15 @@ def recount(services: Services, request: RecountRequest) -> RecountOutcome:
         for user in approving:
             _count(services, sync_id, user, pr, allowed, outcome)
     return outcome
+
+
+def _mark_merged(services: Services, request: RecountRequest) -> None:
+    """The PR's preview (if any) is history now: the merged revision's own plan is what applies."""
+    with services.database.session() as session:
+        preview = session.scalars(select(Preview).where(Preview.repository_id == request.repository_id,
+                                                        Preview.number == request.number)).one_or_none()
+        if preview is not None:
+            preview.state = "merged"
 
 
 def approving_reviewers(reviews: Sequence[Review], pr: PullRequest) -> list[str]:

@@ -1,0 +1,77 @@
+"""Authentication for the API and the pages: bearer tokens first, then the session cookie.
+
+API calls without credentials get 401 (with `WWW-Authenticate: Bearer`); pages redirect to the
+login form instead. A cookie-authenticated API call that changes something must repeat the
+session's CSRF token in `X-CSRF-Token` (a bearer token is never sent by a browser on its own, so it
+needs none).
+"""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import quote
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from dashboard.access import Principal
+from dashboard.identity import grants_of, groups_of, user_by_name, user_by_token
+from dashboard.sessions import COOKIE, Sessions, stamp_of
+from store import Database
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+bearer = HTTPBearer(auto_error=False, description="An API token (`tidegate token create`); the dashboard's "
+                    "session cookie also works, with X-CSRF-Token on changes.")
+Bearer = Depends(bearer)
+
+
+class Authenticator:
+    def __init__(self, database: Database, sessions: Sessions) -> None:
+        self.database = database
+        self.sessions = sessions
+
+    def identify(self, request: Request) -> Principal | None:
+        """The principal behind the request's bearer token or session cookie, if valid."""
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        with self.database.session() as session:
+            if scheme.lower() == "bearer" and token.strip():
+                user = user_by_token(session, token.strip())
+                via, csrf = "token", None
+            else:
+                data = self.sessions.read(request.cookies.get(COOKIE))
+                user = user_by_name(session, data.user) if data else None
+                if user is not None and data is not None and (user.disabled or
+                                                                 not hmac.compare_digest(stamp_of(user.password_hash),
+                                                                                         data.stamp)):
+                    user = None
+                via, csrf = "session", data.csrf if data else None
+            if user is None:
+                return None
+            groups = groups_of(session, user)
+            return Principal(user.name, user.email, frozenset(groups), tuple(grants_of(session, user, groups)),
+                             via, csrf)
+
+    def api(self, request: Request, _credentials: HTTPAuthorizationCredentials | None = Bearer) -> Principal:
+        """FastAPI dependency of every API route: 401 without valid credentials, 403 on a bad CSRF token.
+
+        `_credentials` only declares the bearer scheme in OpenAPI; `identify` reads the header itself."""
+        principal = self.identify(request)
+        if principal is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "authentication required: send "
+                                "'Authorization: Bearer <token>' or sign in", headers={"WWW-Authenticate": "Bearer"})
+        if principal.via == "session" and request.method not in SAFE_METHODS:
+            sent = request.headers.get("x-csrf-token", "")
+            if not principal.csrf or not hmac.compare_digest(sent, principal.csrf):
+                raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong X-CSRF-Token header")
+        return principal
+
+    def page(self, request: Request) -> Principal:
+        """FastAPI dependency of every page: unauthenticated browsers are sent to the login form."""
+        principal = self.identify(request)
+        if principal is None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise HTTPException(status.HTTP_303_SEE_OTHER, "sign in first",
+                                headers={"Location": f"/login?next={quote(target, safe='')}"})
+        return principal
+

@@ -1,0 +1,20 @@
+"""The objects every route of the dashboard shares, built once by `dashboard.app.create_router`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dashboard.actions import Actions
+from dashboard.auth import Authenticator
+from dashboard.sessions import Sessions
+from dashboard.throttle import LoginThrottle
+from reconciler.runtime import Services
+
+
+@dataclass
+class Context:
+    services: Services
+    sessions: Sessions
+    auth: Authenticator
+    actions: Actions
+    throttle: LoginThrottle

@@ -1,0 +1,160 @@
+"""Users, groups, role bindings and API tokens: creating and finding them, shared by the API and the CLI.
+
+Only rows are written here; who may do what with them is `dashboard.access`. Tokens are shown once
+and stored as their SHA-256, so the store never holds anything that authenticates by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from dashboard.passwords import hash_password
+from store import ApiToken, Group, GroupMember, Role, RoleBinding, User, utcnow
+
+NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+"""User and group names: what approval policies may name (`user:NAME`, `group:NAME`)."""
+SCOPE = re.compile(r"^(\*|[A-Za-z0-9._-]{1,253}/[A-Za-z0-9._-]{1,253})$")
+TOKEN_PREFIX = "tg_"
+
+
+class IdentityError(ValueError):
+    """A request about users, groups or bindings that cannot be honoured; `field` names the culprit."""
+
+    def __init__(self, field: str, message: str, *, conflict: bool = False) -> None:
+        super().__init__(message)
+        self.field = field
+        self.conflict = conflict
+
+
+@dataclass(frozen=True)
+class Grant:
+    """`role` given by a binding on `scope` (`*` or `repository/environment`)."""
+
+    role: Role
+    scope: str
+
+
+def check_name(field: str, name: str) -> str:
+    if not NAME.match(name):
+        raise IdentityError(field, f"{name!r} is not a valid name (letters, digits, . _ @ -; at most 64)")
+    return name
+
+
+def parse_role(text: str) -> Grant:
+    """`ROLE` or `ROLE:SCOPE` (the CLI's `--role admin`, `--role operator:infra/staging`)."""
+    role, _, scope = text.partition(":")
+    try:
+        word = Role(role)
+    except ValueError:
+        raise IdentityError("role", f"unknown role {role!r} (one of {', '.join(r.value for r in Role)})") from None
+    scope = scope or "*"
+    if not SCOPE.match(scope):
+        raise IdentityError("scope", f"scope {scope!r} is neither * nor REPOSITORY/ENVIRONMENT")
+    return Grant(word, scope)
+
+
+def user_by_name(session: Session, name: str) -> User | None:
+    return session.scalars(select(User).where(User.name == name)).one_or_none()
+
+
+def group_by_name(session: Session, name: str) -> Group | None:
+    return session.scalars(select(Group).where(Group.name == name)).one_or_none()
+
+
+def create_user(session: Session, name: str, *, email: str | None = None, password: str | None = None) -> User:
+    check_name("name", name)
+    if user_by_name(session, name) is not None:
+        raise IdentityError("name", f"a user named {name!r} already exists", conflict=True)
+    user = User(name=name, email=email or None, password_hash=hash_password(password) if password else None)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def set_password(user: User, password: str) -> None:
+    user.password_hash = hash_password(password)
+
+
+def create_group(session: Session, name: str) -> Group:
+    check_name("name", name)
+    if group_by_name(session, name) is not None:
+        raise IdentityError("name", f"a group named {name!r} already exists", conflict=True)
+    group = Group(name=name)
+    session.add(group)
+    session.flush()
+    return group
+
+
+def ensure_group(session: Session, name: str) -> Group:
+    return group_by_name(session, name) or create_group(session, name)
+
+
+def add_member(session: Session, group: Group, user: User) -> None:
+    if any(member.user_id == user.id for member in group.members):
+        return
+    session.add(GroupMember(group_id=group.id, user_id=user.id))
+    session.flush()
+    session.expire(group, ["members"])
+
+
+def groups_of(session: Session, user: User) -> list[str]:
+    query = select(Group.name).join(GroupMember).where(GroupMember.user_id == user.id).order_by(Group.name)
+    return list(session.scalars(query))
+
+
+def bind(session: Session, subject: str, grant: Grant) -> RoleBinding:
+    kind, _, name = subject.partition(":")
+    if kind not in ("user", "group") or not NAME.match(name):
+        raise IdentityError("subject", f"subject {subject!r} must be user:NAME or group:NAME")
+    found = session.scalars(select(RoleBinding).where(
+        RoleBinding.subject == subject, RoleBinding.role == grant.role, RoleBinding.scope == grant.scope)).first()
+    if found is not None:
+        return found
+    binding = RoleBinding(subject=subject, role=grant.role, scope=grant.scope)
+    session.add(binding)
+    session.flush()
+    return binding
+
+
+def grants_of(session: Session, user: User, groups: list[str]) -> list[Grant]:
+    subjects = [f"user:{user.name}", *(f"group:{g}" for g in groups)]
+    rows = session.scalars(select(RoleBinding).where(RoleBinding.subject.in_(subjects)))
+    return [Grant(row.role, row.scope) for row in rows]
+
+
+def admin_bindings(session: Session) -> int:
+    """How many bindings give admin everywhere (the last one may not be removed: nobody could add users)."""
+    query = select(func.count()).select_from(RoleBinding).where(RoleBinding.role == Role.ADMIN,
+                                                                 RoleBinding.scope == "*")
+    return int(session.scalar(query) or 0)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_token(session: Session, user: User, name: str = "default") -> tuple[ApiToken, str]:
+    """A new token for `user`: the row (hash and prefix only) and the token itself, to show once."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user.id, name=name, token_hash=token_hash(token), prefix=token[:10])
+    session.add(row)
+    session.flush()
+    return row, token
+
+
+def user_by_token(session: Session, token: str) -> User | None:
+    """The enabled user a valid, unexpired token belongs to; marks the token used."""
+    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).one_or_none()
+    if row is None or row.user.disabled:
+        return None
+    now = utcnow()
+    if row.expires_at is not None and row.expires_at <= now:
+        return None
+    row.last_used_at = now
+    return row.user

@@ -1,0 +1,309 @@
+"""What the API accepts and returns: pydantic models, so FastAPI documents them in OpenAPI.
+
+Nothing here has a field for a stage's outputs or a plan's payload: those columns are sealed and
+hold kubeconfigs and saved plans, so the API cannot leak them even by mistake.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from store import (
+    ApprovalDecision,
+    ApprovalSource,
+    DriftResolution,
+    DriftStatus,
+    Health,
+    PreviewStatus,
+    Role,
+    Stage,
+    StageStatus,
+    SyncLifecycle,
+    SyncStatus,
+    SyncTrigger,
+)
+
+Name = Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$", description="Letters, digits, . _ @ -; at most 64.")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(Out):
+    detail: str | list[dict[str, Any]] = Field(description="Why; for bad input, a list naming each field (loc).")
+
+
+class GrantOut(Out):
+    role: Role
+    scope: str
+
+
+class MeOut(Out):
+    name: str
+    email: str | None
+    groups: list[str]
+    grants: list[GrantOut]
+    csrf_token: str | None = Field(description="Send as X-CSRF-Token on changes made with the session cookie.")
+
+
+class RevisionOut(Out):
+    sha: str
+    ref: str
+    author: str
+    message: str
+    committed_at: datetime
+
+
+class SyncBrief(Out):
+    id: int
+    status: SyncLifecycle
+    trigger: SyncTrigger
+    revision: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+
+
+class StageStateOut(Out):
+    stage: Stage
+    status: StageStatus | None = Field(description="From the last sync; null when that sync did not reach it.")
+    plan: str = Field(description="`+N ~M -K` as in pull request comments.")
+    counts: dict[str, int] = Field(description="Apply results: created, configured, unchanged, deleted, skipped.")
+    outcomes: dict[str, str] = Field(description="Changed addresses and what apply did to each.")
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    seconds: float | None = None
+    log: str | None = Field(default=None, description="The stage's log (secrets masked); only in sync detail.")
+
+
+class EnvironmentOut(Out):
+    repository: str
+    name: str
+    key: str = Field(description="`repository/environment`, as in role binding scopes.")
+    revision: RevisionOut | None = Field(description="The synced revision.")
+    desired_revision: RevisionOut | None
+    sync_status: SyncStatus
+    health: Health
+    auto_sync_paused: bool
+    open_drift_reports: int
+    open_drift_items: int
+    last_sync: SyncBrief | None
+    pending_approval: int | None = Field(description="Id of a sync of this environment awaiting approval.")
+
+
+class EnvironmentDetail(EnvironmentOut):
+    stages: list[StageStateOut] = Field(description="The three-stage pipeline as the last sync left it.")
+
+
+class RepositoryOut(Out):
+    name: str
+    url: str = Field(description="Clone URL with any user:password part removed.")
+    branch: str
+    head: str | None
+    last_polled_at: datetime | None
+    poll_error: str | None
+    environments: list[str]
+
+
+class ApprovalOut(Out):
+    user: str
+    decision: ApprovalDecision
+    source: ApprovalSource
+    comment: str
+    created_at: datetime
+
+
+class SyncOut(SyncBrief):
+    environment: str
+    revision_detail: RevisionOut | None
+    plan_id: int | None
+    fingerprint: str | None
+    stages: list[StageStateOut]
+    approvals: list[ApprovalOut]
+
+
+class ChangeOut(Out):
+    address: str
+    action: str
+    diff: str
+
+
+class PlanStageOut(Out):
+    stage: str
+    summary: str
+    deferred: bool
+    fingerprint: str | None
+    unchanged: int
+    changes: list[ChangeOut]
+
+
+class PlanOut(Out):
+    id: int
+    environment: str
+    revision: RevisionOut
+    fingerprint: str
+    superseded: bool
+    created_at: datetime
+    stages: list[PlanStageOut]
+
+
+class PendingApprovalOut(Out):
+    sync: SyncBrief
+    environment: str
+    revision: RevisionOut | None
+    plan_id: int | None
+    fingerprint: str | None
+    plan_summary: dict[str, str]
+    approvals: list[ApprovalOut]
+
+
+class DriftItemOut(Out):
+    id: int
+    stage: Stage
+    address: str
+    field: str
+    desired: Any = Field(description="The desired value (JSON); null when absent.")
+    live: Any = Field(description="The live value (JSON); null when absent.")
+
+
+class DriftReportOut(Out):
+    id: int
+    environment: str
+    revision: str
+    status: DriftStatus
+    resolution: DriftResolution | None
+    created_at: datetime
+    resolved_at: datetime | None
+    items_by_stage: dict[str, int]
+
+
+class DriftReportDetail(DriftReportOut):
+    items: list[DriftItemOut]
+
+
+class AuditOut(Out):
+    id: int
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    at: datetime
+
+
+class TokenOut(Out):
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+
+
+class UserOut(Out):
+    name: str
+    email: str | None
+    disabled: bool
+    has_password: bool
+    groups: list[str]
+    tokens: list[TokenOut]
+
+
+class UserIn(In):
+    name: str = Name
+    email: str | None = Field(default=None, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    groups: list[Annotated[str, Name]] = Field(default_factory=list, max_length=50)
+
+
+class UserPatch(In):
+    email: str | None = Field(default=None, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    disabled: bool | None = None
+
+
+class TokenIn(In):
+    name: str = Field(default="default", min_length=1, max_length=255)
+
+
+class TokenCreated(Out):
+    name: str
+    prefix: str
+    token: str = Field(description="Shown once; only its SHA-256 is stored.")
+
+
+class GroupOut(Out):
+    name: str
+    members: list[str]
+
+
+class GroupIn(In):
+    name: str = Name
+
+
+class MemberIn(In):
+    user: str = Name
+
+
+class RoleBindingOut(Out):
+    id: int
+    subject: str
+    role: Role
+    scope: str
+
+
+class RoleBindingIn(In):
+    subject: str = Field(pattern=r"^(user|group):[A-Za-z0-9._@-]{1,64}$", description="user:NAME or group:NAME")
+    role: Role
+    scope: str = Field(default="*", pattern=r"^(\*|[A-Za-z0-9._-]{1,253}/[A-Za-z0-9._-]{1,253})$")
+
+
+class SyncRequestIn(In):
+    revision: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{7,64}$",
+                                 description="A commit to sync (a rollback; pauses auto-sync). Default: desired.")
+
+
+class DecisionIn(In):
+    comment: str = Field(default="", max_length=2000)
+
+
+class DecisionOut(Out):
+    sync_id: int
+    fingerprint: str
+    approvals: int
+    required: int
+    approved: bool
+    status: SyncLifecycle
+
+
+class ActionOut(Out):
+    message: str
+    sync_id: int | None = None
+
+
+class PreviewEnvironmentOut(Out):
+    name: str
+    stages: list[PlanStageOut]
+    errors: dict[str, str]
+
+
+class PreviewOut(Out):
+    id: int
+    repository: str
+    number: int = Field(description="The pull request's number on the Git host.")
+    title: str
+    author: str
+    head_sha: str
+    base_ref: str
+    status: PreviewStatus
+    state: str = Field(description="open, closed or merged.")
+    updated_at: datetime
+    environments: list[PreviewEnvironmentOut] = Field(description="Only the environments the caller may read.")

@@ -1,0 +1,160 @@
+"""The dashboard in a real browser: Debian's chromium, driven by Playwright, against uvicorn on a free port.
+
+Story: paula (an approver named by production's policy) signs in, looks at the overview, opens
+staging's drift report and sees desired and live side by side, approves the pending production
+sync, and watches it become Synced without reloading. No Celery worker runs here: after the
+approval (which queues an apply on the recording queue) the test plays the worker's part, writing
+what `reconciler.pipeline` writes while applying and on success (stage rows with logs, the sync's
+lifecycle through `reconciler.syncs.transition`, the environment's synced revision and status).
+
+Screenshots are kept in test-artifacts/dashboard/ at the repository root (gitignored).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from reconciler import syncs
+from store import Health, Stage, StageStatus, Sync, SyncLifecycle, SyncStageResult, SyncStatus, utcnow
+from tests.dashboard.conftest import RecordingQueue, make_app
+from tests.dashboard.world import PASSWORD, World
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt install chromium)")]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(world: World) -> Iterator[str]:
+    """The dashboard served by a real uvicorn in a thread; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(make_app(world.services), host="127.0.0.1", port=port, log_level="warning",
+                            timeout_graceful_shutdown=1)
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not instance.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield launched
+        launched.close()
+
+
+def start_applying(world: World, sync_id: int) -> None:
+    """What the apply worker writes first: the sync is applying, infrastructure is running with a log."""
+    with world.services.database.session() as session:
+        sync = session.get_one(Sync, sync_id)
+        syncs.transition(sync, SyncLifecycle.APPLYING)
+        sync.stage_results.append(SyncStageResult(stage=Stage.INFRASTRUCTURE, status=StageStatus.APPLYING,
+                                                  started_at=utcnow(), log="terraform apply: 1 to change\n"))
+
+
+def finish_apply(world: World, sync_id: int) -> None:
+    """What the apply worker writes on success (as `reconciler.pipeline._finish_succeeded` does)."""
+    with world.services.database.session() as session:
+        sync = session.get_one(Sync, sync_id)
+        for row in sync.stage_results:
+            row.status, row.finished_at = StageStatus.SUCCEEDED, utcnow()
+            row.log += "aws_security_group.nodes: Modifications complete\n"
+            row.summary = {"plan": "+0 ~1 -0", "counts": {"configured": 1, "unchanged": 6},
+                           "outcomes": {"aws_security_group.nodes": "configured"}, "error": None}
+        for stage in (Stage.CONFIGURATION, Stage.WORKLOADS):
+            sync.stage_results.append(SyncStageResult(
+                stage=stage, status=StageStatus.SUCCEEDED, started_at=utcnow(), finished_at=utcnow(),
+                summary={"plan": "+0 ~1 -0" if stage is Stage.WORKLOADS else "+0 ~0 -0", "counts": {"unchanged": 3},
+                         "outcomes": {"apps/Deployment/web/web": "configured"} if stage is Stage.WORKLOADS else {},
+                         "error": None},
+                log=f"{stage.value}: done\n"))
+        syncs.transition(sync, SyncLifecycle.SUCCEEDED)
+        env = sync.environment
+        env.synced_revision_id = sync.revision_id
+        env.sync_status = SyncStatus.SYNCED if env.desired_revision_id == sync.revision_id else SyncStatus.OUT_OF_SYNC
+        env.health = Health.HEALTHY
+
+
+def test_an_approver_signs_in_reads_drift_and_approves_production_until_it_is_synced(
+        server: str, browser: object, world: World) -> None:
+    expect = playwright_api.expect
+    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page = context.new_page()
+
+    page.goto(f"{server}/")
+    expect(page).to_have_url(f"{server}/login?next=%2F")
+    page.fill("input[name=username]", "paula")
+    page.fill("input[name=password]", PASSWORD)
+    page.screenshot(path=str(ARTIFACTS / "01-login.png"))
+    page.click("button[type=submit]")
+
+    staging = page.locator('[data-env="infra/staging"]')
+    production = page.locator('[data-env="infra/production"]')
+    expect(staging.locator('[data-word="Drifted"]')).to_be_visible()
+    expect(staging).to_contain_text("3 items")
+    expect(production.locator('[data-word="AwaitingApproval"]')).to_be_visible()
+    expect(production).to_contain_text("Alice Author")
+    page.screenshot(path=str(ARTIFACTS / "02-overview.png"), full_page=True)
+
+    page.click("nav >> text=Drift")
+    page.click(f'a[href="/drift/{world.ids["drift"]}"]')
+    changed = page.locator("table.sbs tr.changed", has_text="max_connections")
+    expect(changed.locator("td").first).to_have_text("max_connections = 256")
+    expect(changed.locator("td").last).to_have_text("max_connections = 4096")
+    expect(page.locator("figure.chart svg rect.bar")).to_have_count(3)
+    page.screenshot(path=str(ARTIFACTS / "03-drift-report.png"), full_page=True)
+
+    page.click("nav >> text=Approvals")
+    page.fill("input[name=comment]", "three replicas, as planned")
+    page.click("button:has-text('Approve')")
+    pending = world.ids["pending"]
+    expect(page).to_have_url(f"{server}/syncs/{pending}?notice=Approved")
+    expect(page.locator("#sync-status [data-word]")).to_have_text("✔ approved")
+    assert isinstance(world.services.queue, RecordingQueue) and ("apply", pending) in world.services.queue.sent
+    page.screenshot(path=str(ARTIFACTS / "04-approved.png"), full_page=True)
+
+    overview = context.new_page()
+    overview.goto(f"{server}/")
+    card = overview.locator('[data-env="infra/production"]')
+    expect(card.locator('[data-word="OutOfSync"]')).to_be_visible()
+    overview.evaluate("window.__notReloaded = true")
+
+    start_applying(world, pending)  # the worker's part, live on the sync page: status and streamed log
+    expect(page.locator("#sync-status [data-word]")).to_have_text("◔ applying", timeout=15_000)
+    expect(page.locator('pre[data-stage="infrastructure"]')).to_contain_text("1 to change", timeout=15_000)
+
+    finish_apply(world, pending)
+    expect(page.locator("#sync-status [data-word]")).to_have_text("✔ succeeded", timeout=15_000)
+    expect(page.locator('pre[data-stage="infrastructure"]')).to_contain_text("Modifications complete",
+                                                                            timeout=15_000)
+    page.screenshot(path=str(ARTIFACTS / "05-sync-succeeded.png"), full_page=True)
+    expect(card.locator('[data-word="Synced"]')).to_be_visible(timeout=15_000)
+    assert overview.evaluate("window.__notReloaded") is True
+    overview.screenshot(path=str(ARTIFACTS / "06-overview-synced.png"), full_page=True)
+    context.close()

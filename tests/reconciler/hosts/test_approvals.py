@@ -1,0 +1,192 @@
+"""PR review approvals count as approvals of the merged revision's gated plan, by the policy's rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from reconciler.hosts.approvals import RecountRequest, recount
+from reconciler.runtime import Services
+from store import (
+    Approval,
+    ApprovalSource,
+    Environment,
+    GitHost,
+    Group,
+    GroupMember,
+    Plan,
+    Preview,
+    Repository,
+    Revision,
+    Sync,
+    SyncLifecycle,
+    SyncTrigger,
+    User,
+)
+from tests.support.git_host import GitHostServer, git_host_server
+from tests.support.git_server import files_of, make_bare_repo
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "infra-repo"
+PR_HEAD = "d" * 40
+OLD_PUSH = "e" * 40
+HOSTS = [pytest.param(host, id=host.value) for host in (GitHost.GITHUB, GitHost.GITLAB, GitHost.GITEA)]
+
+
+@dataclass
+class Merged:
+    """A merged PR on a fake host, and the production sync its merge commit is waiting in."""
+
+    services: Services
+    host: GitHostServer
+    repository_id: int
+    sync_id: int
+
+    def recount(self) -> tuple[list[str], dict[str, str], bool]:
+        outcome = recount(self.services, RecountRequest(repository_id=self.repository_id, number=7))
+        return outcome.counted, outcome.refused, outcome.waiting
+
+    def sync(self) -> Sync:
+        with self.services.database.session() as session:
+            sync = session.get_one(Sync, self.sync_id)
+            session.expunge(sync)
+            return sync
+
+    def approvals(self) -> list[tuple[str, ApprovalSource]]:
+        with self.services.database.session() as session:
+            return [(a.user, a.source) for a in session.scalars(select(Approval).order_by(Approval.id))]
+
+
+def _people(services: Services) -> None:
+    with services.database.session() as session:
+        leads = Group(name="platform-leads")
+        users = {name: User(name=name, disabled=name == "dave") for name in ("alice", "bob", "carol", "dave", "erin")}
+        session.add_all([leads, *users.values()])
+        session.flush()
+        session.add_all([GroupMember(group_id=leads.id, user_id=users[name].id)
+                         for name in ("alice", "bob", "dave", "erin")])
+
+
+@pytest.fixture(params=HOSTS)
+def merged(request: pytest.FixtureRequest, services: Services, tmp_path: Path) -> Iterator[Merged]:
+    bare = tmp_path / "infra.git"
+    merge_sha = make_bare_repo(bare, files_of(EXAMPLE), message="Merge pull request #7")
+    _people(services)
+    with git_host_server(request.param, "acme/infra", token="t") as host:
+        host.add_pull(7, author="alice", head_sha=PR_HEAD, merged=True, state="closed", merge_sha=merge_sha)
+        with services.database.session() as session:
+            repository = Repository(name="infra", url=str(bare), branch="main", host=request.param,
+                                    host_api_url=host.api_url, host_repository="acme/infra",
+                                    host_token=services.secrets.seal("t"))
+            session.add(repository)
+            session.flush()
+            revision = Revision(repository_id=repository.id, ref="main", sha=merge_sha,
+                                author="Merge Bot <bot@example.test>", message="Merge pull request #7",
+                                committed_at=datetime(2026, 11, 1, tzinfo=UTC))
+            env = Environment(repository_id=repository.id, name="production")
+            session.add_all([revision, env])
+            session.flush()
+            plan = Plan(environment_id=env.id, revision_id=revision.id, fingerprint="fp-production", stages={})
+            session.add(plan)
+            session.flush()
+            sync = Sync(environment_id=env.id, revision_id=revision.id, plan_id=plan.id, trigger=SyncTrigger.WEBHOOK,
+                        status=SyncLifecycle.AWAITING_APPROVAL)
+            session.add(sync)
+            session.flush()
+            ids = repository.id, sync.id
+        yield Merged(services, host, *ids)
+        assert host.problems == []
+
+
+def test_an_allowed_reviewer_approving_the_merged_head_approves_the_waiting_plan(merged: Merged) -> None:
+    merged.host.add_review(7, "bob", "APPROVED", PR_HEAD)
+
+    counted, refused, _ = merged.recount()
+
+    assert (counted, refused) == (["bob"], {})
+    assert merged.sync().status is SyncLifecycle.APPROVED
+    assert merged.approvals() == [("bob", ApprovalSource.PR_REVIEW)]
+    assert merged.services.queue.sent == [("apply", merged.sync_id)]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("reviewer,reason", [
+    pytest.param("alice", "author", id="the-pr-author"),
+    pytest.param("carol", "not an allowed approver", id="not-in-the-approver-group"),
+    pytest.param("dave", "not an allowed approver", id="a-disabled-user"),
+    pytest.param("mallory", "not an allowed approver", id="unknown-to-tidegate"),
+])
+def test_a_review_by_someone_the_policy_does_not_allow_is_refused_and_says_why(merged: Merged, reviewer: str,
+                                                                              reason: str) -> None:
+    merged.host.add_review(7, reviewer, "APPROVED", PR_HEAD)
+
+    counted, refused, _ = merged.recount()
+
+    assert counted == [] and reason in refused[reviewer]
+    assert merged.sync().status is SyncLifecycle.AWAITING_APPROVAL and merged.approvals() == []
+
+
+def test_an_approval_of_an_earlier_push_does_not_count_on_hosts_that_say_which_commit(merged: Merged) -> None:
+    merged.host.add_review(7, "erin", "APPROVED", OLD_PUSH)
+
+    counted, _, _ = merged.recount()
+
+    if merged.host.host is GitHost.GITLAB:  # GitLab approvals carry no commit (its projects reset them on push)
+        assert counted == ["erin"]
+    else:
+        assert counted == [] and merged.sync().status is SyncLifecycle.AWAITING_APPROVAL
+
+
+@pytest.mark.parametrize("merged", [pytest.param(GitHost.GITHUB, id="github"), pytest.param(GitHost.GITEA, id="gitea")],
+                         indirect=True)  # GitLab has no verdict but approval
+def test_a_later_request_for_changes_replaces_an_earlier_approval(merged: Merged) -> None:
+    merged.host.add_review(7, "bob", "APPROVED", PR_HEAD)
+    merged.host.add_review(7, "bob", "REQUEST_CHANGES" if merged.host.host is GitHost.GITEA else "CHANGES_REQUESTED",
+                           PR_HEAD)
+
+    counted, _, _ = merged.recount()
+
+    assert counted == [] and merged.approvals() == []
+
+
+def test_counting_again_records_each_review_once(merged: Merged) -> None:
+    merged.host.add_review(7, "bob", "APPROVED", PR_HEAD)
+    merged.recount()
+    with merged.services.database.session() as session:  # as if it waited again for the same plan
+        session.get_one(Sync, merged.sync_id).status = SyncLifecycle.AWAITING_APPROVAL
+
+    counted, _, _ = merged.recount()
+
+    assert counted == [] and merged.approvals() == [("bob", ApprovalSource.PR_REVIEW)]
+
+
+def test_reviews_of_an_unmerged_pull_request_wait_for_the_merge(merged: Merged) -> None:
+    merged.host.pulls[7].merged, merged.host.pulls[7].state = False, "open"
+    merged.host.add_review(7, "bob", "APPROVED", PR_HEAD)
+
+    counted, _, waiting = merged.recount()
+
+    assert (counted, waiting) == ([], False) and merged.approvals() == []
+
+
+def test_while_the_merged_revision_is_still_planning_the_recount_asks_to_look_again(merged: Merged) -> None:
+    merged.host.add_review(7, "bob", "APPROVED", PR_HEAD)
+    with merged.services.database.session() as session:
+        session.get_one(Sync, merged.sync_id).status = SyncLifecycle.PLANNING
+
+    counted, _, waiting = merged.recount()
+
+    assert (counted, waiting) == ([], True)
+
+
+def test_a_recount_of_a_merged_pull_request_closes_its_preview(merged: Merged) -> None:
+    with merged.services.database.session() as session:
+        session.add(Preview(repository_id=merged.repository_id, number=7, head_sha=PR_HEAD))
+
+    merged.recount()
+
+    with merged.services.database.session() as session:
+        assert session.scalars(select(Preview.state)).one() == "merged"

@@ -1,0 +1,133 @@
+"""CLI commands that bootstrap people: `tidegate user add|list`, `tidegate group add`, `tidegate token create`.
+
+Composition only: each command opens the store from Settings and calls `dashboard.identity`, the
+same functions the API's admin endpoints use. Passwords are read from stdin (never an argument,
+which `ps` and shell history would show); a token is printed once and only its hash is stored.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from sqlalchemy import select
+
+from dashboard.identity import (
+    IdentityError,
+    add_member,
+    bind,
+    create_group,
+    create_user,
+    ensure_group,
+    groups_of,
+    issue_token,
+    parse_role,
+    user_by_name,
+)
+from store import RoleBinding, User
+from store.queries import record_audit
+from tidegate.settings import Settings
+from tidegate.wiring import open_store
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+user_app = typer.Typer(help="Dashboard and API users.", no_args_is_help=True)
+group_app = typer.Typer(help="Groups (approval policies name them as group:NAME).", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens (Authorization: Bearer).", no_args_is_help=True)
+ACTOR = "cli"
+
+
+def _fail(error: Exception) -> typer.Exit:
+    field = getattr(error, "field", None)
+    err.print(f"[red]error[/red]: {f'{field}: ' if field else ''}{error}", highlight=False)
+    return typer.Exit(1)
+
+
+@user_app.command("add")
+def add_user(
+    name: Annotated[str, typer.Argument(help="Login name (also matched against commit authors).")],
+    email: Annotated[str | None, typer.Option(help="Email (matched against commit authors too).")] = None,
+    group: Annotated[list[str] | None, typer.Option("--group", help="Add to this group (created if new).")] = None,
+    role: Annotated[list[str] | None, typer.Option("--role", help="ROLE or ROLE:REPOSITORY/ENVIRONMENT; "
+                                                   "viewer, operator, approver or admin.")] = None,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read a password from stdin (for the web UI); else tokens only.")] = False,
+) -> None:
+    """Add a user, with groups and role bindings."""
+    password = _read_password() if password_stdin else None
+    store = open_store(Settings())
+    try:
+        grants = [parse_role(text) for text in role or []]
+        with store.database.session() as session:
+            user = create_user(session, name, email=email, password=password)
+            for group_name in group or []:
+                add_member(session, ensure_group(session, group_name), user)
+            for grant in grants:
+                bind(session, f"user:{name}", grant)
+            record_audit(session, actor=ACTOR, action="user.added", target=f"user:{name}",
+                         details={"groups": group or [], "roles": [f"{g.role.value}:{g.scope}" for g in grants]})
+    except IdentityError as error:
+        raise _fail(error) from None
+    roles = ", ".join(f"{g.role.value} on {g.scope}" for g in grants) or "no roles"
+    out.print(f"added user {name} ({roles}{'; password set' if password else ''})", markup=False)
+
+
+def _read_password() -> str:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        raise _fail(ValueError("the password must have at least 8 characters"))
+    return password
+
+
+@user_app.command("list")
+def list_users() -> None:
+    """List users with their groups and role bindings."""
+    store = open_store(Settings())
+    with store.database.session() as session:
+        bindings = session.scalars(select(RoleBinding).order_by(RoleBinding.id)).all()
+        for user in session.scalars(select(User).order_by(User.name)):
+            groups = groups_of(session, user)
+            subjects = {f"user:{user.name}", *(f"group:{g}" for g in groups)}
+            roles = [f"{b.role.value}:{b.scope}" for b in bindings if b.subject in subjects]
+            state = " (disabled)" if user.disabled else ""
+            out.print(f"{user.name}{state}  email={user.email or '-'}  groups={','.join(groups) or '-'}"
+                      f"  roles={','.join(roles) or '-'}", markup=False)
+
+
+@group_app.command("add")
+def add_group(name: Annotated[str, typer.Argument(help="Group name, as approval policies spell it.")]) -> None:
+    """Add a group."""
+    store = open_store(Settings())
+    try:
+        with store.database.session() as session:
+            create_group(session, name)
+            record_audit(session, actor=ACTOR, action="group.added", target=f"group:{name}")
+    except IdentityError as error:
+        raise _fail(error) from None
+    out.print(f"added group {name}", markup=False)
+
+
+@token_app.command("create")
+def create_token(
+    user: Annotated[str, typer.Option("--user", help="Whose token.")],
+    name: Annotated[str, typer.Option("--name", help="What the token is for.")] = "default",
+) -> None:
+    """Create an API token; it is printed once (only its SHA-256 is stored)."""
+    store = open_store(Settings())
+    with store.database.session() as session:
+        owner = user_by_name(session, user)
+        if owner is None:
+            raise _fail(ValueError(f"no user {user!r} (add one with `tidegate user add`)"))
+        row, token = issue_token(session, owner, name)
+        record_audit(session, actor=ACTOR, action="token.created", target=f"user:{user}",
+                     details={"prefix": row.prefix, "name": name})
+    err.print(f"token {name!r} for {user} (prefix {row.prefix}); it will not be shown again:", markup=False)
+    out.print(token, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(user_app, name="user")
+    app.add_typer(group_app, name="group")
+    app.add_typer(token_app, name="token")
