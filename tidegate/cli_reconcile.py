@@ -20,7 +20,8 @@ from sqlalchemy import select
 from reconciler import repositories
 from reconciler.runtime import Services
 from store import GitHost, Repository
-from tidegate.client import ClientError, EnvironmentView, LocalClient, SyncView
+from tidegate.client import Client, ClientError, EnvironmentView, LocalClient, SyncView
+from tidegate.http_client import HttpClient
 from tidegate.settings import Settings
 from tidegate.worker import build_services, install, make_app
 
@@ -40,8 +41,14 @@ def services(settings: Settings | None = None) -> Services:
     return build_services(settings)
 
 
-def client() -> LocalClient:
-    return LocalClient(services())
+def client() -> Client:
+    """Over HTTP when TIDEGATE_SERVER names a `tidegate serve` (with TIDEGATE_TOKEN), else in-process."""
+    settings = Settings()
+    if settings.server:
+        if settings.token is None:
+            raise _fail(ValueError("TIDEGATE_SERVER is set but TIDEGATE_TOKEN is not (`tidegate token create`)"))
+        return HttpClient(settings.server, settings.token.get_secret_value())
+    return LocalClient(services(settings))
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -216,7 +223,7 @@ def sync(
         raise typer.Exit(0 if _wait(local, sync_id, timeout) else 1)
 
 
-def _wait(local: LocalClient, sync_id: int, timeout: float) -> bool:
+def _wait(local: Client, sync_id: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
                                              "repository that has none of its own.")
     public_url: str = Field(default="http://127.0.0.1:8080", description="Where people reach the dashboard "
                             "(links in PR comments and commit statuses).")
+    server: str | None = Field(default=None, description="URL of a `tidegate serve`: the CLI then talks to its API.")
+    token: SecretStr | None = Field(default=None, description="API token for TIDEGATE_SERVER.")
     health_timeout: float = Field(default=300.0, description="Seconds to wait for workloads to become healthy.")
 
     @classmethod

@@ -1,0 +1,111 @@
+"""The client interface over HTTP: the CLI pointed at `tidegate serve` (TIDEGATE_SERVER + TIDEGATE_TOKEN).
+
+Same methods and views as `LocalClient`, so every CLI command works unchanged against a remote
+installation; identity comes from the API token (the server decides who approves, not `--as`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from reconciler.approvals import Decision
+from tidegate.client import ClientError, DriftView, EnvironmentView, StageView, SyncView
+
+
+class HttpClient:
+    def __init__(self, server: str, token: str, *, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.http = httpx.Client(base_url=server.rstrip("/") + "/api/v1", timeout=timeout, transport=transport,
+                                 headers={"Authorization": f"Bearer {token}"})
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = self.http.request(method, path, json=body)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text
+            raise ClientError(f"{response.status_code}: {detail}")
+        return response.json()
+
+    def _environment(self, name: str) -> dict[str, Any]:
+        repository, _, environment = name.rpartition("/")
+        found = [e for e in self._call("GET", "/environments")
+                 if e["name"] == environment and (not repository or e["repository"] == repository)]
+        if len(found) != 1:
+            raise ClientError(f"unknown environment {name!r}" if not found else f"{name!r} is ambiguous")
+        env: dict[str, Any] = found[0]
+        return env
+
+    def status(self) -> list[EnvironmentView]:
+        views = []
+        for e in self._call("GET", "/environments"):
+            last = e.get("last_sync") or {}
+            views.append(EnvironmentView(
+                e["repository"], e["name"], (e.get("revision") or {}).get("sha"), e["sync_status"], e["health"],
+                e["auto_sync_paused"], e["open_drift_reports"], last.get("id"), last.get("status"),
+                ((last.get("error") or "").splitlines() or [""])[0][:200]))
+        return views
+
+    def history(self, environment: str, limit: int = 20) -> list[SyncView]:
+        env = self._environment(environment)
+        rows = self._call("GET", f"/environments/{env['repository']}/{env['name']}/syncs?limit={limit}")
+        return [_sync(row, env["name"]) for row in rows]
+
+    def show_sync(self, sync_id: int) -> SyncView:
+        row = self._call("GET", f"/syncs/{sync_id}")
+        view = _sync(row, row["environment"])
+        if row.get("plan_id"):
+            plan = self._call("GET", f"/plans/{row['plan_id']}")
+            view.plan.update({stage["stage"]: {"summary": "planned after infrastructure applies"
+                                               if stage["deferred"] else stage["summary"],
+                                               "changes": stage["changes"]} for stage in plan["stages"]})
+        return view
+
+    def drift(self, environment: str) -> list[DriftView]:
+        env = self._environment(environment)
+        reports = self._call("GET", f"/drift-reports?status=open&environment={env['repository']}/{env['name']}")
+        out = []
+        for brief in reports:
+            report = self._call("GET", f"/drift-reports/{brief['id']}")
+            out.append(DriftView(report["id"], report["revision"], report["status"],
+                                 datetime.fromisoformat(report["created_at"]), report["items"]))
+        return out
+
+    def sync(self, environment: str, revision: str | None = None, user: str = "cli") -> int:
+        env = self._environment(environment)
+        answer = self._call("POST", f"/environments/{env['repository']}/{env['name']}/sync",
+                            {"revision": revision} if revision else None)
+        return int(answer["sync_id"])
+
+    def resume(self, environment: str, user: str = "cli") -> None:
+        env = self._environment(environment)
+        self._call("POST", f"/environments/{env['repository']}/{env['name']}/resume")
+
+    def approve(self, sync_id: int, user: str, comment: str = "") -> Decision:
+        return _decision(self._call("POST", f"/syncs/{sync_id}/approve", {"comment": comment}))
+
+    def reject(self, sync_id: int, user: str, comment: str = "") -> Decision:
+        return _decision(self._call("POST", f"/syncs/{sync_id}/reject", {"comment": comment}))
+
+    def poll(self, repository: str | None = None) -> list[str]:
+        names = [r["name"] for r in self._call("GET", "/repositories") if repository in (None, r["name"])]
+        for name in names:
+            self._call("POST", f"/repositories/{name}/poll")
+        return names
+
+
+def _sync(row: dict[str, Any], environment: str) -> SyncView:
+    stages = [StageView(s["stage"], s["status"] or "pending", {"counts": s.get("counts", {}), "plan": s.get("plan")},
+                        s.get("seconds"), s.get("log") or "") for s in row.get("stages", [])]
+    finished = row.get("finished_at")
+    return SyncView(row["id"], environment, row.get("revision"), row["trigger"], row["status"],
+                    datetime.fromisoformat(row["created_at"]), datetime.fromisoformat(finished) if finished else None,
+                    row.get("error"), row.get("fingerprint"), {}, stages)
+
+
+def _decision(row: dict[str, Any]) -> Decision:
+    return Decision(row["sync_id"], row["fingerprint"], row["approvals"], row["required"], row["approved"])
