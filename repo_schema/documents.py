@@ -211,15 +211,25 @@ def read_documents(
             if document is not None:
                 documents.append(document)
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
-        problem = " ".join(part for part in (error.context, error.problem) if part)
-        issues.append(Issue(where, "<yaml>", f"invalid YAML: {problem or error}"))
+        issues.append(_yaml_issue(error, text, file))
     except yaml.YAMLError as error:
         issues.append(Issue(Location(file), "<yaml>", f"invalid YAML: {error}"))
     except RecursionError:  # aliases can nest deeper than the text does
         issues.append(Issue(Location(file), "<yaml>", "YAML (with its aliases expanded) nested too deeply"))
     return documents, issues
+
+
+def _yaml_issue(error: yaml.MarkedYAMLError, text: str | bytes, file: str) -> Issue:
+    """Point at the problem, unless the parser only noticed it at the end of the file: an unclosed
+    `[` or `{` is reported at EOF, and the line that opened it is the one the author must fix."""
+    mark = error.problem_mark or error.context_mark
+    decoded = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    rest = decoded[mark.index:] if mark is not None else "x"
+    if error.context_mark is not None and not rest.strip():
+        mark = error.context_mark
+    where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
+    problem = " ".join(part for part in (error.context, error.problem) if part)
+    return Issue(where, "<yaml>", f"invalid YAML: {problem or error}")
 
 
 def _too_deep(text: str | bytes, file: str, max_depth: int) -> Location | None:
@@ -239,6 +249,12 @@ def _too_deep(text: str | bytes, file: str, max_depth: int) -> Location | None:
                     return Location(file, mark.line + 1, mark.column + 1)
             elif isinstance(token, _CLOSE):
                 depth -= 1
+    except yaml.MarkedYAMLError as error:
+        # PyYAML >= 6.0.4 caps flow nesting in the scanner itself; that is the same finding.
+        mark = error.problem_mark
+        if mark is not None and "nesting depth" in (error.problem or ""):
+            return Location(file, mark.line + 1, mark.column + 1)
+        return None
     except yaml.YAMLError:
         return None
     return None

@@ -133,7 +133,11 @@ def _load_environments(
         issues.append(Issue(Location(f"{ENVIRONMENTS_DIR}/"), "<repo>",
                             "no environments: add environments/<name>.yaml (kind: Environment)"))
     for path in files:
-        for document in _read(root, path, issues):
+        before = len(issues)
+        documents = _read(root, path, issues)
+        if len(issues) > before and not documents:
+            invalid.add(path.stem)  # unparseable: its name is most likely its file's stem
+        for document in documents:
             env = _validate(Environment, document, issues)
             if not isinstance(env, Environment):
                 invalid.add(_raw_name(document))

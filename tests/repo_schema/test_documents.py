@@ -89,6 +89,16 @@ def test_broken_yaml_points_at_the_problem() -> None:
     assert issues[0].message.startswith("invalid YAML")
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [("a: 1\nb: [oops\n", 2), ("a: 1\nb: {x: 1\n\n", 2), ("a: 1\nb: c: d\n", 2)],
+    ids=["unclosed-sequence-at-eof", "unclosed-mapping-at-eof", "mapping-value-mid-file"],
+)
+def test_broken_yaml_names_the_line_the_author_must_fix(text: str, line: int) -> None:
+    _, issues = read_documents(text.encode(), "env.yaml")
+    assert (issues[0].location.file, issues[0].location.line) == ("env.yaml", line), issues[0]
+
+
 def test_empty_documents_are_skipped_like_kubectl_does() -> None:
     documents, issues = read_documents("---\n---\nkind: A\n---\n", "m.yaml")
     assert issues == [] and [d.data for d in documents] == [{"kind": "A"}]

@@ -100,6 +100,13 @@ def test_dependson_an_unknown_environment(repo_copy: Path) -> None:
     assert "unknown environment 'stageing'" in found
 
 
+def test_an_unparseable_environment_is_reported_once_not_again_by_its_dependents(repo_copy: Path) -> None:
+    (repo_copy / "environments" / "staging.yaml").write_text(
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Environment\nmetadata: {name: staging}\nspec:\n  workloads: [oops\n")
+    (found,) = messages(repo_copy)
+    assert found.startswith("environments/staging.yaml:5:14: <yaml>: invalid YAML"), found
+
+
 def test_a_duplicate_yaml_key_is_reported_at_the_repeat(repo_copy: Path) -> None:
     env = repo_copy / "environments" / "staging.yaml"
     edit(env, "  approval:\n", "  approval:\n    required: false\n")
