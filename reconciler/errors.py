@@ -23,8 +23,8 @@ class PlanningFailed(RuntimeError):
     """The sync cannot go on: validation, rendering or a provider's plan failed; recorded on the sync."""
 
 
-_TRANSIENT_NAMES = {"BackendUnreachable", "StateLocked", "SourceUnreachable", "ServerError", "TooManyRequests",
-                    "ConnectionError", "ApiUnavailable"}
+_TRANSIENT_NAMES = {"StoreBusy", "BackendUnreachable", "StateLocked", "SourceUnreachable", "ServerError",
+                    "TooManyRequests", "ConnectionError", "ApiUnavailable"}
 
 
 def classify(stage: StageName, error: BaseException) -> Exception:

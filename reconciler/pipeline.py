@@ -108,16 +108,20 @@ def plan_sync(services: Services, sync_id: int) -> None:
                 return
             syncs.transition(sync, L.PLANNING, lease)
         try:
-            _plan_locked(services, sync_id, lease)
+            ready = _plan_locked(services, sync_id, lease)
         except PlanningFailed as failure:
             with services.database.session() as session:
                 sync = session.get_one(Sync, sync_id)
                 syncs.transition(sync, L.FAILED, lease, error=str(failure))
                 sync.environment.sync_status = SyncStatus.OUT_OF_SYNC
                 log.warning("sync %s failed while planning: %s", sync_id, failure)
+                return
+    if ready:  # queued once the lock is released, so the apply does not find it held and back off
+        services.queue.apply(sync_id)
 
 
-def _plan_locked(services: Services, sync_id: int, lease: Lease) -> None:
+def _plan_locked(services: Services, sync_id: int, lease: Lease) -> bool:
+    """Plan and gate the sync; True when it was approved on the spot and should be applied."""
     with services.database.session() as session:
         sync = session.get_one(Sync, sync_id)
         env, revision = sync.environment, _revision(sync)
@@ -132,7 +136,7 @@ def _plan_locked(services: Services, sync_id: int, lease: Lease) -> None:
             if reason is not None:
                 syncs.transition(sync, L.PENDING, lease, error=f"waiting: {reason}")
                 log.info("sync %s waits: %s", sync_id, reason)
-                return
+                return False
         outputs, inventory = previous_outputs(services, session, env.id)
         repo_name, env_name, sha = repository.name, env.name, revision.sha
         heal = sync.trigger is SyncTrigger.DRIFT
@@ -153,9 +157,9 @@ def _plan_locked(services: Services, sync_id: int, lease: Lease) -> None:
             sync.environment.sync_status = SyncStatus.AWAITING_APPROVAL
             record_audit(session, actor="tidegate", action="sync.awaiting_approval", target=_target(sync),
                          details={"fingerprint": plan.fingerprint, "plan_id": row.id})
-            return
+            return False
         syncs.transition(sync, L.APPROVED, lease)
-    services.queue.apply(sync_id)
+    return True
 
 
 def render(services: Services, repository: str, environment: str, sha: str, root: Path,

@@ -3,7 +3,7 @@
 Queues by kind of work (`poll`, `plan`, `apply`, `drift`, `preview`) so a slow Terraform apply
 never delays a poll. Every task is idempotent by its record (a sync knows how far it got), is
 acknowledged late (a worker killed mid-task leaves it to be redelivered), and retries with
-exponential backoff and jitter on `Transient` errors only.
+exponential backoff and jitter on `Transient` errors (and a busy SQLite store) only.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from celery import current_app, shared_task
 from reconciler import pipeline, repositories, schedule, sweeper
 from reconciler.errors import Transient
 from reconciler.runtime import services
-from store import SyncTrigger
+from store import StoreBusy, SyncTrigger
 
 log = logging.getLogger(__name__)
 
 RETRY: dict[str, Any] = {
-    "autoretry_for": (Transient,),
+    "autoretry_for": (Transient, StoreBusy),
     "retry_backoff": 2,
     "retry_backoff_max": 60,
     "retry_jitter": True,

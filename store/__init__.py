@@ -11,7 +11,7 @@ Typical use by the composition root::
         session.add(Repository(name="infra", url=url, credentials=box.seal(token)))
 """
 
-from store.database import Database
+from store.database import Database, StoreBusy
 from store.engine import create_database_engine, sqlite_url
 from store.enums import (
     ApprovalDecision,
@@ -83,6 +83,7 @@ __all__ = [
     "SecretKeyError",
     "Stage",
     "StageStatus",
+    "StoreBusy",
     "Sync",
     "SyncLifecycle",
     "SyncStageResult",

@@ -11,10 +11,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import URL, Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.engine import create_database_engine, sqlite_url
 from store.migrate import upgrade
+
+
+class StoreBusy(RuntimeError):
+    """Another writer holds SQLite's write lock (or moved past this transaction's snapshot).
+
+    WAL readers never wait, but a transaction that read and then writes after another connection
+    committed fails at once with "database is locked" whatever the busy timeout: the work is fine,
+    it only needs to run again. Callers that can retry (the task layer, the API) treat it so.
+    """
 
 
 class Database:
@@ -34,8 +44,13 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session in one transaction: committed when the block ends, rolled back if it raises."""
-        with self.sessions.begin() as session:
-            yield session
+        try:
+            with self.sessions.begin() as session:
+                yield session
+        except OperationalError as error:
+            if "database is locked" in str(error.orig) or "database is busy" in str(error.orig):
+                raise StoreBusy(f"the store is busy: {error.orig}") from error
+            raise
 
     def upgrade(self, revision: str = "head") -> None:
         """Bring the schema to `revision` (the latest by default); safe to call on every start.

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from reconciler.runtime import Services
+from store import StoreBusy
 from tidegate.settings import Settings
 from tidegate.worker import build_services, make_app
 
@@ -30,6 +32,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     @app.get("/healthz", tags=["health"], summary="Liveness: answers without authentication")
     def healthz() -> dict[str, Any]:
         return {"status": "ok"}
+
+    @app.exception_handler(StoreBusy)
+    async def store_busy(_request: Request, error: StoreBusy) -> JSONResponse:
+        """SQLite lost a write race to a worker: nothing was written; the client may simply retry."""
+        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "1"})
 
     app.include_router(webhook_router(svc, settings))
     app.include_router(dashboard_router(svc, settings))

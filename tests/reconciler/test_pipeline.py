@@ -244,3 +244,21 @@ def test_an_environment_locked_by_another_worker_is_retried_later(
     with pytest.raises(pipeline.Busy, match="other-worker"):
         pipeline.plan_sync(services, sync_id)
     assert _sync_row(services, sync_id)[0] is L.PENDING
+
+
+def test_an_automated_apply_is_queued_only_after_the_planner_let_go_of_the_lock(
+        services: Services, environment: tuple[int, int], world: World) -> None:
+    """Queued while the planner still held the lock, the apply would find it busy and back off."""
+    sync_id = _sync(services, environment, "staging")
+    held_when_queued: list[bool] = []
+    queue = services.queue
+    assert isinstance(queue, RecordingQueue)
+    original = queue.apply
+
+    def apply(queued: int) -> None:
+        held_when_queued.append(EnvironmentLock(services.redis, "infra/staging").current() is not None)
+        original(queued)
+
+    queue.apply = apply  # type: ignore[method-assign]
+    pipeline.plan_sync(services, sync_id)
+    assert _queued(services) == [("apply", sync_id)] and held_when_queued == [False]
