@@ -5,7 +5,8 @@ Each run gets `<artifacts>/<ident>/` as ansible-runner's private data dir:
     inventory/hosts.yml      the generated inventory (no secrets: key *paths* only)
     env/extravars            the rendered extra vars
     ansible.cfg              the settings of the run (pipelining, ControlPersist, timeouts)
-    artifacts/<ident>/       ansible-runner's artifacts: job_events/, stdout, command, status, rc
+    artifacts/<ident>/       ansible-runner's artifacts: stdout, command, status, rc, and
+                             job_events.jsonl: every event in order (see `write_events`)
     secrets/                 the private key (0600) and known_hosts; the key is deleted after the run
 
 Secrets: the private key is written as a 0600 file only for the duration of the run and removed
@@ -189,6 +190,21 @@ def write_config(path: Path, settings: RunSettings, control_dir: Path, known_hos
         config.write(handle)
 
 
+def config_directories(base: Path) -> list[Path]:
+    """The existing directories a repo's `ansible.cfg` points at (roles, plugins, collections):
+    the files a run reads besides the playbook's own tree, so a plan's digest can cover them."""
+    if not base.is_file():
+        return []
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(base)
+    found: list[Path] = []
+    for section in config.sections():
+        for key, value in config[section].items():
+            if key in _PATH_KEYS and key not in ("log_path", "vault_password_file"):
+                found += [Path(part) for part in _absolute_paths(value, base.parent).split(":") if part]
+    return [path for path in dict.fromkeys(found) if path.is_absolute() and path.is_dir()]
+
+
 def _absolute_paths(value: str, directory: Path) -> str:
     parts = []
     for part in value.split(":"):
@@ -238,9 +254,16 @@ class PreparedRun:
 
     def finish(self) -> None:
         """Close the SSH master connections and remove the key file and the control directory."""
-        for socket_path in self.control_dir.glob("*"):
-            subprocess.run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "tidegate-control"],
-                           capture_output=True, timeout=10, check=False)
+        # All at once: each `ssh -O exit` waits for its master to go, which adds up over many hosts.
+        closing = [subprocess.Popen(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "tidegate-control"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   for socket_path in self.control_dir.glob("*")]
+        for process in closing:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         shutil.rmtree(self.control_dir, ignore_errors=True)
         if self.key_file is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -302,13 +325,15 @@ def run_playbook(request: RunRequest, data_dir: Path, ident: str = "run",
 
 
 def execute(prepared: PreparedRun, on_event: EventHandler | None = None) -> RunOutcome:
+    """One ansible-runner run of a prepared data dir; the events are kept in memory and written to
+    `artifacts/<ident>/job_events.jsonl` once the run ends (see `write_events`)."""
     events: list[dict[str, Any]] = []
 
     def handle(event: dict[str, Any]) -> bool:
         events.append(event)
         if on_event is not None:
             on_event(event)
-        return True
+        return False
 
     config = RunnerConfig(
         private_data_dir=str(prepared.data_dir),
@@ -321,6 +346,10 @@ def execute(prepared: PreparedRun, on_event: EventHandler | None = None) -> RunO
         rotate_artifacts=0,
         suppress_env_files=True,
         host_cwd=str(prepared.playbook.parent),
+        # Not ansible-runner's default jsonfile fact cache in the artifacts: each run has its own
+        # data dir, so it could never be reused, and facts we record come from the events. Ansible's
+        # in-memory cache keeps the run exactly what the same ansible.cfg does without the wrapper.
+        fact_cache_type="memory",
     )
     config.prepare()
     # ansible-runner seeds the child environment with the caller's whole os.environ (and writes it
@@ -331,9 +360,30 @@ def execute(prepared: PreparedRun, on_event: EventHandler | None = None) -> RunO
     config.env = {**own, **prepared.env()}
     runner = Runner(config, event_handler=handle, cancel_callback=lambda: False)
     started = time.monotonic()
-    runner.run()
+    try:
+        runner.run()
+    finally:
+        write_events(Path(config.artifact_dir), events)
     return RunOutcome(status=str(runner.status), rc=runner.rc, events=events, data_dir=prepared.data_dir,
                       duration=time.monotonic() - started)
+
+
+def write_events(directory: Path, events: list[dict[str, Any]]) -> None:
+    """The run's events, in order, one JSON object a line, in `artifacts/<ident>/job_events.jsonl` (0600).
+
+    Why not ansible-runner's own `job_events/<counter>-<uuid>.json`: it writes each event with
+    `json.dump` into a codecs writer, which takes the pure-Python encoder and one `write` per token,
+    and creates one file per event. Measured on the example's apply on 2 nodes (68 events): its
+    event handling took 31 of the wrapper process's 64 ms of CPU per run, 10 ms without that
+    writing; one file written with the C encoder costs under 1 ms (68 files: about 8 ms). The
+    handler tells ansible-runner not to write them; the empty `job_events/` is removed.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(directory / "job_events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("".join(json.dumps(event) + "\n" for event in events))
+    with contextlib.suppress(OSError):
+        (directory / "job_events").rmdir()  # empty: the callback's partial files were consumed
 
 
 _ERROR_LOCATION = re.compile(r"The error appears to be in '(?P<file>[^']+)': line (?P<line>\d+), column (?P<col>\d+)")

@@ -2,8 +2,8 @@
 
 * `plan(context)`: `--syntax-check` (a syntax error is reported with file:line before any host is
   touched), then a `--check --diff` run → one Change per `host/task` with its diff.
-* `apply(context, plan)`: refuses a plan whose inputs (playbook tree, inventory, extra vars)
-  changed since; otherwise the real run → one Outcome per `host/task`.
+* `apply(context, plan)`: refuses a plan whose inputs changed since; otherwise the real run → one
+  Outcome per `host/task`.
 * `observe(context)`: `--syntax-check`, then a check run → one DriftItem per changed host/task/file.
 
 What the context must carry (plain values; the composition root fills them):
@@ -19,6 +19,24 @@ What the context must carry (plain values; the composition root fills them):
   `host_vars` (`{node: {var: value}}`, e.g. a sandbox node's `node_prefix`), `known_hosts` (text;
   makes host key checking strict against exactly these keys), `host_key_checking` (bool),
   `forks`, `timeout` (seconds, overrides the spec), `syntax_check` (bool, default true).
+
+What apply checks against the plan (the choice, and why):
+
+* The plan's *inputs* must be the current ones, as Terraform refuses a stale saved plan: the
+  inputs digest covers the playbook's directory tree (roles, templates, group_vars, ...), the
+  directories inside the checkout that the repo's `ansible.cfg` points at (e.g. a `roles_path`
+  beside the playbook's directory), the generated inventory (hosts, groups, connection settings,
+  host vars) and the extra vars. If any differs, apply fails with "stale plan ... plan again" and
+  touches no host. Paths outside the checkout (installed collections, /etc/ansible) and the
+  ansible-core version are not covered.
+* The *live state* is not re-checked before apply. Ansible has no cheap fingerprint of a node's
+  state (nothing like Terraform's state serial), and the only faithful check is a second
+  `--check` run, which costs as much as the apply itself. It is also not needed for correctness:
+  the tasks are idempotent, so the real run converges every host to the state the plan was made
+  for, whatever was edited in between; only *which* tasks change can differ from the plan. Apply
+  reports that difference instead of refusing: `outputs["unplanned_changes"]` lists the
+  `host/task` addresses the run changed although the plan showed no change for them (live state
+  that drifted after the plan), and the Outcomes say what each task actually did.
 
 One unreachable or failing host fails the stage with that host's error while the other hosts'
 results are kept: apply returns a failed StageResult with every host's outcomes; plan and observe
@@ -46,6 +64,7 @@ from providers.ansible.runner import (
     RunOutcome,
     RunRequest,
     RunSettings,
+    config_directories,
     execute,
     parse_syntax_error,
     prepare,
@@ -138,9 +157,16 @@ def resolve(context: StageContext) -> ResolvedInputs:
         host_key_checking=bool(settings.get("host_key_checking", True)),
     )
     known_hosts = settings.get("known_hosts")
+    config_trees = {
+        str(path.relative_to(workdir)): _tree_digest(path)
+        for path in config_directories(playbook.parent / "ansible.cfg")
+        if path.is_relative_to(workdir) and not path.is_relative_to(playbook.parent)
+    }
     inputs_digest = digest({
         "playbook": str(playbook.relative_to(workdir)),
         "tree": _tree_digest(playbook.parent),
+        # Only when present, so the digests of plans of repos without such directories stay as they were.
+        **({"config_trees": config_trees} if config_trees else {}),
         "inventory": inventory,
         "extra_vars": spec.extra_vars,
     })
@@ -220,6 +246,7 @@ class AnsibleStage:
                 "hosts": _host_summary(report),
                 "failed_tasks": {task.address: mask(task.message) for task in report.tasks
                                  if task.status in (TaskStatus.failed, TaskStatus.unreachable)},
+                "unplanned_changes": _unplanned_changes(plan, report),
                 "facts": _facts(outcome.events),
                 "run_dir": str(outcome.data_dir),
                 "duration": round(outcome.duration, 3),
@@ -329,6 +356,13 @@ def _value(text: str | None, change: FileChange, desired: bool, mask: _Masker) -
     if change.created or change.deleted:
         return "absent" if missing else "present"
     return None
+
+
+def _unplanned_changes(plan: StagePlan, report: RunReport) -> list[str]:
+    """`host/task` addresses the real run changed though the plan showed no change for them: live
+    state that moved after the plan (apply converges it anyway; see the module docstring)."""
+    planned = {change.address for change in plan.changes if change.action is not Action.no_op}
+    return [task.address for task in report.tasks if task.changed and task.address not in planned]
 
 
 def _host_summary(report: RunReport) -> dict[str, dict[str, Any]]:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from providers.ansible.runner import RunSettings, clean_environment, parse_syntax_error, write_config
+from providers.ansible.runner import (
+    RunSettings,
+    clean_environment,
+    config_directories,
+    parse_syntax_error,
+    write_config,
+)
 
 # What ansible-core 2.18 prints for tests/providers/ansible/playbooks/broken/site.yml.
 SYNTAX_ERROR_OUTPUT = """\
@@ -95,3 +101,18 @@ def test_an_error_without_a_location_keeps_its_message() -> None:
 
     assert error.location is None
     assert str(error) == "the role 'missing' was not found in /checkout/roles"
+
+
+def test_the_directories_a_repos_ansible_cfg_points_at_are_found_for_the_plan_digest(tmp_path: Path) -> None:
+    playbooks = tmp_path / "checkout" / "ansible"
+    shared_roles = tmp_path / "checkout" / "shared" / "roles"
+    library = playbooks / "library"
+    for directory in (shared_roles, library):
+        directory.mkdir(parents=True)
+    (playbooks / "ansible.cfg").write_text(
+        "[defaults]\nroles_path = ../shared/roles:/nonexistent/roles\nlibrary = ./library\n"
+        "log_path = ./ansible.log\n"
+    )
+
+    assert config_directories(playbooks / "ansible.cfg") == [shared_roles.resolve(), library.resolve()]
+    assert config_directories(tmp_path / "missing.cfg") == []
