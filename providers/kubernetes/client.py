@@ -114,6 +114,10 @@ def as_kube_error(error: BaseException, what: str) -> KubeError:
     return KubeError(f"{what}: {message}" + (f" ({status})" if status else ""), status, reason, body)
 
 
+POOL_SIZE = 64
+"""Connections kept per API server: room for every watch of one environment and its other calls."""
+
+
 class KubeClient:
     """One cluster. `dynamic` is the official DynamicClient; use `call` for anything retried."""
 
@@ -150,6 +154,10 @@ class KubeClient:
             kube_config.load_kube_config_from_dict(data, context=context,  # type: ignore[no-untyped-call]
                                                    client_configuration=configuration, persist_config=False)
         configuration.retries = False  # our own retry loop decides; urllib3 must not retry behind it
+        # The default (5 per CPU: 10 here) is fewer than the long-lived watches one environment's
+        # live watcher holds (one per kind and namespace) plus the calls beside them; urllib3 then
+        # opens and throws away a connection per call and logs "Connection pool is full".
+        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, POOL_SIZE)
         return cls(ApiClient(configuration=configuration), retry, timeout)
 
     def call(self, fn: Callable[..., T], *args: Any, what: str = "request", **kwargs: Any) -> T:
