@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from reconciler import pollstats
 from reconciler.runtime import Services
 from store import (
     DriftItem,
@@ -49,6 +50,7 @@ class StoreCollector(Collector):
             yield _webhook_deliveries(session)
             yield from _polls(session)
         yield self._queues()
+        yield self._poll_latency()
 
     def _queues(self) -> Metric:
         family = GaugeMetricFamily("tidegate_queue_depth", "Tasks waiting in each Celery queue (Redis list length).",
@@ -59,6 +61,21 @@ class StoreCollector(Collector):
             except RedisError:
                 continue
             family.add_metric([queue], depth)
+        return family
+
+
+    def _poll_latency(self) -> Metric:
+        family = HistogramMetricFamily("tidegate_git_poll_duration_seconds",
+                                       "Seconds one poll of a repository took (ls-remote; fetch and validation "
+                                       "when the head moved).", labels=["repository"])
+        try:
+            histograms = pollstats.read(self.services.redis)
+        except RedisError:
+            return family
+        for latency in histograms:
+            buckets = [(str(bound), float(count)) for bound, count in latency.cumulative]
+            family.add_metric([latency.repository], [*buckets, ("+Inf", float(latency.count))],
+                              latency.total_seconds)
         return family
 
 
@@ -117,7 +134,7 @@ def _webhook_deliveries(session: Session) -> Metric:
 
 
 def _polls(session: Session) -> Iterator[Metric]:
-    """How stale each repository's view of Git is (the poll's own duration is not recorded in the store)."""
+    """How stale each repository's view of Git is (each poll's duration: `pollstats`, in Redis)."""
     age = GaugeMetricFamily("tidegate_git_poll_age_seconds", "Seconds since each repository was last polled.",
                             labels=["repository"])
     failing = GaugeMetricFamily("tidegate_git_poll_failing", "1 when the repository's last poll failed.",

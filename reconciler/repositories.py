@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reconciler import syncs
+from reconciler import pollstats, syncs
 from reconciler.runtime import Services
 from reconciler.sources.git import GitAuth, GitSource, SourceError
 from reconciler.sources.paths import affected
@@ -106,12 +107,20 @@ def poll(services: Services, repository_id: int, trigger: SyncTrigger = SyncTrig
         services.redis.set(again, 1, ex=POLL_LOCK_SECONDS)  # the running poll looks once more when done
         return PollResult(str(repository_id), None, False, error="a poll of this repository is already running")
     try:
-        result = _poll(services, repository_id, trigger)
+        result = _timed_poll(services, repository_id, trigger)
         while services.redis.getdel(again):
-            result = _poll(services, repository_id, trigger)
+            result = _timed_poll(services, repository_id, trigger)
         return result
     finally:
         services.redis.delete(key)
+
+
+def _timed_poll(services: Services, repository_id: int, trigger: SyncTrigger) -> PollResult:
+    started = time.monotonic()
+    result = _poll(services, repository_id, trigger)
+    if result.error != "no such repository":
+        pollstats.record(services.redis, result.repository, time.monotonic() - started)
+    return result
 
 
 def _poll(services: Services, repository_id: int, trigger: SyncTrigger) -> PollResult:

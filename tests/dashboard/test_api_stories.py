@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from reconciler import pollstats
 from store import (
     ApiToken,
     AuditEvent,
@@ -309,6 +310,7 @@ def test_the_logs_of_a_finished_sync_arrive_as_events_then_end(shared_client: An
 
 def test_metrics_are_all_named_tidegate_and_count_what_the_store_holds(client: TestClient, world: World) -> None:
     world.services.redis.rpush("apply", "task-1", "task-2")
+    pollstats.record(world.services.redis, "infra", 0.04)
     with world.services.database.session() as session:
         session.add(WebhookDelivery(host=GitHost.GITHUB, delivery_id="d-1", event="push"))
     text = client.get("/metrics", headers=world.auth("vera")).text
@@ -320,6 +322,9 @@ def test_metrics_are_all_named_tidegate_and_count_what_the_store_holds(client: T
     assert 'tidegate_queue_depth{queue="apply"} 2.0' in samples
     assert 'tidegate_webhook_deliveries_total{event="push",host="github"} 1.0' in samples
     assert any(line.startswith('tidegate_git_poll_age_seconds{repository="infra"}') for line in samples)
+    assert 'tidegate_git_poll_duration_seconds_bucket{le="0.025",repository="infra"} 0.0' in samples
+    assert 'tidegate_git_poll_duration_seconds_bucket{le="0.05",repository="infra"} 1.0' in samples
+    assert 'tidegate_git_poll_duration_seconds_count{repository="infra"} 1.0' in samples
 
 
 def test_metrics_need_a_token(client: TestClient) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from reconciler import repositories
+from reconciler import pollstats, repositories
 from reconciler.runtime import Services
 from store import Environment, Repository, Sync
 from tests.reconciler.conftest import RecordingQueue
@@ -101,3 +101,16 @@ def test_a_force_push_is_reported_and_the_new_head_planned(services: Services, t
     assert result.head == rewritten and "staging" in result.planned
     with services.database.session() as session:
         assert "force-pushed" in (session.get_one(Repository, repository_id).poll_error or "")
+
+
+def test_every_poll_is_timed_into_the_repositorys_latency_histogram(services: Services, tmp_path: Path) -> None:
+    bare = tmp_path / "infra.git"
+    make_bare_repo(bare, files_of(EXAMPLE))
+    repository_id = _register(services, str(bare))
+    repositories.poll(services, repository_id)  # moved: fetch and validation
+    repositories.poll(services, repository_id)  # unmoved: one ls-remote
+    (latency,) = pollstats.read(services.redis)
+    assert (latency.repository, latency.count) == ("infra", 2)
+    counts = [count for _bound, count in latency.cumulative]
+    assert counts == sorted(counts) and counts[-1] <= 2, "buckets are cumulative"
+    assert 0 < latency.total_seconds < 60 and counts[-1] == 2
