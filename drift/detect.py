@@ -2,7 +2,10 @@
 
 `observe` of all three stages (Terraform `plan -detailed-exitcode`, Ansible check mode, the
 Kubernetes live diff) gives drift items; they go into one open drift report per environment (a
-later observation replaces its items; an observation that finds nothing resolves it). With
+later observation replaces its items; an observation that finds nothing resolves it). Drift that
+someone accepted stays accepted: an item with the same stage, address, field and live value as one
+in a report accepted at the synced revision is not reported again (a new live value, or a new
+revision, is). With
 `selfHeal`, a correcting sync is requested through the reconciler's ordinary gate: an environment
 that requires approval gets a correcting plan awaiting approval, never a silent apply. This module
 never applies anything itself.
@@ -14,6 +17,9 @@ import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from providers.stage import DriftItem, StageName
 from reconciler import contexts, pipeline, repositories, syncs
@@ -37,6 +43,8 @@ class Observation:
     report_id: int | None = None
     heal_sync_id: int | None = None
     skipped: str | None = None
+    accepted: int = 0
+    """Items left out because people accepted exactly that live value at this revision."""
 
 
 def check(services: Services, environment_id: int, trigger: str = "schedule") -> Observation:
@@ -61,7 +69,7 @@ def check(services: Services, environment_id: int, trigger: str = "schedule") ->
     except Busy as busy:
         observation.skipped = str(busy)
         return observation
-    heal = _record(services, environment_id, observation, loaded.repo.sync_policy(env_name).self_heal, trigger)
+    heal = record(services, environment_id, observation, loaded.repo.sync_policy(env_name).self_heal, trigger)
     if heal is not None:
         services.queue.plan(heal)
         observation.heal_sync_id = heal
@@ -85,11 +93,17 @@ def _observe_all(services: Services, loaded: pipeline.Loaded) -> tuple[list[Drif
     return items, errors
 
 
-def _record(services: Services, environment_id: int, observation: Observation, self_heal: bool,
-            trigger: str) -> int | None:
+def record(services: Services, environment_id: int, observation: Observation, self_heal: bool,
+           trigger: str) -> int | None:
+    """Keep the observation as the environment's open drift report (or resolve it when clean); the id
+    of a correcting sync to queue when `self_heal` asked for one."""
     with services.database.session() as session:
         env = session.get_one(Environment, environment_id)
         open_reports = list(open_drift_reports(session, env.id))
+        accepted = _accepted(session, env)
+        fresh = [item for item in observation.items if _key(item.stage.value, item.address, item.field, item.live)
+                 not in accepted]
+        observation.accepted, observation.items = len(observation.items) - len(fresh), fresh
         if not observation.items:
             for report in open_reports:
                 report.status, report.resolved_at = DriftStatus.RESOLVED, utcnow()
@@ -116,6 +130,18 @@ def _record(services: Services, environment_id: int, observation: Observation, s
         sync, created = syncs.request(session, env, env.synced_revision, SyncTrigger.DRIFT)
         session.flush()
         return sync.id if created else None
+
+
+def _accepted(session: Session, env: Environment) -> set[tuple[str, str, str, str]]:
+    """The items of every report accepted at the environment's synced revision."""
+    rows = session.scalars(select(DriftRow).join(DriftReport).where(
+        DriftReport.environment_id == env.id, DriftReport.revision_id == env.synced_revision_id,
+        DriftReport.resolution == DriftResolution.ACCEPTED))
+    return {_key(row.stage.value, row.address, row.field, row.live) for row in rows}
+
+
+def _key(stage: str, address: str, field: str, live: Any) -> tuple[str, str, str, str]:
+    return stage, address, field, json.dumps(_json(live), sort_keys=True)
 
 
 def _json(value: Any) -> Any:

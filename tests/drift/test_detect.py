@@ -1,0 +1,73 @@
+"""Recording what an observation found: one open report, resolved when clean, and accepted drift
+not reported again until its live value or the revision moves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from drift.detect import Observation, record
+from providers.stage import DriftItem, StageName
+from reconciler.runtime import Services
+from store import DriftReport, DriftResolution, DriftStatus, Environment, SyncStatus, utcnow
+
+
+def _synced(services: Services, environment: tuple[int, int]) -> None:
+    with services.database.session() as session:
+        env = session.get_one(Environment, environment[0])
+        env.synced_revision_id = env.desired_revision_id = environment[1]
+        env.sync_status = SyncStatus.SYNCED
+
+
+def _observe(services: Services, environment: tuple[int, int], *items: DriftItem) -> Observation:
+    observation = Observation("production", items=list(items))
+    assert record(services, environment[0], observation, self_heal=False, trigger="schedule") is None
+    return observation
+
+
+def _replicas(live: Any) -> DriftItem:
+    return DriftItem(StageName.workloads, "apps/v1/Deployment/web/web", "spec.replicas", 3, live)
+
+
+def _state(services: Services, environment: tuple[int, int]) -> tuple[SyncStatus, list[tuple[DriftStatus, Any]]]:
+    with services.database.session() as session:
+        reports = session.scalars(select(DriftReport).order_by(DriftReport.id)).all()
+        return (session.get_one(Environment, environment[0]).sync_status,
+                [(report.status, [row.live for row in report.items]) for report in reports])
+
+
+def _accept_open_report(services: Services) -> None:
+    """What the dashboard's accept action does to the report."""
+    with services.database.session() as session:
+        report = session.scalars(select(DriftReport).where(DriftReport.status == DriftStatus.OPEN)).one()
+        report.status, report.resolution, report.resolved_at = (DriftStatus.RESOLVED, DriftResolution.ACCEPTED,
+                                                                utcnow())
+        report.environment.sync_status = SyncStatus.SYNCED
+
+
+def test_drift_opens_one_report_that_a_clean_observation_resolves(services: Services,
+                                                                  environment: tuple[int, int]) -> None:
+    _synced(services, environment)
+    first = _observe(services, environment, _replicas(5))
+    again = _observe(services, environment, _replicas(6))
+    assert first.report_id == again.report_id
+    assert _state(services, environment) == (SyncStatus.DRIFTED, [(DriftStatus.OPEN, [6])])
+    _observe(services, environment)
+    assert _state(services, environment) == (SyncStatus.SYNCED, [(DriftStatus.RESOLVED, [6])])
+
+
+def test_accepted_drift_is_not_reported_again_until_its_live_value_moves(services: Services,
+                                                                        environment: tuple[int, int]) -> None:
+    _synced(services, environment)
+    _observe(services, environment, _replicas(5))
+    _accept_open_report(services)
+
+    same = _observe(services, environment, _replicas(5))
+    assert (same.accepted, same.report_id) == (1, None)
+    assert _state(services, environment) == (SyncStatus.SYNCED, [(DriftStatus.RESOLVED, [5])])
+
+    moved = _observe(services, environment, _replicas(7))
+    assert moved.accepted == 0 and moved.report_id is not None
+    assert _state(services, environment) == (SyncStatus.DRIFTED, [(DriftStatus.RESOLVED, [5]),
+                                                                  (DriftStatus.OPEN, [7])])
