@@ -250,11 +250,15 @@ def _too_deep(text: str | bytes, file: str, max_depth: int) -> Location | None:
             elif isinstance(token, _CLOSE):
                 depth -= 1
     except yaml.MarkedYAMLError as error:
-        # PyYAML >= 6.0.4 caps flow nesting in the scanner itself; that is the same finding.
+        # PyYAML >= 6.0.4 caps flow nesting in its scanner, which looks ahead and so raises before
+        # yielding the bracket that crossed our (lower) limit: find that one in the text before its cap.
         mark = error.problem_mark
-        if mark is not None and "nesting depth" in (error.problem or ""):
-            return Location(file, mark.line + 1, mark.column + 1)
-        return None
+        if mark is None or "nesting depth" not in (error.problem or ""):
+            return None
+        decoded = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        if 0 < mark.index < len(decoded) and max_depth < 1000:
+            return _too_deep(decoded[:mark.index], file, max_depth) or Location(file, mark.line + 1, mark.column + 1)
+        return Location(file, mark.line + 1, mark.column + 1)
     except yaml.YAMLError:
         return None
     return None
