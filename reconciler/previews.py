@@ -20,6 +20,7 @@ nodes) are shown as "planned after infrastructure applies", as the sync's own pl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+from redis.exceptions import LockError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -35,6 +37,7 @@ from providers.stage import StageContext, StageName
 from reconciler import contexts, pipeline
 from reconciler.contexts import Run
 from reconciler.desired import check_checkout
+from reconciler.errors import Transient
 from reconciler.hosts import CommitStatus, GitHostClient, HostError, client_for
 from reconciler.plans import EnvironmentPlan
 from reconciler.repositories import source_for
@@ -46,6 +49,9 @@ from store import Environment, Preview, PreviewStatus, Repository, utcnow
 
 log = logging.getLogger(__name__)
 
+PREVIEW_LOCK_SECONDS = 900
+"""How long one preview may hold its PR (and how long the next waits): a plan of every affected
+environment's three stages takes well under this; a dead worker's lock expires after it."""
 MAX_COMMENT = 60_000
 """Characters of one comment (GitHub refuses bodies over 65,536); diffs are cut to fit."""
 MAX_DIFF = 4_000
@@ -107,7 +113,23 @@ class PreviewOutcome(BaseModel):
 # --- the flow ---------------------------------------------------------------------------------------
 
 def run(services: Services, request: PreviewRequest) -> PreviewOutcome:
-    """Preview the PR head: pending status, plan, one comment (edited in place), final status."""
+    """Preview the PR head: pending status, plan, one comment (edited in place), final status.
+
+    One preview of a PR at a time (a Redis lock per repository and PR): two at once would share the
+    PR's work directory, and both could find no Tidegate comment yet and each create one. A second
+    delivery for the PR waits for the first, then finds its comment and edits it."""
+    key = f"tidegate:lock:preview:{request.repository_id}:{request.number}"
+    lock = services.redis.lock(key, timeout=PREVIEW_LOCK_SECONDS, blocking_timeout=PREVIEW_LOCK_SECONDS)
+    if not lock.acquire():
+        raise Transient(f"a preview of pull request #{request.number} is still running")
+    try:
+        return _run(services, request)
+    finally:
+        with contextlib.suppress(LockError):
+            lock.release()
+
+
+def _run(services: Services, request: PreviewRequest) -> PreviewOutcome:
     with services.database.session() as session:
         repository = session.get_one(Repository, request.repository_id)
         row = _start(session, request)

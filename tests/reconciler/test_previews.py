@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -115,6 +116,10 @@ class PullRequests:
 
     def preview(self, head: str, action: str = "opened", number: int = 7) -> PreviewOutcome:
         """GitHub tells Tidegate about the PR (a signed webhook); the worker then runs the preview."""
+        return run(self.services, self.deliver(head, action, number))
+
+    def deliver(self, head: str, action: str = "opened", number: int = 7) -> PreviewRequest:
+        """The signed webhook only: the preview request the receiver queued."""
         if number not in self.host.pulls:
             self.host.add_pull(number, author="alice", head_sha=head)
         self.host.pulls[number].head_sha = head
@@ -129,7 +134,7 @@ class PullRequests:
         assert answer.status_code == 202, answer.text
         request = self.jobs.requests.pop()
         assert (request.head_sha, request.base_sha, request.public_url) == (head, self.base, PUBLIC_URL)
-        return run(self.services, request)
+        return request
 
     def row(self, number: int = 7) -> Preview:
         with self.services.database.session() as session:
@@ -386,3 +391,17 @@ def _applied_before(prs: PullRequests, environment: str, nodes: list[dict[str, A
         session.flush()
         session.add(SyncStageResult(sync_id=sync.id, stage=Stage.INFRASTRUCTURE, status=StageStatus.SUCCEEDED,
                                     outputs=prs.services.secrets.seal(json.dumps(outputs))))
+
+
+@pytest.mark.integration
+def test_two_deliveries_of_one_push_at_once_leave_one_comment(prs: PullRequests) -> None:
+    """GitHub sends `opened` and a retry, or `reopened` and `synchronize`, seconds apart: the second
+    preview waits for the first and edits its comment instead of posting another."""
+    head = prs.push(_staging_patch("racing push"), "Tune staging settings")
+    requests = [prs.deliver(head, action) for action in ("opened", "reopened")]
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(lambda request: run(prs.services, request), requests))
+    assert {outcome.status for outcome in outcomes} == {PreviewStatus.SUCCESS}
+    assert len(prs.host.comment_bodies(7)) == 1
+    assert len(prs.host.calls_to("POST", r"/issues/7/comments$")) == 1
+    assert outcomes[0].comment_id == outcomes[1].comment_id
