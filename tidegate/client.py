@@ -7,16 +7,20 @@ plain dataclass with secrets already left out.
 
 from __future__ import annotations
 
+import functools
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import select
 
 from reconciler import approvals, repositories, syncs
 from reconciler.runtime import Services
 from reconciler.sources.git import SourceError
-from store import ApprovalDecision, ApprovalSource, Environment, Repository, Sync, SyncTrigger
+from store import ApprovalDecision, ApprovalSource, Environment, Repository, StoreBusy, Sync, SyncTrigger
 from store.queries import open_drift_reports, record_audit, sync_history
 
 
@@ -83,6 +87,31 @@ class Client(Protocol):
     def poll(self, repository: str | None = None) -> list[str]: ...
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+BUSY_ATTEMPTS = 40
+
+
+def retried_when_busy(attempts: int = BUSY_ATTEMPTS, pause: float = 0.25) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Make a write again when SQLite gave the write lock to a worker (`StoreBusy`): the lost
+    transaction kept nothing, so repeating it is safe; a person at the CLI should not see the race.
+    Waits up to `pause` seconds (jittered) between attempts."""
+
+    def decorate(method: Callable[P, T]) -> Callable[P, T]:
+        @functools.wraps(method)
+        def again(*args: P.args, **kwargs: P.kwargs) -> T:
+            for _ in range(attempts - 1):
+                try:
+                    return method(*args, **kwargs)
+                except StoreBusy:
+                    time.sleep(random.uniform(pause / 5, pause))
+            return method(*args, **kwargs)
+
+        return again
+
+    return decorate
+
+
 class LocalClient:
     """The client over this machine's store and broker."""
 
@@ -118,6 +147,7 @@ class LocalClient:
 
     # -- acting ------------------------------------------------------------------------------
 
+    @retried_when_busy()
     def sync(self, environment: str, revision: str | None = None, user: str = "cli") -> int:
         """Sync now: the desired revision, or (a rollback) `revision`, which pauses auto-sync."""
         with self.services.database.session() as session:
@@ -138,6 +168,7 @@ class LocalClient:
         self.services.queue.plan(sync_id)
         return sync_id
 
+    @retried_when_busy()
     def resume(self, environment: str, user: str = "cli") -> None:
         with self.services.database.session() as session:
             env = self._find(session, environment)
@@ -145,9 +176,11 @@ class LocalClient:
             repository_id = env.repository_id
         self.services.queue.poll(repository_id)
 
+    @retried_when_busy()
     def approve(self, sync_id: int, user: str, comment: str = "") -> approvals.Decision:
         return self._decide(sync_id, user, ApprovalDecision.APPROVE, comment)
 
+    @retried_when_busy()
     def reject(self, sync_id: int, user: str, comment: str = "") -> approvals.Decision:
         return self._decide(sync_id, user, ApprovalDecision.REJECT, comment)
 

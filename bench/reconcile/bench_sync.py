@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy.exc import OperationalError
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -48,7 +47,7 @@ from reconciler.runtime import Services  # noqa: E402
 from reconciler.schedule import NEXT_POLL  # noqa: E402
 from reconciler.sources.watch import LocalRefWatcher  # noqa: E402
 from sandbox.kube.runner import KubeSandbox  # noqa: E402
-from store import Repository  # noqa: E402
+from store import Repository, StoreBusy  # noqa: E402
 from tidegate.client import EnvironmentView, LocalClient  # noqa: E402
 from tidegate.redis_server import EmbeddedRedis  # noqa: E402
 from tidegate.settings import Settings  # noqa: E402
@@ -328,12 +327,12 @@ def cold_sync(system: System, shape: Shape, repository_id: int, sha: str, timeou
 
 
 def request_sync(system: System, env: str, attempts: int = 20) -> int:
-    """`LocalClient.sync`, retried when SQLite answers "database is locked" at once (a product problem,
-    see README): every retry is printed, never hidden."""
+    """`LocalClient.sync`; it retries a busy SQLite store itself (40 times), so a `StoreBusy` reaching
+    here means the store stayed locked for seconds: printed, never hidden, and tried again."""
     for attempt in range(1, attempts + 1):
         try:
             return system.client.sync(env, user="bench")
-        except OperationalError as error:
+        except StoreBusy as error:
             print(f"# LocalClient.sync({env!r}) attempt {attempt}: {str(error).splitlines()[0]}; retrying")
             time.sleep(0.2)
     raise BenchFailed(f"LocalClient.sync({env!r}) failed {attempts} times")
