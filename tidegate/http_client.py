@@ -6,6 +6,7 @@ installation; identity comes from the API token (the server decides who approves
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,8 @@ import httpx
 
 from reconciler.approvals import Decision
 from tidegate.client import ClientError, DriftView, EnvironmentView, StageView, SyncView
+
+BUSY_RETRIES = 10
 
 
 class HttpClient:
@@ -23,6 +26,11 @@ class HttpClient:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         response = self.http.request(method, path, json=body)
+        for _ in range(BUSY_RETRIES):  # 503 + Retry-After: the server's store was busy and kept nothing
+            if response.status_code != 503 or "retry-after" not in response.headers:
+                break
+            time.sleep(min(float(response.headers["retry-after"]), 5.0))
+            response = self.http.request(method, path, json=body)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -35,3 +36,19 @@ def test_approving_over_http_acts_as_the_token_owner(client: TestClient, world: 
 def test_an_unknown_environment_is_a_clear_error(client: TestClient, world: World) -> None:
     with pytest.raises(ClientError, match="unknown environment 'qa'"):
         _client(client, world, "vera").history("qa")
+
+
+def test_a_busy_store_answer_is_retried_after_the_time_the_server_names() -> None:
+    """The server answers 503 + Retry-After when SQLite gave the write lock to a worker (nothing was
+    written); the CLI asks again instead of failing. The server here is a transport that answers
+    like that twice, since a real store cannot be held busy on cue."""
+    answers = iter([httpx.Response(503, json={"detail": "the store is busy"}, headers={"Retry-After": "0"})] * 2
+                   + [httpx.Response(200, json=[])])
+    seen: list[str] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return next(answers)
+
+    http = HttpClient("http://tidegate.test", "token", transport=httpx.MockTransport(server))
+    assert http.status() == [] and seen == ["/api/v1/environments"] * 3
