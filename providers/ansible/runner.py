@@ -41,6 +41,8 @@ import yaml
 from ansible_runner.config.runner import RunnerConfig  # type: ignore[import-untyped]
 from ansible_runner.runner import Runner  # type: ignore[import-untyped]
 
+from providers import sealed
+
 #: Variables of the caller's environment that a run inherits; everything else is dropped.
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "TMPDIR")
 
@@ -85,6 +87,12 @@ class RunRequest:
     private_key: str | None = None
     known_hosts: str | None = None
     settings: RunSettings = RunSettings()
+    workdir: Path | None = None
+    """The checkout the playbook comes from: all a sealed run may read of the repo (default: the
+    playbook's directory)."""
+    service: bool = False
+    """`connection.type: local`: the playbook configures this machine, so it runs as the service
+    user in the host filesystem (minus the hidden paths) rather than as the runner user."""
 
 
 @dataclass
@@ -228,6 +236,22 @@ class PreparedRun:
     control_dir: Path
     key_file: Path | None
     request: RunRequest
+    seal: sealed.Seal = field(default_factory=sealed.current)
+
+    def confinement(self) -> sealed.Confinement:
+        """The playbook's tree (read only), the run's private data dir and SSH control sockets
+        (writable), the network (SSH to the nodes)."""
+        tree = self.request.workdir or self.playbook.parent
+        return sealed.Confinement(
+            cwd=self.playbook.parent, readable=(tree.resolve(),), writable=(self.data_dir, self.control_dir),
+            identity=sealed.Identity.SERVICE if self.request.service else sealed.Identity.RUNNER)
+
+    def sealed_command(self, argv: list[str]) -> list[str]:
+        """`argv` inside the seal, after the run's directories were handed to whoever runs it."""
+        command = self.seal.command(argv, self.confinement())
+        if not self.request.service:
+            self.seal.hand_over(self.data_dir, self.control_dir)
+        return command
 
     def env(self) -> dict[str, str]:
         return clean_environment({
@@ -270,7 +294,7 @@ class PreparedRun:
                 self.key_file.unlink()
 
 
-def prepare(request: RunRequest, data_dir: Path, ident: str) -> PreparedRun:
+def prepare(request: RunRequest, data_dir: Path, ident: str, seal: sealed.Seal | None = None) -> PreparedRun:
     """Write the private data dir of one run: inventory, extra vars, ansible.cfg, secrets."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     (data_dir / "inventory").mkdir(exist_ok=True)
@@ -310,7 +334,7 @@ def prepare(request: RunRequest, data_dir: Path, ident: str) -> PreparedRun:
     return PreparedRun(
         data_dir=data_dir, ident=ident, playbook=request.playbook.resolve(), inventory_file=inventory_file,
         extravars_file=extravars_file, config_file=config_file, control_dir=control_dir, key_file=key_file,
-        request=request,
+        request=request, seal=seal or sealed.current(),
     )
 
 
@@ -358,6 +382,9 @@ def execute(prepared: PreparedRun, on_event: EventHandler | None = None) -> RunO
     own = {key: value for key, value in config.env.items()
            if key not in inherited or value != os.environ.get(key)}
     config.env = {**own, **prepared.env()}
+    # The callback plugin writes its partial event files there from inside the seal.
+    (Path(config.artifact_dir) / "job_events").mkdir(parents=True, exist_ok=True, mode=0o700)
+    config.command = prepared.sealed_command(list(config.command))
     runner = Runner(config, event_handler=handle, cancel_callback=lambda: False)
     started = time.monotonic()
     try:
@@ -411,8 +438,9 @@ def syntax_check(prepared: PreparedRun, workdir: Path | None = None) -> float:
     Contacts no host. Raises PlaybookSyntaxError with file:line; returns the seconds it took.
     """
     started = time.monotonic()
-    command = [str(ansible_bin_dir() / "ansible-playbook"), "--syntax-check", "-i", str(prepared.inventory_file),
-               "-e", f"@{prepared.extravars_file}", str(prepared.playbook)]
+    command = prepared.sealed_command(
+        [str(ansible_bin_dir() / "ansible-playbook"), "--syntax-check", "-i", str(prepared.inventory_file),
+         "-e", f"@{prepared.extravars_file}", str(prepared.playbook)])
     try:
         result = subprocess.run(command, env=prepared.env(), capture_output=True, text=True,
                                 cwd=prepared.playbook.parent, timeout=max(30.0, prepared.request.settings.timeout))

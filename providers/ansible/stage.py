@@ -18,7 +18,13 @@ What the context must carry (plain values; the composition root fills them):
 * `settings` (optional): `connection` (layered over the spec's: user, port, hostOverrides ...),
   `host_vars` (`{node: {var: value}}`, e.g. a sandbox node's `node_prefix`), `known_hosts` (text;
   makes host key checking strict against exactly these keys), `host_key_checking` (bool),
-  `forks`, `timeout` (seconds, overrides the spec), `syntax_check` (bool, default true).
+  `forks`, `timeout` (seconds, overrides the spec), `syntax_check` (bool, default true),
+  `untrusted_head` (bool: a preview of a head whose author is not trusted; a `local` connection,
+  which runs as the service user rather than sealed as the runner user, is then refused).
+
+Every `ansible-playbook` runs sealed (providers/sealed.py): as the runner user, seeing the checkout
+read only and the run's private data dir; a `local` connection as the service user, still in a
+mount namespace without the data dir.
 
 What apply checks against the plan (the choice, and why):
 
@@ -144,6 +150,9 @@ def resolve(context: StageContext) -> ResolvedInputs:
     nodes = nodes_from_output(nodes_value, output_name)
     settings = context.settings
     connection = merge_connection(spec.connection, settings.get("connection"))
+    if connection.type == "local" and settings.get("untrusted_head"):
+        raise AnsibleStageError("connection.type local runs the playbook as the service user on this machine: "
+                                "it is not run for a pull request head whose author is not trusted")
     private_key = context.credentials.get(PRIVATE_KEY)
     if connection.private_key_ref is not None and not private_key and connection.type == "ssh":
         ref = connection.private_key_ref
@@ -286,6 +295,7 @@ class AnsibleStage:
         request = RunRequest(
             playbook=inputs.playbook, inventory=inputs.inventory, extra_vars=inputs.extra_vars, check=check,
             diff=True, private_key=inputs.private_key, known_hosts=inputs.known_hosts, settings=inputs.settings,
+            workdir=inputs.workdir, service=inputs.connection.type == "local",
         )
         prepared = prepare(request, data_dir, ident)
         try:

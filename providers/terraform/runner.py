@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from providers import sealed
 from providers.stage import MASK
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,8 @@ class Runner:
         grace: float = 30.0,
         on_line: LineCallback | None = None,
         masker: Masker | None = None,
+        seal: sealed.Seal | None = None,
+        confinement: sealed.Confinement | None = None,
     ) -> None:
         self.cwd = cwd
         self.env = dict(env)
@@ -157,6 +160,8 @@ class Runner:
         self.grace = grace
         self.on_line = on_line
         self.masker = masker or Masker()
+        self.seal = seal or sealed.current()
+        self.confinement = confinement or sealed.Confinement(cwd=cwd, writable=(cwd,))
         self.transcript: list[str] = []
 
     def run(
@@ -173,13 +178,17 @@ class Runner:
         collected as messages; without it stdout is kept whole and unlogged (it may hold secrets,
         as `show -json` and `output -json` do).
         """
-        command = [self.binary, *args]
+        command = self.seal.command([self.binary, *args], self.confinement)
+        self.seal.hand_over(*self.confinement.writable)
         limit = self.timeout if timeout is None else timeout
         started = time.monotonic()
         process = subprocess.Popen(
             command,
             cwd=self.cwd,
             env=self.env,
+            # The seal's outer process must outlive an interrupt: terraform gets SIGINT through the
+            # process group and needs time to release its state lock (see `_stop`).
+            preexec_fn=_ignore_interrupts,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -252,9 +261,12 @@ class Runner:
 
     def _stop(self, process: subprocess.Popen[str]) -> None:
         """SIGINT first, so terraform stops gracefully and releases its state lock; SIGKILL the
-        whole process group (terraform and its provider plugins) after the grace period."""
+        whole process group (terraform and its provider plugins) after the grace period.
+
+        The interrupt goes to the process group: terraform runs sealed, under a wrapper that
+        ignores it (`_ignore_interrupts`) while terraform, which asks Go for SIGINT, receives it."""
         try:
-            process.send_signal(signal.SIGINT)
+            os.killpg(process.pid, signal.SIGINT)
             process.wait(timeout=self.grace)
             return
         except subprocess.TimeoutExpired:
@@ -264,6 +276,10 @@ class Runner:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def error_from(result: RunResult, masker: Masker | None = None) -> TerraformError:

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from providers import sealed
 from providers.stage import (
     Action,
     DriftItem,
@@ -116,10 +119,11 @@ class TerraformStage:
     name = StageName.infrastructure
 
     def __init__(self, *, on_line: LineCallback | None = None, base_env: Mapping[str, str] | None = None,
-                 grace: float = 30.0) -> None:
+                 grace: float = 30.0, seal: sealed.Seal | None = None) -> None:
         self.on_line = on_line
         self.base_env = base_env
         self.grace = grace
+        self.seal = seal or sealed.current()
 
     # -- the three verbs -------------------------------------------------------------------
 
@@ -218,8 +222,10 @@ class TerraformStage:
         masker.add(*context.credentials.values())
         env = clean_environment({**context.credentials, "TF_CLI_CONFIG_FILE": str(workspace.cli_config)},
                                 self.base_env)
-        runner = Runner(workspace.module, env, binary=str(settings.get("terraform_binary") or "terraform"),
-                        timeout=spec.timeout, grace=self.grace, on_line=self.on_line, masker=masker)
+        binary = str(settings.get("terraform_binary") or "terraform")
+        runner = Runner(workspace.module, env, binary=binary, timeout=spec.timeout, grace=self.grace,
+                        on_line=self.on_line, masker=masker, seal=self.seal,
+                        confinement=self._confinement(context, workspace, roots, binary))
         lock_timeout = settings.get("lock_timeout")
         if lock_timeout is None:
             lock_timeout = (spec.backend or {}).get("lock_timeout", _DEFAULT_LOCK_TIMEOUT)
@@ -284,9 +290,25 @@ class TerraformStage:
                    f"(waited {run.lock_timeout:g}s)")
         return StateLocked(message, lock, error)
 
-    def _plan_file(self, context: StageContext, kind: str) -> Path:
+    @staticmethod
+    def _confinement(context: StageContext, workspace: Workspace, roots: list[Path],
+                     binary: str) -> sealed.Confinement:
+        """Terraform sees its workspace and plan files (writable), the provider mirrors and its
+        binary (read only), and the network (providers talk to their APIs): not the checkout,
+        whose module it runs from the workspace's copy, and nothing of the worker's."""
+        found = shutil.which(binary)
+        tools = [Path(os.path.realpath(found)).parent] if found else []
+        return sealed.Confinement(cwd=workspace.module, readable=(*roots, *tools),
+                                  writable=(workspace.root, TerraformStage._plans_dir(context)))
+
+    @staticmethod
+    def _plans_dir(context: StageContext) -> Path:
         folder = context.artifacts / "terraform"
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return folder
+
+    def _plan_file(self, context: StageContext, kind: str) -> Path:
+        folder = self._plans_dir(context)
         stamp = time.strftime("%Y%m%dT%H%M%S") + f"{time.time() % 1:.6f}"[1:]
         return folder / f"{context.environment}-{kind}-{stamp}.tfplan"
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from providers.stage import digest
 from providers.terraform.runner import Runner
+from repo_schema.paths import links_leaving
 
 TFVARS_FILE = "tidegate.auto.tfvars.json"
 BACKEND_OVERRIDE = "tidegate_backend_override.tf"
@@ -38,6 +39,10 @@ LOCK_FILE = ".terraform.lock.hcl"
 _KEEP = {".terraform", LOCK_FILE}
 _REQUIREMENT = re.compile(r'^\s*(source|version|required_version)\s*=.*$', re.MULTILINE)
 _PROVIDER_BLOCK = r'^\s*provider\s+"{name}"\s*\{{'
+
+
+class ModuleLinkError(ValueError):
+    """The module holds a symlink out of itself: copying it would carry in what the link points at."""
 
 
 def hcl_value(value: Any) -> str:
@@ -61,6 +66,10 @@ class Workspace:
         unless the source ships its own lock file."""
         if not source.is_dir():
             raise FileNotFoundError(f"Terraform module directory {source} does not exist")
+        leaving = links_leaving(source)
+        if leaving:
+            raise ModuleLinkError(f"the Terraform module has symlinks that leave it (or dangle): {', '.join(leaving)}; "
+                                  "module copies never follow a link out of the module")
         shipped = source / LOCK_FILE
         self.shipped_lock = shipped.read_text() if shipped.is_file() else ""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)  # variables and backend settings live here

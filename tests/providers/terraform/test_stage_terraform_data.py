@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from typing import Any
 
@@ -235,7 +234,8 @@ def test_credentials_reach_terraform_but_never_the_log(
         result = stage.apply(context, stage.plan(context))
 
     echoed = [line for _, line in lines if "(local-exec): key=" in line]
-    assert echoed == [f"terraform_data.echo: (local-exec): key={MASK} home={os.environ['HOME']} leak="]
+    # The seal gives repository code an empty home of its own, never the worker's.
+    assert echoed == [f"terraform_data.echo: (local-exec): key={MASK} home=/tmp leak="]
     assert "wJalrXUtnFEMI" not in result.log
     assert "inherited" not in result.log
 
