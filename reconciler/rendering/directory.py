@@ -37,7 +37,8 @@ def render_directory(
                          include=lambda path: is_rendered(path) or _is_kustomization(path))
     issues = list(listing.issues)
     manifests: list[Manifest] = []
-    templates = TemplateRenderer(root, directory, variables, limits)
+    templates = TemplateRenderer(root, directory, variables, limits,
+                                 templates=[path for path in listing.files if is_template(path)])
     for relative in listing.files:
         if len(manifests) > limits.max_manifests:
             break

@@ -25,7 +25,17 @@ from repo_schema.paths import resolve_inside
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 MAX_DEPTH = 32
-_REMOTE = re.compile(r"^([a-z][a-z0-9+.-]*://|git@|[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?/)", re.IGNORECASE)
+_URL = re.compile(
+    r"^([a-z][a-z0-9+.-]*:"  # any scheme: https:, http:/ (a decoy directory's spelling), git::, ssh:, gh:
+    r"|git@"  # scp-like git@host:org/repo
+    r"|(github\.com|gitlab\.com|bitbucket\.org)(/|$)"  # hosts Kustomize fetches from without a scheme
+    r"|\d{1,3}(\.\d{1,3}){3}(:\d+)?/)",  # an IP address host
+    re.IGNORECASE)
+"""What Kustomize fetches rather than reads: it parses a reference as a URL or a Git repo spec
+*before* it looks for a local file or directory, so a decoy directory named like the URL does not
+make it local. These are refused whatever exists in the checkout."""
+_HOST_LIKE = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}(:\d+)?/", re.IGNORECASE)
+"""`example.org/org/repo`: remote if nothing of that name is in the checkout."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +149,8 @@ class _Walker:
 
     def _check(self, node: Kustomization, reference: Reference) -> tuple[str, str] | None:
         """Record a safe reference; return (dir, kustomization file) when it is a directory."""
-        if _REMOTE.match(reference.path) and not (self.root / node.directory / reference.path).exists():
+        if _URL.match(reference.path) or (_HOST_LIKE.match(reference.path)
+                                           and not (self.root / node.directory / reference.path).exists()):
             self._refuse(reference, "remote resources are not allowed: rendering reads only the repository")
             return None
         try:

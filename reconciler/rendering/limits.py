@@ -19,6 +19,7 @@ class RenderLimits:
     kustomize_timeout: float = 60.0
     template_loop_budget: int = 100_000  # total range() iterations per workload
     template_max_sequence: int = 1_000_000  # items of a string or list built with `*`
+    template_seconds: float = 10.0  # per template, inside the sealed child
 
 
 DEFAULT_RENDER_LIMITS = RenderLimits()

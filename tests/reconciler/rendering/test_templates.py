@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import resource
+
 import pytest
+
+from reconciler.rendering.limits import RenderLimits
 
 SETTINGS = """\
 apiVersion: v1
@@ -118,6 +122,32 @@ def test_output_larger_than_the_file_cap_is_refused(repo) -> None:
     [issue] = repo.render("apps/big").issues
 
     assert issue.message == "rendered output exceeds 1048576 characters"
+    assert str(issue.location) == "apps/big/cm.yaml.j2:1:1"
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("apiVersion: v1\n{{ 'a'.ljust(10**9) }}\n",
+         "refused by the template sandbox: a padding width above 1048576 characters"),
+        ("apiVersion: v1\n{% set width = 10000000000 %}{{ '%*s' % (width, 'a') }}\n",
+         "template rendering exceeded its memory limit"),
+        ("apiVersion: v1\n{% set l = [0] * 1000 %}\n{% for a in l %}{% for b in l %}{% for c in l %}"
+         "{% endfor %}{% endfor %}{% endfor %}\n", "template rendering did not finish within 1 s"),
+    ],
+    ids=["padding-bomb", "format-bomb-hits-the-memory-limit", "slow-loops-hit-the-time-limit"],
+)
+def test_a_template_bomb_fails_at_its_line_in_the_sealed_child_not_in_the_worker(
+        repo, template: str, expected: str) -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    repo.write("apps/bomb/cm.yaml.j2", template)
+
+    [issue] = repo.render("apps/bomb", limits=RenderLimits(template_seconds=1)).issues
+
+    assert issue.message == expected
+    assert issue.location.file == "apps/bomb/cm.yaml.j2" and issue.location.line in (2, 3)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 100, "the template ran in this process"
 
 
 def test_includes_work_inside_the_workload_directory(repo) -> None:
