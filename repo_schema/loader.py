@@ -9,6 +9,7 @@ declared. It never writes anything.
 from __future__ import annotations
 
 import difflib
+import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from repo_schema.models import (
     RepositoryConfig,
     SyncPolicy,
 )
-from repo_schema.paths import UnsafePath, resolve_inside
+from repo_schema.paths import UnsafePath, links_leaving, resolve_inside
 
 REPO_CONFIG_FILE = "tidegate.yaml"
 ENVIRONMENTS_DIR = "environments"
@@ -242,6 +243,7 @@ def _check_cross_references(
                 issues.append(document.issue(("spec", "dependsOn", i),
                                              f"dependsOn names unknown environment {target!r}"))
         issues.extend(_check_paths(root, env, document))
+        issues.extend(_check_module_links(root, env, document))
         issues.extend(_check_outputs(root, env, document))
         issues.extend(_check_workload_names(env, document))
     issues.extend(_check_cycles(environments, sources))
@@ -267,6 +269,23 @@ def _check_paths(root: Path, env: Environment, document: SourceDocument) -> Iter
             yield document.issue(path, f"directory {relative!r} does not exist in the repo")
         elif kind == "file" and not target.is_file():
             yield document.issue(path, f"file {relative!r} does not exist in the repo")
+
+
+def _check_module_links(root: Path, env: Environment, document: SourceDocument) -> Iterator[Issue]:
+    """Symlinks in the Terraform module that leave it: the workspace copy never follows them."""
+    if env.spec.infrastructure is None:
+        return
+    relative = env.spec.infrastructure.path
+    try:
+        module, normalized = resolve_inside(root.resolve(), relative)
+    except UnsafePath:
+        return  # already reported by the path check
+    if not module.is_dir():
+        return
+    for link in links_leaving(module):
+        yield document.issue(("spec", "infrastructure", "path"),
+                             f"{posixpath.join(normalized, link)!r} is a symlink that leaves the module (or dangles); "
+                             "Terraform modules are copied without following such links")
 
 
 def declared_outputs(module_dir: Path) -> set[str]:

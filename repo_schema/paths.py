@@ -49,3 +49,22 @@ def resolve_inside(root: Path, path: str, *, base: str = "") -> tuple[Path, str]
     if real != root and not real.is_relative_to(root):
         raise UnsafePath(f"{relative!r} is or goes through a symlink that resolves outside the repository")
     return real, relative
+
+
+def links_leaving(directory: Path) -> list[str]:
+    """The symlinks under `directory` (its own paths, relative to it, sorted) that resolve outside
+    it or do not resolve at all: a Terraform module is copied into a workspace, and a copy that
+    followed such a link would carry in whatever the link points at (`secret.tf -> /data/secret.key`)."""
+    root = directory.resolve()
+    found: list[str] = []
+    for path in sorted(directory.rglob("*")):
+        if not path.is_symlink():
+            continue
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            found.append(path.relative_to(directory).as_posix())
+            continue
+        if target != root and not target.is_relative_to(root):
+            found.append(path.relative_to(directory).as_posix())
+    return found
