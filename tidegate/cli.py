@@ -23,7 +23,7 @@ from tidegate.cli_users import register as register_users
 from tidegate.serve import serve
 from tidegate.settings import Settings
 from tidegate.up import up
-from tidegate.wiring import open_store
+from tidegate.wiring import install_local_seal, open_store
 
 app = typer.Typer(
     name="tidegate",
@@ -46,6 +46,13 @@ class Stage(StrEnum):
     workloads = "workloads"
 
 
+def local_seal(settings: Settings) -> None:
+    """Seal repository code when this machine can; else say (on stderr) that it runs unsealed."""
+    status = install_local_seal(settings)
+    if not status.sealed:
+        err.print(f"note: repository code runs unsealed, as you ({status.reason})", markup=False)
+
+
 def _report(issues: list[Issue]) -> None:
     for issue in issues:
         err.print(str(issue), markup=False)
@@ -56,6 +63,7 @@ def _report(issues: list[Issue]) -> None:
 def validate(path: Annotated[Path, typer.Argument(help="A config repo checkout.")]) -> None:
     """Check a config repo: every document, cross-reference, rendering and manifest; all errors at once."""
     settings = Settings()
+    local_seal(settings)
     result = check_checkout(path, cache_dir=settings.render_cache_dir)
     if result.issues:
         _report(result.issues)
@@ -73,6 +81,7 @@ def render(
 ) -> None:
     """Print what one environment's stage gets: manifests, Terraform variables or Ansible extra vars."""
     settings = Settings()
+    local_seal(settings)
     result = check_checkout(repo, cache_dir=settings.render_cache_dir, only=env)
     if result.issues:
         _report(result.issues)

@@ -136,12 +136,21 @@ def status_line(view: EnvironmentView) -> str:
 
 
 def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per environment.")] = False) -> None:
-    """One line per environment: name, revision, sync status, health."""
-    for view in client().status():
+    """One line per environment: name, revision, sync status, health; then any worker that cannot
+    seal repository code (it refuses every sync), on stderr with --json."""
+    connected = client()
+    for view in connected.status():
         if as_json:
             sys.stdout.write(json.dumps(dataclasses.asdict(view)) + "\n")
         else:
             out.print(status_line(view))
+    for report in connected.workers():
+        if not report.sealed:
+            message = f"worker {report.worker} refuses repository code: {report.reason}"
+            if as_json:
+                sys.stderr.write(message + "\n")
+            else:
+                out.print(f"[red]{escape(message)}[/]")
 
 
 def history(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")],

@@ -38,6 +38,7 @@ from sandbox.kube import KubeSandbox
 from sandbox.kube.runner import kubeconfig as kube_kubeconfig
 from tidegate.cli_ansible import format_plan, sandbox_plan
 from tidegate.settings import Settings
+from tidegate.wiring import install_local_seal
 
 log = logging.getLogger("tidegate.cli")
 out = Console(highlight=False, soft_wrap=True)
@@ -71,6 +72,9 @@ def plan(
 ) -> None:
     """Compute and print one environment's plan inline (no workers): every address and its action."""
     settings = Settings()
+    status = install_local_seal(settings)
+    if not status.sealed:
+        err.print(f"note: repository code runs unsealed, as you ({status.reason})", markup=False)
     loaded = _load(repo, env)
     if stage is PlanStage.configuration:
         _plan_configuration(loaded, env, settings, sandbox=sandbox, quiet=quiet)

@@ -17,8 +17,9 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import select
 
-from reconciler import approvals, repositories, syncs
+from reconciler import approvals, repositories, sealing, syncs
 from reconciler.runtime import Services
+from reconciler.sealing import SealReport
 from reconciler.sources.git import SourceError
 from store import ApprovalDecision, ApprovalSource, Environment, Repository, StoreBusy, Sync, SyncTrigger
 from store.queries import open_drift_reports, record_audit, sync_history
@@ -77,6 +78,7 @@ class DriftView:
 
 class Client(Protocol):
     def status(self) -> list[EnvironmentView]: ...
+    def workers(self) -> list[SealReport]: ...
     def sync(self, environment: str, revision: str | None = None, user: str = "cli") -> int: ...
     def resume(self, environment: str, user: str = "cli") -> None: ...
     def history(self, environment: str, limit: int = 20) -> list[SyncView]: ...
@@ -124,6 +126,10 @@ class LocalClient:
         with self.services.database.session() as session:
             query = select(Environment).join(Repository).order_by(Repository.name, Environment.id)
             return [self._environment(session, env) for env in session.scalars(query)]
+
+    def workers(self) -> list[SealReport]:
+        """Each running worker's seal status (a worker that cannot seal refuses repository code)."""
+        return sealing.reports(self.services.redis)
 
     def history(self, environment: str, limit: int = 20) -> list[SyncView]:
         with self.services.database.session() as session:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from reconciler.approvals import Decision
+from reconciler.sealing import SealReport
 from tidegate.client import ClientError, DriftView, EnvironmentView, StageView, SyncView
 
 BUSY_RETRIES = 10
@@ -47,6 +48,13 @@ class HttpClient:
             raise ClientError(f"unknown environment {name!r}" if not found else f"{name!r} is ambiguous")
         env: dict[str, Any] = found[0]
         return env
+
+    def workers(self) -> list[SealReport]:
+        """The seal status the server's /healthz reports for the workers."""
+        response = self.http.get(str(self.http.base_url).removesuffix("/api/v1/").removesuffix("/api/v1") + "/healthz")
+        if response.status_code != 200:
+            return []
+        return [SealReport.model_validate(worker) for worker in response.json().get("workers", [])]
 
     def status(self) -> list[EnvironmentView]:
         views = []

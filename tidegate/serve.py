@@ -13,6 +13,7 @@ import typer
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from reconciler import sealing
 from reconciler.runtime import Services
 from store import StoreBusy
 from tidegate.settings import Settings
@@ -31,7 +32,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["health"], summary="Liveness: answers without authentication")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok"}
+        """Up; and whether the workers can seal repository code (a worker that cannot refuses it)."""
+        workers = sealing.reports(svc.redis)
+        return {"status": "ok", "sealed": bool(workers) and all(report.sealed for report in workers),
+                "workers": [report.model_dump() for report in workers]}
 
     @app.exception_handler(StoreBusy)
     async def store_busy(_request: Request, error: StoreBusy) -> JSONResponse:

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     server: str | None = Field(default=None, description="URL of a `tidegate serve`: the CLI then talks to its API.")
     token: SecretStr | None = Field(default=None, description="API token for TIDEGATE_SERVER.")
     health_timeout: float = Field(default=300.0, description="Seconds to wait for workloads to become healthy.")
+    runner_user: str = Field(default="tidegate-runner", description="The unprivileged user repository code "
+                             "(Terraform, Ansible, kustomize, Jinja) runs as, sealed.")
+    seal_hide: str = Field(default="", description="More paths, ':'-separated, that sealed repository code "
+                           "must not see (the data dir, the service user's home and the config file always are).")
 
     @classmethod
     def settings_customise_sources(
@@ -87,6 +91,19 @@ class Settings(BaseSettings):
     @property
     def render_cache_dir(self) -> Path:
         return self.data_dir / "cache" / "render"
+
+    @property
+    def sealed_paths(self) -> list[Path]:
+        """What sealed repository code must not see: the data dir (store, secret key, Redis socket,
+        every workspace), the service user's home, the settings file, a SQLite file kept elsewhere."""
+        hidden = [self.data_dir, Path.home()]
+        config_file = os.environ.get("TIDEGATE_CONFIG_FILE")
+        if config_file:
+            hidden.append(Path(config_file))
+        if self.database_url and self.database_url.startswith("sqlite:///"):
+            hidden.append(Path(self.database_url.removeprefix("sqlite:///")).parent)
+        hidden += [Path(part) for part in self.seal_hide.split(":") if part]
+        return hidden
 
     @property
     def plugin_dirs(self) -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from providers import sealed
 from store import Database, SecretBox, load_or_create_key, sqlite_url
 from tidegate.settings import Settings
 
@@ -30,3 +31,20 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Store:
     if migrate:
         database.upgrade()
     return Store(database, box, source)
+
+
+def install_seal(settings: Settings) -> sealed.Seal:
+    """This process's seal for repository code (see providers/sealed.py), built from the settings."""
+    seal = sealed.Seal(hidden=settings.sealed_paths, user=settings.runner_user)
+    sealed.configure(seal)
+    return seal
+
+
+def install_local_seal(settings: Settings) -> sealed.SealStatus:
+    """The seal for the local CLI's `validate`, `render` and `plan` of the caller's own checkout:
+    sealed when this machine can; otherwise the caller's own code runs as the caller, and the
+    returned status says so (workers never fall back: they refuse)."""
+    status = install_seal(settings).status()
+    if not status.sealed:
+        sealed.configure(sealed.Seal.trusting_caller())
+    return status

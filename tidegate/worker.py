@@ -17,13 +17,14 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from kombu.entity import Queue as KombuQueue
 
 from drift.live import stand_for_election
+from reconciler import sealing
 from reconciler.runtime import Services, configure
 from reconciler.targets import Targets
 from reconciler.tasks import CeleryQueue
 from tidegate.redis_server import redis_client
 from tidegate.settings import Settings
 from tidegate.targets import RealTargets, SandboxTargets
-from tidegate.wiring import open_store
+from tidegate.wiring import install_seal, open_store
 
 log = logging.getLogger("tidegate.worker")
 
@@ -80,13 +81,23 @@ def build_services(settings: Settings) -> Services:
 
 def install(settings: Settings) -> None:
     """Configure this process's services now, and again in every pool child after it forks; the
-    worker's main process also stands for election to run the live Kubernetes watches."""
-    configure(build_services(settings))
+    worker's main process also stands for election to run the live Kubernetes watches, and says
+    in its log and in Redis (for `tidegate status` and /healthz) whether it can seal repository code."""
+    services = build_services(settings)
+    configure(services)
     stop = threading.Event()
+    seal = install_seal(settings)
+    status = seal.status()
+    if status.sealed:
+        log.info("worker %s: %s", services.owner, status.describe())
+    else:
+        log.error("worker %s: %s", services.owner, status.describe())
+    sealing.keep_publishing(services.redis, services.owner, status, stop)
 
     @worker_process_init.connect(weak=False)
     def _child(**_: Any) -> None:
         configure(build_services(settings))
+        install_seal(settings)
 
     @worker_ready.connect(weak=False)
     def _ready(**_: Any) -> None:
