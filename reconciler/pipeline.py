@@ -50,6 +50,7 @@ from store import (
     utcnow,
 )
 from store.queries import open_drift_reports, record_audit
+from store.redaction import remember, remember_all
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,14 @@ def plan_stages(services: Services, loaded: Loaded) -> EnvironmentPlan:
 
 
 def stage_context(services: Services, loaded: Loaded, stage: StageName) -> StageContext | None:
+    """The stage's context; its credentials are registered for redaction in everything written."""
+    context = _stage_context(services, loaded, stage)
+    if context is not None:
+        remember(*context.credentials.values())
+    return context
+
+
+def _stage_context(services: Services, loaded: Loaded, stage: StageName) -> StageContext | None:
     if stage is StageName.infrastructure:
         return contexts.infrastructure(loaded.repo, loaded.run, services.targets)
     if stage is StageName.configuration:
@@ -344,6 +353,7 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Loaded,
         row = _stage_row(session, sync_id, stage)
         row.status = StageStatus.SUCCEEDED if result.succeeded else StageStatus.FAILED
         row.finished_at = utcnow()
+        remember_all(result.outputs.get(name) for name in result.sensitive_outputs)
         row.log = result.log[-200_000:]
         row.summary = _result_summary(plan, result)
         row.outputs = services.secrets.seal(json.dumps({"values": result.outputs,
@@ -487,7 +497,9 @@ def previous_outputs(services: Services, session: Session, environment_id: int) 
         if row.stage in seen or row.outputs is None:
             continue
         seen.add(row.stage)
-        values = json.loads(services.secrets.unseal(row.outputs)).get("values") or {}
+        recorded = json.loads(services.secrets.unseal(row.outputs))
+        values = recorded.get("values") or {}
+        remember_all(values.get(name) for name in recorded.get("sensitive") or ())
         if row.stage is Stage.INFRASTRUCTURE:
             outputs = values
         elif row.stage is Stage.WORKLOADS:

@@ -46,6 +46,7 @@ from reconciler.sources.git import GitSource, SourceError
 from reconciler.sources.paths import affected
 from repo_schema.loader import LoadedRepo, check_repo
 from store import Environment, Preview, PreviewStatus, Repository, utcnow
+from store.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def _run(services: Services, request: PreviewRequest) -> PreviewOutcome:
     except (SourceError, OSError) as error:
         log.warning("preview %s#%s: %s", snapshot.name, request.number, error)
         report = Report(head_sha=request.head_sha, error=str(error))
-    body = markdown(report, request, link)
+    body = redact(markdown(report, request, link))  # what goes to the host is masked like what is stored
     with services.database.session() as session:
         current = session.get_one(Preview, preview_id)
         if current.head_sha != request.head_sha:
@@ -154,7 +155,7 @@ def _run(services: Services, request: PreviewRequest) -> PreviewOutcome:
         comment_id = current.comment_id or comment_id
     posted_id = _post_comment(host, request.number, body, comment_id)
     _post_status(host, request.head_sha, CommitStatus(state=report.status, target_url=link,
-                                                      description=describe(report)))
+                                                      description=redact(describe(report))))
     with services.database.session() as session:
         current = session.get_one(Preview, preview_id)
         current.status, current.body, current.updated_at = report.status, body, utcnow()

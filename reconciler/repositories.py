@@ -44,7 +44,7 @@ class PollResult:
 def auth_of(box: SecretBox, repository: Repository) -> GitAuth | None:
     if repository.credentials is None:
         return None
-    data = json.loads(box.unseal(repository.credentials))
+    data = json.loads(box.unseal_secret(repository.credentials))
     return GitAuth(token=data.get("token"), username=data.get("username") or "x-access-token",
                    ssh_private_key=data.get("ssh_private_key"), known_hosts=data.get("known_hosts"))
 

@@ -30,7 +30,7 @@ from store.enums import (
     SyncTrigger,
 )
 from store.secrets import Sealed
-from store.types import SealedText, UTCDateTime, WordEnum, json_type, utcnow
+from store.types import RedactedJSON, RedactedText, SealedText, UTCDateTime, WordEnum, utcnow
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -145,8 +145,8 @@ class Plan(Base):
     environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete=CASCADE), index=True)
     revision_id: Mapped[int] = mapped_column(ForeignKey("revisions.id", ondelete=CASCADE), index=True)
     fingerprint: Mapped[str] = mapped_column(String(128), index=True)
-    stages: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
-    """Per-stage plan summaries keyed by stage word (changes, digest); secrets already masked."""
+    stages: Mapped[dict[str, Any]] = mapped_column(RedactedJSON(), default=dict)
+    """Per-stage plan summaries keyed by stage word (changes, digest); secrets masked (on write, too)."""
     payload: Mapped[Sealed | None] = mapped_column(SealedText())
     """What apply needs to execute exactly this plan (saved plan paths, manifests with Secrets): sealed."""
     superseded: Mapped[bool] = mapped_column(default=False)
@@ -174,7 +174,7 @@ class Sync(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(RedactedText())
 
     environment: Mapped[Environment] = relationship(back_populates="syncs")
     revision: Mapped[Revision | None] = relationship()
@@ -197,8 +197,8 @@ class SyncStageResult(Base):
     status: Mapped[StageStatus] = mapped_column(WordEnum(StageStatus), default=StageStatus.PENDING)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
-    summary: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
-    log: Mapped[str] = mapped_column(Text, default="")
+    summary: Mapped[dict[str, Any]] = mapped_column(RedactedJSON(), default=dict)
+    log: Mapped[str] = mapped_column(RedactedText(), default="")
     outputs: Mapped[Sealed | None] = mapped_column(SealedText())
 
     sync: Mapped[Sync] = relationship(back_populates="stage_results")
@@ -232,10 +232,10 @@ class DriftItem(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     report_id: Mapped[int] = mapped_column(ForeignKey("drift_reports.id", ondelete=CASCADE), index=True)
     stage: Mapped[Stage] = mapped_column(WordEnum(Stage))
-    address: Mapped[str] = mapped_column(Text)
-    field: Mapped[str] = mapped_column(Text, default="")
-    desired: Mapped[Any] = mapped_column(json_type(none_as_null=True), nullable=True)
-    live: Mapped[Any] = mapped_column(json_type(none_as_null=True), nullable=True)
+    address: Mapped[str] = mapped_column(RedactedText())
+    field: Mapped[str] = mapped_column(RedactedText(), default="")
+    desired: Mapped[Any] = mapped_column(RedactedJSON(none_as_null=True), nullable=True)
+    live: Mapped[Any] = mapped_column(RedactedJSON(none_as_null=True), nullable=True)
 
     report: Mapped[DriftReport] = relationship(back_populates="items")
 
@@ -251,7 +251,7 @@ class Approval(Base):
     user: Mapped[str] = mapped_column(String(255))
     decision: Mapped[ApprovalDecision] = mapped_column(WordEnum(ApprovalDecision))
     source: Mapped[ApprovalSource] = mapped_column(WordEnum(ApprovalSource))
-    comment: Mapped[str] = mapped_column(Text, default="")
+    comment: Mapped[str] = mapped_column(RedactedText(), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     sync: Mapped[Sync | None] = relationship(back_populates="approvals")
@@ -266,7 +266,7 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(String(255), index=True)
     action: Mapped[str] = mapped_column(String(255))
     target: Mapped[str] = mapped_column(Text)
-    details: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
+    details: Mapped[dict[str, Any]] = mapped_column(RedactedJSON(), default=dict)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
@@ -377,9 +377,9 @@ class Preview(Base):
     base_ref: Mapped[str] = mapped_column(String(255), default="main")
     status: Mapped[PreviewStatus] = mapped_column(WordEnum(PreviewStatus), default=PreviewStatus.PENDING)
     comment_id: Mapped[str | None] = mapped_column(String(64))
-    body: Mapped[str] = mapped_column(Text, default="")
-    """The markdown comment as last posted (secrets already masked)."""
-    environments: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
+    body: Mapped[str] = mapped_column(RedactedText(), default="")
+    """The markdown comment as last posted (secrets masked, on write too)."""
+    environments: Mapped[dict[str, Any]] = mapped_column(RedactedJSON(), default=dict)
     """Per affected environment: per stage summary and changes, or validation errors."""
     state: Mapped[str] = mapped_column(String(32), default="open")
     """open, closed or merged."""

@@ -19,6 +19,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from store.redaction import remember
+
 KEY_FILE_NAME = "secret.key"
 KEY_SETTING = "TIDEGATE_SECRET_KEY"
 
@@ -41,7 +43,9 @@ class SecretBox:
     """Seals and unseals secrets with the key(s) from `TIDEGATE_SECRET_KEY`."""
 
     def __init__(self, key: str) -> None:
-        self._fernet = MultiFernet([_fernet(part) for part in _split_keys(key)])
+        keys = _split_keys(key)
+        self._fernet = MultiFernet([_fernet(part) for part in keys])
+        remember(*keys)  # the key itself must never appear in anything Tidegate writes
 
     @staticmethod
     def generate_key() -> str:
@@ -61,6 +65,13 @@ class SecretBox:
                 f"cannot decrypt a stored secret: {KEY_SETTING} is not the key it was encrypted with "
                 "(restore the previous key, or list it after the new one, comma-separated, to rotate)"
             ) from None
+
+    def unseal_secret(self, sealed: Sealed) -> str:
+        """Decrypt a credential (a token, a key, a webhook secret) and register it for redaction,
+        so that it is masked in everything this process writes afterwards."""
+        value = self.unseal(sealed)
+        remember(value)
+        return value
 
     def seal_json(self, value: Any) -> Sealed:
         """Encrypt a JSON-serialisable value (a stage's outputs) for storage."""

@@ -14,6 +14,7 @@ from sqlalchemy import JSON, DateTime, Dialect, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from store.redaction import REDACTOR
 from store.secrets import Sealed
 
 E = TypeVar("E", bound=StrEnum)
@@ -100,3 +101,38 @@ class SealedText(TypeDecorator[Sealed]):
 def json_type(*, none_as_null: bool = False) -> TypeEngine[Any]:
     """JSON on SQLite, JSONB on PostgreSQL (indexable, compared by value, no duplicate keys)."""
     return JSON(none_as_null=none_as_null).with_variant(JSONB(none_as_null=none_as_null), "postgresql")
+
+
+class RedactedText(TypeDecorator[str]):
+    """Text people read (logs, errors, comments): every registered secret is masked on write."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else REDACTOR(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return value
+
+
+class RedactedJSON(TypeDecorator[Any]):
+    """`json_type()` whose strings are redacted on write (plan summaries, drift values, previews)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, *, none_as_null: bool = False) -> None:
+        super().__init__(none_as_null=none_as_null)
+        self.none_as_null = none_as_null
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB(none_as_null=self.none_as_null))
+        return dialect.type_descriptor(JSON(none_as_null=self.none_as_null))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return REDACTOR.value(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return value

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from providers import sealed
 from store import Database, SecretBox, load_or_create_key, sqlite_url
+from store.redaction import install_log_redaction, remember
 from tidegate.settings import Settings
 
 
@@ -20,7 +24,12 @@ class Store:
 
 def open_store(settings: Settings, *, migrate: bool = True) -> Store:
     """Open the configured database (SQLite in the data dir by default), migrated to the latest
-    schema, with the secret key from TIDEGATE_SECRET_KEY or the generated `<data dir>/secret.key`."""
+    schema, with the secret key from TIDEGATE_SECRET_KEY or the generated `<data dir>/secret.key`.
+
+    Every process opens its store here, so this is also where the secrets the settings hold are
+    registered for redaction and log records start being redacted (store/redaction.py)."""
+    install_log_redaction()
+    remember_settings(settings)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if settings.secret_key is not None:
         key, source = settings.secret_key.get_secret_value(), "TIDEGATE_SECRET_KEY"
@@ -48,3 +57,15 @@ def install_local_seal(settings: Settings) -> sealed.SealStatus:
     if not status.sealed:
         sealed.configure(sealed.Seal.trusting_caller())
     return status
+
+
+def remember_settings(settings: Settings) -> None:
+    """The secrets in this process's settings: masked in everything it writes."""
+    for secret in (settings.webhook_secret, settings.token, settings.secret_key):
+        if secret is not None:
+            remember(secret.get_secret_value())
+    if settings.database_url:
+        try:
+            remember(make_url(settings.database_url).password)
+        except ArgumentError:
+            return

@@ -63,6 +63,6 @@ def candidates(session: Session, box: SecretBox, default: SecretStr | None, urls
 def secret_of(box: SecretBox, repository: Repository, default: SecretStr | None) -> str | None:
     """The repository's own webhook secret, else the default one; None means unverifiable (refused)."""
     if repository.webhook_secret is not None:
-        return box.unseal(repository.webhook_secret)
+        return box.unseal_secret(repository.webhook_secret)
     return default.get_secret_value() if default is not None and default.get_secret_value() else None
 

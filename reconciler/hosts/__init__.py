@@ -25,7 +25,7 @@ def client_for(repository: Repository, box: SecretBox,
     """The repository's host client, or None when it names no host API (generic Git servers)."""
     if repository.host is GitHost.GENERIC or not repository.host_api_url or not repository.host_repository:
         return None
-    token = box.unseal(repository.host_token) if repository.host_token is not None else ""
+    token = box.unseal_secret(repository.host_token) if repository.host_token is not None else ""
     if repository.host is GitHost.GITHUB:
         return GitHubClient(repository.host_api_url, repository.host_repository, token, transport)
     if repository.host is GitHost.GITLAB:
