@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import strategies as st
 
+from tests.support.system import bootstrapped, system  # noqa: F401 - one running system for every suite
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_REPO = ROOT / "examples" / "infra-repo"
 

@@ -41,6 +41,8 @@ def ping_nodes(nodes: SshNodes, work_dir: Path) -> dict[str, str | None]:
     """An Ansible ping over SSH to every node: node name → None if it answered, else the error."""
     playbook = work_dir / "ping.yml"
     playbook.write_text(PING_PLAYBOOK)
+    work_dir.chmod(0o755)  # the playbook runs sealed, as the runner user, which must read it
+    playbook.chmod(0o644)
     inventory = nodes.inventory()
     for host_vars in inventory["all"]["hosts"].values():
         host_vars.pop("ansible_ssh_private_key_file", None)

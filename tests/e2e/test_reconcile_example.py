@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.aws import AwsEndpoints
-from tests.e2e.conftest import Bootstrap, System, wait_for
+from tests.support.system import Bootstrap, System, wait_for
 
 pytestmark = pytest.mark.integration
 STAGES = ["infrastructure", "configuration", "workloads"]
