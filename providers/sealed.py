@@ -303,7 +303,7 @@ def _binds(flag: str, paths: Iterable[Path]) -> list[str]:
     args: list[str] = []
     for path in sorted(dict.fromkeys(_absolute(p) for p in paths), key=lambda p: len(p.parts)):
         if path.exists():
-            if path.parent != path:
+            if path.parent != Path("/"):
                 args += ["--perms", "0755", "--dir", str(path.parent)]
             args += [flag, str(path), str(path)]
     return args

@@ -17,8 +17,16 @@ import pytest
 
 from providers import sealed
 from store import load_or_create_key
+from tests.support.redis_server import start_redis
+from tidegate.redis_server import EmbeddedRedis
 from tidegate.settings import Settings
 from tidegate.wiring import install_seal
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    with start_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 @dataclass

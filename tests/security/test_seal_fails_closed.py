@@ -22,7 +22,6 @@ from providers.terraform.runner import Runner, clean_environment
 from reconciler import sealing
 from reconciler.rendering.kustomize import run_kustomize
 from reconciler.rendering.limits import DEFAULT_RENDER_LIMITS
-from tests.support.redis_server import start_redis
 from tidegate.redis_server import EmbeddedRedis, redis_client
 from tidegate.serve import create_app
 from tidegate.settings import Settings
@@ -55,15 +54,11 @@ def test_without_its_runner_user_a_worker_refuses_terraform_and_kustomize_with_t
     assert output is None and "does not exist" in issues[0].message
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    with start_redis(tmp_path / "redis") as server:
-        yield server
-
-
 def test_a_worker_that_cannot_seal_says_why_in_its_log_status_and_healthz(
         tmp_path: Path, redis_server: EmbeddedRedis) -> None:
     data = tmp_path / "data"
+    client = redis_client(redis_server.client_url)
+    client.flushall()
     env = {**os.environ, "TIDEGATE_DATA_DIR": str(data), "TIDEGATE_REDIS_URL": redis_server.client_url,
            "TIDEGATE_RUNNER_USER": MISSING_USER, "TIDEGATE_LIVE_WATCHES": "false"}
     open_store(Settings(data_dir=data))
@@ -72,7 +67,6 @@ def test_a_worker_that_cannot_seal_says_why_in_its_log_status_and_healthz(
         worker = subprocess.Popen([sys.executable, "-m", "tidegate", "worker", "--concurrency", "1"], env=env,
                                   stdout=handle, stderr=handle, start_new_session=True)
     try:
-        client = redis_client(redis_server.client_url)
         deadline = time.monotonic() + 60
         while not sealing.reports(client) and time.monotonic() < deadline:
             time.sleep(0.2)
