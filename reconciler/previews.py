@@ -44,9 +44,11 @@ from reconciler.repositories import source_for
 from reconciler.runtime import Services
 from reconciler.sources.git import GitSource, SourceError
 from reconciler.sources.paths import affected
+from reconciler.targets import Connection
 from repo_schema.loader import LoadedRepo, check_repo
+from repo_schema.models import PreviewSpec
 from store import Environment, Preview, PreviewStatus, Repository, utcnow
-from store.redaction import redact
+from store.redaction import redact, remember
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +78,12 @@ class PreviewRequest(BaseModel):
 
 
 class EnvironmentPreview(BaseModel):
-    """One environment's stage plans (the summary the API and UI show) and per-stage errors."""
+    """One environment's stage plans (the summary the API and UI show) and per-stage errors, and per
+    stage whose credentials planned it: `preview` (read-only ones of spec.preview) or `environment`."""
 
     stages: dict[str, Any] = Field(default_factory=dict)
     errors: dict[str, str] = Field(default_factory=dict)
+    credentials: dict[str, str] = Field(default_factory=dict)
 
 
 class Report(BaseModel):
@@ -221,13 +225,14 @@ def compute(services: Services, repository: Repository, request: PreviewRequest,
     result = check_checkout(root, cache_dir=services.render_cache, revision=head)
     if result.issues or result.repo is None:
         return Report(head_sha=head, validation=[str(issue) for issue in result.issues])
-    changed, names = _affected(services, source, repository, request, result.repo)
+    changed, names, base = _affected(services, source, repository, request, result.repo)
     report = Report(head_sha=head, changed_paths=changed)
     for name in result.repo.order():
         if name in names:
             loaded = pipeline.Loaded(Run(repository.name, name, head, root, workdir / name), result.repo,
                                      result.environments[name])
-            report.environments[name] = plan_environment(services, repository.id, loaded, workdir)
+            trusted = base.environments[name].spec.preview if base and name in base.environments else None
+            report.environments[name] = plan_environment(services, repository.id, loaded, workdir, trusted)
     return report
 
 
@@ -238,29 +243,32 @@ def _fetched(source: GitSource, sha: str) -> str:
 
 
 def _affected(services: Services, source: GitSource, repository: Repository, request: PreviewRequest,
-              head: LoadedRepo) -> tuple[list[str] | None, set[str]]:
-    """(changed paths, affected environments); every environment when the base is unknown.
+              head: LoadedRepo) -> tuple[list[str] | None, set[str], LoadedRepo | None]:
+    """(changed paths, affected environments, the repo at the base); every environment when the
+    base is unknown.
 
     The paths are those of `git diff base head`; with a base that moved on since the PR branched
-    off, this over-approximates (an extra environment is previewed, none is missed)."""
+    off, this over-approximates (an extra environment is previewed, none is missed). What the PR
+    must not decide for itself (its preview credentials) is read from the base."""
     base = request.base_sha or (repository.head_sha if request.base_ref in ("", repository.branch) else None)
     if base is None:
-        return None, set(head.environments)
+        return None, set(head.environments), None
     try:
         base = _fetched(source, base)
         changed = source.changed_paths(base, request.head_sha)
     except SourceError:
-        return None, set(head.environments)
+        return None, set(head.environments), None
     names = affected(head, changed)
     old, _ = check_repo(source.checkout(base, services.checkouts / repository.name))
     if old is not None:  # a reference removed by the PR still concerns the environment that had it
         names |= {name for name in affected(old, changed) if name in head.environments}
-    return changed, names
+    return changed, names, old
 
 
 def plan_environment(services: Services, repository_id: int, loaded: pipeline.Loaded,
-                     workdir: Path) -> EnvironmentPreview:
-    """Every stage of one environment planned as a sync would, against its last applied outputs."""
+                     workdir: Path, trusted: PreviewSpec | None = None) -> EnvironmentPreview:
+    """Every stage of one environment planned as a sync would, against its last applied outputs,
+    with the read-only credentials `trusted` (spec.preview at the base) names where it names any."""
     with services.database.session() as session:
         env = session.scalars(select(Environment).where(Environment.repository_id == repository_id,
                                                         Environment.name == loaded.run.environment)).one_or_none()
@@ -269,17 +277,32 @@ def plan_environment(services: Services, repository_id: int, loaded: pipeline.Lo
     loaded.run.artifacts.mkdir(parents=True, exist_ok=True, mode=0o700)
     plan = EnvironmentPlan(loaded.run.revision)
     errors: dict[str, str] = {}
+    credentials: dict[str, str] = {}
     for stage in contexts.stages_of(loaded.repo, loaded.run.environment):
         try:
             context = pipeline.stage_context(services, loaded, stage)
             if context is None:
                 plan.deferred[stage] = pipeline.inputs_digest(loaded, stage)
                 continue
+            context, credentials[stage.value] = _with_preview_credentials(services, loaded, stage, context, trusted)
             plan.stages[stage] = services.stages(stage).plan(preview_context(context, workdir))
         except Exception as error:  # a stage that cannot plan fails the preview with the reason
             log.warning("preview of %s: %s failed: %s", loaded.run.environment, stage.value, error)
             errors[stage.value] = f"{type(error).__name__}: {error}"
-    return EnvironmentPreview(stages=plan.summary(), errors=errors)
+    return EnvironmentPreview(stages=plan.summary(), errors=errors, credentials=credentials)
+
+
+def _with_preview_credentials(services: Services, loaded: pipeline.Loaded, stage: StageName, context: StageContext,
+                              trusted: PreviewSpec | None) -> tuple[StageContext, str]:
+    """The context with only the stage's read-only preview credentials, when the base names them."""
+    section = getattr(trusted, stage.value, None) if trusted is not None else None
+    if section is None:
+        return context, "environment"
+    refs = section.model_dump(by_alias=True, mode="json")
+    connection = services.targets.preview(loaded.run.repository, loaded.run.environment, stage.value,
+                                          Connection(context.settings, context.credentials), refs)
+    remember(*connection.credentials.values())
+    return replace(context, settings=dict(connection.settings), credentials=dict(connection.credentials)), "preview"
 
 
 def preview_context(context: StageContext, workdir: Path) -> StageContext:
@@ -331,6 +354,10 @@ def _environment(name: str, env: EnvironmentPreview, max_diff: int) -> list[str]
                          if not env.stages[stage.value].get("deferred")
                          else f"**{stage.value}** {env.stages[stage.value]['summary']}")
     lines = [f"#### `{name}`", " · ".join(words), ""]
+    own = [stage for stage, used in env.credentials.items() if used == "environment"]
+    if own:
+        lines += [f"<sub>Planned with the environment's own credentials: {', '.join(own)} "
+                  "(name read-only ones in `spec.preview`).</sub>", ""]
     for stage in StageName:
         if stage.value in env.errors:
             lines += [f"<details open><summary>{stage.value}: planning failed</summary>", "",

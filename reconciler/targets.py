@@ -39,3 +39,9 @@ class Targets(Protocol):
                       spec: Mapping[str, Any]) -> Connection: ...
 
     def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection: ...
+
+    def preview(self, repository: str, environment: str, stage: str, connection: Connection,
+                refs: Mapping[str, Any]) -> Connection:
+        """The connection a pull request preview of `stage` uses: `connection` with its credentials
+        replaced by the read-only ones `refs` names (the environment's `spec.preview.<stage>`)."""
+        ...

@@ -204,6 +204,32 @@ class ApprovalPolicy(Model):
         return self
 
 
+EnvVarName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+
+
+class PreviewInfrastructure(Model):
+    env: dict[EnvVarName, EnvVarName] = Field(
+        min_length=1, description="Variable Terraform sees -> variable of the worker's environment holding its value.")
+
+
+class PreviewConfiguration(Model):
+    private_key_ref: SecretRef
+
+
+class PreviewWorkloads(Model):
+    kubeconfig_ref: SecretRef
+
+
+class PreviewSpec(Model):
+    """Read-only credentials for pull request previews, per stage, used instead of the environment's
+    own (a plan needs to read state and APIs, never to write them). Read from the environment as the
+    tracked branch has it, never from the pull request's head: a PR cannot choose its own credentials."""
+
+    infrastructure: PreviewInfrastructure | None = None
+    configuration: PreviewConfiguration | None = None
+    workloads: PreviewWorkloads | None = None
+
+
 class EnvironmentSpec(Model):
     depends_on: list[Name] = Field(default_factory=list)
     variables: dict[str, Any] = Field(default_factory=dict, description="Template variables for every workload.")
@@ -213,6 +239,7 @@ class EnvironmentSpec(Model):
     cluster: ClusterSpec | None = None
     sync: SyncPolicy | None = Field(default=None, description="Unset fields come from tidegate.yaml, then defaults.")
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    preview: PreviewSpec | None = None
 
 
 class Environment(Model):

@@ -66,6 +66,20 @@ class RealTargets:
             raise TargetsError(f"{environment}: no kubeconfig (the Terraform output the cluster names is unknown)")
         return Connection({}, {"kubeconfig": kubeconfig})
 
+    def preview(self, repository: str, environment: str, stage: str, connection: Connection,
+                refs: Mapping[str, Any]) -> Connection:
+        """Only the read-only credentials `spec.preview.<stage>` names, from the worker's environment."""
+        where = f"{environment}: spec.preview.{stage}"
+        if stage == "infrastructure":
+            names = dict(refs.get("env") or {})
+            missing = sorted(variable for variable in names.values() if not os.environ.get(variable))
+            if missing:
+                raise TargetsError(f"{where}.env names {', '.join(missing)}, not set in the worker's environment")
+            return Connection(connection.settings, {name: os.environ[variable] for name, variable in names.items()})
+        key = "privateKeyRef" if stage == "configuration" else "kubeconfigRef"
+        value = _env_reference(f"{where}.{key}", refs.get(key) or {})
+        return Connection(connection.settings, {"ssh_private_key" if stage == "configuration" else "kubeconfig": value})
+
 
 class SandboxTargets:
     """Stages run against the sandbox whose endpoint map `tidegate up` wrote to `path`."""
@@ -122,6 +136,21 @@ class SandboxTargets:
                      environment, original, cluster["server"])
         config = emulator_kubeconfig(cluster["server"], cluster["token"], cluster["ca_pem"].encode())
         return Connection({}, {"kubeconfig": yaml.safe_dump(config)})
+
+    def preview(self, repository: str, environment: str, stage: str, connection: Connection,
+                refs: Mapping[str, Any]) -> Connection:
+        log.info("sandbox: %s %s preview: the sandbox's own credentials stand in for spec.preview.%s",
+                 environment, stage, stage)
+        return connection
+
+
+def _env_reference(where: str, ref: Mapping[str, Any]) -> str:
+    if ref.get("secret"):
+        raise TargetsError(f"{where}.secret {ref['secret']!r}: stored secrets are not supported yet; use env")
+    value = os.environ.get(str(ref.get("env") or ""))
+    if not value:
+        raise TargetsError(f"{where}.env names {ref.get('env')}, which is not set in the worker's environment")
+    return value
 
 
 def _server_of(kubeconfig: str) -> str:
