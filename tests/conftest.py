@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,3 +52,23 @@ def _mutate(text: str, data: st.DataObject, fragments: st.SearchStrategy[str]) -
 def mutate_yaml() -> Mutator:
     """The mutation used by property tests that feed damaged YAML to the loader and renderers."""
     return _mutate
+
+
+_SUITE_SECONDS: dict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add each phase's time (setup included: shared fixtures count where first used) to its suite."""
+    parts = Path(report.nodeid.split("::")[0]).parts
+    suite = "/".join(parts[:2]) if len(parts) > 2 else parts[0]
+    _SUITE_SECONDS[suite] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The CI budget, visible: seconds per test folder (tests/e2e, tests/security, ...)."""
+    if not _SUITE_SECONDS:
+        return
+    terminalreporter.write_sep("=", "seconds per suite")
+    for suite, seconds in sorted(_SUITE_SECONDS.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{suite:<32} {seconds:8.1f}")
+    terminalreporter.write_line(f"{'total':<32} {sum(_SUITE_SECONDS.values()):8.1f}")
