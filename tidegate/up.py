@@ -198,11 +198,16 @@ def _watch(client: LocalClient, loaded: LoadedRepo, processes: list[subprocess.P
            exit_when_synced: bool, timeout: float, started: float, data: Path) -> int:
     shown: dict[str, str] = {}
     announced = False
+    refusals: set[str] = set()
     while True:
         for process in processes:
             if process.poll() is not None:
                 err.print(f"a Tidegate process exited with {process.returncode}; see {data / 'logs'}", markup=False)
                 return 1
+        for report in client.workers():
+            if not report.sealed and report.worker not in refusals:
+                refusals.add(report.worker)
+                err.print(f"worker {report.worker} refuses repository code: {report.reason}", markup=False)
         views = client.status()
         for view in views:
             line = status_line(view)
