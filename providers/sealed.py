@@ -36,6 +36,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -136,6 +137,7 @@ class Seal:
         self.bwrap = bwrap or shutil.which("bwrap") or "/usr/bin/bwrap"
         self._status: SealStatus | None = None
         self._ids: tuple[int, int] | None = None
+        self._passwd: Path | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -169,6 +171,7 @@ class Seal:
         if entry.pw_uid == 0:
             return SealStatus(False, f"the runner user {self.user!r} is root")
         self._ids = (entry.pw_uid, entry.pw_gid)
+        self._passwd = _passwd_with_home(entry.pw_name, "/tmp")
         argv = self._wrap(["/bin/sh", "-c", 'id -u; [ -z "$(ls -A "$1" 2>/dev/null)" ] && echo hidden', "probe",
                            str(self.hidden[0]) if self.hidden else "/nonexistent"],
                           Confinement(cwd=Path("/"), network=False, limits=RENDER_LIMITS))
@@ -234,6 +237,8 @@ class Seal:
             elif top.is_dir():
                 args += ["--ro-bind", str(top), str(top)]
         args += _binds("--ro-bind", [Path(tree) for tree in SYSTEM_TREES if Path(tree).is_dir()])
+        if self._passwd is not None:  # `~tidegate-runner` (Ansible's remote_tmp) must be writable: /tmp
+            args += ["--ro-bind", str(self._passwd), "/etc/passwd"]
         args += _binds("--ro-bind", [*self.tools, *_resolv_targets()])
         args += self._hide([*SYSTEM_TREES, *self.tools])
         args += _binds("--ro-bind", confinement.readable)
@@ -307,6 +312,24 @@ def _binds(flag: str, paths: Iterable[Path]) -> list[str]:
                 args += ["--perms", "0755", "--dir", str(path.parent)]
             args += [flag, str(path), str(path)]
     return args
+
+
+def _passwd_with_home(user: str, home: str) -> Path:
+    """/etc/passwd as sealed runs see it: the runner user's home is their private /tmp (the real one
+    is /nonexistent), so tools that expand `~tidegate-runner`, as Ansible does for a task delegated
+    to localhost, find a directory they can write. Everything else is the host's file, unchanged."""
+    lines = []
+    for line in Path("/etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if len(fields) == 7 and fields[0] == user:
+            fields[5] = home
+        lines.append(":".join(fields))
+    folder = Path(tempfile.mkdtemp(prefix="tidegate-seal-"))
+    folder.chmod(0o755)
+    path = folder / "passwd"
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o644)
+    return path
 
 
 def _resolv_targets() -> list[Path]:

@@ -99,5 +99,5 @@ def test_a_playbook_reading_the_key_on_the_worker_in_a_preview_finds_nothing(
         prs.preview(head)
 
         [body] = prs.host.comment_bodies(7)
-        assert "configuration" in body and ("No such file" in body or "could not locate file" in body.lower()), body
+        assert "**configuration** failed" in body and ("No such file" in body or "file not found" in body), body
         assert_nowhere(worker_data.key, prs, worker_data.path, caplog.text)
