@@ -107,7 +107,9 @@ class ServerState:
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None,
           content_type: str = "application/json") -> web.Response:
-    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
+    """A body as the API server's JSON serializer writes it: compact, ended by a newline (Go's
+    `json.Encoder`), which clients that compare error bodies see."""
+    return web.Response(body=json.dumps(body, separators=(",", ":")).encode() + b"\n", status=status,
                         headers={"Content-Type": content_type, **(headers or {})})
 
 
@@ -582,8 +584,8 @@ def build_app(state: ServerState) -> web.Application:
         path = info.path
         if path in ("/healthz", "/livez", "/readyz"):
             return web.Response(text="ok")
-        if path == "/version":
-            return _json(api.version())
+        if path == "/version":  # written raw (`WriteRawJSON`): indented, no newline
+            return web.json_response(api.version(), dumps=lambda value: json.dumps(value, indent=2))
         if state.token is not None:
             auth = request.headers.get("Authorization", "")
             if auth != f"Bearer {state.token}":
