@@ -23,12 +23,12 @@ from urllib.parse import parse_qsl
 import yaml
 from aiohttp import web
 
-from sandbox.kube import deletion, errors, openapi, protobuf, tables
+from sandbox.kube import deletion, errors, kubelet, openapi, protobuf, tables
 from sandbox.kube.errors import ApiError
 from sandbox.kube.patch import APPLY_PATCH, JSON_PATCH, STRATEGIC_PATCH, json_patch, merge_patch, strategic_merge
 from sandbox.kube.selectors import field_matcher, label_matcher
 from sandbox.kube.store import Obj, Store, Watcher
-from sandbox.kube.types import ResourceType
+from sandbox.kube.types import SUBRESOURCE_VERBS, ResourceType
 
 log = logging.getLogger(__name__)
 
@@ -168,9 +168,9 @@ class KubeApi:
             if rtype.categories:
                 entry["categories"] = list(rtype.categories)
             resources.append(entry)
-            for sub in rtype.subresources:
+            for sub, kind, verbs in _subresources(rtype):
                 sub_entry: Obj = {"name": f"{rtype.plural}/{sub}", "singularName": "", "namespaced": rtype.namespaced,
-                                  "kind": rtype.kind, "verbs": ["get", "patch", "update"]}
+                                  "kind": kind, "verbs": list(verbs)}
                 if sub == "scale":
                     sub_entry.update({"group": "autoscaling", "version": "v1", "kind": "Scale"})
                 resources.append(sub_entry)
@@ -197,10 +197,10 @@ class KubeApi:
                     if rtype.categories:
                         entry["categories"] = list(rtype.categories)
                     subs = []
-                    for sub in rtype.subresources:
+                    for sub, sub_kind, verbs in _subresources(rtype):
                         kind = ({"group": "autoscaling", "version": "v1", "kind": "Scale"} if sub == "scale"
-                                else {"group": rtype.group, "version": rtype.version, "kind": rtype.kind})
-                        subs.append({"subresource": sub, "responseKind": kind, "verbs": ["get", "patch", "update"]})
+                                else {"group": rtype.group, "version": rtype.version, "kind": sub_kind})
+                        subs.append({"subresource": sub, "responseKind": kind, "verbs": list(verbs)})
                     if subs:
                         entry["subresources"] = subs
                     resources.append(entry)
@@ -232,7 +232,7 @@ class KubeApi:
         rtype = self.store.registry.find(group, version, plural)
         if rtype is None:
             raise errors.no_such_resource()
-        if sub and sub not in rtype.subresources:
+        if sub and sub not in rtype.subresources and not kubelet.serves(rtype, sub):
             raise errors.no_such_resource()
         if namespace is not None and not rtype.namespaced:
             raise errors.no_such_resource()
@@ -277,6 +277,8 @@ class KubeApi:
             raise errors.no_such_resource()
         rtype, namespace, name, sub = parsed
         verb = info.verb
+        if kubelet.serves(rtype, sub):
+            return kubelet.answer(self.store, rtype, namespace or "", name, sub, request.method, query)
         _check_dry_run_query(verb, query.get("dryRun"))
         if sub == "scale":
             return await self.scale(request, rtype, namespace or "", name, verb, info.dry_run)
@@ -636,6 +638,14 @@ def build_app(state: ServerState) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
+
+
+def _subresources(rtype: ResourceType) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(name, kind, verbs) of the type's subresources as discovery lists them, sorted by name."""
+    found: list[tuple[str, str, tuple[str, ...]]] = [(sub, rtype.kind, SUBRESOURCE_VERBS) for sub in rtype.subresources]
+    if rtype.group == "" and rtype.kind == "Pod":
+        found += [(sub, kind, verbs) for sub, (kind, verbs, _methods) in kubelet.SUBRESOURCES.items()]
+    return sorted(found)
 
 
 _OPTIONS_KIND = {"create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions"}
