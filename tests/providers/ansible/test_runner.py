@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from providers.ansible.runner import (
+    PLAN_STRATEGY,
+    PLAN_STRATEGY_DIR,
     RunSettings,
     clean_environment,
     config_directories,
@@ -116,3 +118,35 @@ def test_the_directories_a_repos_ansible_cfg_points_at_are_found_for_the_plan_di
 
     assert config_directories(playbooks / "ansible.cfg") == [shared_roles.resolve(), library.resolve()]
     assert config_directories(tmp_path / "missing.cfg") == []
+
+
+@pytest.mark.parametrize(
+    ("repo_defaults", "strategy", "strategy_plugins"),
+    [
+        pytest.param("", PLAN_STRATEGY, str(PLAN_STRATEGY_DIR), id="no-strategy-in-the-repo"),
+        pytest.param("strategy = linear\nstrategy_plugins = ./plugins\n", PLAN_STRATEGY, "{plan}:{repo}/plugins",
+                     id="the-repo-names-linear-and-its-own-plugins"),
+        pytest.param("strategy = free\n", "free", None, id="the-repo-chose-another-strategy"),
+    ],
+)
+def test_a_plan_run_uses_the_plan_strategy_unless_the_repo_chose_another_than_linear(
+    tmp_path: Path, repo_defaults: str, strategy: str, strategy_plugins: str | None,
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "ansible.cfg").write_text(f"[defaults]\n{repo_defaults}")
+
+    write_config(tmp_path / "plan.cfg", RunSettings(), tmp_path / "cp", None, tmp_path / "tmp",
+                 base=repo / "ansible.cfg", plan_run=True)
+    write_config(tmp_path / "apply.cfg", RunSettings(), tmp_path / "cp", None, tmp_path / "tmp",
+                 base=repo / "ansible.cfg")
+
+    plan, apply = configparser.ConfigParser(interpolation=None), configparser.ConfigParser(interpolation=None)
+    plan.read(tmp_path / "plan.cfg")
+    apply.read(tmp_path / "apply.cfg")
+    assert plan["defaults"].get("strategy") == strategy
+    expected = strategy_plugins.format(plan=PLAN_STRATEGY_DIR, repo=repo) if strategy_plugins else None
+    assert plan["defaults"].get("strategy_plugins") == expected
+    assert apply["defaults"].get("strategy") != PLAN_STRATEGY
+    assert (PLAN_STRATEGY_DIR / f"{PLAN_STRATEGY}.py").is_file()
+
