@@ -339,6 +339,7 @@ def prepare(request: RunRequest, data_dir: Path, ident: str, seal: sealed.Seal |
         for host_vars in inventory.get("all", {}).get("hosts", {}).values():
             if host_vars is not None and host_vars.get("ansible_connection", "ssh") != "local":
                 host_vars["ansible_ssh_private_key_file"] = str(key_file)
+    with_controller_python(inventory)
     inventory_file = data_dir / "inventory" / "hosts.yml"
     inventory_file.write_text(yaml.safe_dump(inventory, sort_keys=False))
     extravars_file = data_dir / "env" / "extravars"
@@ -355,6 +356,30 @@ def prepare(request: RunRequest, data_dir: Path, ident: str, seal: sealed.Seal |
         extravars_file=extravars_file, config_file=config_file, control_dir=control_dir, key_file=key_file,
         request=request, seal=seal or sealed.current(),
     )
+
+
+#: The inventory group that gives `local` hosts the controller's interpreter (see with_controller_python).
+LOCAL_GROUP = "tidegate_local"
+
+
+def with_controller_python(inventory: dict[str, Any]) -> None:
+    """Hosts reached with `ansible_connection: local` run modules with this interpreter
+    (`sys.executable`), not one Ansible's discovery picks from PATH (it once found a `python3.13`
+    shim that could not run: "MODULE FAILURE: No start of json char found").
+
+    Set as a variable of the inventory group `tidegate_local` (inventory group vars rank below
+    every `group_vars`/`host_vars` file and every host var), so that a host's own
+    `ansible_python_interpreter` (from the Terraform output) and the repo's files still win.
+    Added when the run starts rather than when the inventory is built: the interpreter's path is
+    this worker's, and a plan's digest must not change with the worker that computes it.
+    """
+    hosts = inventory.get("all", {}).get("hosts") or {}
+    local = {name: None for name, host_vars in hosts.items()
+             if (host_vars or {}).get("ansible_connection") == "local"
+             and "ansible_python_interpreter" not in (host_vars or {})}
+    if local:
+        children = inventory["all"].setdefault("children", {})
+        children[LOCAL_GROUP] = {"hosts": local, "vars": {"ansible_python_interpreter": sys.executable}}
 
 
 def run_playbook(request: RunRequest, data_dir: Path, ident: str = "run",

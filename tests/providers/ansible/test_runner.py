@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import configparser
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from providers.ansible.runner import (
+    LOCAL_GROUP,
     PLAN_STRATEGY,
     PLAN_STRATEGY_DIR,
     RunSettings,
     clean_environment,
     config_directories,
     parse_syntax_error,
+    with_controller_python,
     write_config,
 )
 
@@ -150,3 +154,26 @@ def test_a_plan_run_uses_the_plan_strategy_unless_the_repo_chose_another_than_li
     assert apply["defaults"].get("strategy") != PLAN_STRATEGY
     assert (PLAN_STRATEGY_DIR / f"{PLAN_STRATEGY}.py").is_file()
 
+
+def test_local_hosts_without_an_interpreter_get_the_controllers_python_as_a_group_var() -> None:
+    inventory: dict[str, Any] = {"all": {"hosts": {
+        "local-1": {"ansible_connection": "local"},
+        "local-2": {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"},
+        "remote": {"ansible_connection": "ssh", "ansible_host": "10.0.0.1"},
+    }, "children": {"nodes": {"hosts": {"remote": None}}}}}
+
+    with_controller_python(inventory)
+
+    assert inventory["all"]["children"][LOCAL_GROUP] == {
+        "hosts": {"local-1": None}, "vars": {"ansible_python_interpreter": sys.executable},
+    }
+    assert inventory["all"]["children"]["nodes"] == {"hosts": {"remote": None}}
+    assert "ansible_python_interpreter" not in inventory["all"]["hosts"]["local-1"]
+
+
+def test_an_inventory_without_local_hosts_is_left_as_it_is() -> None:
+    inventory: dict[str, Any] = {"all": {"hosts": {"remote": {"ansible_connection": "ssh"}}}}
+
+    with_controller_python(inventory)
+
+    assert inventory == {"all": {"hosts": {"remote": {"ansible_connection": "ssh"}}}}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -184,3 +185,28 @@ def test_the_pr_comment_and_the_dashboards_plan_show_the_unpredictable_task_by_h
     (change,) = [change for change in stage.changes if change.address == "node-1/Set the log level"]
     assert change.diff.splitlines()[0] == UNPREDICTABLE
 
+
+@pytest.mark.parametrize(
+    ("node_vars", "expected"),
+    [
+        pytest.param({}, sys.executable, id="the-controllers-python-by-default"),
+        pytest.param({"ansible_python_interpreter": "/usr/bin/python3"}, "/usr/bin/python3",
+                     id="the-interpreter-terraform-sets-for-the-host"),
+    ],
+)
+def test_a_local_connection_runs_modules_with_the_controllers_python_not_a_broken_one_on_path(
+    node_vars: dict[str, Any], expected: str, node_roots: NodeRoots, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (root, shims) = node_roots(2)
+    shim = shims / "python3.13"  # what Ansible's interpreter discovery tries first
+    shim.write_text("#!/bin/sh\necho 'not a python'\n")
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}:{os.environ['PATH']}")
+    stage = AnsibleStage()
+    context = local_context("interpreter.yml", [root], tmp_path / "artifacts", node_vars)
+
+    result = stage.apply(context, stage.plan(context))
+
+    assert result.succeeded, result.error
+    assert (root / "interpreter").read_text() == f"{expected}\n"
