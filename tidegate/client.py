@@ -41,6 +41,8 @@ class EnvironmentView:
     last_sync: int | None
     last_sync_status: str | None
     message: str = ""
+    last_sync_revision: str | None = None
+    """The commit the last sync is of (its SHA)."""
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,8 @@ class LocalClient:
         return EnvironmentView(
             env.repository.name, env.name, env.synced_revision.sha if env.synced_revision else None,
             env.sync_status.value, env.health.value, env.auto_sync_paused, len(open_drift_reports(session, env.id)),
-            last[0].id if last else None, last[0].status.value if last else None, message)
+            last[0].id if last else None, last[0].status.value if last else None, message,
+            last[0].revision.sha if last and last[0].revision else None)
 
 
 def _full_sha(services: Services, repository: Repository, revision: str) -> str:

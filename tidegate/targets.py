@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -108,8 +107,8 @@ class SandboxTargets:
         if pool["type"] == "local":
             for node, host in zip(nodes, pool["hosts"], strict=False):
                 Path(host["node_prefix"]).mkdir(parents=True, exist_ok=True)
-                host_vars[str(node["name"])] = {"node_prefix": host["node_prefix"],
-                                                "ansible_python_interpreter": sys.executable}
+                # The Ansible stage gives local hosts this process's Python itself (providers/ansible/runner.py).
+                host_vars[str(node["name"])] = {"node_prefix": host["node_prefix"]}
                 log.info("sandbox: %s node %s -> local connection, files under %s", environment, node["name"],
                          host["node_prefix"])
             return Connection({"connection": {"type": "local"}, "host_vars": host_vars}, {})

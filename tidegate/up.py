@@ -3,7 +3,8 @@
 It starts a real Redis on a unix socket, migrates the SQLite store, starts the sandbox stand-ins
 (unless `--no-sandbox`), a `tidegate worker` and a `tidegate beat` process, registers the repo
 and watches it (a local commit triggers a poll at once), then prints progress until Ctrl-C — or,
-with `--exit-when-synced`, until every environment that needs no approval is Synced and Healthy.
+with `--exit-when-synced`, until every environment has settled at the head of the repository as it
+was when `up` started (see `settled`).
 Everything it started is stopped on the way out, in reverse order.
 """
 
@@ -16,12 +17,14 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy import select
 
 from reconciler import repositories
@@ -94,30 +97,54 @@ def _terminate(processes: list[subprocess.Popen[bytes]], grace: float = 20.0) ->
             process.wait()
 
 
-def settled(loaded: LoadedRepo, views: list[EnvironmentView]) -> bool | None:
-    """True when every environment needing no approval is Synced and Healthy (gated ones wait for
-    approval or are synced too); False when one's latest sync failed; None while still working."""
+@dataclass(frozen=True)
+class Settled:
+    """Every environment has settled at the head, or (`failed`) a sync of the head failed."""
+
+    failed: tuple[EnvironmentView, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def settled(loaded: LoadedRepo, views: list[EnvironmentView], head: str) -> Settled | None:
+    """Whether every environment has settled at `head`, the repository's head when `up` started:
+    Synced and Healthy there (by its last sync, which succeeded), or AwaitingApproval for a sync
+    of `head` (approval is a person's move, not ours to wait for). An environment Synced at an
+    older revision has not settled: new commits wait for it. A failed sync of `head` ends the wait,
+    naming the environment; one of an older revision does not (the head's sync comes after it).
+    None while anything is still to happen."""
     by_name = {view.name: view for view in views}
-    for name in loaded.order():
-        view = by_name.get(name)
-        if view is None:
-            return None
-        if view.last_sync_status == "failed":
-            return False
-        gated = loaded.environments[name].spec.approval.required
-        done = view.sync_status == "Synced" and view.health == "Healthy" and view.last_sync_status == "succeeded"
-        if gated and view.sync_status == "AwaitingApproval":
-            continue
-        if not done:
-            return None
-    return True
+    known = [by_name[name] for name in loaded.order() if name in by_name]
+    failed = tuple(view for view in known if view.last_sync_status == "failed" and view.last_sync_revision == head)
+    if failed:
+        return Settled(failed)
+    if len(known) < len(loaded.order()) or not all(_settled_at(view, head) for view in known):
+        return None
+    return Settled()
+
+
+def _settled_at(view: EnvironmentView, head: str) -> bool:
+    if view.sync_status == "AwaitingApproval":
+        return view.last_sync_revision == head
+    return (view.sync_status == "Synced" and view.health == "Healthy" and view.revision == head
+            and view.last_sync_status == "succeeded")
+
+
+def head_of(url: str, branch: str) -> str:
+    """The commit `branch` points at in the local repository `url`: what `--exit-when-synced` waits for."""
+    return subprocess.run(["git", "-C", url, "rev-parse", "--verify", "--end-of-options", f"{branch}^{{commit}}"],
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def up(
     repo: Annotated[Path, typer.Option("--repo", help="Config repo: a git work tree, or a directory to seed one from.")]
     = EXAMPLE,
-    exit_when_synced: Annotated[bool, typer.Option("--exit-when-synced", help="Exit 0 once every environment that "
-                                                   "needs no approval is Synced and Healthy (1 on failure).")] = False,
+    exit_when_synced: Annotated[bool, typer.Option("--exit-when-synced", help="Exit 0 once every environment has "
+                                                   "settled at the repository's head as it is now: Synced there, or "
+                                                   "AwaitingApproval for a sync of it (1 when a sync of it fails).")]
+    = False,
     sandbox: Annotated[bool, typer.Option("--sandbox/--no-sandbox", help="Local stand-ins for AWS, clusters and "
                                           "nodes.")] = True,
     ssh: Annotated[bool, typer.Option("--ssh/--local", help="Sandbox nodes as SSH hosts (needs root) or a local "
@@ -167,6 +194,7 @@ def _run(settings: Settings, stack: ExitStack, repo: Path, exit_when_synced: boo
     make_app(child_settings)
     services = build_services(child_settings)
     url, branch = git_repository(repo, data)
+    head = head_of(url, branch)
     repository_id = _register(services, loaded, url, branch, repo.resolve().name)
     processes = [_spawn("worker", ["worker"], env, data / "logs"), _spawn("beat", ["beat"], env, data / "logs")]
     stack.callback(_terminate, processes)
@@ -178,7 +206,9 @@ def _run(settings: Settings, stack: ExitStack, repo: Path, exit_when_synced: boo
         watcher.start()
         stack.callback(watcher.stop)
     services.queue.poll(repository_id)
-    return _watch(LocalClient(services), loaded, processes, exit_when_synced, timeout, started, data)
+    if exit_when_synced:
+        err.print(f"waiting for every environment to settle at {branch} {head[:12]}", markup=False)
+    return _watch(LocalClient(services), loaded, processes, exit_when_synced, timeout, started, data, head)
 
 
 def _register(services: object, loaded: LoadedRepo, url: str, branch: str, name: str) -> int:
@@ -195,7 +225,7 @@ def _register(services: object, loaded: LoadedRepo, url: str, branch: str, name:
 
 
 def _watch(client: LocalClient, loaded: LoadedRepo, processes: list[subprocess.Popen[bytes]],
-           exit_when_synced: bool, timeout: float, started: float, data: Path) -> int:
+           exit_when_synced: bool, timeout: float, started: float, data: Path, head: str) -> int:
     shown: dict[str, str] = {}
     announced = False
     refusals: set[str] = set()
@@ -216,18 +246,27 @@ def _watch(client: LocalClient, loaded: LoadedRepo, processes: list[subprocess.P
                 out.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {line}")
                 if view.sync_status == "AwaitingApproval" and view.last_sync is not None:
                     _announce_approval(client, view)
-        state = settled(loaded, views)
+        state = settled(loaded, views, head)
         if state is not None and not announced:
             announced = True
-            out.print(("[green]reconciled[/green]" if state else "[red]a sync failed[/red]")
-                      + f" in {time.monotonic() - started:.1f}s; `tidegate status`, `tidegate history ENV`, "
-                      "`tidegate show SYNC_ID --logs`" + ("" if exit_when_synced else "; Ctrl-C stops everything"))
+            out.print(verdict(state, head) + f" in {time.monotonic() - started:.1f}s; `tidegate status`, "
+                      "`tidegate history ENV`, `tidegate show SYNC_ID --logs`"
+                      + ("" if exit_when_synced else "; Ctrl-C stops everything"))
             if exit_when_synced:
-                return 0 if state else 1
+                return 0 if state.ok else 1
         if exit_when_synced and time.monotonic() - started > timeout:
             err.print(f"not settled after {timeout:g}s", markup=False)
             return 1
         time.sleep(1.0)
+
+
+def verdict(state: Settled, head: str) -> str:
+    """The line `up` prints once settled (rich markup): at which head, or whose sync of it failed and why."""
+    if state.ok:
+        return f"[green]reconciled[/green] at {head[:12]}"
+    failed = "; ".join(f"{view.name} (sync #{view.last_sync}: {view.message or 'no message'})"
+                       for view in state.failed)
+    return f"[red]a sync of {head[:12]} failed[/red]: {escape(failed)}"
 
 
 def _announce_approval(client: LocalClient, view: EnvironmentView) -> None:

@@ -1,7 +1,9 @@
 """Per host and task results, read from ansible-runner events (never from scraped text).
 
 * `runner_on_ok` → `res.changed` and `res.diff` (for a loop: `res.results[*].changed/diff`);
-* `runner_on_failed` → the task's error for that host (unless `ignore_errors`);
+* `runner_on_failed` → the task's error for that host (unless `ignore_errors`); in a plan's check
+  run, a failure marked `tidegate_depends_on_earlier_changes` (by the `tidegate_plan` strategy: it
+  followed a change on that host in the same play) → `unpredictable`, not an error;
 * `runner_on_unreachable` → the host's connection error;
 * `runner_on_skipped` → skipped;
 * `playbook_on_stats` → the recap.
@@ -24,12 +26,20 @@ from typing import Any
 CENSORED = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
 
 
+#: What the `tidegate_plan` strategy adds to a check-mode failure that followed a change on its host
+#: (the same string as MARKER in plugins/strategy/tidegate_plan.py, which runs inside Ansible).
+DEPENDS_ON_EARLIER_CHANGES = "tidegate_depends_on_earlier_changes"
+
+
 class TaskStatus(StrEnum):
     ok = "ok"
     changed = "changed"
     failed = "failed"
     unreachable = "unreachable"
     skipped = "skipped"
+    unpredictable = "unpredictable"
+    """Failed in check mode after an earlier change on its host: what it does depends on changes
+    check mode did not make (the message says why it failed there); apply runs it."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,8 @@ def parse_events(events: Iterable[Mapping[str, Any]], workdir: Path | None = Non
             status = TaskStatus.changed
         ignored = status is TaskStatus.failed and bool(data.get("ignore_errors"))
         message = _message(res) if status in (TaskStatus.failed, TaskStatus.unreachable) else ""
+        if ignored and res.get(DEPENDS_ON_EARLIER_CHANGES):
+            ignored, status = False, TaskStatus.unpredictable
         result = TaskResult(
             host=host, task=task, status=TaskStatus.ok if ignored else status,
             action=str(data.get("resolved_action") or data.get("task_action") or ""),
@@ -144,7 +156,7 @@ def parse_events(events: Iterable[Mapping[str, Any]], workdir: Path | None = Non
             ordinal=ordinal,
         )
         report.tasks.append(result)
-        if ignored:
+        if ignored or status is TaskStatus.unpredictable:
             continue
         if status is TaskStatus.unreachable:
             report.host_errors.setdefault(host, f"{host}: unreachable: {message}")

@@ -1,12 +1,25 @@
 """The Ansible inventory, generated from the stage inputs and the environment's connection settings.
 
 Input: the Terraform `nodes` output, a list of `{name, address, groups, vars?}`. Connection
-settings (`repo_schema.models.Connection`: user, port, host overrides; the composition root may
-layer sandbox or bastion settings over the repo's) decide how each node is reached; per-host vars
-injected by the composition root (such as a sandbox node's `node_prefix`) come last.
+settings (`repo_schema.models.Connection`: type, user, port, become, host overrides; the composition
+root may layer sandbox or bastion settings over the repo's) decide how each node is reached;
+per-host vars injected by the composition root (such as a sandbox node's `node_prefix`) come last.
 
-Precedence per host, lowest first: the node's Terraform `vars`, connection settings (`ansible_*`),
-injected host vars. The private key never appears here: the runner passes a key file path.
+Precedence of a host's variables, lowest first:
+
+1. the `connection` defaults: `type` (`ansible_connection`), `user`, `port`, `become`, and the
+   node's Terraform `address` (`ansible_host`);
+2. the node's Terraform `vars`: what the infrastructure knows about one host (`ansible_connection`,
+   `ansible_user`, `ansible_port`, `ansible_host`, `ansible_python_interpreter`, ...) wins over
+   the environment-wide defaults;
+3. `connection.hostOverrides[<node>]` (`address`, `port`, `user`): written for one named host (by
+   the repo or the composition root, e.g. the sandbox's SSH nodes), so they win over Terraform;
+4. host vars injected by the composition root.
+
+The private key never appears here: the runner passes a key file path. Nor does the interpreter
+of a `local` connection: the runner adds the controller's own (`sys.executable`) when the run
+starts, for every host whose `ansible_connection` is `local` and that sets no
+`ansible_python_interpreter`, so that a plan made by one worker still matches on another.
 """
 
 from __future__ import annotations
@@ -84,23 +97,31 @@ def host_vars_for(
     injected: Mapping[str, Any] | None = None,
     private_key_file: Path | None = None,
 ) -> dict[str, Any]:
-    """The variables of one host: Terraform vars, then connection settings, then injected vars."""
-    variables: dict[str, Any] = dict(node.vars)
-    if connection.type == "local":
-        variables["ansible_connection"] = "local"
-    else:
-        override = connection.host_overrides.get(node.name)
-        variables["ansible_connection"] = "ssh"
-        variables["ansible_host"] = (override.address if override and override.address else node.address)
-        variables["ansible_port"] = override.port if override and override.port else connection.port
-        user = override.user if override and override.user else connection.user
-        if user:
-            variables["ansible_user"] = user
+    """The variables of one host, in the precedence of the module docstring."""
+    variables = _connection_defaults(node, connection)
+    variables.update(node.vars)
+    override = connection.host_overrides.get(node.name)
+    if connection.type != "local":
+        if override is not None:
+            variables.update({key: value for key, value in (
+                ("ansible_host", override.address), ("ansible_port", override.port), ("ansible_user", override.user),
+            ) if value})
         if private_key_file is not None:
             variables["ansible_ssh_private_key_file"] = str(private_key_file)
+    variables.update(injected or {})
+    return variables
+
+
+def _connection_defaults(node: InventoryNode, connection: Connection) -> dict[str, Any]:
+    """What `connection` says for every host (level 1 of the precedence)."""
+    variables: dict[str, Any] = {"ansible_connection": connection.type}
+    if connection.type != "local":
+        variables["ansible_host"] = node.address
+        variables["ansible_port"] = connection.port
+        if connection.user:
+            variables["ansible_user"] = connection.user
     if connection.become:
         variables["ansible_become"] = True
-    variables.update(injected or {})
     return variables
 
 

@@ -93,6 +93,9 @@ class RunRequest:
     service: bool = False
     """`connection.type: local`: the playbook configures this machine, so it runs as the service
     user in the host filesystem (minus the hidden paths) rather than as the runner user."""
+    plan_run: bool = False
+    """The check run of a plan: runs with the `tidegate_plan` strategy (see `write_config`), so a
+    task that fails after an earlier change on its host is marked rather than failing the host."""
 
 
 @dataclass
@@ -157,10 +160,22 @@ _IGNORED_KEYS = frozenset({
 })
 
 
+#: The strategy of plan runs, and the directory ansible loads it from (read only in the seal: it
+#: lies under the sources or the virtualenv, which every sealed run sees).
+PLAN_STRATEGY = "tidegate_plan"
+PLAN_STRATEGY_DIR = Path(__file__).resolve().parent / "plugins" / "strategy"
+_LINEAR = frozenset({"linear", "ansible.builtin.linear"})
+
+
 def write_config(path: Path, settings: RunSettings, control_dir: Path, known_hosts: Path | None,
-                 local_tmp: Path, base: Path | None = None) -> None:
+                 local_tmp: Path, base: Path | None = None, plan_run: bool = False) -> None:
     """The ansible.cfg of a run: the repo's own `ansible.cfg` beside the playbook (`base`), with
-    relative paths made absolute, under the run's settings (which always win)."""
+    relative paths made absolute, under the run's settings (which always win).
+
+    `plan_run`: the strategy is `tidegate_plan` (plugins/strategy/tidegate_plan.py: `linear`, where
+    a failure that follows a change on its host is marked as depending on earlier changes), unless
+    the repo's config names a strategy of its own other than `linear`, which is then kept.
+    """
     config = configparser.ConfigParser(interpolation=None)
     if base is not None and base.is_file():
         repo_config = configparser.ConfigParser(interpolation=None)
@@ -182,6 +197,10 @@ def write_config(path: Path, settings: RunSettings, control_dir: Path, known_hos
         "local_tmp": str(local_tmp),
         "deprecation_warnings": "False",
     }
+    if plan_run and config["defaults"].get("strategy", "linear") in _LINEAR:
+        plugins = config["defaults"].get("strategy_plugins")
+        config["defaults"]["strategy_plugins"] = ":".join(filter(None, [str(PLAN_STRATEGY_DIR), plugins]))
+        config["defaults"]["strategy"] = PLAN_STRATEGY
     ssh_args = ["-o ControlMaster=auto", f"-o ControlPersist={settings.control_persist}", "-o IdentitiesOnly=yes",
                 "-o BatchMode=yes"]
     if known_hosts is not None:
@@ -320,6 +339,7 @@ def prepare(request: RunRequest, data_dir: Path, ident: str, seal: sealed.Seal |
         for host_vars in inventory.get("all", {}).get("hosts", {}).values():
             if host_vars is not None and host_vars.get("ansible_connection", "ssh") != "local":
                 host_vars["ansible_ssh_private_key_file"] = str(key_file)
+    with_controller_python(inventory)
     inventory_file = data_dir / "inventory" / "hosts.yml"
     inventory_file.write_text(yaml.safe_dump(inventory, sort_keys=False))
     extravars_file = data_dir / "env" / "extravars"
@@ -330,12 +350,36 @@ def prepare(request: RunRequest, data_dir: Path, ident: str, seal: sealed.Seal |
     local_tmp.mkdir(exist_ok=True)
     config_file = data_dir / "ansible.cfg"
     write_config(config_file, request.settings, control_dir, known_hosts, local_tmp,
-                 base=request.playbook.resolve().parent / "ansible.cfg")
+                 base=request.playbook.resolve().parent / "ansible.cfg", plan_run=request.plan_run)
     return PreparedRun(
         data_dir=data_dir, ident=ident, playbook=request.playbook.resolve(), inventory_file=inventory_file,
         extravars_file=extravars_file, config_file=config_file, control_dir=control_dir, key_file=key_file,
         request=request, seal=seal or sealed.current(),
     )
+
+
+#: The inventory group that gives `local` hosts the controller's interpreter (see with_controller_python).
+LOCAL_GROUP = "tidegate_local"
+
+
+def with_controller_python(inventory: dict[str, Any]) -> None:
+    """Hosts reached with `ansible_connection: local` run modules with this interpreter
+    (`sys.executable`), not one Ansible's discovery picks from PATH (it once found a `python3.13`
+    shim that could not run: "MODULE FAILURE: No start of json char found").
+
+    Set as a variable of the inventory group `tidegate_local` (inventory group vars rank below
+    every `group_vars`/`host_vars` file and every host var), so that a host's own
+    `ansible_python_interpreter` (from the Terraform output) and the repo's files still win.
+    Added when the run starts rather than when the inventory is built: the interpreter's path is
+    this worker's, and a plan's digest must not change with the worker that computes it.
+    """
+    hosts = inventory.get("all", {}).get("hosts") or {}
+    local = {name: None for name, host_vars in hosts.items()
+             if (host_vars or {}).get("ansible_connection") == "local"
+             and "ansible_python_interpreter" not in (host_vars or {})}
+    if local:
+        children = inventory["all"].setdefault("children", {})
+        children[LOCAL_GROUP] = {"hosts": local, "vars": {"ansible_python_interpreter": sys.executable}}
 
 
 def run_playbook(request: RunRequest, data_dir: Path, ident: str = "run",

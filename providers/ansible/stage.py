@@ -6,6 +6,23 @@
   Outcome per `host/task`.
 * `observe(context)`: `--syntax-check`, then a check run → one DriftItem per changed host/task/file.
 
+Tasks that check mode cannot predict. Check mode changes nothing, so on a node configured for the
+first time a task that needs what an earlier task would make fails there: `lineinfile` on the file
+a `copy` would write ("Destination ... does not exist"), starting the service of a package the play
+installs. A plan's check run therefore runs with the `tidegate_plan` strategy
+(plugins/strategy/tidegate_plan.py): a task that fails on a host where an earlier task of the same
+play reported a change is kept going past, and planned as an `update` whose diff reads
+
+    cannot be predicted in check mode — depends on earlier changes
+    (in check mode: <why it failed there>)
+
+(the words the PR comment and the dashboard's plan page show for that `host/task`); apply runs it
+as any other task. A failure on a host with no earlier change in its play still fails the plan, and
+so does every failure of a drift check (`observe`): a configured node has nothing left to make.
+Handlers notified only by such a task are not run by the check (apply runs them); a play that names
+its own strategy, or a repo's `ansible.cfg` that names one other than `linear`, keeps it, and there
+such a failure fails the plan as before.
+
 What the context must carry (plain values; the composition root fills them):
 
 * `spec`: the environment spec (with a `configuration` key) or its `configuration` section, in the
@@ -91,6 +108,8 @@ from providers.stage import (
 from repo_schema.models import ConfigurationSpec, Connection
 
 PRIVATE_KEY = "ssh_private_key"
+#: The first line of the diff of a task that check mode cannot predict (see the module docstring).
+UNPREDICTABLE = "cannot be predicted in check mode — depends on earlier changes"
 _SYNTAX_OK: dict[str, float] = {}
 _SYNTAX_CACHE_SIZE = 256
 
@@ -206,7 +225,7 @@ class AnsibleStage:
         inputs = resolve(context)
         outcome, report = self._run(context, inputs, kind="plan", check=True)
         changes = [_change(task, self._masker(context)) for task in report.tasks
-                   if task.status in (TaskStatus.ok, TaskStatus.changed)]
+                   if task.status in (TaskStatus.ok, TaskStatus.changed, TaskStatus.unpredictable)]
         plan = StagePlan(
             stage=self.name, changes=changes,
             digest=digest({"inputs": inputs.digest, "changes": [(c.address, c.action, c.diff) for c in changes]}),
@@ -295,7 +314,7 @@ class AnsibleStage:
         request = RunRequest(
             playbook=inputs.playbook, inventory=inputs.inventory, extra_vars=inputs.extra_vars, check=check,
             diff=True, private_key=inputs.private_key, known_hosts=inputs.known_hosts, settings=inputs.settings,
-            workdir=inputs.workdir, service=inputs.connection.type == "local",
+            workdir=inputs.workdir, service=inputs.connection.type == "local", plan_run=kind == "plan",
         )
         prepared = prepare(request, data_dir, ident)
         try:
@@ -333,6 +352,8 @@ class _Masker:
 
 
 def _action(task: TaskResult) -> Action:
+    if task.status is TaskStatus.unpredictable:
+        return Action.update  # it runs at apply and may change anything it manages
     if task.status is not TaskStatus.changed:
         return Action.no_op
     if task.files and all(change.created for change in task.files):
@@ -343,7 +364,9 @@ def _action(task: TaskResult) -> Action:
 
 
 def _change(task: TaskResult, mask: _Masker) -> Change:
-    return Change(stage=StageName.configuration, address=task.address, action=_action(task), diff=mask(task.diff))
+    unpredictable = task.status is TaskStatus.unpredictable
+    diff = f"{UNPREDICTABLE}\n(in check mode: {task.message})" if unpredictable else task.diff
+    return Change(stage=StageName.configuration, address=task.address, action=_action(task), diff=mask(diff))
 
 
 def _outcome(task: TaskResult) -> Outcome | None:
@@ -386,6 +409,7 @@ def _host_summary(report: RunReport) -> dict[str, dict[str, Any]]:
             "ok": sum(task.status in (TaskStatus.ok, TaskStatus.changed) for task in tasks),
             "changed": sum(task.status is TaskStatus.changed for task in tasks),
             "skipped": sum(task.status is TaskStatus.skipped for task in tasks),
+            "unpredictable": sum(task.status is TaskStatus.unpredictable for task in tasks),
             "error": error,
         }
     return summary

@@ -37,6 +37,10 @@ def initial_status(rtype: ResourceType, obj: Obj) -> Obj | None:
         "ReplicaSet": {"replicas": 0},
         "ReplicationController": {"replicas": 0},
         "PodDisruptionBudget": {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0},
+        # Fields without omitempty are written even when zero; typed clients require them.
+        "VolumeAttachment": {"attached": False},
+        "HorizontalPodAutoscaler": {"currentReplicas": 0, "desiredReplicas": 0} if rtype.version == "v1"
+        else {"desiredReplicas": 0},
     }
     return dict(table.get(rtype.kind, {}))
 

@@ -21,9 +21,10 @@ class ApiError(Exception):
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": self.message, "reason": self.reason,
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": self.message,
         }
+        if self.reason:  # StatusReasonUnknown is "" and omitted, as for errors the registry did not classify
+            body["reason"] = self.reason
         if self.details is not None:
             body["details"] = self.details
         body["code"] = self.code
@@ -115,6 +116,34 @@ def invalid(rtype: ResourceType, name: str, errors: list[FieldError]) -> ApiErro
     details = {"name": name, **({"group": rtype.group} if rtype.group else {}), "kind": rtype.kind,
                "causes": [e.cause() for e in errors]}
     return ApiError(422, "Invalid", f'{rtype.group_kind} "{name}" is invalid: {summary}', details)
+
+
+def invalid_options(kind: str, errors: list[FieldError]) -> ApiError:
+    """A 422 for bad request options (`DeleteOptions`, `CreateOptions`, …): the handlers name the
+    `meta.k8s.io` kind and an empty object name (`DeleteOptions.meta.k8s.io "" is invalid: …`)."""
+    parts = [f"{e.path}: {e.message()}" for e in errors]
+    summary = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
+    details = {"group": "meta.k8s.io", "kind": kind, "causes": [e.cause() for e in errors]}
+    return ApiError(422, "Invalid", f'{kind}.meta.k8s.io "" is invalid: {summary}', details)
+
+
+def precondition_failed(rtype: ResourceType, name: str, field_name: str, wanted: str, actual: str) -> ApiError:
+    """A delete precondition that does not hold, worded as `rest.BeforeDelete` words it: the
+    qualified *kind* (not the resource) names the object."""
+    why = ("The object might have been deleted and then recreated" if field_name == "UID"
+           else "The object might have been modified")
+    details = {"name": name, **({"group": rtype.group} if rtype.group else {}), "kind": rtype.kind}
+    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {rtype.group_kind} "{name}": the {field_name} '
+                    f"in the precondition ({wanted}) does not match the {field_name} in record ({actual}). {why}",
+                    details)
+
+
+def precondition_failed_storage(rtype: ResourceType, name: str, field_name: str, wanted: str, actual: str) -> ApiError:
+    """The older storage-layer wording that the namespace and CRD registries still use for their own
+    delete preconditions."""
+    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {rtype.group_resource} "{name}": '
+                    f"Precondition failed: {field_name} in precondition: {wanted}, {field_name} in object meta: "
+                    f"{actual}", _details(rtype, name))
 
 
 def bad_request(message: str) -> ApiError:

@@ -23,12 +23,12 @@ from urllib.parse import parse_qsl
 import yaml
 from aiohttp import web
 
-from sandbox.kube import errors, openapi, protobuf, tables
+from sandbox.kube import deletion, errors, kubelet, openapi, protobuf, tables
 from sandbox.kube.errors import ApiError
 from sandbox.kube.patch import APPLY_PATCH, JSON_PATCH, STRATEGIC_PATCH, json_patch, merge_patch, strategic_merge
 from sandbox.kube.selectors import field_matcher, label_matcher
 from sandbox.kube.store import Obj, Store, Watcher
-from sandbox.kube.types import ResourceType
+from sandbox.kube.types import SUBRESOURCE_VERBS, ResourceType
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,9 @@ class ServerState:
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None,
           content_type: str = "application/json") -> web.Response:
-    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
+    """A body as the API server's JSON serializer writes it: compact, ended by a newline (Go's
+    `json.Encoder`), which clients that compare error bodies see."""
+    return web.Response(body=json.dumps(body, separators=(",", ":")).encode() + b"\n", status=status,
                         headers={"Content-Type": content_type, **(headers or {})})
 
 
@@ -166,9 +168,9 @@ class KubeApi:
             if rtype.categories:
                 entry["categories"] = list(rtype.categories)
             resources.append(entry)
-            for sub in rtype.subresources:
+            for sub, kind, verbs in _subresources(rtype):
                 sub_entry: Obj = {"name": f"{rtype.plural}/{sub}", "singularName": "", "namespaced": rtype.namespaced,
-                                  "kind": rtype.kind, "verbs": ["get", "patch", "update"]}
+                                  "kind": kind, "verbs": list(verbs)}
                 if sub == "scale":
                     sub_entry.update({"group": "autoscaling", "version": "v1", "kind": "Scale"})
                 resources.append(sub_entry)
@@ -195,10 +197,10 @@ class KubeApi:
                     if rtype.categories:
                         entry["categories"] = list(rtype.categories)
                     subs = []
-                    for sub in rtype.subresources:
+                    for sub, sub_kind, verbs in _subresources(rtype):
                         kind = ({"group": "autoscaling", "version": "v1", "kind": "Scale"} if sub == "scale"
-                                else {"group": rtype.group, "version": rtype.version, "kind": rtype.kind})
-                        subs.append({"subresource": sub, "responseKind": kind, "verbs": ["get", "patch", "update"]})
+                                else {"group": rtype.group, "version": rtype.version, "kind": sub_kind})
+                        subs.append({"subresource": sub, "responseKind": kind, "verbs": list(verbs)})
                     if subs:
                         entry["subresources"] = subs
                     resources.append(entry)
@@ -230,7 +232,7 @@ class KubeApi:
         rtype = self.store.registry.find(group, version, plural)
         if rtype is None:
             raise errors.no_such_resource()
-        if sub and sub not in rtype.subresources:
+        if sub and sub not in rtype.subresources and not kubelet.serves(rtype, sub):
             raise errors.no_such_resource()
         if namespace is not None and not rtype.namespaced:
             raise errors.no_such_resource()
@@ -270,15 +272,14 @@ class KubeApi:
 
     async def handle(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         query = info.query
-        dry_run = query.get("dryRun")
-        if dry_run is not None and dry_run != "All":
-            raise errors.bad_request(f'dryRun: Unsupported value: "{dry_run}": supported values: "All"')
-        info.dry_run = info.dry_run or dry_run == "All"  # dispatch also read a DeleteOptions body
         parsed = self.parse(info)
         if parsed is None:
             raise errors.no_such_resource()
         rtype, namespace, name, sub = parsed
         verb = info.verb
+        if kubelet.serves(rtype, sub):
+            return kubelet.answer(self.store, rtype, namespace or "", name, sub, request.method, query)
+        _check_dry_run_query(verb, query.get("dryRun"))
         if sub == "scale":
             return await self.scale(request, rtype, namespace or "", name, verb, info.dry_run)
         if sub == "status" and verb not in ("get", "update", "patch"):
@@ -327,25 +328,22 @@ class KubeApi:
             return self._written(self.store.patch(rtype, namespace or "", name, ctype, body, info.dry_run,
                                                   sub or None, validation, default_manager))
         if verb == "delete":
-            options = await self.body(request) or {}
-            if not isinstance(options, dict):
-                raise errors.bad_request("DeleteOptions must be an object")
-            for key in ("propagationPolicy", "orphanDependents"):
-                if key in query:
-                    options[key] = query[key] if key == "propagationPolicy" else query[key] == "true"
-            _check_dry_run(options)
-            code, answer = self.store.delete(rtype, namespace or "", name, info.dry_run, options)
-            return _json(answer, status=code)
+            options = delete_options(await self.body(request), query)
+            deletion.validate(options)
+            code, answer = self.store.delete(rtype, namespace or "", name, "All" in options.get("dryRun", []), options)
+            return self._written(answer, code)
         if verb == "deletecollection":
             if rtype.namespaced and namespace is None:
                 raise errors.method_not_allowed()
-            _check_dry_run(await self.body(request) or {})
+            options = delete_options(await self.body(request), query)
+            deletion.validate(options)
             matches = self._matcher(rtype, query)
             deleted = []
             for obj in self.store.select(rtype, namespace, matches):
                 meta = obj["metadata"]
                 deleted.append(self.store.render(rtype, obj))
-                self.store.delete(rtype, meta.get("namespace", ""), meta["name"], info.dry_run)
+                self.store.delete(rtype, meta.get("namespace", ""), meta["name"], "All" in options.get("dryRun", []),
+                                  dict(options))
             return _json({"kind": f"{rtype.kind}List", "apiVersion": rtype.group_version,
                           "metadata": {"resourceVersion": str(self.store.rv)}, "items": deleted})
         raise errors.method_not_allowed()
@@ -566,24 +564,22 @@ def build_app(state: ServerState) -> web.Application:
 
     async def _dry_run_requested(request: web.Request, query: dict[str, str]) -> bool:
         """Whether the client asked for a dry run, known before anything else runs, so that the log
-        says so even of a request an injected fault refuses: `dryRun=All` in the query, or in the
-        DeleteOptions body of a DELETE (where kubectl puts it)."""
-        if query.get("dryRun") == "All":
-            return True
-        if request.method != "DELETE" or not request.can_read_body:
-            return False
+        says so even of a request an injected fault refuses: `dryRun=All` in the query, or for a DELETE
+        in its DeleteOptions (the body when there is one, where kubectl puts it; the query otherwise)."""
+        if request.method != "DELETE":
+            return query.get("dryRun") == "All"
         try:
-            options = await api.body(request)  # aiohttp keeps the bytes for the handler's read
+            options = delete_options(await api.body(request), query)  # aiohttp keeps the bytes for the handler
         except ApiError:
             return False
-        return isinstance(options, dict) and "All" in (options.get("dryRun") or [])
+        return "All" in (options.get("dryRun") or [])
 
     async def _serve(request: web.Request, info: RequestInfo) -> web.StreamResponse:
         path = info.path
         if path in ("/healthz", "/livez", "/readyz"):
             return web.Response(text="ok")
-        if path == "/version":
-            return _json(api.version())
+        if path == "/version":  # written raw (`WriteRawJSON`): indented, no newline
+            return web.json_response(api.version(), dumps=lambda value: json.dumps(value, indent=2))
         if state.token is not None:
             auth = request.headers.get("Authorization", "")
             if auth != f"Bearer {state.token}":
@@ -644,12 +640,44 @@ def build_app(state: ServerState) -> web.Application:
     return app
 
 
-def _check_dry_run(options: Any) -> None:
-    """DeleteOptions.dryRun accepts only "All", as in the query."""
-    values = options.get("dryRun") if isinstance(options, dict) else None
-    for value in values or []:
-        if value != "All":
-            raise errors.bad_request(f'dryRun: Unsupported value: "{value}": supported values: "All"')
+def _subresources(rtype: ResourceType) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(name, kind, verbs) of the type's subresources as discovery lists them, sorted by name."""
+    found: list[tuple[str, str, tuple[str, ...]]] = [(sub, rtype.kind, SUBRESOURCE_VERBS) for sub in rtype.subresources]
+    if rtype.group == "" and rtype.kind == "Pod":
+        found += [(sub, kind, verbs) for sub, (kind, verbs, _methods) in kubelet.SUBRESOURCES.items()]
+    return sorted(found)
+
+
+_OPTIONS_KIND = {"create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions"}
+
+
+def _check_dry_run_query(verb: str, value: str | None) -> None:
+    """`dryRun` accepts only "All"; the write handlers refuse anything else as invalid options (reads
+    ignore the parameter; DELETE takes it through its DeleteOptions)."""
+    kind = _OPTIONS_KIND.get(verb)
+    if kind is None or value is None or value == "All":
+        return
+    raise errors.invalid_options(kind, [errors.FieldError("Unsupported value", "dryRun", 'supported values: "All"',
+                                                          errors.GoLiteral(f'[]string{{"{value}"}}'))])
+
+
+def delete_options(body: Any, query: dict[str, str]) -> dict[str, Any]:
+    """DeleteOptions as the DELETE handler reads them: from the body when there is one (then the query
+    is not read at all), from the query otherwise."""
+    if body is not None:
+        if not isinstance(body, dict):
+            raise errors.bad_request("DeleteOptions must be an object")
+        return body
+    options: dict[str, Any] = {}
+    if "propagationPolicy" in query:
+        options["propagationPolicy"] = query["propagationPolicy"]
+    if "orphanDependents" in query:
+        options["orphanDependents"] = query["orphanDependents"].lower() in ("true", "1", "t")
+    if "dryRun" in query:
+        options["dryRun"] = [query["dryRun"]]
+    if query.get("gracePeriodSeconds", "").lstrip("-").isdigit():
+        options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
+    return options
 
 
 def _name_in(path: str) -> str:

@@ -16,11 +16,11 @@ import random
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.kube import errors, ssa
+from sandbox.kube import deletion, errors, ssa
 from sandbox.kube.clone import clone
 from sandbox.kube.defaults import apply_defaults, initial_status
 from sandbox.kube.errors import ApiError, FieldError
@@ -34,8 +34,6 @@ Key = tuple[str, str, str, str]  # group, plural, namespace ("" when cluster-sco
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
-# Kinds whose DELETE answers with the object itself rather than a Success Status.
-RETURNS_DELETED_OBJECT = frozenset({"Pod", "Namespace"})
 
 
 def now() -> str:
@@ -574,64 +572,109 @@ class Store:
     # ----------------------------------------------------------------- deletes
     def delete(self, rtype: ResourceType, namespace: str, name: str, dry_run: bool = False,
                options: Obj | None = None) -> tuple[int, Obj]:
-        """Delete one object: (HTTP code, body) — 200 when gone, 202 when finalizers defer it."""
+        """Delete one object as its registry does: (HTTP code, body); see `deletion` for the rules.
+
+        What controllers would finish later (garbage collection, namespace and CRD cleanup) is done
+        before returning, so the answer is the object as the registry marked it, then it is gone.
+        """
         stored = self.get_stored(rtype, namespace, name)
         if stored is None:
             raise errors.not_found(rtype, name)
         options = options or {}
-        preconditions = options.get("preconditions") or {}
-        meta = stored["metadata"]
-        if preconditions.get("uid") and preconditions["uid"] != meta["uid"]:
-            raise errors.ApiError(409, "Conflict", f'Operation cannot be fulfilled on {rtype.group_resource} "{name}": '
-                                  f"Precondition failed: UID in precondition: {preconditions['uid']}, UID in object "
-                                  f"meta: {meta['uid']}", {"name": name, **({"group": rtype.group} if rtype.group
-                                                                            else {}), "kind": rtype.plural})
-        if preconditions.get("resourceVersion") and preconditions["resourceVersion"] != meta["resourceVersion"]:
-            raise errors.ApiError(409, "Conflict", f'Operation cannot be fulfilled on {rtype.group_resource} "{name}": '
-                                  f"Precondition failed: ResourceVersion in precondition: "
-                                  f"{preconditions['resourceVersion']}, ResourceVersion in object meta: "
-                                  f"{meta['resourceVersion']}", {"name": name, **({"group": rtype.group} if rtype.group
-                                                                                    else {}), "kind": rtype.plural})
-        policy = options.get("propagationPolicy") or ("Orphan" if options.get("orphanDependents") else "Background")
-        if policy not in ("Background", "Foreground", "Orphan"):
-            raise errors.invalid(rtype, name, [FieldError("Unsupported value", "propagationPolicy", 'supported values: '
-                                                          '"Foreground", "Background", "Orphan", "nil"', policy)])
-        if dry_run:
-            return 200, self.render(rtype, stored)
+        deletion.check_preconditions(rtype, stored["metadata"], options)
+        warnings = deletion.warnings(rtype, options)
         if rtype.kind == "Namespace" and rtype.group == "":
-            return self._delete_namespace(rtype, name)
-        if meta.get("finalizers"):
-            if "deletionTimestamp" not in meta:
-                old = self.render(rtype, stored)
-                meta["deletionTimestamp"] = now()
-                meta["deletionGracePeriodSeconds"] = 0
-                meta["resourceVersion"] = self._next_rv()
-                self._emit(Event(self.rv, "MODIFIED", rtype.group, rtype.plural, meta.get("namespace", ""),
-                                 self.render(rtype, stored), old))
-            return 202, self.render(rtype, stored)
-        gone = self._remove(rtype, namespace, name, policy)
-        if rtype.custom or rtype.kind in RETURNS_DELETED_OBJECT:
-            return 200, gone
-        details: Obj = {"name": name}
-        if rtype.group:
-            details["group"] = rtype.group
-        details["kind"] = rtype.plural
-        details["uid"] = meta["uid"]
-        return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+            deleted, answer = False, self._delete_namespace(rtype, stored, options, dry_run)
+        elif _is_crd(rtype) and "deletionTimestamp" not in stored["metadata"]:
+            deleted, answer = False, self._delete_crd(rtype, stored, dry_run)
+        else:
+            deleted, answer = self._delete_object(rtype, stored, options, dry_run)
+        self.warnings = warnings  # after the cascade, whose own deletes reset them
+        return deletion.code(deleted, options), answer
+
+    def _delete_object(self, rtype: ResourceType, stored: Obj, options: Obj, dry_run: bool) -> tuple[bool, Obj]:
+        """The generic registry's Delete: (deleted now, answer)."""
+        meta = stored["metadata"]
+        namespace, name = meta.get("namespace", ""), meta["name"]
+        finalizers = deletion.finalizers_after(rtype, list(meta.get("finalizers") or []), options)
+        if not finalizers and not deletion.is_graceful(rtype):
+            gone = self.render(rtype, stored) if dry_run else self._remove(rtype, namespace, name)
+            return True, deletion.answer(rtype, gone)
+        marked = self._mark_deleting(rtype, stored, finalizers, dry_run)
+        if finalizers:
+            if not dry_run:
+                self._run_gc_finalizer(rtype, self._key(rtype, namespace, name))
+            return False, marked
+        if not dry_run:
+            self._remove(rtype, namespace, name)
+        return True, deletion.answer(rtype, marked)
+
+    def _mark_deleting(self, rtype: ResourceType, stored: Obj, finalizers: Sequence[str], dry_run: bool,
+                       grace: bool = True) -> Obj:
+        """Write the object as being deleted (`markAsDeleting`): deletionTimestamp (kept if set), a
+        zero grace period, generation bumped on the first mark, the finalizers given. No-op writes
+        keep the resourceVersion and emit nothing."""
+        marked = clone(stored)
+        meta = marked["metadata"]
+        if "deletionTimestamp" not in meta:
+            meta["deletionTimestamp"] = now()
+            if meta.get("generation"):
+                meta["generation"] = int(meta["generation"]) + 1
+        if grace:
+            meta["deletionGracePeriodSeconds"] = 0
+        if finalizers:
+            meta["finalizers"] = list(finalizers)
+        else:
+            meta.pop("finalizers", None)
+        return self._write_marked(rtype, stored, marked, dry_run)
+
+    def _write_marked(self, rtype: ResourceType, stored: Obj, marked: Obj, dry_run: bool) -> Obj:
+        if marked == stored or dry_run:
+            return self.render(rtype, marked)
+        meta = marked["metadata"]
+        meta["resourceVersion"] = self._next_rv()
+        self.objects[self._key(rtype, meta.get("namespace", ""), meta["name"])] = marked
+        self._emit(Event(self.rv, "MODIFIED", rtype.group, rtype.plural, meta.get("namespace", ""),
+                         self.render(rtype, marked), self.render(rtype, stored)))
+        return self.render(rtype, marked)
+
+    def _run_gc_finalizer(self, rtype: ResourceType, key: Key) -> None:
+        """The garbage collector's part, done at once: orphan or delete the dependents, then drop
+        its finalizer (which deletes the object when no other finalizer remains)."""
+        stored = self.objects.get(key)
+        finalizers = list((stored or {}).get("metadata", {}).get("finalizers") or [])
+        for finalizer, policy in ((deletion.ORPHAN, "Orphan"), (deletion.FOREGROUND, "Foreground")):
+            if stored is not None and finalizer in finalizers:
+                self._collect_dependents(stored["metadata"]["uid"], policy)
+                self._release_finalizer(rtype, key, finalizer)
+
+    def _release_finalizer(self, rtype: ResourceType, key: Key, finalizer: str) -> None:
+        stored = self.objects.get(key)
+        if stored is None:
+            return
+        released = clone(stored)
+        meta = released["metadata"]
+        meta["finalizers"] = [f for f in meta.get("finalizers") or [] if f != finalizer]
+        if meta["finalizers"]:
+            self._write_marked(rtype, stored, released, False)
+        else:
+            self._remove(rtype, key[2], key[3])
 
     def _remove(self, rtype: ResourceType, namespace: str, name: str, policy: str = "Background") -> Obj:
+        """Remove the object (a DELETED event) and collect what depended on it; returns the object as it
+        was last stored, which is what a registry that returns deleted objects answers."""
         key = self._key(rtype, namespace, name)
         stored = self.objects.pop(key)
+        last = self.render(rtype, stored)
         stored["metadata"]["resourceVersion"] = self._next_rv()
-        gone = self.render(rtype, stored)
-        self._emit(Event(self.rv, "DELETED", rtype.group, rtype.plural, key[2], gone))
-        if rtype.kind == "CustomResourceDefinition" and rtype.group == "apiextensions.k8s.io":
+        self._emit(Event(self.rv, "DELETED", rtype.group, rtype.plural, key[2], self.render(rtype, stored)))
+        if _is_crd(rtype):
             self._remove_crd_objects(stored)
             self.registry.remove_crd(name)
         self._collect_dependents(stored["metadata"]["uid"], policy)
         if key[2] and self.namespace_phase(key[2]) == "Terminating":
             self._finish_namespace(key[2])
-        return gone
+        return last
 
     def _type_of_key(self, key: Key) -> ResourceType | None:
         for rtype in self.registry.all():
@@ -675,23 +718,47 @@ class Store:
                 except ApiError:
                     continue
 
-    def _delete_namespace(self, rtype: ResourceType, name: str) -> tuple[int, Obj]:
-        stored = self.objects[("", "namespaces", "", name)]
-        if "deletionTimestamp" not in stored["metadata"]:
-            old = self.render(rtype, stored)
-            stored["metadata"]["deletionTimestamp"] = now()
-            stored["metadata"]["deletionGracePeriodSeconds"] = 0
-            stored["status"] = {"phase": "Terminating"}
-            stored["metadata"]["resourceVersion"] = self._next_rv()
-            self._emit(Event(self.rv, "MODIFIED", "", "namespaces", "", self.render(rtype, stored), old))
-            answer = self.render(rtype, stored)
-            for key in sorted(k for k in self.objects if k[2] == name):
-                content_type = self._type_of_key(key)
-                if content_type is not None and key in self.objects:
-                    self.delete(content_type, key[2], key[3])
-            self._finish_namespace(name)
-            return 200, answer
-        return 200, self.render(rtype, stored)
+    def _delete_namespace(self, rtype: ResourceType, stored: Obj, options: Obj, dry_run: bool) -> Obj:
+        """The namespace registry's Delete: the first one marks the namespace Terminating (no grace
+        period) and answers it; the namespace controller's work (deleting the content, in the
+        background) is done here at once, and the namespace goes when its content is gone."""
+        if "deletionTimestamp" in stored["metadata"]:
+            return self.render(rtype, stored)
+        marked = clone(stored)
+        meta = marked["metadata"]
+        meta["deletionTimestamp"] = now()
+        marked["status"] = {**(marked.get("status") or {}), "phase": "Terminating"}
+        finalizers = deletion.namespace_finalizers(list(meta.get("finalizers") or []), options)
+        if finalizers:
+            meta["finalizers"] = finalizers
+        answer = self._write_marked(rtype, stored, marked, dry_run)
+        if dry_run:
+            return answer
+        name = meta["name"]
+        for key in sorted(k for k in self.objects if k[2] == name):
+            content_type = self._type_of_key(key)
+            if content_type is not None and key in self.objects:
+                self.delete(content_type, key[2], key[3], options={"propagationPolicy": "Background"})
+        self._finish_namespace(name)
+        return answer
+
+    def _delete_crd(self, rtype: ResourceType, stored: Obj, dry_run: bool) -> Obj:
+        """The CRD registry's first Delete: deletionTimestamp, the cleanup finalizer and a Terminating
+        condition, answered as such; the finalizer's work (deleting every custom resource) is done
+        here at once, then the CRD goes unless other finalizers hold it."""
+        marked = clone(stored)
+        meta = marked["metadata"]
+        meta["deletionTimestamp"] = now()
+        if deletion.CRD_CLEANUP not in (meta.get("finalizers") or []):
+            meta["finalizers"] = [*(meta.get("finalizers") or []), deletion.CRD_CLEANUP]
+        status = marked.setdefault("status", {})
+        status["conditions"] = [*[c for c in status.get("conditions") or [] if c.get("type") != "Terminating"],
+                                deletion.crd_terminating(now())]
+        answer = self._write_marked(rtype, stored, marked, dry_run)
+        if not dry_run:
+            self._remove_crd_objects(marked)
+            self._release_finalizer(rtype, self._key(rtype, "", meta["name"]), deletion.CRD_CLEANUP)
+        return answer
 
     def _finish_namespace(self, name: str) -> None:
         if any(k[2] == name for k in self.objects):

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from providers.ansible.events import TaskStatus, parse_events, render_diff
+from providers.ansible.events import DEPENDS_ON_EARLIER_CHANGES, TaskStatus, parse_events, render_diff
+from providers.ansible.plugins.strategy import tidegate_plan
 
 EVENTS = Path(__file__).resolve().parent / "events"
 
@@ -168,3 +169,30 @@ def test_results_are_ordered_by_task_then_host_whichever_host_finished_first() -
     assert [task.address for task in report.tasks][:4] == [
         "node-1/App directory", "node-2/App directory", "node-1/App config", "node-2/App config",
     ]
+
+
+@pytest.mark.parametrize(
+    ("res", "status", "host_errors"),
+    [
+        pytest.param({"msg": "Destination /n/app.conf does not exist !", DEPENDS_ON_EARLIER_CHANGES: True},
+                     TaskStatus.unpredictable, {}, id="marked-by-the-plan-strategy"),
+        pytest.param({"msg": "Destination /n/app.conf does not exist !"}, TaskStatus.ok, {},
+                     id="ignore-errors-of-the-playbook"),
+    ],
+)
+def test_a_check_mode_failure_after_an_earlier_change_is_unpredictable_not_a_host_error(
+    res: dict[str, Any], status: TaskStatus, host_errors: dict[str, str],
+) -> None:
+    event = {"event": "runner_on_failed",
+             "event_data": {"host": "h", "task": "Set the log level", "ignore_errors": True, "res": res}}
+
+    report = parse_events([event])
+
+    (task,) = report.tasks
+    assert task.status is status
+    assert task.message == "Destination /n/app.conf does not exist !"
+    assert report.host_errors == host_errors
+
+
+def test_the_plan_strategy_marks_failures_with_the_key_the_parser_reads() -> None:
+    assert tidegate_plan.MARKER == DEPENDS_ON_EARLIER_CHANGES

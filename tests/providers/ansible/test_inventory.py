@@ -66,6 +66,44 @@ def test_injected_host_vars_come_last_and_the_key_is_a_path() -> None:
     assert host["ansible_become"] is True
 
 
+@pytest.mark.parametrize(
+    ("terraform_vars", "expected"),
+    [
+        pytest.param({"ansible_user": "ubuntu"}, {"ansible_user": "ubuntu", "ansible_port": 2222},
+                     id="terraform-user-over-the-connection-user"),
+        pytest.param({"ansible_port": 2200}, {"ansible_user": "tidegate", "ansible_port": 2200},
+                     id="terraform-port-over-the-connection-port"),
+        pytest.param({"ansible_connection": "local"}, {"ansible_connection": "local"},
+                     id="terraform-connection-over-the-connection-type"),
+        pytest.param({"ansible_python_interpreter": "/opt/py/bin/python"},
+                     {"ansible_python_interpreter": "/opt/py/bin/python", "ansible_connection": "ssh"},
+                     id="terraform-interpreter-kept"),
+        pytest.param({"ansible_host": "203.0.113.9"}, {"ansible_host": "203.0.113.9"},
+                     id="terraform-host-over-the-node-address"),
+    ],
+)
+def test_a_hosts_terraform_vars_win_over_the_repos_connection_defaults(
+    terraform_vars: dict[str, Any], expected: dict[str, Any],
+) -> None:
+    node = {"name": "prod-node-1", "address": "10.0.1.10", "vars": terraform_vars}
+
+    host = build_inventory(nodes_from_output([node]), Connection(user="tidegate", port=2222))["all"]["hosts"]
+
+    assert {key: host["prod-node-1"][key] for key in expected} == expected
+
+
+def test_a_host_override_wins_over_the_hosts_terraform_vars_and_injected_vars_over_both() -> None:
+    node = {"name": "prod-node-1", "address": "10.0.1.10",
+            "vars": {"ansible_user": "ubuntu", "ansible_port": 2200, "ansible_host": "203.0.113.9"}}
+    connection = Connection.model_validate({"user": "tidegate", "hostOverrides": {
+        "prod-node-1": {"address": "198.51.100.7", "port": 22}}})
+
+    host = build_inventory(nodes_from_output([node]), connection,
+                           host_vars={"prod-node-1": {"ansible_user": "root"}})["all"]["hosts"]["prod-node-1"]
+
+    assert (host["ansible_host"], host["ansible_port"], host["ansible_user"]) == ("198.51.100.7", 22, "root")
+
+
 def test_a_local_connection_has_no_address() -> None:
     inventory = build_inventory(nodes_from_output(NODES[:1]), Connection(type="local"))
     assert inventory["all"]["hosts"]["prod-node-1"] == {"ansible_connection": "local"}

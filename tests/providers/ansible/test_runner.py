@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import configparser
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from providers.ansible.runner import (
+    LOCAL_GROUP,
+    PLAN_STRATEGY,
+    PLAN_STRATEGY_DIR,
     RunSettings,
     clean_environment,
     config_directories,
     parse_syntax_error,
+    with_controller_python,
     write_config,
 )
 
@@ -116,3 +122,58 @@ def test_the_directories_a_repos_ansible_cfg_points_at_are_found_for_the_plan_di
 
     assert config_directories(playbooks / "ansible.cfg") == [shared_roles.resolve(), library.resolve()]
     assert config_directories(tmp_path / "missing.cfg") == []
+
+
+@pytest.mark.parametrize(
+    ("repo_defaults", "strategy", "strategy_plugins"),
+    [
+        pytest.param("", PLAN_STRATEGY, str(PLAN_STRATEGY_DIR), id="no-strategy-in-the-repo"),
+        pytest.param("strategy = linear\nstrategy_plugins = ./plugins\n", PLAN_STRATEGY, "{plan}:{repo}/plugins",
+                     id="the-repo-names-linear-and-its-own-plugins"),
+        pytest.param("strategy = free\n", "free", None, id="the-repo-chose-another-strategy"),
+    ],
+)
+def test_a_plan_run_uses_the_plan_strategy_unless_the_repo_chose_another_than_linear(
+    tmp_path: Path, repo_defaults: str, strategy: str, strategy_plugins: str | None,
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "ansible.cfg").write_text(f"[defaults]\n{repo_defaults}")
+
+    write_config(tmp_path / "plan.cfg", RunSettings(), tmp_path / "cp", None, tmp_path / "tmp",
+                 base=repo / "ansible.cfg", plan_run=True)
+    write_config(tmp_path / "apply.cfg", RunSettings(), tmp_path / "cp", None, tmp_path / "tmp",
+                 base=repo / "ansible.cfg")
+
+    plan, apply = configparser.ConfigParser(interpolation=None), configparser.ConfigParser(interpolation=None)
+    plan.read(tmp_path / "plan.cfg")
+    apply.read(tmp_path / "apply.cfg")
+    assert plan["defaults"].get("strategy") == strategy
+    expected = strategy_plugins.format(plan=PLAN_STRATEGY_DIR, repo=repo) if strategy_plugins else None
+    assert plan["defaults"].get("strategy_plugins") == expected
+    assert apply["defaults"].get("strategy") != PLAN_STRATEGY
+    assert (PLAN_STRATEGY_DIR / f"{PLAN_STRATEGY}.py").is_file()
+
+
+def test_local_hosts_without_an_interpreter_get_the_controllers_python_as_a_group_var() -> None:
+    inventory: dict[str, Any] = {"all": {"hosts": {
+        "local-1": {"ansible_connection": "local"},
+        "local-2": {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"},
+        "remote": {"ansible_connection": "ssh", "ansible_host": "10.0.0.1"},
+    }, "children": {"nodes": {"hosts": {"remote": None}}}}}
+
+    with_controller_python(inventory)
+
+    assert inventory["all"]["children"][LOCAL_GROUP] == {
+        "hosts": {"local-1": None}, "vars": {"ansible_python_interpreter": sys.executable},
+    }
+    assert inventory["all"]["children"]["nodes"] == {"hosts": {"remote": None}}
+    assert "ansible_python_interpreter" not in inventory["all"]["hosts"]["local-1"]
+
+
+def test_an_inventory_without_local_hosts_is_left_as_it_is() -> None:
+    inventory: dict[str, Any] = {"all": {"hosts": {"remote": {"ansible_connection": "ssh"}}}}
+
+    with_controller_python(inventory)
+
+    assert inventory == {"all": {"hosts": {"remote": {"ansible_connection": "ssh"}}}}

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from providers.ansible import AnsibleStage, AnsibleStageError
+from providers.ansible.stage import UNPREDICTABLE
 from providers.stage import Action, Outcome, StageContext
 from sandbox.nodes import SshNodes
 
@@ -258,3 +259,32 @@ def test_a_run_past_its_timeout_fails_the_stage_and_says_so(
         AnsibleStage().plan(context)
 
     assert time.monotonic() - started < 30
+
+
+def test_over_ssh_a_fresh_node_plans_the_edit_of_a_file_to_be_written_as_unpredictable_and_a_configured_one_does_not(
+    clean_nodes: SshNodes, tmp_path: Path, sandbox_context: ContextFactory
+) -> None:
+    fresh, configured = clean_nodes.nodes
+    (configured.root / "etc" / "app").mkdir(parents=True)
+    (configured.root / "etc" / "app" / "app.conf").write_text("port = 8080\n")
+    nodes = [{"name": f"staging-node-{index}", "address": f"10.0.{index}.10",
+              "vars": {"node_root": "{{ node_prefix }}"}} for index in (1, 2)]
+    configuration = {**SMALL_CONFIGURATION, "playbook": "first_time/copy_then_lineinfile.yml"}
+    stage = AnsibleStage()
+    context = sandbox_context(clean_nodes, PLAYBOOKS, tmp_path / "a", configuration, terraform_nodes=nodes)
+
+    plan = stage.plan(context)
+
+    changes = {change.address: change for change in plan.changes}
+    unpredictable = changes["staging-node-1/Set the log level"]
+    assert unpredictable.action is Action.update
+    assert unpredictable.diff.splitlines()[0] == UNPREDICTABLE
+    assert "+log_level = debug" in changes["staging-node-2/Set the log level"].diff
+    assert _files(fresh.root) == {}
+
+    result = stage.apply(context, plan)
+
+    assert result.succeeded, result.error
+    for node in (fresh, configured):
+        assert _files(node.root) == {"etc/app/app.conf": "port = 8080\nlog_level = debug\n"}
+    assert not stage.plan(context).has_changes

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import requests
+from kubernetes import config
+from kubernetes.client import ApiClient
 
 from sandbox.kube import KubeSandbox
 
@@ -85,6 +87,14 @@ def client_for() -> type[Api]:
 @pytest.fixture
 def kubeconfig(kube: KubeSandbox, tmp_path: Path) -> Path:
     return kube.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+@pytest.fixture
+def k8s(kubeconfig: Path) -> Iterator[ApiClient]:
+    """The official client configured from the emulator's kubeconfig, as its users configure it."""
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    yield api_client
+    api_client.close()
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config, dynamic, watch
+from kubernetes import client, dynamic, watch
 from kubernetes.client.rest import ApiException
 
 from sandbox.kube import KubeSandbox, serve
@@ -34,11 +34,6 @@ spec:
         ports:
         - containerPort: 80
 """
-
-
-@pytest.fixture
-def k8s(kubeconfig: Path) -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(kubeconfig))
 
 
 def test_typed_client_creates_reads_patches_and_deletes(k8s: client.ApiClient, m: Any) -> None:

@@ -141,6 +141,8 @@ def test_failures_answer_the_canonical_status(api: Any, m: Any, method: str, pat
         assert status["message"] == message
     if details != "skip":
         assert status.get("details") == details
+    # Go's json.Encoder ends every body with a newline; clients that print or compare bodies see it.
+    assert answer.content.endswith(b"}\n") and not answer.content.endswith(b"\n\n")
 
 
 def test_generate_name_makes_a_unique_name(api: Any) -> None:
@@ -178,7 +180,7 @@ def test_finalizers_defer_deletion_until_they_are_removed(api: Any, m: Any) -> N
     body["metadata"]["finalizers"] = ["example.com/hold"]
     api.post(CONFIGMAPS, body)
     deferred = api.delete(f"{CONFIGMAPS}/held")
-    assert deferred.status_code == 202
+    assert deferred.status_code == 200  # 202 only when the client sent orphanDependents: false
     assert deferred.json()["metadata"]["deletionTimestamp"]
     still = api.get(f"{CONFIGMAPS}/held").json()
     assert still["metadata"]["deletionTimestamp"] == deferred.json()["metadata"]["deletionTimestamp"]

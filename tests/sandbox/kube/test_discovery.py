@@ -19,7 +19,9 @@ def resource(listing: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_version_reports_kubernetes_1_37_like_a_real_api_server(api: Any) -> None:
-    version = api.get("/version").json()
+    answer = api.get("/version")
+    assert answer.text.startswith('{\n  "major": "1",') and answer.text.endswith("}")  # raw indented JSON
+    version = answer.json()
     assert (version["major"], version["minor"]) == ("1", "37")
     assert version["gitVersion"].startswith("v1.37.")
     assert {"platform", "goVersion", "compiler", "buildDate", "gitCommit", "gitTreeState"} <= set(version)
