@@ -111,7 +111,10 @@ class SandboxTargets:
                 host_vars[str(node["name"])] = {"node_prefix": host["node_prefix"]}
                 log.info("sandbox: %s node %s -> local connection, files under %s", environment, node["name"],
                          host["node_prefix"])
-            return Connection({"connection": {"type": "local"}, "host_vars": host_vars}, {})
+            # The nodes' directories are in the data dir, which sealed runs do not see: expose them.
+            writable = [str(host["node_prefix"]) for host in pool["hosts"][:len(nodes)]]
+            return Connection({"connection": {"type": "local"}, "host_vars": host_vars, "writable_paths": writable},
+                              {})
         overrides: dict[str, dict[str, Any]] = {}
         for node, host in zip(nodes, pool["hosts"], strict=False):
             name = str(node["name"])

@@ -93,6 +93,9 @@ class RunRequest:
     service: bool = False
     """`connection.type: local`: the playbook configures this machine, so it runs as the service
     user in the host filesystem (minus the hidden paths) rather than as the runner user."""
+    writable: tuple[Path, ...] = ()
+    """Host paths a `local`-connection run may write although they lie in a hidden path (the
+    sandbox's local nodes live in the data dir); sealed runs see them, nothing else of it."""
     plan_run: bool = False
     """The check run of a plan: runs with the `tidegate_plan` strategy (see `write_config`), so a
     task that fails after an earlier change on its host is marked rather than failing the host."""
@@ -262,7 +265,8 @@ class PreparedRun:
         (writable), the network (SSH to the nodes)."""
         tree = self.request.workdir or self.playbook.parent
         return sealed.Confinement(
-            cwd=self.playbook.parent, readable=(tree.resolve(),), writable=(self.data_dir, self.control_dir),
+            cwd=self.playbook.parent, readable=(tree.resolve(),),
+            writable=(self.data_dir, self.control_dir, *self.request.writable),
             identity=sealed.Identity.SERVICE if self.request.service else sealed.Identity.RUNNER)
 
     def sealed_command(self, argv: list[str]) -> list[str]:

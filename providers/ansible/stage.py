@@ -36,8 +36,10 @@ What the context must carry (plain values; the composition root fills them):
   `host_vars` (`{node: {var: value}}`, e.g. a sandbox node's `node_prefix`), `known_hosts` (text;
   makes host key checking strict against exactly these keys), `host_key_checking` (bool),
   `forks`, `timeout` (seconds, overrides the spec), `syntax_check` (bool, default true),
-  `untrusted_head` (bool: a preview of a head whose author is not trusted; a `local` connection,
-  which runs as the service user rather than sealed as the runner user, is then refused).
+  `writable_paths` (host paths a `local` run may write inside the seal's hidden paths: the
+  sandbox's local nodes live in the data dir), `untrusted_head` (bool: a preview of a head whose
+  author is not trusted; a `local` connection, which runs as the service user rather than sealed
+  as the runner user, is then refused).
 
 Every `ansible-playbook` runs sealed (providers/sealed.py): as the runner user, seeing the checkout
 read only and the run's private data dir; a `local` connection as the service user, still in a
@@ -315,6 +317,7 @@ class AnsibleStage:
             playbook=inputs.playbook, inventory=inputs.inventory, extra_vars=inputs.extra_vars, check=check,
             diff=True, private_key=inputs.private_key, known_hosts=inputs.known_hosts, settings=inputs.settings,
             workdir=inputs.workdir, service=inputs.connection.type == "local", plan_run=kind == "plan",
+            writable=tuple(Path(path) for path in context.settings.get("writable_paths") or ()),
         )
         prepared = prepare(request, data_dir, ident)
         try:
