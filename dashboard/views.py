@@ -209,7 +209,8 @@ def user(session: Session, row: User) -> s.UserOut:
     tokens = [s.TokenOut(name=t.name, prefix=t.prefix, created_at=t.created_at, last_used_at=t.last_used_at,
                          expires_at=t.expires_at) for t in row.tokens]
     return s.UserOut(name=row.name, email=row.email, disabled=row.disabled, has_password=row.password_hash is not None,
-                     groups=groups, tokens=tokens)
+                     groups=groups, tokens=tokens, github_id=row.github_id, gitlab_id=row.gitlab_id,
+                     gitea_id=row.gitea_id)
 
 
 def preview_keys(session: Session, row: Preview) -> tuple[str, list[str]]:
