@@ -340,3 +340,6 @@ class PreviewOut(Out):
     state: str = Field(description="open, closed or merged.")
     updated_at: datetime
     environments: list[PreviewEnvironmentOut] = Field(description="Only the environments the caller may read.")
+    held: str | None = Field(default=None, description="Why the head is not planned: it waits for a member's "
+                             "`/tidegate preview SHA` (an author the host does not trust, or a fork).")
+    go_ahead_by: str | None = Field(default=None, description="Who let the current head be planned, if anyone.")

@@ -233,7 +233,8 @@ def preview(session: Session, row: Preview, readable: Callable[[str], bool]) -> 
                                                     errors=errors))
     return s.PreviewOut(id=row.id, repository=repository, number=row.number, title=row.title,
                         author=row.author, head_sha=row.head_sha, base_ref=row.base_ref, status=row.status,
-                        state=row.state, updated_at=row.updated_at, environments=environments)
+                        state=row.state, updated_at=row.updated_at, environments=environments, held=row.held,
+                        go_ahead_by=row.go_ahead_by if row.go_ahead_sha == row.head_sha else None)
 
 
 def previews(session: Session, limit: int = 100) -> Sequence[Preview]:
