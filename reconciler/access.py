@@ -74,11 +74,6 @@ class Principal:
         return any(permission in ROLE_PERMISSIONS[grant.role] and grant.scope in (EVERYWHERE, scope)
                    for grant in self.grants)
 
-    def is_subject(self, subject: str) -> bool:
-        """Whether an approval policy entry (`user:NAME`, `group:NAME`) names this principal."""
-        kind, _, name = subject.partition(":")
-        return (kind == "user" and name == self.name) or (kind == "group" and name in self.groups)
-
     @property
     def audit_name(self) -> str:
         return self.acting or self.name

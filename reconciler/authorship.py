@@ -28,8 +28,9 @@ PR_AUTHOR = "pr_author"
 COMMIT_AUTHOR = "commit_author"
 COMMIT_COMMITTER = "commit_committer"
 RESOLVED = (COMMIT_AUTHOR, COMMIT_COMMITTER)
-MAX_LOOKUPS = 200
-"""Commits resolved through the host's API per decision (each once ever: results are stored)."""
+MAX_LOOKUPS = 100
+"""Commits resolved through the host's API per decision (each once ever: results are stored), so one
+approval of a long range (a first sync judges the whole history) cannot stall on the host."""
 
 
 @dataclass(frozen=True)
