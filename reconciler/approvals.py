@@ -1,7 +1,8 @@
 """The approval gate: the one place that decides whether a principal may approve (or reject) a sync.
 
-Every door calls `may_approve` / `decide` here — the API, the web form, the CLI (in-process and
-over HTTP) and PR review counting — with a `reconciler.access.Principal`, so one rule holds:
+Every door calls `decide` here — the API, the web form, the CLI (in-process and over HTTP) and PR
+review counting — with a `reconciler.access.Principal`; `decide` and `may_approve` (the question
+without the answer) both ask `judge`, so one rule holds:
 
 1. the sync awaits approval of exactly one plan (its fingerprint is what is approved);
 2. the principal holds the approve permission on the sync's `repository/environment` (a role

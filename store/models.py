@@ -277,7 +277,7 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
-    """Login name; also matched against revision authors (name or email) to refuse self-approval."""
+    """Login name; also matched against the commits' git authors (name, email) to refuse self-approval."""
     email: Mapped[str | None] = mapped_column(String(255))
     password_hash: Mapped[str | None] = mapped_column(Text)
     """A salted slow hash (never the password); NULL for token-only users."""
