@@ -318,8 +318,7 @@ def _permission(server: GitHostServer, match: re.Match[str], call: Call) -> tupl
     permission = server.collaborators.get(login, "none")
     words = {"admin", "write", "read", "none"} if server.host is GitHost.GITHUB else \
         {"owner", "admin", "write", "read", "none"}
-    permission = {"maintain": "write", "triage": "read"}.get(permission, permission) \
-        if server.host is GitHost.GITHUB else permission
+    permission = {"maintain": "write", "triage": "read"}.get(permission, permission)  # legacy field: fewer words
     assert permission in words, permission
     return 200, {"permission": permission, "role_name": server.collaborators.get(login, "none"),
                  "user": server.user_json(login)}
