@@ -3,7 +3,9 @@ accept or heal drift. Both front ends call these, so a rule is checked in one pl
 
 Each action checks the caller's permission on the environment, changes the store through the
 reconciler's own functions (`syncs.request`, `approvals.decide`), audits, and only then queues
-work, after the transaction committed (a worker must find the rows it is told about).
+work, after the transaction committed (a worker must find the rows it is told about). Approvals
+hold no rule here: `reconciler.approvals` decides them for every door alike; this only maps its
+refusals onto HTTP.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dashboard.access import Permission, Principal
-from dashboard.policy import ApprovalPolicies, PolicyUnavailable
 from dashboard.views import key_of
 from reconciler import approvals, syncs
+from reconciler.access import AccessRefused, on_behalf_of
 from reconciler.runtime import Services
 from store import (
     ApprovalDecision,
@@ -94,7 +96,6 @@ def _known_revision(session: Session, env: Environment, text: str) -> Revision:
 @dataclass
 class Actions:
     services: Services
-    policies: ApprovalPolicies
 
     def sync(self, principal: Principal, repository: str, environment: str, revision: str | None = None) -> int:
         """Sync now (the desired revision) or roll back to `revision`, which pauses auto-sync."""
@@ -142,38 +143,21 @@ class Actions:
             self.services.queue.poll(repository_id)
 
     def decide(self, principal: Principal, sync_id: int, decision: ApprovalDecision, comment: str,
-               source: ApprovalSource) -> tuple[approvals.Decision, SyncLifecycle]:
-        """Approve or reject, if the policy at the sync's revision names the caller and they did not write it."""
+               source: ApprovalSource, as_user: str | None = None) -> tuple[approvals.Decision, SyncLifecycle]:
+        """Approve or reject through `reconciler.approvals.decide`, as the caller or (an admin only) as `as_user`."""
         with self.services.database.session() as session:
-            row = find_sync(session, sync_id)
-            require(principal, Permission.APPROVE, key_of(row.environment))
-            if row.status is not SyncLifecycle.AWAITING_APPROVAL or row.plan is None or row.revision is None:
-                raise Refusal(status.HTTP_409_CONFLICT, f"sync {sync_id} is {row.status.value}, not awaiting approval")
-            repository, sha, env_name = row.environment.repository, row.revision.sha, row.environment.name
-            author = row.revision.author
-        self._check_not_author(principal, author, decision)
+            find_sync(session, sync_id)
+            try:
+                actor = on_behalf_of(session, principal, as_user)
+            except AccessRefused as refused:
+                raise Refusal(status.HTTP_403_FORBIDDEN, str(refused)) from None
         try:
-            allowed = self.policies.approvers(repository, sha, env_name)
-        except PolicyUnavailable as error:
-            raise Refusal(status.HTTP_409_CONFLICT, str(error)) from None
-        if allowed and not any(principal.is_subject(subject) for subject in allowed):
-            raise Refusal(status.HTTP_403_FORBIDDEN, f"{principal.name} is not among the approvers of "
-                          f"{repository.name}/{env_name} ({', '.join(allowed)})")
-        try:
-            result = approvals.decide(self.services, sync_id, principal.name, decision, source, comment)
+            result = approvals.decide(self.services, sync_id, actor, decision, source, comment)
         except approvals.ApprovalRefused as refused:
-            own = "own change" in str(refused)
-            raise Refusal(status.HTTP_403_FORBIDDEN if own else status.HTTP_409_CONFLICT, str(refused)) from None
+            code = status.HTTP_403_FORBIDDEN if refused.forbidden else status.HTTP_409_CONFLICT
+            raise Refusal(code, str(refused)) from None
         with self.services.database.session() as session:
             return result, find_sync(session, sync_id).status
-
-    @staticmethod
-    def _check_not_author(principal: Principal, author: str, decision: ApprovalDecision) -> None:
-        """Also match the user's email against the commit's: `decide` only compares names."""
-        email = author.partition("<")[2].rstrip(">").strip().lower()
-        if decision is ApprovalDecision.APPROVE and principal.email and email == principal.email.lower():
-            raise Refusal(status.HTTP_403_FORBIDDEN, f"{principal.name} wrote this revision and cannot approve "
-                          "their own change")
 
     def accept_drift(self, principal: Principal, report_id: int) -> None:
         """Accept the live state as it is: the report is resolved without changing anything."""

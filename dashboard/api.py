@@ -20,6 +20,7 @@ from dashboard import schemas as s
 from dashboard import views
 from dashboard.access import Permission, Principal
 from dashboard.actions import Refusal, find_environment, find_report, find_sync, require
+from dashboard.approval_policies import add_policy_routes
 from dashboard.context import Context
 from dashboard.people import add_people_routes
 from store import (
@@ -49,6 +50,7 @@ def create_api(ctx: Context) -> APIRouter:
     _acting(router, ctx, caller)
     _logs(router, ctx, caller)
     add_people_routes(router, ctx, caller)
+    add_policy_routes(router, ctx, caller)
     return router
 
 
@@ -198,9 +200,10 @@ def _acting(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
         return s.ActionOut(message=f"auto-sync of {repository}/{environment} resumed")
 
     def decide(sync_id: Id, caller: Principal, body: s.DecisionIn | None, decision: ApprovalDecision) -> s.DecisionOut:
-        result, now = actions.decide(caller, sync_id, decision, body.comment if body else "", ApprovalSource.API)
+        result, now = actions.decide(caller, sync_id, decision, body.comment if body else "", ApprovalSource.API,
+                                     body.as_user if body else None)
         return s.DecisionOut(sync_id=result.sync_id, fingerprint=result.fingerprint, approvals=result.approvals,
-                             required=result.required, approved=result.approved, status=now)
+                             required=result.required, approved=result.approved, status=now, detail=result.detail)
 
     @router.post("/syncs/{sync_id}/approve", tags=["approvals"], summary="Approve the plan a sync awaits")
     def approve(sync_id: Id, caller: Principal = caller_dep,

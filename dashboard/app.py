@@ -19,7 +19,6 @@ from dashboard.auth import Authenticator
 from dashboard.context import Context
 from dashboard.metrics import render
 from dashboard.pages import create_pages
-from dashboard.policy import ApprovalPolicies
 from dashboard.sessions import Sessions
 from dashboard.throttle import LoginThrottle
 from reconciler.runtime import Services
@@ -51,7 +50,7 @@ def secret_key_of(settings: DashboardSettings) -> str:
 def create_context(services: Services, settings: DashboardSettings) -> Context:
     sessions = Sessions(secret_key_of(settings), secure=settings.public_url.startswith("https://"))
     return Context(services=services, sessions=sessions, auth=Authenticator(services.database, sessions),
-                   actions=Actions(services, ApprovalPolicies(services)), throttle=LoginThrottle(services.redis))
+                   actions=Actions(services), throttle=LoginThrottle(services.redis))
 
 
 def create_router(services: Services, settings: DashboardSettings) -> APIRouter:

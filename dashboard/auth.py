@@ -15,8 +15,9 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from dashboard.access import Principal
-from dashboard.identity import grants_of, groups_of, user_by_name, user_by_token
+from dashboard.identity import user_by_name, user_by_token
 from dashboard.sessions import COOKIE, Sessions, stamp_of
+from reconciler.access import principal_of
 from store import Database
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -48,9 +49,7 @@ class Authenticator:
                 via, csrf = "session", data.csrf if data else None
             if user is None:
                 return None
-            groups = groups_of(session, user)
-            return Principal(user.name, user.email, frozenset(groups), tuple(grants_of(session, user, groups)),
-                             via, csrf)
+            return principal_of(session, user, via, csrf)
 
     def api(self, request: Request, _credentials: HTTPAuthorizationCredentials | None = Bearer) -> Principal:
         """FastAPI dependency of every API route: 401 without valid credentials, 403 on a bad CSRF token.

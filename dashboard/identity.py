@@ -1,6 +1,6 @@
 """Users, groups, role bindings and API tokens: creating and finding them, shared by the API and the CLI.
 
-Only rows are written here; who may do what with them is `dashboard.access`. Tokens are shown once
+Only rows are written here; who may do what with them is `reconciler.access`. Tokens are shown once
 and stored as their SHA-256, so the store never holds anything that authenticates by itself.
 """
 
@@ -9,18 +9,22 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dashboard.passwords import hash_password
-from store import ApiToken, Group, GroupMember, Role, RoleBinding, User, utcnow
+from reconciler.access import HOST_ID_COLUMNS
+from reconciler.access import Grant as Grant  # re-exported: the CLI and the API import them from here
+from reconciler.access import grants_of as grants_of
+from reconciler.access import groups_of as groups_of
+from store import ApiToken, GitHost, Group, GroupMember, Role, RoleBinding, User, utcnow
 
 NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 """User and group names: what approval policies may name (`user:NAME`, `group:NAME`)."""
 SCOPE = re.compile(r"^(\*|[A-Za-z0-9._-]{1,253}/[A-Za-z0-9._-]{1,253})$")
 TOKEN_PREFIX = "tg_"
+HOST_ID = re.compile(r"^[0-9]{1,20}$")
 
 
 class IdentityError(ValueError):
@@ -30,14 +34,6 @@ class IdentityError(ValueError):
         super().__init__(message)
         self.field = field
         self.conflict = conflict
-
-
-@dataclass(frozen=True)
-class Grant:
-    """`role` given by a binding on `scope` (`*` or `repository/environment`)."""
-
-    role: Role
-    scope: str
 
 
 def check_name(field: str, name: str) -> str:
@@ -77,6 +73,23 @@ def create_user(session: Session, name: str, *, email: str | None = None, passwo
     return user
 
 
+def link_host_id(session: Session, user: User, host: GitHost, host_id: str | None) -> None:
+    """Link `user` to their stable id on `host` (None or "" unlinks); one user per id and host."""
+    column = HOST_ID_COLUMNS.get(host)
+    field = f"{host.value}_id"
+    if column is None:
+        raise IdentityError("host", f"{host.value} has no user ids (one of github, gitlab, gitea)")
+    if host_id and not HOST_ID.match(host_id):
+        raise IdentityError(field, f"{host_id!r} is not a numeric {host.value} user id")
+    if host_id:
+        owner = session.scalars(select(User).where(getattr(User, column) == host_id)).one_or_none()
+        if owner is not None and owner.id != user.id:
+            raise IdentityError(field, f"{host.value} user id {host_id} is already linked to {owner.name}",
+                                conflict=True)
+    setattr(user, column, host_id or None)
+    session.flush()
+
+
 def set_password(user: User, password: str) -> None:
     user.password_hash = hash_password(password)
 
@@ -103,11 +116,6 @@ def add_member(session: Session, group: Group, user: User) -> None:
     session.expire(group, ["members"])
 
 
-def groups_of(session: Session, user: User) -> list[str]:
-    query = select(Group.name).join(GroupMember).where(GroupMember.user_id == user.id).order_by(Group.name)
-    return list(session.scalars(query))
-
-
 def bind(session: Session, subject: str, grant: Grant) -> RoleBinding:
     kind, _, name = subject.partition(":")
     if kind not in ("user", "group") or not NAME.match(name):
@@ -120,12 +128,6 @@ def bind(session: Session, subject: str, grant: Grant) -> RoleBinding:
     session.add(binding)
     session.flush()
     return binding
-
-
-def grants_of(session: Session, user: User, groups: list[str]) -> list[Grant]:
-    subjects = [f"user:{user.name}", *(f"group:{g}" for g in groups)]
-    rows = session.scalars(select(RoleBinding).where(RoleBinding.subject.in_(subjects)))
-    return [Grant(row.role, row.scope) for row in rows]
 
 
 def admin_bindings(session: Session) -> int:

@@ -28,10 +28,11 @@ from dashboard.identity import (
     ensure_group,
     group_by_name,
     issue_token,
+    link_host_id,
     set_password,
     user_by_name,
 )
-from store import ApiToken, Group, GroupMember, Role, RoleBinding, User
+from store import ApiToken, GitHost, Group, GroupMember, Role, RoleBinding, User
 from store.queries import record_audit
 
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -91,7 +92,8 @@ def add_people_routes(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
         with db.session() as session:
             return views.user(session, found_user(session, name))
 
-    @router.patch("/users/{name}", tags=["users"], summary="Change a user's email, password or disabled flag (admin)")
+    @router.patch("/users/{name}", tags=["users"],
+                  summary="Change a user's email, password, disabled flag or Git host ids (admin)")
     def patch_user(name: str, body: s.UserPatch, caller: Principal = caller_dep) -> s.UserOut:
         admin(caller)
         with db.session() as session:
@@ -104,6 +106,12 @@ def add_people_routes(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
                 set_password(row, body.password)
             if body.disabled is not None:
                 row.disabled = body.disabled
+            try:
+                for host in (GitHost.GITHUB, GitHost.GITLAB, GitHost.GITEA):
+                    if f"{host.value}_id" in body.model_fields_set:
+                        link_host_id(session, row, host, getattr(body, f"{host.value}_id"))
+            except IdentityError as error:
+                raise _identity_refusal(error) from None
             audit(session, caller, "user.changed", f"user:{row.name}",
                   fields=sorted(body.model_dump(exclude_unset=True, exclude={"password"}))
                   + (["password"] if body.password else []))

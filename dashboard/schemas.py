@@ -215,6 +215,9 @@ class UserOut(Out):
     has_password: bool
     groups: list[str]
     tokens: list[TokenOut]
+    github_id: str | None = None
+    gitlab_id: str | None = None
+    gitea_id: str | None = None
 
 
 class UserIn(In):
@@ -224,10 +227,17 @@ class UserIn(In):
     groups: list[Annotated[str, Name]] = Field(default_factory=list, max_length=50)
 
 
+HostId = Field(default=None, pattern=r"^([0-9]{1,20})?$", description="The stable numeric user id on that Git "
+               "host (how PR reviews and verified commit authors are matched); \"\" unlinks.")
+
+
 class UserPatch(In):
     email: str | None = Field(default=None, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
     password: str | None = Field(default=None, min_length=8, max_length=1024)
     disabled: bool | None = None
+    github_id: str | None = HostId
+    gitlab_id: str | None = HostId
+    gitea_id: str | None = HostId
 
 
 class TokenIn(In):
@@ -266,6 +276,25 @@ class RoleBindingIn(In):
     scope: str = Field(default="*", pattern=r"^(\*|[A-Za-z0-9._-]{1,253}/[A-Za-z0-9._-]{1,253})$")
 
 
+class ApprovalPolicyIn(In):
+    """The admins' approval policy of one environment: the same block as the repository's `approval:`."""
+
+    required: bool = True
+    min_approvals: int = Field(default=1, ge=1, le=10)
+    approvers: list[Annotated[str, Field(pattern=r"^(user|group):[A-Za-z0-9._@-]{1,64}$")]] = Field(
+        default_factory=list, max_length=100, description="user:NAME or group:NAME; required when `required`.")
+
+
+class ApprovalPolicyOut(Out):
+    repository: str
+    environment: str
+    required: bool
+    min_approvals: int
+    approvers: list[str]
+    updated_by: str
+    updated_at: datetime
+
+
 class SyncRequestIn(In):
     revision: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{7,64}$",
                                  description="A commit to sync (a rollback; pauses auto-sync). Default: desired.")
@@ -273,6 +302,9 @@ class SyncRequestIn(In):
 
 class DecisionIn(In):
     comment: str = Field(default="", max_length=2000)
+    as_user: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]{1,64}$",
+                                description="Decide as this user (admins on * only; audited as `admin X as Y`). "
+                                "The user must pass every rule themself.")
 
 
 class DecisionOut(Out):
@@ -282,6 +314,7 @@ class DecisionOut(Out):
     required: int
     approved: bool
     status: SyncLifecycle
+    detail: str = Field(default="", description="Per approval rule: approvals counted of approvals needed.")
 
 
 class ActionOut(Out):
@@ -307,3 +340,6 @@ class PreviewOut(Out):
     state: str = Field(description="open, closed or merged.")
     updated_at: datetime
     environments: list[PreviewEnvironmentOut] = Field(description="Only the environments the caller may read.")
+    held: str | None = Field(default=None, description="Why the head is not planned: it waits for a member's "
+                             "`/tidegate preview SHA` (an author the host does not trust, or a fork).")
+    go_ahead_by: str | None = Field(default=None, description="Who let the current head be planned, if anyone.")

@@ -209,7 +209,8 @@ def user(session: Session, row: User) -> s.UserOut:
     tokens = [s.TokenOut(name=t.name, prefix=t.prefix, created_at=t.created_at, last_used_at=t.last_used_at,
                          expires_at=t.expires_at) for t in row.tokens]
     return s.UserOut(name=row.name, email=row.email, disabled=row.disabled, has_password=row.password_hash is not None,
-                     groups=groups, tokens=tokens)
+                     groups=groups, tokens=tokens, github_id=row.github_id, gitlab_id=row.gitlab_id,
+                     gitea_id=row.gitea_id)
 
 
 def preview_keys(session: Session, row: Preview) -> tuple[str, list[str]]:
@@ -232,7 +233,8 @@ def preview(session: Session, row: Preview, readable: Callable[[str], bool]) -> 
                                                     errors=errors))
     return s.PreviewOut(id=row.id, repository=repository, number=row.number, title=row.title,
                         author=row.author, head_sha=row.head_sha, base_ref=row.base_ref, status=row.status,
-                        state=row.state, updated_at=row.updated_at, environments=environments)
+                        state=row.state, updated_at=row.updated_at, environments=environments, held=row.held,
+                        go_ahead_by=row.go_ahead_by if row.go_ahead_sha == row.head_sha else None)
 
 
 def previews(session: Session, limit: int = 100) -> Sequence[Preview]:

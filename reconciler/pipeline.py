@@ -28,6 +28,7 @@ from reconciler.desired import CheckResult, DesiredState, check_checkout
 from reconciler.errors import Busy, PlanningFailed, classify
 from reconciler.locks import EnvironmentLock, Lease, LockLost
 from reconciler.plans import EnvironmentPlan, decode, encode, same_changes
+from reconciler.policies import EffectivePolicy, PolicyUnavailable, effective_policy
 from reconciler.promotion import waiting_on
 from reconciler.runtime import Services
 from reconciler.syncs import L
@@ -141,10 +142,10 @@ def _plan_locked(services: Services, sync_id: int, lease: Lease) -> bool:
         outputs, inventory = previous_outputs(services, session, env.id)
         repo_name, env_name, sha = repository.name, env.name, revision.sha
         heal = sync.trigger is SyncTrigger.DRIFT
+        gate = _gate(services, session, env, sha, loaded_repo)
     loaded = render(services, repo_name, env_name, sha, root, outputs, inventory)
     loaded.take_over = heal
     plan = plan_stages(services, loaded)
-    approval = loaded.repo.environments[env_name].spec.approval
     with services.database.session() as session:
         sync = session.get_one(Sync, sync_id)
         row = Plan(environment_id=sync.environment_id, revision_id=sync.revision_id, fingerprint=plan.fingerprint,
@@ -153,14 +154,24 @@ def _plan_locked(services: Services, sync_id: int, lease: Lease) -> bool:
         session.flush()
         sync.plan_id = row.id
         sync.error = None
-        if approval.required and plan.has_changes:
+        if gate.required and plan.has_changes:
             syncs.transition(sync, L.AWAITING_APPROVAL, lease)
             sync.environment.sync_status = SyncStatus.AWAITING_APPROVAL
             record_audit(session, actor="tidegate", action="sync.awaiting_approval", target=_target(sync),
-                         details={"fingerprint": plan.fingerprint, "plan_id": row.id})
+                         details={"fingerprint": plan.fingerprint, "plan_id": row.id,
+                                  "rules": [rule.describe() for rule in gate.gating]})
             return False
         syncs.transition(sync, L.APPROVED, lease)
     return True
+
+
+def _gate(services: Services, session: Session, env: Environment, sha: str, at_revision: LoadedRepo) -> EffectivePolicy:
+    """The approval rules of this sync (the admins' and the repository's at the last applied
+    revision): the same `EffectivePolicy` the approval decision judges by."""
+    try:
+        return effective_policy(services, session, env, sha, at_revision)
+    except PolicyUnavailable as error:
+        raise PlanningFailed(str(error)) from None
 
 
 def render(services: Services, repository: str, environment: str, sha: str, root: Path,
@@ -210,12 +221,14 @@ def _stage_context(services: Services, loaded: Loaded, stage: StageName) -> Stag
 
 
 def inputs_digest(loaded: Loaded, stage: StageName) -> str:
-    """What a deferred stage's approval covers: the revision's rendered inputs for that stage."""
+    """What a deferred stage's approval covers: the rendered inputs for that stage.
+
+    The revision is not part of it (the whole plan's fingerprint binds the revision), so a PR head
+    and its merge commit that render the same inputs agree on it (see `content_fingerprint`)."""
     desired = loaded.desired
     if stage is StageName.configuration:
-        return digest({"revision": loaded.run.revision, "playbook": desired.playbook, "vars": desired.extra_vars})
-    return digest({"revision": loaded.run.revision,
-                   "manifests": [m.body for rendered in desired.workloads.values() for m in rendered.manifests]})
+        return digest({"playbook": desired.playbook, "vars": desired.extra_vars})
+    return digest({"manifests": [m.body for rendered in desired.workloads.values() for m in rendered.manifests]})
 
 
 def _guard(stage: StageName, call: Any) -> Any:
@@ -279,7 +292,6 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
             syncs.transition(sync, L.FAILED, lease, error="approved sync has no plan")
             return
         plan = decode(services.secrets.unseal(sync.plan.payload))
-        approval_required = False
         outputs, inventory = previous_outputs(services, session, env.id)
         repo_name, env_name, sha = env.repository.name, env.name, revision.sha
         heal = sync.trigger is SyncTrigger.DRIFT
@@ -294,7 +306,7 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
         _finish_failed(services, sync_id, lease, str(failure), None)
         return
     loaded.take_over = heal
-    approval_required = loaded.repo.environments[env_name].spec.approval.required
+    approval_required = _still_gated(services, sync_id)
     infrastructure_changed = False
     applied_any = False
     for stage in contexts.stages_of(loaded.repo, env_name):
@@ -324,6 +336,18 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
         if stage is StageName.workloads:
             loaded.inventory = result.outputs.get("inventory")
     _finish_succeeded(services, sync_id, lease, loaded)
+
+
+def _still_gated(services: Services, sync_id: int) -> bool:
+    """Whether the sync's environment is gated (a re-planned later stage then asks again); when the
+    policy cannot be read, it is taken to be gated."""
+    with services.database.session() as session:
+        sync = session.get_one(Sync, sync_id)
+        try:
+            return effective_policy(services, session, sync.environment, _revision(sync).sha).required
+        except PolicyUnavailable as error:
+            log.warning("sync %s: %s; treated as gated", sync_id, error)
+            return True
 
 
 def _replan(services: Services, loaded: Loaded, stage: StageName) -> StagePlan | None:

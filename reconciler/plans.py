@@ -51,6 +51,15 @@ class EnvironmentPlan:
         return digest({"revision": self.revision, "stages": {n.value: self.stage_fingerprint(n) for n in names}})
 
     @property
+    def content_fingerprint(self) -> str:
+        """The fingerprint without the revision: what the plan would do, whichever commit produced it.
+
+        Two revisions with the same content fingerprint plan the same changes against the same live
+        state; a PR review of a head counts for the merged revision only when they agree (Atlantis'
+        "undiverged" rule)."""
+        return content_fingerprint({n.value: self.stage_fingerprint(n) for n in [*self.stages, *self.deferred]})
+
+    @property
     def has_changes(self) -> bool:
         return bool(self.deferred) or any(plan.has_changes for plan in self.stages.values())
 
@@ -70,6 +79,22 @@ class EnvironmentPlan:
                     "unchanged": sum(c.action is Action.no_op for c in plan.changes),
                 }
         return out
+
+
+def content_fingerprint(stage_fingerprints: Mapping[str, str]) -> str:
+    """The digest of the per-stage fingerprints alone (see `EnvironmentPlan.content_fingerprint`)."""
+    return digest({"stages": dict(sorted(stage_fingerprints.items()))})
+
+
+def summary_content_fingerprint(summary: Mapping[str, Any]) -> str | None:
+    """`content_fingerprint` of a stored plan summary (`Plan.stages`, a preview's stages); None if incomplete."""
+    stages: dict[str, str] = {}
+    for name, stage in summary.items():
+        value = stage.get("fingerprint") if isinstance(stage, Mapping) else None
+        if not isinstance(value, str) or not value:
+            return None
+        stages[str(name)] = value
+    return content_fingerprint(stages) if stages else None
 
 
 def same_changes(approved: StagePlan, fresh: StagePlan) -> bool:

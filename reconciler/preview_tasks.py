@@ -1,4 +1,5 @@
-"""Celery tasks for pull requests: the preview of a PR head, and the recount of PR review approvals.
+"""Celery tasks for pull requests: the preview of a PR head, a member's go-ahead for a waiting head,
+and the recount of PR review approvals.
 
 Both run on the `preview` queue, so a slow Terraform apply or a long poll never delays a PR's
 comment. The webhook receivers only enqueue (`PreviewQueue`); the work happens here.
@@ -30,10 +31,20 @@ class PreviewQueue(Protocol):
 
     def recount(self, request: approvals.RecountRequest) -> None: ...
 
+    def go_ahead(self, request: previews.GoAheadRequest) -> None: ...
+
 
 @shared_task(name="tidegate.preview", **{**RETRY, "max_retries": 3})
 def preview(request: dict[str, Any]) -> dict[str, Any]:
     outcome = previews.run(services(), previews.PreviewRequest.model_validate(request))
+    return outcome.model_dump(mode="json")
+
+
+@shared_task(name="tidegate.preview_go_ahead", **{**RETRY, "max_retries": 3})
+def go_ahead(request: dict[str, Any]) -> dict[str, Any]:
+    outcome = previews.go_ahead(services(), previews.GoAheadRequest.model_validate(request))
+    if not outcome.accepted:
+        log.info("/tidegate preview not honoured: %s", outcome.reason)
     return outcome.model_dump(mode="json")
 
 
@@ -47,10 +58,13 @@ def recount(self: Any, request: dict[str, Any]) -> dict[str, Any]:
 
 
 class CeleryPreviewQueue:
-    """`PreviewQueue` over Celery: both tasks go to the `preview` queue."""
+    """`PreviewQueue` over Celery: every task goes to the `preview` queue."""
 
     def preview(self, request: previews.PreviewRequest) -> None:
         current_app.send_task("tidegate.preview", args=[request.model_dump(mode="json")], queue="preview")
 
     def recount(self, request: approvals.RecountRequest) -> None:
         current_app.send_task("tidegate.review_recount", args=[request.model_dump(mode="json")], queue="preview")
+
+    def go_ahead(self, request: previews.GoAheadRequest) -> None:
+        current_app.send_task("tidegate.preview_go_ahead", args=[request.model_dump(mode="json")], queue="preview")

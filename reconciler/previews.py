@@ -16,6 +16,14 @@ and the merged revision's own plan (which does lock), show the truth.
 
 Stages that need outputs of an infrastructure that does not exist yet (a first sync's cluster and
 nodes) are shown as "planned after infrastructure applies", as the sync's own plan shows them.
+
+Planning runs the PR's code (Terraform, Ansible, kustomize, Jinja), so a head is planned only when
+its author is trusted for the repository — the host says they can push to it, and the head is not
+from a fork — or when a trusted member commented `/tidegate preview` for exactly that head (as CI
+systems gate first-time contributors). Otherwise the preview waits: its row, its comment and its
+commit status say so, and nothing from the pull request runs. A new push needs a new go-ahead.
+Each environment's plan keeps its content fingerprint, which PR review approvals are compared with
+(`reconciler.hosts.approvals`).
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from reconciler import contexts, pipeline
 from reconciler.contexts import Run
 from reconciler.desired import check_checkout
 from reconciler.errors import Transient
-from reconciler.hosts import CommitStatus, GitHostClient, HostError, client_for
+from reconciler.hosts import CommitStatus, GitHostClient, HostError, HostUser, client_for
 from reconciler.plans import EnvironmentPlan
 from reconciler.repositories import source_for
 from reconciler.runtime import Services
@@ -48,6 +56,7 @@ from reconciler.targets import Connection
 from repo_schema.loader import LoadedRepo, check_repo
 from repo_schema.models import PreviewSpec
 from store import Environment, Preview, PreviewStatus, Repository, utcnow
+from store.queries import record_audit
 from store.redaction import redact, remember
 
 log = logging.getLogger(__name__)
@@ -74,15 +83,33 @@ class PreviewRequest(BaseModel):
     base_sha: str | None = None
     title: str = ""
     author: str = ""
+    author_id: str = ""
+    """The PR author's stable id on the host (GitLab's membership check needs it)."""
+    fork: bool = False
+    """The head lives in another repository than the base: never trusted without a go-ahead."""
+    public_url: str = "http://127.0.0.1:8080"
+
+
+class GoAheadRequest(BaseModel):
+    """A `/tidegate preview [SHA]` comment on a PR, as a webhook receiver enqueues it."""
+
+    repository_id: int
+    number: int = Field(gt=0)
+    commenter: str = Field(min_length=1, max_length=255)
+    commenter_id: str = Field(default="", max_length=64)
+    sha: str | None = Field(default=None, pattern=r"^[0-9a-f]{7,64}$")
+    """The head the go-ahead is for: named in the comment, or the head the host's payload gave."""
     public_url: str = "http://127.0.0.1:8080"
 
 
 class EnvironmentPreview(BaseModel):
-    """One environment's stage plans (the summary the API and UI show) and per-stage errors, and per
-    stage whose credentials planned it: `preview` (read-only ones of spec.preview) or `environment`."""
+    """One environment's stage plans (the summary the API and UI show), per-stage errors, the content
+    fingerprint of the plan (None when a stage failed), and per stage whose credentials planned it:
+    `preview` (the read-only ones of spec.preview) or `environment`."""
 
     stages: dict[str, Any] = Field(default_factory=dict)
     errors: dict[str, str] = Field(default_factory=dict)
+    fingerprint: str | None = None
     credentials: dict[str, str] = Field(default_factory=dict)
 
 
@@ -113,6 +140,16 @@ class PreviewOutcome(BaseModel):
     environments: list[str] = Field(default_factory=list)
     superseded: bool = False
     posted: bool = False
+    held: str | None = None
+    """Why the head was not planned (it waits for a trusted member's go-ahead)."""
+
+
+class GoAheadOutcome(BaseModel):
+    """Whether a `/tidegate preview` comment was honoured, and the preview it ran."""
+
+    accepted: bool
+    reason: str = ""
+    preview: PreviewOutcome | None = None
 
 
 # --- the flow ---------------------------------------------------------------------------------------
@@ -138,14 +175,21 @@ def _run(services: Services, request: PreviewRequest) -> PreviewOutcome:
     with services.database.session() as session:
         repository = session.get_one(Repository, request.repository_id)
         row = _start(session, request)
-        preview_id, comment_id = row.id, row.comment_id
+        preview_id, comment_id, go_ahead = row.id, row.comment_id, row.go_ahead_sha
         host = client_for(repository, services.secrets)
         snapshot = _snapshot(repository)
     link = f"{request.public_url.rstrip('/')}/previews/{preview_id}"
+    held = held_because(host, request, go_ahead)
+    if held is not None:
+        return _hold(services, host, request, preview_id, comment_id, link, held)
+    # Planned on a member's go-ahead, but its author is still not trusted: what would run as the
+    # service user rather than sealed as the runner (a `local` Ansible connection) is refused.
+    untrusted = go_ahead == request.head_sha and held_because(host, request, None) is not None
     _post_status(host, request.head_sha, CommitStatus(state=PreviewStatus.PENDING, target_url=link,
                                                       description="Tidegate is planning the affected environments"))
     try:
-        report = compute(services, snapshot, request, _workdir(services, snapshot.name, request.number))
+        report = compute(services, snapshot, request, _workdir(services, snapshot.name, request.number),
+                         untrusted=untrusted)
     except (SourceError, OSError) as error:
         log.warning("preview %s#%s: %s", snapshot.name, request.number, error)
         report = Report(head_sha=request.head_sha, error=str(error))
@@ -162,12 +206,91 @@ def _run(services: Services, request: PreviewRequest) -> PreviewOutcome:
                                                       description=redact(describe(report))))
     with services.database.session() as session:
         current = session.get_one(Preview, preview_id)
-        current.status, current.body, current.updated_at = report.status, body, utcnow()
-        current.environments = report.model_dump(mode="json", exclude={"head_sha"})
+        current.status, current.body, current.updated_at, current.held = report.status, body, utcnow(), None
+        current.environments = {name: env.model_dump(mode="json") for name, env in report.environments.items()}
         current.comment_id = posted_id or current.comment_id
         comment_id = current.comment_id
     return PreviewOutcome(preview_id=preview_id, status=report.status, comment_id=comment_id,
                           environments=list(report.environments), posted=posted_id is not None)
+
+
+def held_because(host: GitHostClient | None, request: PreviewRequest, go_ahead: str | None) -> str | None:
+    """Why the head must not be planned yet, or None: its author is trusted, or a member let it go."""
+    if go_ahead is not None and go_ahead == request.head_sha:
+        return None
+    author = request.author or "the author"
+    if request.fork:
+        return "the head comes from a fork"
+    if host is None:
+        return f"no Git host API is configured to say whether {author} may push to the repository"
+    try:
+        trusted = host.can_push(HostUser(login=request.author, id=request.author_id))
+    except HostError as error:
+        return f"the host could not say whether {author} may push to the repository ({error})"
+    return None if trusted else f"{author} cannot push to the repository (no member or collaborator with write access)"
+
+
+def _hold(services: Services, host: GitHostClient | None, request: PreviewRequest, preview_id: int,
+          comment_id: str | None, link: str, reason: str) -> PreviewOutcome:
+    """Nothing from the PR runs: the row, the comment and the commit status say what would let it."""
+    command = f"/tidegate preview {request.head_sha[:12]}"
+    body = "\n".join([f"### ⏸️ Tidegate preview of `{request.head_sha[:12]}` waits", "",
+                      f"Not planned: {reason}. Planning runs the pull request's Terraform, Ansible and templates, "
+                      "so nothing of it was run.", "",
+                      f"A member who can push to the repository may comment `{command}` to plan this head. "
+                      "A new push needs a new go-ahead.", "",
+                      f"[Open this preview in Tidegate]({link}) · waiting at `{request.head_sha[:12]}`"])
+    _post_status(host, request.head_sha, CommitStatus(state=PreviewStatus.PENDING, target_url=link,
+                                                      description=f"Waiting for a member's `{command}`"))
+    posted_id = _post_comment(host, request.number, body, comment_id)
+    with services.database.session() as session:
+        current = session.get_one(Preview, preview_id)
+        if current.head_sha != request.head_sha:
+            return PreviewOutcome(preview_id=preview_id, status=PreviewStatus.PENDING, superseded=True, held=reason)
+        current.status, current.body, current.held, current.updated_at = PreviewStatus.PENDING, body, reason, utcnow()
+        current.environments = {}
+        current.comment_id = posted_id or current.comment_id
+        comment_id = current.comment_id
+    log.info("preview #%s at %s waits: %s", request.number, request.head_sha[:12], reason)
+    return PreviewOutcome(preview_id=preview_id, status=PreviewStatus.PENDING, comment_id=comment_id,
+                          posted=posted_id is not None, held=reason)
+
+
+def go_ahead(services: Services, request: GoAheadRequest) -> GoAheadOutcome:
+    """A `/tidegate preview` comment: if a trusted member gave it for the PR's current head, that
+    head may be planned (once: a newer push waits again), and it is planned now."""
+    with services.database.session() as session:
+        repository = session.get_one(Repository, request.repository_id)
+        host, name, kind = client_for(repository, services.secrets), repository.name, repository.host.value
+    if host is None:
+        return GoAheadOutcome(accepted=False, reason="the repository names no Git host API to check the commenter")
+    try:
+        trusted = host.can_push(HostUser(login=request.commenter, id=request.commenter_id))
+        pr = host.pull_request(request.number)
+    except HostError as error:
+        return GoAheadOutcome(accepted=False, reason=f"the host could not be asked: {error}")
+    if not trusted:
+        return GoAheadOutcome(accepted=False, reason=f"{request.commenter} cannot push to the repository")
+    if pr.state != "open":
+        return GoAheadOutcome(accepted=False, reason=f"pull request #{request.number} is {pr.state}")
+    if request.sha is not None and not pr.head_sha.startswith(request.sha):
+        return GoAheadOutcome(accepted=False, reason=f"{request.sha[:12]} is not the head of #{request.number} any "
+                              f"more ({pr.head_sha[:12]}): a new push needs a new go-ahead")
+    with services.database.session() as session:
+        row = session.scalars(select(Preview).where(Preview.repository_id == request.repository_id,
+                                                    Preview.number == request.number)).one_or_none()
+        if row is None:
+            row = Preview(repository_id=request.repository_id, number=request.number, head_sha=pr.head_sha,
+                          author=pr.author[:255])
+            session.add(row)
+        row.go_ahead_sha, row.go_ahead_by = pr.head_sha, request.commenter[:255]
+        record_audit(session, actor=f"{kind}:{request.commenter}", action="preview.go_ahead",
+                     target=f"{name}#{request.number}", details={"sha": pr.head_sha})
+        title = row.title
+    preview = run(services, PreviewRequest(repository_id=request.repository_id, number=request.number,
+                                           head_sha=pr.head_sha, base_ref=pr.base_ref, title=title, author=pr.author,
+                                           author_id=pr.author_id, public_url=request.public_url))
+    return GoAheadOutcome(accepted=True, preview=preview)
 
 
 def _start(session: Session, request: PreviewRequest) -> Preview:
@@ -217,8 +340,10 @@ def _post_comment(host: GitHostClient | None, number: int, body: str, comment_id
 
 # --- computing ----------------------------------------------------------------------------------------
 
-def compute(services: Services, repository: Repository, request: PreviewRequest, workdir: Path) -> Report:
-    """Validate and render the head, then plan each affected environment without applying."""
+def compute(services: Services, repository: Repository, request: PreviewRequest, workdir: Path, *,
+            untrusted: bool = False) -> Report:
+    """Validate and render the head, then plan each affected environment without applying
+    (`untrusted`: the head's author is not trusted, it runs on a member's go-ahead)."""
     source = source_for(services, repository)
     head = _fetched(source, request.head_sha)
     root = source.checkout(head, services.checkouts / repository.name)
@@ -232,7 +357,8 @@ def compute(services: Services, repository: Repository, request: PreviewRequest,
             loaded = pipeline.Loaded(Run(repository.name, name, head, root, workdir / name), result.repo,
                                      result.environments[name])
             trusted = base.environments[name].spec.preview if base and name in base.environments else None
-            report.environments[name] = plan_environment(services, repository.id, loaded, workdir, trusted)
+            report.environments[name] = plan_environment(services, repository.id, loaded, workdir, trusted,
+                                                         untrusted=untrusted)
     return report
 
 
@@ -266,7 +392,8 @@ def _affected(services: Services, source: GitSource, repository: Repository, req
 
 
 def plan_environment(services: Services, repository_id: int, loaded: pipeline.Loaded,
-                     workdir: Path, trusted: PreviewSpec | None = None) -> EnvironmentPreview:
+                     workdir: Path, trusted: PreviewSpec | None = None, *,
+                     untrusted: bool = False) -> EnvironmentPreview:
     """Every stage of one environment planned as a sync would, against its last applied outputs,
     with the read-only credentials `trusted` (spec.preview at the base) names where it names any."""
     with services.database.session() as session:
@@ -285,11 +412,12 @@ def plan_environment(services: Services, repository_id: int, loaded: pipeline.Lo
                 plan.deferred[stage] = pipeline.inputs_digest(loaded, stage)
                 continue
             context, credentials[stage.value] = _with_preview_credentials(services, loaded, stage, context, trusted)
-            plan.stages[stage] = services.stages(stage).plan(preview_context(context, workdir))
+            plan.stages[stage] = services.stages(stage).plan(preview_context(context, workdir, untrusted=untrusted))
         except Exception as error:  # a stage that cannot plan fails the preview with the reason
             log.warning("preview of %s: %s failed: %s", loaded.run.environment, stage.value, error)
             errors[stage.value] = f"{type(error).__name__}: {error}"
-    return EnvironmentPreview(stages=plan.summary(), errors=errors, credentials=credentials)
+    return EnvironmentPreview(stages=plan.summary(), errors=errors,
+                              fingerprint=None if errors else plan.content_fingerprint, credentials=credentials)
 
 
 def _with_preview_credentials(services: Services, loaded: pipeline.Loaded, stage: StageName, context: StageContext,
@@ -305,10 +433,11 @@ def _with_preview_credentials(services: Services, loaded: pipeline.Loaded, stage
     return replace(context, settings=dict(connection.settings), credentials=dict(connection.credentials)), "preview"
 
 
-def preview_context(context: StageContext, workdir: Path) -> StageContext:
-    """The sync's context, with the preview's own Terraform workspaces and no state lock taken."""
+def preview_context(context: StageContext, workdir: Path, *, untrusted: bool = False) -> StageContext:
+    """The sync's context, with the preview's own Terraform workspaces and no state lock taken;
+    for an untrusted author's head, stages refuse what would run unsealed (`untrusted_head`)."""
     settings: dict[str, Any] = {**context.settings, "lock": False,
-                                "terraform_workspaces": str(workdir / "workspaces")}
+                                "terraform_workspaces": str(workdir / "workspaces"), "untrusted_head": untrusted}
     return replace(context, settings=settings)
 
 

@@ -48,7 +48,10 @@ $tg show "$pending"
 echo
 echo "== tidegate user add platform-lead --group platform-leads (production's approvers: group:platform-leads)"
 $tg user add platform-lead --group platform-leads --role approver
-echo "== tidegate approve $pending (as that platform lead; not the commit's author)"
+me=$(id -un)
+echo "== tidegate user add $me --role admin (with users configured, the local CLI acts as the user named like your login)"
+$tg user add "$me" --role admin
+echo "== tidegate approve $pending --as platform-lead (an admin acting for the platform lead; audited 'admin $me as platform-lead')"
 $tg approve "$pending" --as platform-lead
 wait_for production Synced Healthy
 echo

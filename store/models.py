@@ -30,7 +30,7 @@ from store.enums import (
     SyncTrigger,
 )
 from store.secrets import Sealed
-from store.types import RedactedJSON, RedactedText, SealedText, UTCDateTime, WordEnum, utcnow
+from store.types import RedactedJSON, RedactedText, SealedText, UTCDateTime, WordEnum, json_type, utcnow
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -277,12 +277,17 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
-    """Login name; also matched against revision authors (name or email) to refuse self-approval."""
+    """Login name; also matched against the commits' git authors (name, email) to refuse self-approval."""
     email: Mapped[str | None] = mapped_column(String(255))
     password_hash: Mapped[str | None] = mapped_column(Text)
     """A salted slow hash (never the password); NULL for token-only users."""
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    github_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    """The user's stable numeric id on GitHub (`tidegate user link`): how PR reviews and verified commit
+    authors are matched to this user (logins can be renamed and reused; ids cannot)."""
+    gitlab_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    gitea_id: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan",
                                                   passive_deletes=True)
@@ -384,3 +389,50 @@ class Preview(Base):
     state: Mapped[str] = mapped_column(String(32), default="open")
     """open, closed or merged."""
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    held: Mapped[str | None] = mapped_column(Text)
+    """Why the head is not planned yet (an author the host does not trust, a fork); NULL once planned."""
+    go_ahead_sha: Mapped[str | None] = mapped_column(String(64))
+    """The head a trusted member's `/tidegate preview` was given for; a newer head needs a new one."""
+    go_ahead_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class ApprovalPolicyRow(Base):
+    """An admin's approval policy for one `repository/environment`, enforced next to the repo's own.
+
+    Keyed by names, not foreign keys, so a policy can be set before the repository is registered or
+    the environment first polled (a first sync must not slip through before the admin gets there).
+    """
+
+    __tablename__ = "approval_policies"
+    __table_args__ = (UniqueConstraint("repository", "environment"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository: Mapped[str] = mapped_column(String(253))
+    environment: Mapped[str] = mapped_column(String(253))
+    required: Mapped[bool] = mapped_column(default=True)
+    min_approvals: Mapped[int] = mapped_column(Integer, default=1)
+    approvers: Mapped[list[str]] = mapped_column(json_type(), default=list)
+    updated_by: Mapped[str] = mapped_column(String(255), default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CommitIdentity(Base):
+    """A Git host account the host itself vouches for as having touched a commit.
+
+    Git author names and e-mails are whatever the committer typed; these are not: the sender of the
+    push that brought the commit, the author of the pull request that merged it, and the commit's
+    author/committer as the host's API resolved them (`user_id` empty: resolved to no account).
+    """
+
+    __tablename__ = "commit_identities"
+    __table_args__ = (Index("ix_commit_identities_repository_id_sha", "repository_id", "sha"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete=CASCADE))
+    sha: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32))
+    """push_sender, pr_author, commit_author or commit_committer."""
+    host: Mapped[GitHost] = mapped_column(WordEnum(GitHost))
+    user_id: Mapped[str] = mapped_column(String(64), default="")
+    login: Mapped[str] = mapped_column(String(255), default="")
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -257,24 +257,31 @@ def resume(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")]) 
     out.print(f"{environment}: auto-sync resumed", markup=False)
 
 
+AS_HELP = ("Decide as this user: only an admin may (audited `admin X as Y`), or anyone in the local "
+           "single-user mode (in-process, no users configured). Default: yourself (your API token, or the "
+           "user named like your OS login).")
+
+
 def approve(sync_id: Annotated[int, typer.Argument(help="The sync awaiting approval.")],
-            user: Annotated[str | None, typer.Option("--as", help="Who approves (default: your login).")] = None,
+            user: Annotated[str | None, typer.Option("--as", help=AS_HELP)] = None,
             comment: Annotated[str, typer.Option(help="Why.")] = "") -> None:
     """Approve the one plan fingerprint a sync awaiting approval carries."""
     try:
-        decision = client().approve(sync_id, user or getpass.getuser(), comment)
+        decision = client().approve(sync_id, comment, as_user=user)
     except ClientError as error:
         raise _fail(error) from None
     state = "approved: applying" if decision.approved else f"{decision.approvals}/{decision.required} approvals"
     out.print(f"sync #{sync_id} plan {decision.fingerprint[:16]}: {state}", markup=False)
+    if decision.detail and not decision.approved:
+        out.print(f"  {decision.detail}", markup=False)
 
 
 def reject(sync_id: Annotated[int, typer.Argument(help="The sync awaiting approval.")],
-           user: Annotated[str | None, typer.Option("--as", help="Who rejects.")] = None,
+           user: Annotated[str | None, typer.Option("--as", help=AS_HELP)] = None,
            comment: Annotated[str, typer.Option(help="Why.")] = "") -> None:
     """Reject a sync awaiting approval (it fails; nothing is applied)."""
     try:
-        client().reject(sync_id, user or getpass.getuser(), comment)
+        client().reject(sync_id, comment, as_user=user)
     except ClientError as error:
         raise _fail(error) from None
     out.print(f"sync #{sync_id} rejected", markup=False)

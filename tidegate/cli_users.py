@@ -23,11 +23,13 @@ from dashboard.identity import (
     ensure_group,
     groups_of,
     issue_token,
+    link_host_id,
     parse_role,
     user_by_name,
 )
-from store import RoleBinding, User
+from store import GitHost, RoleBinding, User
 from store.queries import record_audit
+from tidegate import cli_policies
 from tidegate.settings import Settings
 from tidegate.wiring import open_store
 
@@ -96,6 +98,36 @@ def list_users() -> None:
                       f"  roles={','.join(roles) or '-'}", markup=False)
 
 
+@user_app.command("link")
+def link_user(
+    name: Annotated[str, typer.Argument(help="The Tidegate user.")],
+    github_id: Annotated[str | None, typer.Option("--github-id", help="GitHub user id (`gh api users/LOGIN -q .id`).")]
+    = None,
+    gitlab_id: Annotated[str | None, typer.Option("--gitlab-id", help="GitLab user id.")] = None,
+    gitea_id: Annotated[str | None, typer.Option("--gitea-id", help="Gitea user id.")] = None,
+) -> None:
+    """Link a user to their Git host accounts by stable id: how PR reviews count as their approvals,
+    and how commits the host says they wrote or pushed are recognised as theirs."""
+    wanted = {GitHost.GITHUB: github_id, GitHost.GITLAB: gitlab_id, GitHost.GITEA: gitea_id}
+    if all(value is None for value in wanted.values()):
+        raise _fail(ValueError("name at least one of --github-id, --gitlab-id, --gitea-id"))
+    store = open_store(Settings())
+    try:
+        with store.database.session() as session:
+            user = user_by_name(session, name)
+            if user is None:
+                raise IdentityError("name", f"no user {name!r} (add one with `tidegate user add`)")
+            for host, value in wanted.items():
+                if value is not None:
+                    link_host_id(session, user, host, value.strip())
+            record_audit(session, actor=ACTOR, action="user.linked", target=f"user:{name}",
+                         details={f"{host.value}_id": value for host, value in wanted.items() if value is not None})
+    except IdentityError as error:
+        raise _fail(error) from None
+    links = ", ".join(f"{host.value} id {value or '(unlinked)'}" for host, value in wanted.items() if value is not None)
+    out.print(f"linked {name}: {links}", markup=False)
+
+
 @group_app.command("add")
 def add_group(name: Annotated[str, typer.Argument(help="Group name, as approval policies spell it.")]) -> None:
     """Add a group."""
@@ -131,3 +163,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(user_app, name="user")
     app.add_typer(group_app, name="group")
     app.add_typer(token_app, name="token")
+    cli_policies.register(app)  # people and their policies: both manage who may decide what

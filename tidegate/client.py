@@ -8,6 +8,7 @@ plain dataclass with secrets already left out.
 from __future__ import annotations
 
 import functools
+import getpass
 import random
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from sqlalchemy import select
 
 from reconciler import approvals, repositories, sealing, syncs
+from reconciler.access import AccessRefused, local_principal
 from reconciler.runtime import Services
 from reconciler.sealing import SealReport
 from reconciler.sources.git import SourceError
@@ -86,8 +88,8 @@ class Client(Protocol):
     def history(self, environment: str, limit: int = 20) -> list[SyncView]: ...
     def show_sync(self, sync_id: int) -> SyncView: ...
     def drift(self, environment: str) -> list[DriftView]: ...
-    def approve(self, sync_id: int, user: str, comment: str = "") -> approvals.Decision: ...
-    def reject(self, sync_id: int, user: str, comment: str = "") -> approvals.Decision: ...
+    def approve(self, sync_id: int, comment: str = "", as_user: str | None = None) -> approvals.Decision: ...
+    def reject(self, sync_id: int, comment: str = "", as_user: str | None = None) -> approvals.Decision: ...
     def poll(self, repository: str | None = None) -> list[str]: ...
 
 
@@ -116,11 +118,26 @@ def retried_when_busy(attempts: int = BUSY_ATTEMPTS, pause: float = 0.25) -> Cal
     return decorate
 
 
-class LocalClient:
-    """The client over this machine's store and broker."""
+def os_login() -> str:
+    """Who runs the CLI, as the operating system names them ("" when it cannot say)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return ""
 
-    def __init__(self, services: Services) -> None:
+
+class LocalClient:
+    """The client over this machine's store and broker.
+
+    Whoever can run it holds the data directory (and its keys), so it is the tool of single-user
+    installs and scripts: with no users configured it acts for the person at the terminal (and
+    `--as` names them, audited `local LOGIN as NAME`); once users exist it acts as the user named
+    like `login` (the OS login by default), and `--as` needs that user to be an admin. Shared
+    installations use the HTTP client, whose identity is its API token."""
+
+    def __init__(self, services: Services, login: str | None = None) -> None:
         self.services = services
+        self.login = login if login is not None else os_login()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -185,12 +202,12 @@ class LocalClient:
         self.services.queue.poll(repository_id)
 
     @retried_when_busy()
-    def approve(self, sync_id: int, user: str, comment: str = "") -> approvals.Decision:
-        return self._decide(sync_id, user, ApprovalDecision.APPROVE, comment)
+    def approve(self, sync_id: int, comment: str = "", as_user: str | None = None) -> approvals.Decision:
+        return self._decide(sync_id, ApprovalDecision.APPROVE, comment, as_user)
 
     @retried_when_busy()
-    def reject(self, sync_id: int, user: str, comment: str = "") -> approvals.Decision:
-        return self._decide(sync_id, user, ApprovalDecision.REJECT, comment)
+    def reject(self, sync_id: int, comment: str = "", as_user: str | None = None) -> approvals.Decision:
+        return self._decide(sync_id, ApprovalDecision.REJECT, comment, as_user)
 
     def poll(self, repository: str | None = None) -> list[str]:
         with self.services.database.session() as session:
@@ -202,9 +219,16 @@ class LocalClient:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _decide(self, sync_id: int, user: str, decision: ApprovalDecision, comment: str) -> approvals.Decision:
+    def _decide(self, sync_id: int, decision: ApprovalDecision, comment: str,
+                as_user: str | None) -> approvals.Decision:
+        """`reconciler.approvals.decide` for the principal `local_principal` says the CLI acts as."""
+        with self.services.database.session() as session:
+            try:
+                principal = local_principal(session, self.login, as_user)
+            except AccessRefused as refused:
+                raise ClientError(str(refused)) from None
         try:
-            return approvals.decide(self.services, sync_id, user, decision, ApprovalSource.CLI, comment)
+            return approvals.decide(self.services, sync_id, principal, decision, ApprovalSource.CLI, comment)
         except approvals.ApprovalRefused as refused:
             raise ClientError(str(refused)) from None
 

@@ -1,7 +1,8 @@
 """The client interface over HTTP: the CLI pointed at `tidegate serve` (TIDEGATE_SERVER + TIDEGATE_TOKEN).
 
 Same methods and views as `LocalClient`, so every CLI command works unchanged against a remote
-installation; identity comes from the API token (the server decides who approves, not `--as`).
+installation; identity comes from the API token. `--as` is passed on as `as_user`, which the
+server honours for admins only (audited `admin X as Y`).
 """
 
 from __future__ import annotations
@@ -101,11 +102,11 @@ class HttpClient:
         env = self._environment(environment)
         self._call("POST", f"/environments/{env['repository']}/{env['name']}/resume")
 
-    def approve(self, sync_id: int, user: str, comment: str = "") -> Decision:
-        return _decision(self._call("POST", f"/syncs/{sync_id}/approve", {"comment": comment}))
+    def approve(self, sync_id: int, comment: str = "", as_user: str | None = None) -> Decision:
+        return _decision(self._call("POST", f"/syncs/{sync_id}/approve", _decision_body(comment, as_user)))
 
-    def reject(self, sync_id: int, user: str, comment: str = "") -> Decision:
-        return _decision(self._call("POST", f"/syncs/{sync_id}/reject", {"comment": comment}))
+    def reject(self, sync_id: int, comment: str = "", as_user: str | None = None) -> Decision:
+        return _decision(self._call("POST", f"/syncs/{sync_id}/reject", _decision_body(comment, as_user)))
 
     def poll(self, repository: str | None = None) -> list[str]:
         names = [r["name"] for r in self._call("GET", "/repositories") if repository in (None, r["name"])]
@@ -123,5 +124,10 @@ def _sync(row: dict[str, Any], environment: str) -> SyncView:
                     row.get("error"), row.get("fingerprint"), {}, stages)
 
 
+def _decision_body(comment: str, as_user: str | None) -> dict[str, Any]:
+    return {"comment": comment, **({"as_user": as_user} if as_user else {})}
+
+
 def _decision(row: dict[str, Any]) -> Decision:
-    return Decision(row["sync_id"], row["fingerprint"], row["approvals"], row["required"], row["approved"])
+    return Decision(row["sync_id"], row["fingerprint"], row["approvals"], row["required"], row["approved"],
+                    row.get("detail") or "")

@@ -276,4 +276,5 @@ def _announce_approval(client: LocalClient, view: EnvironmentView) -> None:
               markup=False)
     for stage, plan in sync.plan.items():
         out.print(f"    {stage}: {plan.get('summary')}", markup=False)
-    out.print(f"  approve with: tidegate approve {sync.id}", markup=False)
+    out.print(f"  approve with: tidegate approve {sync.id} [--as USER] (a user its approval policy names, who wrote "
+              "none of the change; --as needs an admin once users exist)", markup=False)

@@ -33,7 +33,7 @@ ROUTES = {
     "tidegate.poll": "poll", "tidegate.schedule": "poll", "tidegate.sweep": "poll",
     "tidegate.plan": "plan", "tidegate.apply": "apply",
     "tidegate.drift": "drift", "tidegate.drift_tick": "drift",
-    "tidegate.preview": "preview", "tidegate.review_recount": "preview",
+    "tidegate.preview": "preview", "tidegate.review_recount": "preview", "tidegate.preview_go_ahead": "preview",
 }
 
 

@@ -21,11 +21,12 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from reconciler.hosts.approvals import RecountRequest
 from reconciler.preview_tasks import PreviewQueue
-from reconciler.previews import PreviewRequest
+from reconciler.previews import GoAheadRequest, PreviewRequest
 from reconciler.runtime import Services
 from store import GitHost
 from webhooks import deliveries, signatures
 from webhooks.events import EventKind, MalformedEvent, WebhookEvent, parse
+from webhooks.identities import remember
 from webhooks.registry import Candidate, candidates
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class Receiver:
             if not deliveries.first_time(session, host, delivery, verified[0].repository_id, event.event,
                                          event.action):
                 return Answer(status_code=200, outcome="replayed", detail=f"delivery {delivery} was seen before")
+            remember(session, event, [c.repository_id for c in verified])
             for _, enqueue in jobs:
                 enqueue()
             answer = Answer(status_code=202, outcome="accepted", enqueued=[name for name, _ in jobs]) if jobs \
@@ -144,14 +146,21 @@ class Receiver:
         if event.kind is EventKind.PREVIEW and pr is not None:
             requests = [(c, PreviewRequest(
                 repository_id=c.repository_id, number=pr.number, title=pr.title[:500], author=pr.author[:255],
-                head_sha=pr.head_sha, base_ref=pr.base_ref[:255] or c.branch, base_sha=pr.base_sha,
-                public_url=self.settings.public_url)) for c in verified if pr.base_ref in ("", c.branch)]
+                author_id=pr.author_id, fork=pr.fork, head_sha=pr.head_sha, base_ref=pr.base_ref[:255] or c.branch,
+                base_sha=pr.base_sha, public_url=self.settings.public_url))
+                for c in verified if pr.base_ref in ("", c.branch)]
             return ([(f"preview:{c.name}#{pr.number}", partial(previews.preview, r)) for c, r in requests],
                     f"the pull request targets {pr.base_ref}, not a tracked branch")
         if event.kind is EventKind.REVIEW and pr is not None:
             return ([(f"recount:{c.name}#{pr.number}",
                       partial(previews.recount, RecountRequest(repository_id=c.repository_id, number=pr.number)))
                      for c in verified], "")
+        if event.kind is EventKind.GO_AHEAD and event.comment is not None:
+            comment = event.comment
+            return ([(f"go-ahead:{c.name}#{comment.number}", partial(previews.go_ahead, GoAheadRequest(
+                repository_id=c.repository_id, number=comment.number, commenter=comment.commenter.login or "?",
+                commenter_id=comment.commenter.id, sha=comment.sha, public_url=self.settings.public_url)))
+                for c in verified], "")
         return [], event.reason or event.kind.value
 
 

@@ -13,11 +13,20 @@ from reconciler.hosts.client import GitHostClient
 from reconciler.hosts.gitea import GiteaClient
 from reconciler.hosts.github import GitHubClient
 from reconciler.hosts.gitlab import GitLabClient
-from reconciler.hosts.models import COMMENT_MARKER, CommitStatus, HostError, PullRequest, Review, ReviewState
+from reconciler.hosts.models import (
+    COMMENT_MARKER,
+    CommitAccounts,
+    CommitStatus,
+    HostError,
+    HostUser,
+    PullRequest,
+    Review,
+    ReviewState,
+)
 from store import GitHost, Repository, SecretBox
 
-__all__ = ["COMMENT_MARKER", "CommitStatus", "GitHostClient", "GitHubClient", "GitLabClient", "GiteaClient",
-           "HostError", "PullRequest", "Review", "ReviewState", "client_for"]
+__all__ = ["COMMENT_MARKER", "CommitAccounts", "CommitStatus", "GitHostClient", "GitHubClient", "GitLabClient",
+           "GiteaClient", "HostError", "HostUser", "PullRequest", "Review", "ReviewState", "client_for"]
 
 
 def client_for(repository: Repository, box: SecretBox,

@@ -5,43 +5,48 @@ then waits for approval of that plan. Reviews on the PR count as approvals of it
 
 * the PR is merged, and the review approves the head that was merged (a review of an earlier
   push approved other code; hosts without a review commit, GitLab, reset approvals on push);
-* the reviewer is a Tidegate user (matched by login name) whom the environment's policy allows:
-  `user:NAME`, or a member of `group:NAME` in the store's groups;
-* the reviewer is not the PR's author (and `reconciler.approvals.decide` also refuses the
-  revision's git author).
+* the reviewer is the Tidegate user linked to the reviewer's stable id on the host (`tidegate user
+  link NAME --github-id …`; logins are never trusted: they can be renamed and taken over);
+* the reviewed head is undiverged (Atlantis' rule): its preview planned this environment to the
+  same content fingerprint as the merged revision's awaiting plan, so what the reviewer saw is
+  what will apply;
+* and `reconciler.approvals.decide` — the same decision the dashboard, API and CLI use — allows
+  that user: the approve permission on the environment, a place in its effective policy, no part
+  in any commit of the range (the PR's author, recorded here from the host, included).
 
-Each counted review becomes an `Approval` with source `pr_review` through `decide`, the same path
-the dashboard and CLI take, so the fingerprint binding, the audit log and `minApprovals` apply
-unchanged. A review seen again is not counted twice.
+Each counted review becomes an `Approval` with source `pr_review`, so the fingerprint binding, the
+audit log and `minApprovals` apply unchanged. A review seen again is not counted twice.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reconciler import repositories
+from reconciler import authorship
+from reconciler.access import principal_of, user_by_host_id
 from reconciler.approvals import ApprovalRefused, decide
 from reconciler.hosts import client_for
-from reconciler.hosts.models import PullRequest, Review, ReviewState
+from reconciler.hosts.models import HostUser, PullRequest, Review, ReviewState
+from reconciler.plans import summary_content_fingerprint
 from reconciler.runtime import Services
 from store import (
     Approval,
     ApprovalDecision,
     ApprovalSource,
     Environment,
-    Group,
-    GroupMember,
+    GitHost,
     Preview,
     Repository,
     Revision,
     Sync,
     SyncLifecycle,
-    User,
 )
 
 log = logging.getLogger(__name__)
@@ -68,74 +73,120 @@ def recount(services: Services, request: RecountRequest) -> RecountOutcome:
     """Turn the PR's approving reviews into approvals of the merged revision's gated syncs."""
     with services.database.session() as session:
         repository = session.get_one(Repository, request.repository_id)
-        host = client_for(repository, services.secrets)
+        host, host_kind = client_for(repository, services.secrets), repository.host
     if host is None:
         return RecountOutcome(detail="the repository names no Git host API")
     pr = host.pull_request(request.number)
     if not pr.merged:
         return RecountOutcome(detail="not merged: reviews count for the merged head only")
-    _mark_merged(services, request)
-    approving = approving_reviewers(host.reviews(request.number), pr)
     shas = {sha for sha in (pr.merge_sha, pr.head_sha) if sha}
+    _mark_merged(services, request, host_kind, pr, shas)
+    approving = approving_reviews(host.reviews(request.number), pr)
     outcome = RecountOutcome()
     with services.database.session() as session:
         awaiting = _syncs(session, request.repository_id, shas, (SyncLifecycle.AWAITING_APPROVAL,))
         outcome.waiting = not awaiting and bool(_syncs(session, request.repository_id, shas, _PLANNING)
                                                 or not _revision_known(session, request.repository_id, shas))
-        targets = [(sync.id, _approvers(services, sync)) for sync in awaiting]
-    for sync_id, allowed in targets:
-        for user in approving:
-            _count(services, sync_id, user, pr, allowed, outcome)
+        targets = [(sync.id, sync.environment.name, summary_content_fingerprint(sync.plan.stages if sync.plan else {}))
+                   for sync in awaiting]
+        reviewed = _reviewed(session, request)
+    for sync_id, environment, fingerprint in targets:
+        for review in approving:
+            _count(services, Target(sync_id, environment, fingerprint, host_kind), review, pr, reviewed, outcome)
     return outcome
 
 
-def _mark_merged(services: Services, request: RecountRequest) -> None:
-    """The PR's preview (if any) is history now: the merged revision's own plan is what applies."""
+@dataclass(frozen=True)
+class Target:
+    """One awaiting sync a review may approve: its environment and its plan's content fingerprint."""
+
+    sync_id: int
+    environment: str
+    fingerprint: str | None
+    host: GitHost
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    """What the PR's preview planned for its last head: per environment, the content fingerprint."""
+
+    head_sha: str
+    fingerprints: dict[str, str | None]
+
+
+def _mark_merged(services: Services, request: RecountRequest, host: GitHost, pr: PullRequest,
+                 shas: set[str]) -> None:
+    """The PR's preview (if any) is history now: the merged revision's own plan is what applies.
+    The PR's author, as the host names them, wrote the merged commits: remember it for the decision."""
     with services.database.session() as session:
         preview = session.scalars(select(Preview).where(Preview.repository_id == request.repository_id,
                                                         Preview.number == request.number)).one_or_none()
         if preview is not None:
             preview.state = "merged"
+        authorship.record(session, request.repository_id, host, shas, authorship.PR_AUTHOR,
+                          HostUser(login=pr.author, id=pr.author_id))
 
 
-def approving_reviewers(reviews: Sequence[Review], pr: PullRequest) -> list[str]:
-    """Users whose latest review approves the merged head (a later review replaces an earlier one)."""
+def _reviewed(session: Session, request: RecountRequest) -> Reviewed | None:
+    preview = session.scalars(select(Preview).where(Preview.repository_id == request.repository_id,
+                                                    Preview.number == request.number)).one_or_none()
+    if preview is None or preview.held:
+        return None
+    environments: dict[str, Any] = preview.environments if isinstance(preview.environments, dict) else {}
+    return Reviewed(preview.head_sha, {str(name): data.get("fingerprint") if isinstance(data, dict) else None
+                                       for name, data in environments.items()})
+
+
+def approving_reviews(reviews: Sequence[Review], pr: PullRequest) -> list[Review]:
+    """Reviews whose reviewer's latest verdict approves the merged head (a later review replaces an earlier one)."""
     latest: dict[str, Review] = {}
     for review in reviews:
         if review.user and review.state is not ReviewState.COMMENTED:
-            latest[review.user.lower()] = review
-    return [review.user for review in latest.values()
+            latest[review.user_id or review.user.lower()] = review
+    return [review for review in latest.values()
             if review.state is ReviewState.APPROVED and review.commit_sha in (None, pr.head_sha)]
 
 
-def _count(services: Services, sync_id: int, user: str, pr: PullRequest, allowed: list[str],
+def _count(services: Services, target: Target, review: Review, pr: PullRequest, reviewed: Reviewed | None,
            outcome: RecountOutcome) -> None:
-    if user.lower() == pr.author.lower():
-        outcome.refused[user] = "the PR's author cannot approve their own change"
+    login = review.user
+    if login.lower() == pr.author.lower() or (review.user_id and review.user_id == pr.author_id):
+        outcome.refused[login] = "the PR's author cannot approve their own change"
+        return
+    diverged = _diverged(target, review.commit_sha or pr.head_sha, reviewed)
+    if diverged is not None:
+        outcome.refused[login] = diverged
         return
     with services.database.session() as session:
-        if not may_approve(session, user, allowed):
-            outcome.refused[user] = f"not an allowed approver ({', '.join(allowed) or 'no approvers listed'})"
+        user = user_by_host_id(session, target.host, review.user_id)
+        if user is None:
+            outcome.refused[login] = (f"{target.host.value} user {login} (id {review.user_id or 'unknown'}) is not "
+                                      f"linked to a Tidegate user (tidegate user link NAME "
+                                      f"--{target.host.value}-id {review.user_id or 'ID'})")
             return
-        if _already(session, sync_id, user):
+        if _already(session, target.sync_id, user.name):
             return
+        principal = principal_of(session, user, "pr_review")
     try:
-        decide(services, sync_id, user, ApprovalDecision.APPROVE, ApprovalSource.PR_REVIEW,
-               comment=f"approved pull request #{pr.number} at {pr.head_sha[:12]}")
+        decide(services, target.sync_id, principal, ApprovalDecision.APPROVE, ApprovalSource.PR_REVIEW,
+               comment=f"approved pull request #{pr.number} at {pr.head_sha[:12]} as {target.host.value} user {login}")
     except ApprovalRefused as refused:
-        outcome.refused[user] = str(refused)
+        outcome.refused[login] = str(refused)
         return
-    outcome.counted.append(user)
+    outcome.counted.append(principal.name)
 
 
-def may_approve(session: Session, login: str, approvers: Sequence[str]) -> bool:
-    """A known, enabled Tidegate user named by `user:NAME` or a member of a `group:NAME`."""
-    user = session.scalars(select(User).where(User.name == login)).one_or_none()
-    if user is None or user.disabled:
-        return False
-    groups = set(session.scalars(select(Group.name).join(GroupMember).where(GroupMember.user_id == user.id)))
-    return any(entry == f"user:{user.name}" or (entry.startswith("group:") and entry[6:] in groups)
-               for entry in approvers)
+def _diverged(target: Target, head: str, reviewed: Reviewed | None) -> str | None:
+    """Why the reviewed head's plan cannot stand for the merged revision's (None: it can)."""
+    if reviewed is None or reviewed.head_sha != head:
+        return f"no preview of the reviewed head {head[:12]}: what was reviewed cannot be compared with the merged plan"
+    planned = reviewed.fingerprints.get(target.environment)
+    if planned is None:
+        return f"the preview of {head[:12]} did not plan {target.environment}"
+    if target.fingerprint is None or planned != target.fingerprint:
+        return (f"diverged: the reviewed head {head[:12]} planned {target.environment} differently from the merged "
+                "revision (the base or the live state moved): approve the merged plan itself")
+    return None
 
 
 def _syncs(session: Session, repository_id: int, shas: set[str], states: Sequence[SyncLifecycle]) -> list[Sync]:
@@ -148,16 +199,6 @@ def _syncs(session: Session, repository_id: int, shas: set[str], states: Sequenc
 def _revision_known(session: Session, repository_id: int, shas: set[str]) -> bool:
     query = select(Revision.id).where(Revision.repository_id == repository_id, Revision.sha.in_(shas))
     return session.scalars(query).first() is not None
-
-
-def _approvers(services: Services, sync: Sync) -> list[str]:
-    """The environment's `approval.approvers` at the sync's revision (none when it does not load)."""
-    if sync.revision is None:
-        return []
-    _, loaded, _ = repositories.load_at(services, sync.environment.repository, sync.revision.sha)
-    if loaded is None or sync.environment.name not in loaded.environments:
-        return []
-    return list(loaded.environments[sync.environment.name].spec.approval.approvers)
 
 
 def _already(session: Session, sync_id: int, user: str) -> bool:

@@ -1,7 +1,9 @@
 """The one interface previews and review approvals use to talk to a Git host, and its HTTP plumbing.
 
-Each host implementation (GitHub, GitLab, Gitea) maps four verbs onto its documented REST API:
-set a commit status, create-or-edit Tidegate's single PR comment, read a PR, read its reviews.
+Each host implementation (GitHub, GitLab, Gitea) maps six verbs onto its documented REST API:
+set a commit status, create-or-edit Tidegate's single PR comment, read a PR, read its reviews, ask
+whether an account may push to the repository (who is trusted to have a PR previewed or to give
+the go-ahead), and resolve a commit's author and committer to accounts.
 The comment is found again by a hidden marker when its id is unknown (a lost database row, or a
 first preview racing a second push), so a PR never collects two Tidegate comments.
 """
@@ -13,7 +15,15 @@ from typing import Any, Protocol
 
 import httpx
 
-from reconciler.hosts.models import COMMENT_MARKER, CommitStatus, HostError, PullRequest, Review
+from reconciler.hosts.models import (
+    COMMENT_MARKER,
+    CommitAccounts,
+    CommitStatus,
+    HostError,
+    HostUser,
+    PullRequest,
+    Review,
+)
 
 PAGE_SIZE = 100
 MAX_PAGES = 50
@@ -32,6 +42,12 @@ class GitHostClient(Protocol):
     def pull_request(self, number: int) -> PullRequest: ...
 
     def reviews(self, number: int) -> list[Review]: ...
+
+    def can_push(self, user: HostUser) -> bool:
+        """Whether the account has write access (or more) to the repository: a trusted member."""
+        ...
+
+    def commit_accounts(self, sha: str) -> CommitAccounts: ...
 
 
 class Api:
@@ -80,3 +96,16 @@ def find_marked(comments: Iterator[Any], body_key: str = "body") -> str | None:
 
 def login(user: Any, key: str = "login") -> str:
     return str(user.get(key) or "") if isinstance(user, dict) else ""
+
+
+def user_id(user: Any) -> str:
+    """The account's numeric id as text ("" when the host gave none)."""
+    value = user.get("id") if isinstance(user, dict) else None
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else ""
+
+
+def host_user(user: Any, key: str = "login") -> HostUser | None:
+    """The account a host's user object describes, or None (a commit e-mail no account claims)."""
+    if not isinstance(user, dict) or not user_id(user):
+        return None
+    return HostUser(login=login(user, key), id=user_id(user))

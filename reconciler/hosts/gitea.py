@@ -2,8 +2,11 @@
 
 Paths follow the Gitea swagger: `POST /repos/{owner}/{repo}/statuses/{sha}`, `GET|POST
 /repos/{owner}/{repo}/issues/{index}/comments`, `PATCH /repos/{owner}/{repo}/issues/comments/{id}`,
-`GET /repos/{owner}/{repo}/pulls/{index}` and `.../pulls/{index}/reviews`. Authentication is the
-`Authorization: token …` header. A stale or dismissed review never counts as an approval.
+`GET /repos/{owner}/{repo}/pulls/{index}` and `.../pulls/{index}/reviews`,
+`GET /repos/{owner}/{repo}/collaborators/{collaborator}/permission` and `GET
+/repos/{owner}/{repo}/git/commits/{sha}` (its `author`/`committer` are accounts or null).
+Authentication is the `Authorization: token …` header. A stale or dismissed review never counts
+as an approval.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from urllib.parse import quote
 
 import httpx
 
-from reconciler.hosts.client import Api, find_marked, login, marked
-from reconciler.hosts.models import CommitStatus, PullRequest, Review, ReviewState
+from reconciler.hosts.client import Api, find_marked, host_user, login, marked, user_id
+from reconciler.hosts.models import CommitAccounts, CommitStatus, HostUser, PullRequest, Review, ReviewState
 
+WRITERS = frozenset({"owner", "admin", "write"})
 _REVIEW_STATES = {"APPROVED": ReviewState.APPROVED, "REQUEST_CHANGES": ReviewState.CHANGES_REQUESTED,
                   "COMMENT": ReviewState.COMMENTED, "PENDING": ReviewState.PENDING,
                   "REQUEST_REVIEW": ReviewState.PENDING}
@@ -51,7 +55,8 @@ class GiteaClient:
     def pull_request(self, number: int) -> PullRequest:
         data = self.api.call("GET", f"{self.prefix}/pulls/{number}")
         merged = bool(data.get("merged"))
-        return PullRequest(number=number, author=login(data.get("user")), head_sha=str(data["head"]["sha"]),
+        return PullRequest(number=number, author=login(data.get("user")), author_id=user_id(data.get("user")),
+                           head_sha=str(data["head"]["sha"]),
                            base_ref=str(data["base"]["ref"]), merged=merged,
                            state="merged" if merged else str(data.get("state") or "open"),
                            merge_sha=data.get("merge_commit_sha") if merged else None)
@@ -62,5 +67,20 @@ class GiteaClient:
             state = _REVIEW_STATES.get(str(item.get("state")), ReviewState.COMMENTED)
             if item.get("dismissed") or item.get("stale"):
                 state = ReviewState.DISMISSED
-            found.append(Review(user=login(item.get("user")), state=state, commit_sha=item.get("commit_id")))
+            found.append(Review(user=login(item.get("user")), state=state, commit_sha=item.get("commit_id"),
+                                user_id=user_id(item.get("user"))))
         return found
+
+    def can_push(self, user: HostUser) -> bool:
+        if not user.login:
+            return False
+        data = self.api.call("GET", f"{self.prefix}/collaborators/{quote(user.login, safe='')}/permission",
+                             missing_ok=True)
+        if not isinstance(data, dict):
+            return False
+        same = user_id(data.get("user")) in ("", user.id) or not user.id
+        return same and str(data.get("permission")) in WRITERS
+
+    def commit_accounts(self, sha: str) -> CommitAccounts:
+        data = self.api.call("GET", f"{self.prefix}/git/commits/{quote(sha, safe='')}")
+        return CommitAccounts(author=host_user(data.get("author")), committer=host_user(data.get("committer")))

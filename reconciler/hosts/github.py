@@ -3,7 +3,9 @@
 Paths and bodies follow docs.github.com/en/rest: `POST /repos/{owner}/{repo}/statuses/{sha}`,
 `GET|POST /repos/{owner}/{repo}/issues/{number}/comments`, `PATCH
 /repos/{owner}/{repo}/issues/comments/{id}`, `GET /repos/{owner}/{repo}/pulls/{number}` and
-`.../pulls/{number}/reviews`. A PR's conversation comments are issue comments on GitHub.
+`.../pulls/{number}/reviews`, `GET /repos/{owner}/{repo}/collaborators/{username}/permission` and
+`GET /repos/{owner}/{repo}/commits/{ref}` (whose `author`/`committer` are the accounts GitHub
+matched to the commit's e-mails, or null). A PR's conversation comments are issue comments on GitHub.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from urllib.parse import quote
 
 import httpx
 
-from reconciler.hosts.client import Api, find_marked, login, marked
-from reconciler.hosts.models import CommitStatus, PullRequest, Review, ReviewState
+from reconciler.hosts.client import Api, find_marked, host_user, login, marked, user_id
+from reconciler.hosts.models import CommitAccounts, CommitStatus, HostUser, PullRequest, Review, ReviewState
 
 API_VERSION = "2022-11-28"
+WRITERS = frozenset({"admin", "maintain", "write"})
+"""Permissions that can push: the accounts trusted to have their pull requests previewed."""
 _REVIEW_STATES = {"APPROVED": ReviewState.APPROVED, "CHANGES_REQUESTED": ReviewState.CHANGES_REQUESTED,
                   "COMMENTED": ReviewState.COMMENTED, "DISMISSED": ReviewState.DISMISSED,
                   "PENDING": ReviewState.PENDING}
@@ -52,7 +56,8 @@ class GitHubClient:
     def pull_request(self, number: int) -> PullRequest:
         data = self.api.call("GET", f"{self.prefix}/pulls/{number}")
         merged = bool(data.get("merged"))
-        return PullRequest(number=number, author=login(data.get("user")), head_sha=str(data["head"]["sha"]),
+        return PullRequest(number=number, author=login(data.get("user")), author_id=user_id(data.get("user")),
+                           head_sha=str(data["head"]["sha"]),
                            base_ref=str(data["base"]["ref"]), merged=merged,
                            state="merged" if merged else str(data.get("state") or "open"),
                            merge_sha=data.get("merge_commit_sha") if merged else None)
@@ -60,5 +65,19 @@ class GitHubClient:
     def reviews(self, number: int) -> list[Review]:
         return [Review(user=login(item.get("user")), state=_REVIEW_STATES.get(str(item.get("state")),
                                                                               ReviewState.COMMENTED),
-                       commit_sha=item.get("commit_id"))
+                       commit_sha=item.get("commit_id"), user_id=user_id(item.get("user")))
                 for item in self.api.pages(f"{self.prefix}/pulls/{number}/reviews")]
+
+    def can_push(self, user: HostUser) -> bool:
+        if not user.login:
+            return False
+        data = self.api.call("GET", f"{self.prefix}/collaborators/{quote(user.login, safe='')}/permission",
+                             missing_ok=True)
+        if not isinstance(data, dict):
+            return False
+        same = user_id(data.get("user")) in ("", user.id) or not user.id  # a reused login is another account
+        return same and (str(data.get("permission")) in WRITERS or str(data.get("role_name")) in WRITERS)
+
+    def commit_accounts(self, sha: str) -> CommitAccounts:
+        data = self.api.call("GET", f"{self.prefix}/commits/{quote(sha, safe='')}")
+        return CommitAccounts(author=host_user(data.get("author")), committer=host_user(data.get("committer")))

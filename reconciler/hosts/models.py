@@ -30,6 +30,24 @@ class ReviewState(StrEnum):
     PENDING = "pending"
 
 
+class HostUser(BaseModel):
+    """An account on the Git host: its login (renamable) and its stable numeric id (what counts)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    login: str = ""
+    id: str = ""
+
+
+class CommitAccounts(BaseModel):
+    """A commit's author and committer as the host resolved them to accounts (None: no account)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    author: HostUser | None = None
+    committer: HostUser | None = None
+
+
 class PullRequest(BaseModel):
     """A PR (GitLab: merge request) as the host describes it now."""
 
@@ -37,6 +55,7 @@ class PullRequest(BaseModel):
 
     number: int
     author: str
+    author_id: str = ""
     head_sha: str
     base_ref: str
     state: str
@@ -54,6 +73,8 @@ class Review(BaseModel):
     user: str
     state: ReviewState
     commit_sha: str | None = None
+    user_id: str = ""
+    """The reviewer's stable id on the host: how reviewers are matched to Tidegate users."""
 
 
 class CommitStatus(BaseModel):

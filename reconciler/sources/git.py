@@ -112,6 +112,31 @@ class CommitInfo:
 
 
 @dataclass(frozen=True)
+class Person:
+    """A name and e-mail as a commit spells them (whatever the committer's git was told)."""
+
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class CommitPeople:
+    """Everyone a commit names: its author, its committer, and its `Co-authored-by` trailers."""
+
+    sha: str
+    author: Person
+    committer: Person
+    co_authors: tuple[Person, ...] = ()
+
+    @property
+    def people(self) -> tuple[Person, ...]:
+        return (self.author, self.committer, *self.co_authors)
+
+
+_CO_AUTHOR = re.compile(r"^\s*co-authored-by\s*:\s*(.*?)\s*<([^<>]*)>\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True)
 class _Result:
     returncode: int
     stdout: bytes
@@ -260,6 +285,24 @@ class GitSource:
         old, new = self.resolve(old_sha), self.resolve(new_sha)
         output = self._run_local(["diff", "--name-only", "--no-renames", "-z", old, new, "--"]).stdout
         return sorted(part.decode("utf-8", "surrogateescape") for part in output.split(b"\x00") if part)
+
+    def commit_people(self, base: str | None, head: str) -> list[CommitPeople]:
+        """Who wrote the commits in (base, head]: every commit reachable from head but not from base
+        (with no base, all of head's history), newest first, merges included."""
+        full = self.resolve(head)
+        revisions = [full, f"^{self.resolve(base)}"] if base is not None else [full]
+        output = self._run_local(["log", "--no-show-signature", "--format=%H%x00%an%x00%ae%x00%cn%x00%ce%x00%B%x1e",
+                                  *revisions, "--"]).stdout.decode("utf-8", "replace")
+        found = []
+        for record in output.split("\x1e"):
+            fields = record.strip("\n").split("\x00", 5)
+            if len(fields) < 6:
+                continue
+            sha, author, author_email, committer, committer_email, message = fields
+            co_authors = tuple(Person(name.strip(), email.strip()) for name, email in _CO_AUTHOR.findall(message))
+            found.append(CommitPeople(sha, Person(author, author_email), Person(committer, committer_email),
+                                      co_authors))
+        return found
 
     def is_ancestor(self, old_sha: str, new_sha: str) -> bool:
         """False when `new` does not contain `old`: the branch was force-pushed (history rewritten)."""

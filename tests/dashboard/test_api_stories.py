@@ -44,9 +44,9 @@ def test_an_approver_named_by_the_policy_approves_and_the_apply_is_queued(
     response = client.post(f"/api/v1/syncs/{world.ids['pending']}/approve", headers=world.auth("paula"),
                            json={"comment": "three replicas look right"})
     assert response.status_code == 200, response.text
-    assert response.json() | {"fingerprint": None} == {"sync_id": world.ids["pending"], "fingerprint": None,
-                                                       "approvals": 1, "required": 1, "approved": True,
-                                                       "status": "approved"}
+    assert response.json() | {"fingerprint": None} == {
+        "sync_id": world.ids["pending"], "fingerprint": None, "approvals": 1, "required": 1, "approved": True,
+        "status": "approved", "detail": f"repository policy at {world.old_sha[:12]} (last applied): 1/1"}
     assert ("apply", world.ids["pending"]) in queue.sent
     assert sync_row(world, world.ids["pending"])[0] is SyncLifecycle.APPROVED
     [event] = audit(world, "approval.approve")
@@ -73,6 +73,30 @@ def test_the_author_is_recognised_by_email_under_another_login_name(client: Test
     response = client.post(f"/api/v1/syncs/{world.ids['pending']}/approve",
                            headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 403 and "own change" in response.json()["detail"]
+
+
+def test_an_admin_may_approve_as_someone_who_passes_every_rule_and_the_audit_says_so(
+        client: TestClient, world: World) -> None:
+    response = client.post(f"/api/v1/syncs/{world.ids['pending']}/approve", headers=world.auth("root"),
+                           json={"comment": "paula is on the phone", "as_user": "paula"})
+    assert response.status_code == 200 and response.json()["approved"] is True, response.text
+    [event] = audit(world, "approval.approve")
+    assert event.actor == "admin root as paula" and event.details["as"] == "paula"
+    shown = client.get(f"/api/v1/syncs/{world.ids['pending']}", headers=world.auth("vera")).json()
+    assert [a["user"] for a in shown["approvals"]] == ["paula"]
+
+
+@pytest.mark.parametrize("caller,as_user,reason", [
+    pytest.param("paula", "andy", "only an admin", id="an-approver-borrowing-a-name"),
+    pytest.param("root", "alice", "own change", id="an-admin-as-the-author"),
+    pytest.param("root", "ghost", "no enabled user", id="an-admin-as-nobody"),
+])
+def test_acting_as_someone_else_is_for_admins_and_never_bends_the_rules(
+        client: TestClient, world: World, caller: str, as_user: str, reason: str) -> None:
+    response = client.post(f"/api/v1/syncs/{world.ids['pending']}/approve", headers=world.auth(caller),
+                           json={"as_user": as_user})
+    assert response.status_code == 403 and reason in response.json()["detail"], response.text
+    assert sync_row(world, world.ids["pending"])[0] is SyncLifecycle.AWAITING_APPROVAL
 
 
 def test_an_approver_the_policy_does_not_name_is_refused(client: TestClient, world: World) -> None:
@@ -230,6 +254,19 @@ def test_an_admin_adds_a_user_with_a_group_and_a_scoped_role(client: TestClient,
     me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()
     assert me["groups"] == ["qa"] and me["grants"] == [{"role": "operator", "scope": "infra/staging"}]
     assert client.post("/api/v1/users", headers=root, json={"name": "dana"}).status_code == 409
+
+
+def test_an_admin_links_users_to_their_git_host_ids_one_user_per_id(client: TestClient, world: World) -> None:
+    root = world.auth("root")
+    linked = client.patch("/api/v1/users/paula", headers=root, json={"github_id": "583231", "gitea_id": "12"})
+    assert linked.status_code == 200 and (linked.json()["github_id"], linked.json()["gitea_id"]) == ("583231", "12")
+    taken = client.patch("/api/v1/users/andy", headers=root, json={"github_id": "583231"})
+    assert taken.status_code == 409 and "already linked to paula" in taken.json()["detail"]
+    bad = client.patch("/api/v1/users/andy", headers=root, json={"gitlab_id": "octocat"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "gitlab_id"]
+    unlinked = client.patch("/api/v1/users/paula", headers=root, json={"github_id": ""})
+    assert unlinked.json()["github_id"] is None
+    assert client.patch("/api/v1/users/paula", headers=world.auth("paula"), json={"github_id": "1"}).status_code == 403
 
 
 def test_tokens_are_stored_only_as_their_hash(client: TestClient, world: World) -> None:

@@ -27,10 +27,15 @@ def test_status_history_and_show_come_from_the_api(client: TestClient, world: Wo
 
 def test_approving_over_http_acts_as_the_token_owner(client: TestClient, world: World) -> None:
     waiting = world.ids["pending"]
-    with pytest.raises(ClientError, match="403"):
-        _client(client, world, "otto").approve(waiting, user="paula")  # --as cannot borrow a name
-    decision = _client(client, world, "paula").approve(waiting, user="ignored")
-    assert decision.approved and decision.sync_id == waiting
+    with pytest.raises(ClientError, match=r"403.*only an admin"):
+        _client(client, world, "otto").approve(waiting, as_user="paula")  # --as cannot borrow a name
+    decision = _client(client, world, "paula").approve(waiting)
+    assert decision.approved and decision.sync_id == waiting and "1/1" in decision.detail
+
+
+def test_an_admin_approves_as_another_user_over_http(client: TestClient, world: World) -> None:
+    decision = _client(client, world, "root").approve(world.ids["pending"], "on behalf", as_user="paula")
+    assert decision.approved
 
 
 def test_an_unknown_environment_is_a_clear_error(client: TestClient, world: World) -> None:

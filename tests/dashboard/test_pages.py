@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from store import Preview
 from tests.dashboard.conftest import RecordingQueue
 from tests.dashboard.world import PASSWORD, SECRET_OUTPUT, SECRET_PAYLOAD, World
 
@@ -147,6 +148,29 @@ def test_the_author_pressing_approve_is_told_why_not(client: TestClient, world: 
     token = csrf_of(client.get(f"/syncs/{world.ids['pending']}").text)
     response = client.post(f"/syncs/{world.ids['pending']}/approve", data={"csrf_token": token})
     assert response.status_code == 403 and "own change" in response.text
+
+
+def test_a_platform_lead_pressing_approve_for_their_own_change_in_the_form_gets_the_same_refusal_as_the_api(
+        client: TestClient, world: World) -> None:
+    """The web form, the API and the CLI all ask `reconciler.approvals`: alice wrote the head commit."""
+    sign_in(client, "alice")
+    token = csrf_of(client.get(f"/syncs/{world.ids['pending']}").text)
+    form = client.post(f"/syncs/{world.ids['pending']}/approve", data={"csrf_token": token})
+    api = client.post(f"/api/v1/syncs/{world.ids['pending']}/approve", headers=world.auth("alice"))
+    assert form.status_code == api.status_code == 403
+    assert "alice authored commit" in form.text and "alice authored commit" in api.json()["detail"]
+
+
+def test_a_preview_that_waits_for_a_go_ahead_says_so_and_how(client: TestClient, world: World) -> None:
+    with world.services.database.session() as session:
+        preview = session.get_one(Preview, world.ids["preview"])
+        preview.held, preview.environments = "carol cannot push to the repository", {}
+    sign_in(client, "vera")
+    html = client.get(f"/previews/{world.ids['preview']}").text
+    assert "Waiting: carol cannot push to the repository" in html
+    assert f"/tidegate preview {'c' * 12}" in html
+    shown = client.get(f"/api/v1/previews/{world.ids['preview']}", headers=world.auth("vera")).json()
+    assert shown["held"] == "carol cannot push to the repository" and shown["environments"] == []
 
 
 def test_signing_out_ends_the_session(client: TestClient) -> None:

@@ -80,7 +80,7 @@ def test_a_commit_touching_only_a_production_overlay_replans_only_production(sys
     assert system.view("staging").revision == sha, "staging moves to the new revision without a new plan"
     assert fresh.plan["infrastructure"]["summary"] == "+0 ~0 -0"
     assert any("ConfigMap" in c["address"] for c in fresh.plan["workloads"]["changes"])
-    system.client.approve(fresh.id, "platform-lead")
+    system.client.approve(fresh.id)
     wait_for(lambda: system.client.show_sync(fresh.id).status == "succeeded", 600, "the approved sync", system)
     assert "E2E_MARKER" in _kubectl(system, "production", "get", "configmaps", "-n", "web", "-o", "yaml")
 

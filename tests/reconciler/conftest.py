@@ -3,18 +3,21 @@ what would be sent to the broker (the tests here are about the rules, not about 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from reconciler.access import Principal, principal_of
 from reconciler.runtime import Services
 from reconciler.targets import Connection
-from store import Database, Environment, Group, GroupMember, Repository, Revision, SecretBox, User
-from tests.support.git_server import files_of, make_bare_repo
+from store import Database, Environment, Group, GroupMember, Repository, Revision, Role, RoleBinding, SecretBox, User
+from tests.support.git_server import FileContent, WorkClone, files_of, git
 from tests.support.redis_server import start_redis
 from tidegate.redis_server import EmbeddedRedis, redis_client
 
@@ -64,12 +67,35 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "infra-repo"
 
 
 def add_people(session: Session, group: str, *names: str) -> None:
-    """Users in a group (the example's production names `group:platform-leads` as its approvers)."""
+    """Users in a group (the example's production names `group:platform-leads` as its approvers), the
+    group bound to the approver role everywhere (approving needs the permission as well as the policy)."""
     row = Group(name=group)
     users = [User(name=name) for name in names]
-    session.add_all([row, *users])
+    session.add_all([row, *users, RoleBinding(subject=f"group:{group}", role=Role.APPROVER, scope="*")])
     session.flush()
     session.add_all([GroupMember(group_id=row.id, user_id=user.id) for user in users])
+
+
+def principal(services: Services, name: str) -> Principal:
+    """The stored user `name` as the approval decision sees them (groups, grants, host ids)."""
+    with services.database.session() as session:
+        user = session.scalars(select(User).where(User.name == name)).one()
+        return principal_of(session, user, "local")
+
+
+def make_repo_by(path: Path, files: Mapping[str, FileContent], author: str, message: str = "change") -> str:
+    """A bare repo whose `main` holds one commit with `files`, authored and committed by `author`."""
+    name, _, email = author.partition(" <")
+    identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email.rstrip(">"),
+                "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email.rstrip(">")}
+    git("init", "--quiet", "--bare", "--initial-branch=main", str(path))
+    with tempfile.TemporaryDirectory(prefix="work-") as scratch:
+        clone = WorkClone(path, Path(scratch) / "work")
+        clone.write(files)
+        git("add", "--all", cwd=clone.path)
+        git("commit", "--quiet", "-m", message, cwd=clone.path, env=identity)
+        clone.push()
+        return clone.head()
 
 
 @pytest.fixture
@@ -77,7 +103,7 @@ def environment(services: Services, tmp_path: Path) -> tuple[int, int]:
     """(environment id, revision id): the example's production, registered from a real git repo at one
     revision written by Alice; Alice, Bob and Carol are platform leads (production's approvers)."""
     bare = tmp_path / "infra.git"
-    head = make_bare_repo(bare, files_of(EXAMPLE))
+    head = make_repo_by(bare, files_of(EXAMPLE), "Alice Author <alice@example.com>")
     with services.database.session() as session:
         repository = Repository(name="infra", url=str(bare), branch="main")
         session.add(repository)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from providers.stage import Action, Change, DriftItem, Outcome, StageContext, StageName, StagePlan, StageResult
-from reconciler import approvals, pipeline, syncs
+from reconciler import approvals, pipeline, policies, syncs
 from reconciler.locks import EnvironmentLock
 from reconciler.runtime import Services
 from reconciler.syncs import L
@@ -33,7 +33,7 @@ from store import (
     SyncStatus,
     SyncTrigger,
 )
-from tests.reconciler.conftest import RecordingQueue
+from tests.reconciler.conftest import RecordingQueue, principal
 
 NODES = [{"name": "n1", "address": "10.0.0.1", "groups": ["nodes"]}]
 
@@ -167,6 +167,20 @@ def test_a_first_sync_defers_later_stages_and_plans_them_once_the_infrastructure
                                                                               environment[1])
 
 
+def test_an_admins_server_policy_gates_an_environment_its_repository_does_not(
+        services: Services, environment: tuple[int, int], world: World) -> None:
+    with services.database.session() as session:
+        policy = policies.parse_policy(True, 1, ["group:platform-leads"])
+        policies.set_server_policy(session, "infra", "staging", policy, actor="root")
+    sync_id = _sync(services, environment, "staging")
+
+    pipeline.plan_sync(services, sync_id)
+
+    assert _sync_row(services, sync_id)[0] is L.AWAITING_APPROVAL and _queued(services) == []
+    decision = approvals.decide(services, sync_id, principal(services, "bob"), ApprovalDecision.APPROVE)
+    assert decision.approved and "server policy of infra/staging: 1/1" in decision.detail
+
+
 def test_a_gated_environment_waits_then_applies_exactly_the_approved_plan(
         services: Services, environment: tuple[int, int], world: World) -> None:
     world.infra_applied = True  # a later sync: every stage can be planned up front
@@ -177,7 +191,7 @@ def test_a_gated_environment_waits_then_applies_exactly_the_approved_plan(
     _staging_healthy_at(services, environment)
     pipeline.plan_sync(services, sync_id)
     assert _sync_row(services, sync_id)[0] is L.AWAITING_APPROVAL and _queued(services) == []
-    approvals.decide(services, sync_id, "bob", ApprovalDecision.APPROVE)
+    approvals.decide(services, sync_id, principal(services, "bob"), ApprovalDecision.APPROVE)
     assert _queued(services) == [("apply", sync_id)]
     pipeline.apply_sync(services, sync_id)
     assert _sync_row(services, sync_id)[0] is L.SUCCEEDED
@@ -192,7 +206,7 @@ def test_a_later_stage_whose_changes_moved_after_the_infrastructure_applied_asks
     with services.database.session() as session:
         plan = session.get_one(Sync, sync_id).plan
         assert plan is not None and not plan.stages["configuration"].get("deferred")
-    approvals.decide(services, sync_id, "bob", ApprovalDecision.APPROVE)
+    approvals.decide(services, sync_id, principal(services, "bob"), ApprovalDecision.APPROVE)
     with services.database.session() as session:
         plan = session.get_one(Sync, sync_id).plan
         assert plan is not None

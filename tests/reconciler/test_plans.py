@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from providers.stage import Action, Change, StageName, StagePlan
-from reconciler.plans import EnvironmentPlan, decode, encode, same_changes
+from reconciler.plans import EnvironmentPlan, decode, encode, same_changes, summary_content_fingerprint
 
 INFRA, CONF, WORK = StageName.infrastructure, StageName.configuration, StageName.workloads
 
@@ -24,6 +24,18 @@ def test_the_fingerprint_moves_with_the_revision_the_changes_and_terraform_state
     assert base.fingerprint != EnvironmentPlan("r2", dict(base.stages)).fingerprint
     assert base.fingerprint != EnvironmentPlan("r1", {INFRA: _plan(INFRA, digest="other")}).fingerprint
     assert base.fingerprint != EnvironmentPlan("r1", {INFRA: _plan(INFRA, digest="d", live="s2")}).fingerprint
+
+
+def test_the_content_fingerprint_is_the_same_plan_at_another_revision_and_the_summary_gives_it_too() -> None:
+    """A PR head and its merge commit that plan the same changes against the same state agree on it."""
+    head = EnvironmentPlan("head", {INFRA: _plan(INFRA, ("aws_vpc.this", Action.create, "+"))}, deferred={CONF: "i"})
+    merged = EnvironmentPlan("merge", dict(head.stages), deferred={CONF: "i"})
+    assert head.fingerprint != merged.fingerprint and head.content_fingerprint == merged.content_fingerprint
+    assert summary_content_fingerprint(head.summary()) == head.content_fingerprint
+    assert head.content_fingerprint != EnvironmentPlan("head", dict(head.stages), deferred={CONF: "j"}
+                                                       ).content_fingerprint
+    assert summary_content_fingerprint({}) is None
+    assert summary_content_fingerprint({"workloads": {"summary": "+1 ~0 -0"}}) is None
 
 
 def test_kubernetes_resource_versions_do_not_move_the_fingerprint() -> None:

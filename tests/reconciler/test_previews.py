@@ -31,6 +31,7 @@ from reconciler.hosts.approvals import RecountRequest
 from reconciler.plans import EnvironmentPlan
 from reconciler.previews import (
     EnvironmentPreview,
+    GoAheadRequest,
     PreviewOutcome,
     PreviewRequest,
     Report,
@@ -94,6 +95,9 @@ class PreviewJobs:
     def recount(self, request: RecountRequest) -> None:
         raise AssertionError("no review in these tests")
 
+    def go_ahead(self, request: GoAheadRequest) -> None:
+        raise AssertionError("no go-ahead in these tests (tests/security has them)")
+
 
 @dataclass
 class PullRequests:
@@ -125,8 +129,9 @@ class PullRequests:
         self.host.pulls[number].head_sha = head
         body = json.dumps({"action": action, "number": number, "repository": {
             "full_name": "acme/infra", "clone_url": str(self.bare)}, "pull_request": {
-            "number": number, "title": "Change staging", "user": {"login": "alice"}, "merged": False,
-            "head": {"sha": head, "ref": "feature"}, "base": {"sha": self.base, "ref": "main"}}}).encode()
+            "number": number, "title": "Change staging", "user": self.host.user_json("alice"), "merged": False,
+            "head": {"sha": head, "ref": "feature", "repo": {"full_name": "acme/infra"}},
+            "base": {"sha": self.base, "ref": "main", "repo": {"full_name": "acme/infra"}}}}).encode()
         signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
         answer = self.hooks.post("/webhooks/github", content=body, headers={
             "X-GitHub-Event": "pull_request", "X-GitHub-Delivery": str(uuid.uuid4()),
@@ -172,6 +177,7 @@ def pull_requests(tmp_path: Path, sandbox_map: Path, redis_server: EmbeddedRedis
     bare = tmp_path / "git" / "infra.git"
     base = make_bare_repo(bare, files_of(EXAMPLE), message="Add the example environments")
     with git_host_server(GitHost.GITHUB, "acme/infra", token="gh-token") as host:
+        host.add_collaborator("alice", "write")  # a member: her pull requests are planned without a go-ahead
         with database.session() as session:
             repository = Repository(name="infra", url=str(bare), branch="main", host=GitHost.GITHUB,
                                     host_api_url=host.api_url, host_repository="acme/infra",
@@ -313,8 +319,9 @@ def test_a_huge_plan_is_cut_to_fit_one_comment() -> None:
 @pytest.mark.integration
 @pytest.mark.parametrize("trouble", [pytest.param("no-host-api", id="a-generic-git-server"),
                                      pytest.param("token-refused", id="the-host-refuses-the-token")])
-def test_a_preview_the_host_cannot_show_is_still_computed_and_kept_for_the_dashboard(prs: PullRequests,
-                                                                                     trouble: str) -> None:
+def test_a_preview_whose_author_the_host_cannot_vouch_for_waits_and_is_kept_for_the_dashboard(
+        prs: PullRequests, trouble: str) -> None:
+    """Without a host that says the author may push, nothing of the pull request runs (fail closed)."""
     with prs.services.database.session() as session:
         repository = session.get_one(Repository, prs.repository_id)
         if trouble == "no-host-api":
@@ -325,8 +332,9 @@ def test_a_preview_the_host_cannot_show_is_still_computed_and_kept_for_the_dashb
 
     outcome = prs.preview(head)
 
-    assert (outcome.status, outcome.posted, outcome.comment_id) == (PreviewStatus.SUCCESS, False, None)
-    assert prs.row().status is PreviewStatus.SUCCESS and "No environment reads the paths" in prs.row().body
+    assert (outcome.status, outcome.posted, outcome.comment_id) == (PreviewStatus.PENDING, False, None)
+    assert outcome.held and ("no Git host API" in outcome.held or "could not say" in outcome.held)
+    assert prs.row().held == outcome.held and "/tidegate preview" in prs.row().body
     assert prs.host.comments == {} and prs.host.statuses == {}
     if trouble == "token-refused":
         assert prs.host.problems and all(problem.startswith("401") for problem in prs.host.problems)
@@ -341,7 +349,8 @@ def test_the_preview_task_runs_a_request_as_the_receiver_serialised_it(prs: Pull
     head = prs.push({"docs/notes.md": "# notes\n"}, "Add notes")
     prs.host.add_pull(9, author="alice", head_sha=head)
     request = PreviewRequest(repository_id=prs.repository_id, number=9, head_sha=head, base_sha=prs.base,
-                             base_ref="main", public_url=PUBLIC_URL)
+                             base_ref="main", author="alice", author_id=str(prs.host.id_of("alice")),
+                             public_url=PUBLIC_URL)
     monkeypatch.setattr(runtime, "_configured", None)  # restored afterwards: other tests configure their own
     runtime.configure(prs.services)
 

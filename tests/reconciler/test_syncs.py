@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from reconciler import approvals, syncs
 from reconciler.locks import EnvironmentLock, LockLost
 from reconciler.runtime import Services
 from reconciler.syncs import L, TransitionRefused
-from store import ApprovalDecision, Environment, Plan, Revision, Sync, SyncTrigger
-from tests.reconciler.conftest import RecordingQueue
+from store import (
+    ApprovalDecision,
+    Environment,
+    Group,
+    GroupMember,
+    Plan,
+    Revision,
+    Role,
+    RoleBinding,
+    Sync,
+    SyncTrigger,
+    User,
+)
+from tests.reconciler.conftest import RecordingQueue, principal
 
 
 def _request(services: Services, ids: tuple[int, int]) -> int:
@@ -82,35 +95,67 @@ def _awaiting(services: Services, environment: tuple[int, int]) -> int:
     return sync_id
 
 
-@pytest.mark.parametrize("user", ["alice@example.com", "Alice Author", "alice"], ids=["email", "name", "login"])
+@pytest.mark.parametrize("name,email", [
+    pytest.param("a.author", "alice@example.com", id="email"),
+    pytest.param("Alice Author", None, id="name"),
+    pytest.param("alice", None, id="login-is-the-mailbox-name"),
+])
 def test_the_author_of_a_revision_cannot_approve_it(services: Services, environment: tuple[int, int],
-                                                    user: str) -> None:
+                                                    name: str, email: str | None) -> None:
     sync_id = _awaiting(services, environment)
-    with pytest.raises(approvals.ApprovalRefused, match="own change"):
-        approvals.decide(services, sync_id, user, ApprovalDecision.APPROVE)
+    if name != "alice":
+        with services.database.session() as session:
+            user = User(name=name, email=email)
+            session.add(user)
+            session.flush()
+            leads = session.scalars(select(Group).where(Group.name == "platform-leads")).one()
+            session.add(GroupMember(group_id=leads.id, user_id=user.id))
+    with pytest.raises(approvals.ApprovalRefused, match="own change") as refused:
+        approvals.decide(services, sync_id, principal(services, name), ApprovalDecision.APPROVE)
+    assert refused.value.forbidden
 
 
 def test_only_people_the_policy_names_may_approve(services: Services, environment: tuple[int, int]) -> None:
     sync_id = _awaiting(services, environment)
-    with pytest.raises(approvals.ApprovalRefused, match="not an approver of production"):
-        approvals.decide(services, sync_id, "mallory", ApprovalDecision.APPROVE)
+    with services.database.session() as session:
+        session.add_all([User(name="mallory"), RoleBinding(subject="user:mallory", role=Role.APPROVER, scope="*")])
+    with pytest.raises(approvals.ApprovalRefused, match="not an approver of infra/production"):
+        approvals.decide(services, sync_id, principal(services, "mallory"), ApprovalDecision.APPROVE)
     assert isinstance(services.queue, RecordingQueue) and services.queue.sent == []
 
 
 def test_an_approval_binds_to_the_plan_fingerprint_and_queues_the_apply(services: Services,
                                                                        environment: tuple[int, int]) -> None:
     sync_id = _awaiting(services, environment)
-    decision = approvals.decide(services, sync_id, "bob", ApprovalDecision.APPROVE, comment="looks right")
+    decision = approvals.decide(services, sync_id, principal(services, "bob"), ApprovalDecision.APPROVE,
+                                comment="looks right")
     assert decision.approved and decision.fingerprint == "f" * 64
     assert isinstance(services.queue, RecordingQueue) and services.queue.sent == [("apply", sync_id)]
     with pytest.raises(approvals.ApprovalRefused, match="not awaiting approval"):
-        approvals.decide(services, sync_id, "carol", ApprovalDecision.APPROVE)
+        approvals.decide(services, sync_id, principal(services, "carol"), ApprovalDecision.APPROVE)
 
 
 def test_a_rejection_fails_the_sync_and_applies_nothing(services: Services, environment: tuple[int, int]) -> None:
     sync_id = _awaiting(services, environment)
-    approvals.decide(services, sync_id, "bob", ApprovalDecision.REJECT, comment="not today")
+    approvals.decide(services, sync_id, principal(services, "bob"), ApprovalDecision.REJECT, comment="not today")
     with services.database.session() as session:
         sync = session.get_one(Sync, sync_id)
         assert sync.status is L.FAILED and "rejected by bob: not today" in (sync.error or "")
     assert isinstance(services.queue, RecordingQueue) and services.queue.sent == []
+
+
+def test_the_author_may_reject_their_own_change(services: Services, environment: tuple[int, int]) -> None:
+    """Withdrawing a change is no self-approval: only approving is refused to its authors."""
+    sync_id = _awaiting(services, environment)
+    decision = approvals.decide(services, sync_id, principal(services, "alice"), ApprovalDecision.REJECT)
+    assert not decision.approved
+
+
+def test_a_platform_lead_without_the_approver_role_cannot_approve(services: Services,
+                                                                 environment: tuple[int, int]) -> None:
+    sync_id = _awaiting(services, environment)
+    with services.database.session() as session:
+        for binding in session.scalars(select(RoleBinding)):
+            session.delete(binding)
+    with pytest.raises(approvals.ApprovalRefused, match="lacks the approve permission on infra/production"):
+        approvals.decide(services, sync_id, principal(services, "bob"), ApprovalDecision.APPROVE)

@@ -11,6 +11,11 @@ answered like the host would (404/401/422) and recorded in `problems`, which a t
         ... Repository(host=GitHost.GITHUB, host_api_url=host.api_url, host_repository="acme/infra", ...)
         assert host.status_states(sha) == ["pending", "success"]
         assert len(host.comments[7]) == 1
+
+Every account has a stable numeric id (`host.id_of("alice")`, assigned on first use), as on the
+real hosts. `collaborators` holds who may push (login → permission word); `commit_accounts` maps
+a commit SHA to the accounts the host matched its author and committer e-mails to (any other
+commit is known, and its e-mails are claimed by no account).
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ class Pull:
     state: str = "open"
     merged: bool = False
     merge_sha: str | None = None
+    fork: str | None = None
+    """The head's repository (`owner/name`) when it is a fork, else the base repository."""
 
 
 @dataclass
@@ -69,6 +76,9 @@ class HostReview:
     user: str
     state: str
     commit_sha: str
+
+
+GITLAB_LEVELS = {"none": 0, "read": 20, "triage": 20, "write": 30, "maintain": 40, "admin": 50, "owner": 50}
 
 
 class Refusal(Exception):
@@ -94,6 +104,11 @@ class GitHostServer:
     comments: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)
     pulls: dict[int, Pull] = field(default_factory=dict)
     reviews: dict[int, list[HostReview]] = field(default_factory=dict)
+    collaborators: dict[str, str] = field(default_factory=dict)
+    """login → permission (`write`, `admin`, `read`, …): who the host says may push."""
+    commit_accounts: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    """sha → (author login, committer login) as the host matched the commit's e-mails."""
+    accounts: dict[str, int] = field(default_factory=dict)
     bot: str = "tidegate-bot"
     _next_id: int = 1000
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -102,12 +117,24 @@ class GitHostServer:
     def api_url(self) -> str:
         return self.base_url + API_ROOT[self.host]
 
+    def id_of(self, login: str) -> int:
+        """The account's stable id (logins can be renamed; ids cannot)."""
+        return self.accounts.setdefault(login, 7000 + len(self.accounts))
+
+    def user_json(self, login: str) -> dict[str, Any]:
+        key = "username" if self.host is GitHost.GITLAB else "login"
+        return {key: login, "id": self.id_of(login)}
+
     def add_pull(self, number: int, author: str, head_sha: str, **fields: Any) -> Pull:
         self.pulls[number] = Pull(number, author, head_sha, **fields)
         return self.pulls[number]
 
     def add_review(self, number: int, user: str, state: str, commit_sha: str) -> None:
         self.reviews.setdefault(number, []).append(HostReview(user, state, commit_sha))
+
+    def add_collaborator(self, login: str, permission: str = "write") -> int:
+        self.collaborators[login] = permission
+        return self.id_of(login)
 
     def add_comment(self, number: int, body: str, user: str = "someone") -> int:
         return self._store_comment(number, body, user)["id"]  # type: ignore[no-any-return]
@@ -255,19 +282,23 @@ def _edit_comment(server: GitHostServer, match: re.Match[str], call: Call) -> tu
 def _get_pull(server: GitHostServer, match: re.Match[str], call: Call) -> tuple[int, Any]:
     pull = server._pull(match)
     if server.host is GitHost.GITLAB:
-        return 200, {"iid": pull.number, "author": {"username": pull.author}, "sha": pull.head_sha,
+        return 200, {"iid": pull.number, "author": server.user_json(pull.author), "sha": pull.head_sha,
                      "target_branch": pull.base_ref, "source_branch": "feature",
+                     "source_project_id": 99 if pull.fork else 15, "target_project_id": 15,
                      "state": "merged" if pull.merged else ("opened" if pull.state == "open" else pull.state),
                      "merge_commit_sha": pull.merge_sha, "squash_commit_sha": None}
     state = "closed" if pull.merged else pull.state
-    return 200, {"number": pull.number, "user": {"login": pull.author}, "state": state,
+    return 200, {"number": pull.number, "user": server.user_json(pull.author), "state": state,
                  "merged": pull.merged, "merge_commit_sha": pull.merge_sha,
-                 "head": {"sha": pull.head_sha, "ref": "feature"}, "base": {"ref": pull.base_ref, "sha": "0" * 40}}
+                 "head": {"sha": pull.head_sha, "ref": "feature",
+                          "repo": {"full_name": pull.fork or server.repository}},
+                 "base": {"ref": pull.base_ref, "sha": "0" * 40, "repo": {"full_name": server.repository}}}
 
 
 def _list_reviews(server: GitHostServer, match: re.Match[str], call: Call) -> tuple[int, Any]:
     pull = server._pull(match)
-    reviews = [{"id": index + 1, "user": {"login": review.user}, "state": review.state, "commit_id": review.commit_sha,
+    reviews = [{"id": index + 1, "user": server.user_json(review.user), "state": review.state,
+                "commit_id": review.commit_sha,
                 **({"stale": review.commit_sha != pull.head_sha, "dismissed": False}
                    if server.host is GitHost.GITEA else {})}
                for index, review in enumerate(server.reviews.get(pull.number, []))]
@@ -276,9 +307,38 @@ def _list_reviews(server: GitHostServer, match: re.Match[str], call: Call) -> tu
 
 def _approvals(server: GitHostServer, match: re.Match[str], call: Call) -> tuple[int, Any]:
     pull = server._pull(match)
-    approved = [{"user": {"username": review.user}} for review in server.reviews.get(pull.number, [])
+    approved = [{"user": server.user_json(review.user)} for review in server.reviews.get(pull.number, [])
                 if review.state == "APPROVED"]
     return 200, {"iid": pull.number, "approved": bool(approved), "approved_by": approved}
+
+
+def _permission(server: GitHostServer, match: re.Match[str], call: Call) -> tuple[int, Any]:
+    """GitHub's and Gitea's collaborator permission: `none` for an account that is no collaborator."""
+    login = match["user"]
+    permission = server.collaborators.get(login, "none")
+    words = {"admin", "write", "read", "none"} if server.host is GitHost.GITHUB else \
+        {"owner", "admin", "write", "read", "none"}
+    permission = {"maintain": "write", "triage": "read"}.get(permission, permission)  # legacy field: fewer words
+    assert permission in words, permission
+    return 200, {"permission": permission, "role_name": server.collaborators.get(login, "none"),
+                 "user": server.user_json(login)}
+
+
+def _member(server: GitHostServer, match: re.Match[str], call: Call) -> tuple[int, Any]:
+    """GitLab's project member (inherited included); 404 for an account that is none (not a problem)."""
+    login = next((name for name, number in server.accounts.items() if str(number) == match["id"]), None)
+    if login is None or login not in server.collaborators:
+        return 404, {"message": "404 Not found"}
+    return 200, {**server.user_json(login), "state": "active",
+                 "access_level": GITLAB_LEVELS[server.collaborators[login]]}
+
+
+def _commit(server: GitHostServer, match: re.Match[str], call: Call) -> tuple[int, Any]:
+    if not SHA.match(match["sha"]):
+        raise Refusal(422, f"No commit found for SHA: {match['sha']}")
+    author, committer = server.commit_accounts.get(match["sha"], (None, None))
+    return 200, {"sha": match["sha"], "author": server.user_json(author) if author else None,
+                 "committer": server.user_json(committer) if committer else None}
 
 
 _SHA_PART = r"(?P<sha>[^/]+)"
@@ -290,10 +350,11 @@ _GITHUB_LIKE: list[tuple[str, str, Handler]] = [
     ("PATCH", r"{repo}/issues/comments/(?P<id>\d+)", _edit_comment),
     ("GET", "{repo}/pulls/" + _N, _get_pull),
     ("GET", "{repo}/pulls/" + _N + "/reviews", _list_reviews),
+    ("GET", r"{repo}/collaborators/(?P<user>[^/]+)/permission", _permission),
 ]
 ROUTES: dict[GitHost, list[tuple[str, str, Handler]]] = {
-    GitHost.GITHUB: _GITHUB_LIKE,
-    GitHost.GITEA: _GITHUB_LIKE,
+    GitHost.GITHUB: [*_GITHUB_LIKE, ("GET", "{repo}/commits/" + _SHA_PART, _commit)],
+    GitHost.GITEA: [*_GITHUB_LIKE, ("GET", "{repo}/git/commits/" + _SHA_PART, _commit)],
     GitHost.GITLAB: [
         ("POST", "{repo}/statuses/" + _SHA_PART, _create_status),
         ("GET", "{repo}/merge_requests/" + _N + "/notes", _list_comments),
@@ -301,6 +362,7 @@ ROUTES: dict[GitHost, list[tuple[str, str, Handler]]] = {
         ("PUT", "{repo}/merge_requests/" + _N + r"/notes/(?P<id>\d+)", _edit_comment),
         ("GET", "{repo}/merge_requests/" + _N, _get_pull),
         ("GET", "{repo}/merge_requests/" + _N + "/approvals", _approvals),
+        ("GET", r"{repo}/members/all/(?P<id>\d+)", _member),
     ],
 }
 

@@ -143,7 +143,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
                      "TIDEGATE_LOCK_TTL": "15", "TIDEGATE_LEADER_TTL": "5", "TIDEGATE_SCHEDULER_TICK": "1",
                      "TIDEGATE_SWEEP_INTERVAL": "3", "TIDEGATE_HEALTH_TIMEOUT": "120"}
         url = f"{daemon_url}infra.git"
-        system = System(data, bare, url, loaded, services, LocalClient(services), sandbox, child_env)
+        system = System(data, bare, url, loaded, services, LocalClient(services, login="platform-lead"), sandbox,
+                        child_env)
         with services.database.session() as session:
             system.repository_id = repositories.register(services, session, name="infra", url=url,
                                                          interval_seconds=3600).id
@@ -175,7 +176,7 @@ def bootstrapped(system: System) -> Bootstrap:
     waiting = wait_for(lambda: _awaiting(system, "production") or _failed(system, "production"), 600,
                        "production awaiting approval", system)
     staging = system.syncs("staging")
-    system.client.approve(waiting.id, "platform-lead", "bootstrap")
+    system.client.approve(waiting.id, "bootstrap")  # the client acts as the platform lead
     wait_for(lambda: (system.view("production").sync_status == "Synced"
                       and system.view("production").health == "Healthy") or _failed(system, "production"),
              900, "production Synced and Healthy", system)

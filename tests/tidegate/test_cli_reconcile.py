@@ -12,21 +12,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from store import (
+    AuditEvent,
     Database,
     Environment,
     Health,
     Plan,
     Repository,
     Revision,
+    Role,
+    RoleBinding,
     Sync,
     SyncLifecycle,
     SyncStatus,
     SyncTrigger,
+    User,
 )
-from tests.reconciler.conftest import EXAMPLE, add_people
-from tests.support.git_server import files_of, make_bare_repo
+from tests.reconciler.conftest import EXAMPLE, add_people, make_repo_by
+from tests.support.git_server import files_of
 from tests.support.redis_server import start_redis
 from tidegate.redis_server import EmbeddedRedis, redis_client
 
@@ -44,12 +49,14 @@ def data_dir(tmp_path: Path, redis_server: EmbeddedRedis) -> Path:
     data = tmp_path / "data"
     database = Database.embedded(data)
     database.upgrade()
-    head = make_bare_repo(tmp_path / "infra.git", files_of(EXAMPLE))
+    head = make_repo_by(tmp_path / "infra.git", files_of(EXAMPLE), "Alice <alice@example.com>")
     with database.session() as session:
         repository = Repository(name="infra", url=str(tmp_path / "infra.git"))
         session.add(repository)
         session.flush()
         add_people(session, "platform-leads", "alice", "bob")
+        session.add_all([User(name="ops"), RoleBinding(subject="user:ops", role=Role.ADMIN),
+                         User(name="mallory"), RoleBinding(subject="user:mallory", role=Role.APPROVER)])
         revision = Revision(repository_id=repository.id, ref="main", sha=head, author="Alice <alice@example.com>",
                             message="scale web", committed_at=datetime(2026, 11, 1, tzinfo=UTC))
         session.add(revision)
@@ -73,8 +80,10 @@ def data_dir(tmp_path: Path, redis_server: EmbeddedRedis) -> Path:
     return data
 
 
-def run(data_dir: Path, redis: EmbeddedRedis, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TIDEGATE_DATA_DIR": str(data_dir), "TIDEGATE_REDIS_URL": redis.client_url}
+def run(data_dir: Path, redis: EmbeddedRedis, *args: str, login: str = "ops") -> subprocess.CompletedProcess[str]:
+    """`tidegate ARGS` as the OS user `login` (the local CLI acts as the Tidegate user of that name)."""
+    env = {**os.environ, "TIDEGATE_DATA_DIR": str(data_dir), "TIDEGATE_REDIS_URL": redis.client_url,
+           "LOGNAME": login, "USER": login}
     return subprocess.run([sys.executable, "-m", "tidegate", *args], capture_output=True, text=True, env=env,
                           timeout=120, check=False)
 
@@ -95,25 +104,35 @@ def test_show_prints_the_plan_a_sync_waits_with(data_dir: Path, redis_server: Em
     assert "awaiting_approval" in result.stdout and "create   aws_vpc.this" in result.stdout
 
 
-def test_approving_queues_the_apply_on_the_broker(data_dir: Path, redis_server: EmbeddedRedis) -> None:
+@pytest.mark.parametrize("login,as_user", [pytest.param("bob", None, id="bob-himself"),
+                                           pytest.param("ops", "bob", id="an-admin-as-bob")])
+def test_approving_queues_the_apply_on_the_broker(data_dir: Path, redis_server: EmbeddedRedis, login: str,
+                                                  as_user: str | None) -> None:
     client = redis_client(redis_server.client_url)
-    result = run(data_dir, redis_server, "approve", "2", "--as", "bob")
+    result = run(data_dir, redis_server, "approve", "2", *(["--as", as_user] if as_user else []), login=login)
     assert result.returncode == 0, result.stderr
     assert "approved: applying" in result.stdout
     messages = [json.loads(m) for m in client.lrange("apply", 0, -1)]
     assert [m["headers"]["task"] for m in messages] == ["tidegate.apply"]
     assert messages[0]["headers"]["argsrepr"] == "[2]"
+    database = Database.embedded(data_dir)
+    with database.session() as session:
+        [event] = session.scalars(select(AuditEvent).where(AuditEvent.action == "approval.approve")).all()
+        assert event.actor == ("admin ops as bob" if as_user else "bob")
+    database.dispose()
 
 
-def test_the_author_cannot_approve_and_nothing_is_queued(data_dir: Path, redis_server: EmbeddedRedis) -> None:
-    result = run(data_dir, redis_server, "approve", "2", "--as", "alice")
-    assert result.returncode == 1 and "cannot approve their own change" in result.stderr
-    assert redis_client(redis_server.client_url).llen("apply") == 0
-
-
-def test_someone_the_policy_does_not_name_cannot_approve(data_dir: Path, redis_server: EmbeddedRedis) -> None:
-    result = run(data_dir, redis_server, "approve", "2", "--as", "mallory")
-    assert result.returncode == 1 and "not an approver of production" in result.stderr
+@pytest.mark.parametrize("login,as_user,reason", [
+    pytest.param("ops", "alice", "cannot approve their own change", id="the-author"),
+    pytest.param("alice", None, "cannot approve their own change", id="the-author-herself"),
+    pytest.param("ops", "mallory", "not an approver of infra/production", id="not-named-by-the-policy"),
+    pytest.param("bob", "alice", "only an admin", id="as-someone-else-without-being-admin"),
+    pytest.param("stranger", None, "no enabled Tidegate user named like your login", id="an-unknown-login"),
+])
+def test_refused_approvals_queue_nothing_and_say_why(data_dir: Path, redis_server: EmbeddedRedis, login: str,
+                                                     as_user: str | None, reason: str) -> None:
+    result = run(data_dir, redis_server, "approve", "2", *(["--as", as_user] if as_user else []), login=login)
+    assert result.returncode == 1 and reason in result.stderr, result.stderr
     assert redis_client(redis_server.client_url).llen("apply") == 0
 
 

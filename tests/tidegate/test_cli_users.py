@@ -97,3 +97,46 @@ def test_adding_a_user_twice_fails_and_a_short_password_is_refused(tidegate: typ
     assert code == 1 and "already exists" in err
     code, _, err = run(tidegate, "user", "add", "otto", "--password-stdin", stdin="short\n")
     assert code == 1 and "at least 8 characters" in err
+
+
+def test_a_user_is_linked_to_their_git_host_accounts_by_id(tidegate: typer.Typer, data_dir: Path) -> None:
+    assert run(tidegate, "user", "add", "bob")[0] == 0
+    assert run(tidegate, "user", "add", "andy")[0] == 0
+
+    code, out, err = run(tidegate, "user", "link", "bob", "--github-id", "583231", "--gitlab-id", "77")
+
+    assert code == 0 and "linked bob: github id 583231, gitlab id 77" in out, err
+    database = Database(sqlite_url(data_dir))
+    with database.session() as session:
+        user = user_by_name(session, "bob")
+        assert user is not None and (user.github_id, user.gitlab_id, user.gitea_id) == ("583231", "77", None)
+    taken = run(tidegate, "user", "link", "andy", "--github-id", "583231")
+    assert taken[0] == 1 and "github_id: github user id 583231 is already linked to bob" in taken[2]
+    assert run(tidegate, "user", "link", "andy", "--gitea-id", "octocat")[2].startswith("error: gitea_id:")
+    assert "name at least one" in run(tidegate, "user", "link", "andy")[2]
+    assert "no user 'nobody'" in run(tidegate, "user", "link", "nobody", "--github-id", "1")[2]
+
+
+def test_an_admin_sets_lists_and_removes_a_server_side_approval_policy(tidegate: typer.Typer, data_dir: Path) -> None:
+    code, out, err = run(tidegate, "policy", "set", "infra/production", "--approver", "group:sre",
+                         "--approver", "user:ann", "--min-approvals", "2")
+    assert code == 0 and "infra/production: required, 2 of group:sre, user:ann" in out, err
+    listed = run(tidegate, "policy", "list")[1]
+    assert "infra/production  required=true  minApprovals=2  approvers=group:sre,user:ann" in listed
+
+    assert run(tidegate, "policy", "remove", "infra/production")[0] == 0
+    assert run(tidegate, "policy", "list")[1] == ""
+    assert "no server-side approval policy" in run(tidegate, "policy", "remove", "infra/production")[2]
+
+
+@pytest.mark.parametrize("args,message", [
+    pytest.param(["infra/production"], "approvers", id="required-without-approvers"),
+    pytest.param(["infra/production", "--approver", "sre"], "approvers", id="not-user-or-group"),
+    pytest.param(["infra/production", "--approver", "group:sre", "--min-approvals", "11"], "minApprovals",
+                 id="too-many-approvals"),
+    pytest.param(["production", "--approver", "group:sre"], "scope", id="no-repository"),
+])
+def test_a_bad_policy_is_refused_naming_the_field(tidegate: typer.Typer, data_dir: Path, args: list[str],
+                                                  message: str) -> None:
+    code, _, err = run(tidegate, "policy", "set", *args)
+    assert code == 1 and message in err, err

@@ -1,10 +1,13 @@
-"""The local client's writes are made again when SQLite gave the write lock to a worker."""
+"""The local client: writes made again when SQLite gave the write lock to a worker, and who it acts as."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from store import StoreBusy
+from reconciler.access import AccessRefused, Permission, local_principal
+from store import Database, StoreBusy, User
 from tidegate.client import retried_when_busy
 
 
@@ -33,3 +36,23 @@ def test_a_store_that_stays_busy_is_reported_after_the_last_attempt() -> None:
     with pytest.raises(StoreBusy):
         write()
     assert calls == 4
+
+
+def test_without_users_the_local_cli_is_single_user_and_names_itself_with_as(tmp_path: Path) -> None:
+    """Single-user mode: the person at the terminal holds the data directory and every permission;
+    `--as` only names them (audited `local LOGIN as NAME`). Once users exist it is over."""
+    database = Database.embedded(tmp_path)
+    database.upgrade()
+    with database.session() as session:
+        me, named = local_principal(session, "ops", None), local_principal(session, "ops", "paula")
+        assert (me.name, me.audit_name, me.can(Permission.APPROVE, "infra/production")) == ("ops", "ops", True)
+        assert (named.name, named.audit_name) == ("paula", "local ops as paula")
+
+        session.add(User(name="ops"))
+        session.flush()
+        with pytest.raises(AccessRefused, match="only an admin"):
+            local_principal(session, "ops", "paula")
+        assert not local_principal(session, "ops", None).can(Permission.APPROVE, "infra/production")
+        with pytest.raises(AccessRefused, match="no enabled Tidegate user named like your login 'eve'"):
+            local_principal(session, "eve", None)
+    database.dispose()

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from reconciler.hosts.approvals import RecountRequest
-from reconciler.previews import PreviewRequest
+from reconciler.previews import GoAheadRequest, PreviewRequest
 from reconciler.runtime import Services
 from store import Database, Repository, SecretBox, WebhookDelivery
 from tests.support.redis_server import start_redis
@@ -48,6 +48,9 @@ class Recorder:
 
     def recount(self, request: RecountRequest) -> None:
         self.jobs.append(("recount", request))
+
+    def go_ahead(self, request: GoAheadRequest) -> None:
+        self.jobs.append(("go_ahead", request))
 
 
 @dataclass

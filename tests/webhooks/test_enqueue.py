@@ -17,7 +17,7 @@ from reconciler.runtime import Services
 from reconciler.tasks import CeleryQueue
 from store import Database, GitHost, Repository, SecretBox
 from tests.webhooks.conftest import DEFAULT_SECRET, ReceiverSettings
-from tests.webhooks.deliveries import CLONE_URL, HEAD, pull_request, push, review, sign
+from tests.webhooks.deliveries import CLONE_URL, HEAD, comment, pull_request, push, review, sign
 from tidegate.redis_server import EmbeddedRedis, redis_client
 from tidegate.settings import Settings
 from tidegate.worker import make_app
@@ -50,6 +50,8 @@ def _messages(redis: Any, queue: str) -> list[dict[str, Any]]:
     pytest.param(push(GitHost.GITHUB), "poll", "tidegate.poll", id="push-polls"),
     pytest.param(pull_request(GitHost.GITHUB, "opened"), "preview", "tidegate.preview", id="pr-opened-previews"),
     pytest.param(review(GitHost.GITHUB), "preview", "tidegate.review_recount", id="review-recounts"),
+    pytest.param(comment(GitHost.GITHUB, "/tidegate preview"), "preview", "tidegate.preview_go_ahead",
+                 id="a-members-comment-goes-ahead"),
 ])
 def test_a_valid_delivery_puts_exactly_one_task_on_its_queue(broker_client: tuple[TestClient, Any],
                                                              event: tuple[str, dict[str, Any]], queue: str,

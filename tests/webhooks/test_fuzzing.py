@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from store import GitHost
 from tests.webhooks.conftest import DEFAULT_SECRET, Hooks
-from tests.webhooks.deliveries import pull_request, push, review, sign
+from tests.webhooks.deliveries import comment, pull_request, push, review, sign
 from webhooks.receiver import HEADERS
 
 EVENTS = ["push", "pull_request", "pull_request_review", "pull_request_approved", "ping", "Push Hook",
-          "Merge Request Hook", "star", ""]
+          "Merge Request Hook", "issue_comment", "Note Hook", "star", ""]
 HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
@@ -24,7 +24,8 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_
 def _samples(host: GitHost) -> list[tuple[str, dict[str, Any]]]:
     samples = [push(host)]
     if host is not GitHost.GENERIC:
-        samples += [pull_request(host, "opened"), pull_request(host, "closed", merged=True), review(host)]
+        samples += [pull_request(host, "opened"), pull_request(host, "closed", merged=True), review(host),
+                    comment(host, "/tidegate preview")]
     return samples
 
 
@@ -37,7 +38,9 @@ def mutated(draw: st.DrawFn, host: GitHost) -> tuple[str, Any]:
         node = payload
         path = draw(st.lists(st.sampled_from(["repository", "project", "pull_request", "object_attributes", "head",
                                               "sha", "number", "iid", "ref", "full_name", "clone_url", "user",
-                                              "base", "last_commit", "id", "action", "merged", "review", "state"]),
+                                              "base", "last_commit", "id", "action", "merged", "review", "state",
+                                              "comment", "issue", "body", "note", "merge_request", "sender",
+                                              "commits", "after"]),
                              min_size=1, max_size=3))
         for key in path[:-1]:
             node = node.get(key) if isinstance(node, dict) else None

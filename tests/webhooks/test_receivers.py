@@ -8,16 +8,22 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select
 
 from reconciler.hosts.approvals import RecountRequest
-from reconciler.previews import PreviewRequest
-from store import GitHost
+from reconciler.previews import GoAheadRequest, PreviewRequest
+from store import CommitIdentity, GitHost
 from tests.webhooks.conftest import DEFAULT_SECRET, REPO_SECRET, Hooks
 from tests.webhooks.deliveries import (
+    ALICE_ID,
+    BOB_ID,
     HEAD,
+    MERGE,
     MERGE_ACTION,
+    OCTOCAT_ID,
     PREVIEW_ACTIONS,
     Delivery,
+    comment,
     pull_request,
     push,
     review,
@@ -251,3 +257,87 @@ def test_the_answer_comes_within_milliseconds(hooks: Hooks) -> None:
         assert status == 202
     timings.sort()
     assert timings[len(timings) // 2] < 0.05, timings
+
+
+# -- who the host vouches for, and a member's go-ahead ----------------------------------------------------
+
+
+def _identities(hooks: Hooks) -> list[tuple[str, str, str, str]]:
+    with hooks.services.database.session() as session:
+        return sorted((row.sha, row.source, row.user_id, row.login) for row in session.scalars(select(CommitIdentity)))
+
+
+@pytest.mark.parametrize("host", PR_HOSTS)
+def test_a_signed_push_remembers_its_sender_for_every_commit_it_brought(hooks: Hooks, host: GitHost) -> None:
+    status, _ = send(hooks, signed_push(host))
+
+    assert status == 202
+    pushed = [HEAD] if host is GitHost.GITLAB else ["4" * 40, HEAD]
+    assert _identities(hooks) == sorted((sha, "push_sender", str(OCTOCAT_ID), "octocat") for sha in pushed)
+
+
+def test_a_forged_or_replayed_push_remembers_nobody(hooks: Hooks) -> None:
+    delivery = signed_push(GitHost.GITHUB)
+    forged = Delivery(delivery.host, delivery.headers, delivery.body.replace(b"octocat", b"mallory"))
+    assert send(hooks, forged)[0] == 401 and _identities(hooks) == []
+    assert send(hooks, delivery)[0] == 202
+    assert send(hooks, delivery)[0] == 200
+    assert len(_identities(hooks)) == 2
+
+
+@pytest.mark.parametrize("host", PR_HOSTS)
+def test_a_merged_pull_request_remembers_its_author_for_its_head_and_merge_commit(hooks: Hooks,
+                                                                                  host: GitHost) -> None:
+    event, payload = pull_request(host, MERGE_ACTION[host], merged=True)
+
+    send(hooks, sign(host, event, payload, DEFAULT_SECRET))
+
+    assert _identities(hooks) == sorted((sha, "pr_author", str(ALICE_ID), "" if host is GitHost.GITLAB else "alice")
+                                        for sha in (HEAD, MERGE))
+
+
+@pytest.mark.parametrize("host,fork", [pytest.param(host, fork, id=f"{host.value}-{'fork' if fork else 'same-repo'}")
+                                       for host in (GitHost.GITHUB, GitHost.GITLAB, GitHost.GITEA)
+                                       for fork in (False, True)])
+def test_a_preview_request_says_who_opened_the_pull_request_and_whether_it_comes_from_a_fork(
+        hooks: Hooks, host: GitHost, fork: bool) -> None:
+    event, payload = pull_request(host, PREVIEW_ACTIONS[host][0], fork=fork)
+
+    send(hooks, sign(host, event, payload, DEFAULT_SECRET))
+
+    [(_, request)] = hooks.jobs.jobs
+    assert isinstance(request, PreviewRequest)
+    assert (request.author_id, request.fork) == (str(ALICE_ID), fork)
+
+
+@pytest.mark.parametrize("host,body,sha", [
+    pytest.param(host, body, sha, id=f"{host.value}-{name}") for host in (GitHost.GITHUB, GitHost.GITLAB, GitHost.GITEA)
+    for name, body, sha in (("bare", "/tidegate preview", HEAD if host is GitHost.GITLAB else None),
+                            ("naming-a-sha", "Looked at it.\n  /tidegate preview ABCDEF1234  \n", "abcdef1234"))
+])
+def test_a_tidegate_preview_comment_enqueues_a_go_ahead_for_the_head_it_names(hooks: Hooks, host: GitHost, body: str,
+                                                                             sha: str | None) -> None:
+    event, payload = comment(host, body)
+
+    status, answer = send(hooks, sign(host, event, payload, DEFAULT_SECRET))
+
+    assert (status, answer["outcome"]) == (202, "accepted")
+    [(kind, request)] = hooks.jobs.jobs
+    assert kind == "go_ahead" and isinstance(request, GoAheadRequest)
+    assert (request.number, request.commenter, request.commenter_id, request.sha) == (7, "bob", str(BOB_ID), sha)
+
+
+@pytest.mark.parametrize("host,body,on_pull_request,action", [
+    pytest.param(GitHost.GITHUB, "please run `/tidegate preview`", True, "created", id="quoted-in-a-sentence"),
+    pytest.param(GitHost.GITHUB, "/tidegate preview", False, "created", id="on-an-issue"),
+    pytest.param(GitHost.GITHUB, "/tidegate preview", True, "edited", id="an-edit"),
+    pytest.param(GitHost.GITEA, "/tidegate previewing", True, "created", id="another-word"),
+    pytest.param(GitHost.GITLAB, "/tidegate preview", False, "created", id="gitlab-note-on-an-issue"),
+])
+def test_comments_that_are_no_go_ahead_are_ignored(hooks: Hooks, host: GitHost, body: str, on_pull_request: bool,
+                                                   action: str) -> None:
+    event, payload = comment(host, body, on_pull_request=on_pull_request, action=action)
+
+    status, answer = send(hooks, sign(host, event, payload, DEFAULT_SECRET))
+
+    assert (status, answer["outcome"]) == (202, "ignored") and hooks.jobs.jobs == []

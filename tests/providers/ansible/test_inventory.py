@@ -161,3 +161,20 @@ def test_sandbox_connection_settings_layer_over_the_repos_and_merge_host_overrid
     assert merged.port == 22
     assert merged.private_key_ref is not None and merged.private_key_ref.secret == "node-ssh-key"
     assert set(merged.host_overrides) == {"a", "b"}
+
+
+def test_a_local_connection_is_refused_for_an_untrusted_pull_request_head(tmp_path: Path) -> None:
+    """A `local` playbook runs as the service user on the worker (it configures that machine): a
+    preview of a head whose author is not trusted never runs it, go-ahead or not."""
+    from providers.ansible.stage import AnsibleStageError, resolve
+    from providers.stage import StageContext
+
+    (tmp_path / "site.yml").write_text("- hosts: all\n  tasks: []\n")
+    spec = {"configuration": {"playbook": "site.yml", "inventoryFrom": {"terraformOutput": "nodes"},
+                              "connection": {"type": "local"}}}
+    context = StageContext("staging", "abc", tmp_path, tmp_path / "artifacts", spec=spec,
+                           inputs={"nodes": [{"name": "n1", "address": "127.0.0.1", "groups": []}]},
+                           settings={"untrusted_head": True})
+
+    with pytest.raises(AnsibleStageError, match="not run for a pull request head whose author is not trusted"):
+        resolve(context)

@@ -1,4 +1,6 @@
-"""PR review approvals count as approvals of the merged revision's gated plan, by the policy's rules."""
+"""PR review approvals count as approvals of the merged revision's gated plan, by the same rules as any
+approval: the reviewer is the user linked to their host account id, holds the approve permission,
+is named by the policy, wrote nothing of the change, and reviewed a head that planned the same."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ import pytest
 from sqlalchemy import select
 
 from reconciler.hosts.approvals import RecountRequest, recount
+from reconciler.plans import summary_content_fingerprint
 from reconciler.runtime import Services
 from store import (
     Approval,
     ApprovalSource,
+    CommitIdentity,
     Environment,
     GitHost,
     Group,
@@ -23,6 +27,8 @@ from store import (
     Preview,
     Repository,
     Revision,
+    Role,
+    RoleBinding,
     Sync,
     SyncLifecycle,
     SyncTrigger,
@@ -61,22 +67,32 @@ class Merged:
             return [(a.user, a.source) for a in session.scalars(select(Approval).order_by(Approval.id))]
 
 
-def _people(services: Services) -> None:
+def _people(services: Services, host: GitHostServer) -> None:
+    """Platform leads (approvers everywhere) alice, bob, dave (disabled) and erin; carol approves but
+    leads nothing. Each is linked to the host account of the same login, by its id."""
+    column = {GitHost.GITHUB: "github_id", GitHost.GITLAB: "gitlab_id", GitHost.GITEA: "gitea_id"}[host.host]
     with services.database.session() as session:
         leads = Group(name="platform-leads")
-        users = {name: User(name=name, disabled=name == "dave") for name in ("alice", "bob", "carol", "dave", "erin")}
-        session.add_all([leads, *users.values()])
+        users = {name: User(name=name, disabled=name == "dave", **{column: str(host.id_of(name))})
+                 for name in ("alice", "bob", "carol", "dave", "erin")}
+        session.add_all([leads, *users.values(), RoleBinding(subject="group:platform-leads", role=Role.APPROVER),
+                         RoleBinding(subject="user:carol", role=Role.APPROVER)])
         session.flush()
         session.add_all([GroupMember(group_id=leads.id, user_id=users[name].id)
                          for name in ("alice", "bob", "dave", "erin")])
+
+
+STAGES = {"infrastructure": {"summary": "+1 ~0 -0", "fingerprint": "f-infra", "changes": []},
+          "workloads": {"summary": "+0 ~1 -0", "fingerprint": "f-work", "changes": []}}
+"""The merged revision's plan summary; the PR head's preview planned production the same."""
 
 
 @pytest.fixture(params=HOSTS)
 def merged(request: pytest.FixtureRequest, services: Services, tmp_path: Path) -> Iterator[Merged]:
     bare = tmp_path / "infra.git"
     merge_sha = make_bare_repo(bare, files_of(EXAMPLE), message="Merge pull request #7")
-    _people(services)
     with git_host_server(request.param, "acme/infra", token="t") as host:
+        _people(services, host)
         host.add_pull(7, author="alice", head_sha=PR_HEAD, merged=True, state="closed", merge_sha=merge_sha)
         with services.database.session() as session:
             repository = Repository(name="infra", url=str(bare), branch="main", host=request.param,
@@ -90,8 +106,9 @@ def merged(request: pytest.FixtureRequest, services: Services, tmp_path: Path) -
             env = Environment(repository_id=repository.id, name="production")
             session.add_all([revision, env])
             session.flush()
-            plan = Plan(environment_id=env.id, revision_id=revision.id, fingerprint="fp-production", stages={})
-            session.add(plan)
+            plan = Plan(environment_id=env.id, revision_id=revision.id, fingerprint="fp-production", stages=STAGES)
+            session.add_all([plan, Preview(repository_id=repository.id, number=7, head_sha=PR_HEAD, environments={
+                "production": {"stages": STAGES, "errors": {}, "fingerprint": summary_content_fingerprint(STAGES)}})])
             session.flush()
             sync = Sync(environment_id=env.id, revision_id=revision.id, plan_id=plan.id, trigger=SyncTrigger.WEBHOOK,
                         status=SyncLifecycle.AWAITING_APPROVAL)
@@ -115,9 +132,9 @@ def test_an_allowed_reviewer_approving_the_merged_head_approves_the_waiting_plan
 
 @pytest.mark.parametrize("reviewer,reason", [
     pytest.param("alice", "author", id="the-pr-author"),
-    pytest.param("carol", "not an allowed approver", id="not-in-the-approver-group"),
-    pytest.param("dave", "not an allowed approver", id="a-disabled-user"),
-    pytest.param("mallory", "not an allowed approver", id="unknown-to-tidegate"),
+    pytest.param("carol", "not an approver of infra/production", id="not-in-the-approver-group"),
+    pytest.param("dave", "not linked to a Tidegate user", id="a-disabled-user"),
+    pytest.param("mallory", "not linked to a Tidegate user", id="unknown-to-tidegate"),
 ])
 def test_a_review_by_someone_the_policy_does_not_allow_is_refused_and_says_why(merged: Merged, reviewer: str,
                                                                               reason: str) -> None:
@@ -163,6 +180,43 @@ def test_counting_again_records_each_review_once(merged: Merged) -> None:
     assert counted == [] and merged.approvals() == [("bob", ApprovalSource.PR_REVIEW)]
 
 
+def test_the_pr_author_is_remembered_as_the_merged_commits_author_by_host_id(merged: Merged) -> None:
+    merged.recount()
+
+    with merged.services.database.session() as session:
+        rows = session.scalars(select(CommitIdentity).where(CommitIdentity.source == "pr_author")).all()
+        alice = str(merged.host.id_of("alice"))
+        assert {(row.sha, row.user_id) for row in rows} == {(PR_HEAD, alice), (_merge_sha(merged), alice)}
+
+
+def _merge_sha(merged: Merged) -> str:
+    sha = merged.host.pulls[7].merge_sha
+    assert sha is not None
+    return sha
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param("no-preview", id="no-preview-of-the-reviewed-head"),
+    pytest.param("another-head", id="the-preview-was-of-another-head"),
+    pytest.param("other-plan", id="the-head-planned-differently"),
+])
+def test_a_review_counts_only_for_an_undiverged_head(merged: Merged, change: str) -> None:
+    with merged.services.database.session() as session:
+        preview = session.scalars(select(Preview)).one()
+        if change == "no-preview":
+            session.delete(preview)
+        elif change == "another-head":
+            preview.head_sha = OLD_PUSH
+        else:
+            preview.environments = {"production": {"stages": {}, "errors": {}, "fingerprint": "something else"}}
+    merged.host.add_review(7, "bob", "APPROVED", PR_HEAD)
+
+    counted, refused, _ = merged.recount()
+
+    assert counted == [] and ("diverged" in refused["bob"] or "no preview" in refused["bob"]), refused
+    assert merged.sync().status is SyncLifecycle.AWAITING_APPROVAL
+
+
 def test_reviews_of_an_unmerged_pull_request_wait_for_the_merge(merged: Merged) -> None:
     merged.host.pulls[7].merged, merged.host.pulls[7].state = False, "open"
     merged.host.add_review(7, "bob", "APPROVED", PR_HEAD)
@@ -183,9 +237,6 @@ def test_while_the_merged_revision_is_still_planning_the_recount_asks_to_look_ag
 
 
 def test_a_recount_of_a_merged_pull_request_closes_its_preview(merged: Merged) -> None:
-    with merged.services.database.session() as session:
-        session.add(Preview(repository_id=merged.repository_id, number=7, head_sha=PR_HEAD))
-
     merged.recount()
 
     with merged.services.database.session() as session:

@@ -14,6 +14,7 @@ from reconciler.hosts import (
     GitHubClient,
     GitLabClient,
     HostError,
+    HostUser,
     ReviewState,
 )
 from store import GitHost, PreviewStatus
@@ -116,6 +117,51 @@ def test_reviews_are_read_in_tidegate_words_with_the_commit_they_reviewed(host: 
     else:
         assert reviews == {("bob", ReviewState.APPROVED, HEAD), ("dave", ReviewState.CHANGES_REQUESTED, HEAD),
                            ("erin", ReviewState.APPROVED, OLD)}
+
+
+def test_authors_and_reviewers_come_with_their_stable_account_ids(host: GitHostServer) -> None:
+    host.add_review(7, "bob", "APPROVED", HEAD)
+
+    pr, [review] = client_of(host).pull_request(7), client_of(host).reviews(7)
+
+    assert pr.author_id == str(host.id_of("alice")) and review.user_id == str(host.id_of("bob"))
+
+
+@pytest.mark.parametrize("permission,trusted", [
+    pytest.param("admin", True, id="admin"), pytest.param("write", True, id="write"),
+    pytest.param("maintain", True, id="maintain"), pytest.param("read", False, id="read"),
+    pytest.param(None, False, id="no-collaborator"),
+])
+def test_who_may_push_is_asked_of_the_host_by_account(host: GitHostServer, permission: str | None,
+                                                      trusted: bool) -> None:
+    if permission is not None:
+        host.add_collaborator("pat", permission)
+
+    answer = client_of(host).can_push(HostUser(login="pat", id=str(host.id_of("pat"))))
+
+    assert answer is trusted
+    asked = host.calls_to("GET", r"/members/all/\d+$" if host.host is GitHost.GITLAB
+                          else r"/collaborators/pat/permission$")
+    assert len(asked) == 1
+
+
+def test_a_login_that_now_belongs_to_another_account_is_not_trusted(host: GitHostServer) -> None:
+    host.add_collaborator("pat", "write")
+
+    assert not client_of(host).can_push(HostUser(login="pat", id="999999"))
+
+
+def test_commit_authors_are_resolved_to_accounts_where_the_host_can(host: GitHostServer) -> None:
+    host.commit_accounts[HEAD] = ("alice", "bob")
+
+    accounts, unclaimed = client_of(host).commit_accounts(HEAD), client_of(host).commit_accounts(OLD)
+
+    if host.host is GitHost.GITLAB:  # GitLab names commit authors by e-mail only: nothing to resolve
+        assert accounts.author is None and host.calls_to("GET", "/commits") == []
+    else:
+        assert accounts.author == HostUser(login="alice", id=str(host.id_of("alice")))
+        assert accounts.committer == HostUser(login="bob", id=str(host.id_of("bob")))
+        assert unclaimed.author is None and unclaimed.committer is None
 
 
 def test_a_refused_token_raises_a_host_error_that_does_not_repeat_the_token(host: GitHostServer) -> None:

@@ -6,6 +6,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -381,3 +382,31 @@ def test_the_mirror_remembers_the_url_without_credentials(origin: Origin, cache:
     source.fetch()
 
     assert git("--git-dir", str(source.mirror), "config", "remote.origin.url").strip() == origin.url
+
+
+def test_commit_people_name_every_author_committer_and_co_author_of_a_range(origin: Origin, cache: Path) -> None:
+    alice = {"GIT_AUTHOR_NAME": "Alice Author", "GIT_AUTHOR_EMAIL": "alice@example.com"}
+    with_trailers = "Pair on it\n\nCo-authored-by: Carol Coder <carol@example.com>\nco-authored-by: dan <dan@x.test>\n"
+    with tempfile.TemporaryDirectory(prefix="work-") as scratch:
+        work = Path(scratch) / "work"
+        git("clone", "--quiet", str(origin.path), str(work))
+        (work / "a.txt").write_text("a")
+        git("add", "a.txt", cwd=work)
+        git("commit", "--quiet", "-m", "By alice", cwd=work, env=alice)
+        (work / "b.txt").write_text("b")
+        git("add", "b.txt", cwd=work)
+        git("commit", "--quiet", "-m", with_trailers, cwd=work)
+        git("push", "--quiet", "origin", "HEAD:main", cwd=work)
+        head = git("rev-parse", "HEAD", cwd=work).strip()
+    source = GitSource(origin.url, cache / "git" / "people.git")
+    source.fetch()
+
+    newest, older = source.commit_people(origin.first, head)
+    everything = source.commit_people(None, head)
+
+    assert [person.email for person in newest.co_authors] == ["carol@example.com", "dan@x.test"]
+    assert (newest.author.name, newest.committer.email) == ("Test Author", "committer@example.test")
+    assert (older.author.name, older.author.email, older.committer.name) == ("Alice Author", "alice@example.com",
+                                                                             "Test Committer")
+    assert [c.sha for c in everything][-1] == origin.first and len(everything) == 3
+    assert source.commit_people(head, head) == []
