@@ -29,6 +29,7 @@ from reconciler.sources.watch import LocalRefWatcher
 from repo_schema.issues import InvalidRepo
 from repo_schema.loader import LoadedRepo, load_repo
 from store import Repository
+from store.files import private_directory
 from tidegate.cli_reconcile import status_line
 from tidegate.client import EnvironmentView, LocalClient
 from tidegate.redis_server import EmbeddedRedis
@@ -144,7 +145,7 @@ def up(
 def _run(settings: Settings, stack: ExitStack, repo: Path, exit_when_synced: bool, sandbox: bool, ssh: bool,
          timeout: float, started: float) -> int:
     data = settings.data_dir
-    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_directory(data)
     try:
         loaded = load_repo(repo)
     except InvalidRepo as invalid:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from store import Database, SecretBox, load_or_create_key, sqlite_url
+from store.files import private_directory
 from tidegate.settings import Settings
 
 
@@ -20,7 +21,7 @@ class Store:
 def open_store(settings: Settings, *, migrate: bool = True) -> Store:
     """Open the configured database (SQLite in the data dir by default), migrated to the latest
     schema, with the secret key from TIDEGATE_SECRET_KEY or the generated `<data dir>/secret.key`."""
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_directory(settings.data_dir)
     if settings.secret_key is not None:
         key, source = settings.secret_key.get_secret_value(), "TIDEGATE_SECRET_KEY"
     else:
