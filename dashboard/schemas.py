@@ -282,6 +282,8 @@ class DecisionOut(Out):
     required: int
     approved: bool
     status: SyncLifecycle
+    queued: bool = Field(default=True, description="False when the broker was down: the decision is recorded "
+                         "and the sweeper queues the apply once the broker is back (answered 202).")
 
 
 class ActionOut(Out):

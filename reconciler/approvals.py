@@ -10,12 +10,13 @@ queued. The policy is the one written at the sync's revision. Every decision is 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reconciler import syncs
-from reconciler.runtime import Services
+from reconciler.runtime import Services, hand_off
 from reconciler.sources.git import SourceError
 from reconciler.syncs import L
 from repo_schema.issues import InvalidRepo
@@ -36,6 +37,8 @@ class Decision:
     approvals: int
     required: int
     approved: bool
+    queued: bool = True
+    """False when the apply could not be queued (broker down): the sweeper queues the approved sync later."""
 
 
 def decide(services: Services, sync_id: int, user: str, decision: ApprovalDecision,
@@ -72,9 +75,8 @@ def decide(services: Services, sync_id: int, user: str, decision: ApprovalDecisi
         if approved:
             syncs.transition(sync, L.APPROVED)
             sync.environment.sync_status = SyncStatus.OUT_OF_SYNC
-    if approved:
-        services.queue.apply(sync_id)
-    return Decision(sync_id, fingerprint, len(approvers), required, approved)
+    queued = not approved or hand_off(partial(services.queue.apply, sync_id), f"apply of sync {sync_id}")
+    return Decision(sync_id, fingerprint, len(approvers), required, approved, queued)
 
 
 def _policy(services: Services, sync: Sync) -> ApprovalPolicy:

@@ -13,7 +13,7 @@ import typer
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from reconciler.runtime import Services
+from reconciler.runtime import QueueUnavailable, Services
 from store import StoreBusy
 from tidegate.settings import Settings
 from tidegate.worker import build_services, make_app
@@ -37,6 +37,12 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     async def store_busy(_request: Request, error: StoreBusy) -> JSONResponse:
         """SQLite lost a write race to a worker: nothing was written; the client may simply retry."""
         return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(QueueUnavailable)
+    async def queue_unavailable(_request: Request, error: QueueUnavailable) -> JSONResponse:
+        """The broker is down where no route expected it: 503 (whose transaction rolled back), never a 500."""
+        return JSONResponse({"detail": f"the work queue is unavailable; try again shortly ({error})"},
+                            status_code=503, headers={"Retry-After": "30"})
 
     app.include_router(webhook_router(svc, settings))
     app.include_router(dashboard_router(svc, settings))
