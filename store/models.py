@@ -364,7 +364,7 @@ class WebhookDelivery(Base):
     window, is ignored."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (UniqueConstraint("host", "delivery_id"),)
+    __table_args__ = (UniqueConstraint("host", "delivery_id"), UniqueConstraint("host", "body_digest"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     host: Mapped[GitHost] = mapped_column(WordEnum(GitHost))
@@ -373,8 +373,9 @@ class WebhookDelivery(Base):
     event: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64), default="")
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    body_digest: Mapped[str | None] = mapped_column(String(64), index=True)
-    """SHA-256 of what the signature covers (the body; the generic receiver's timestamp and body)."""
+    body_digest: Mapped[str | None] = mapped_column(String(64))
+    """SHA-256 of what the signature covers (the body; the generic receiver's timestamp and body);
+    unique per host, NULL again once the replay window passed and the same bytes were accepted anew."""
 
 
 class Preview(Base):

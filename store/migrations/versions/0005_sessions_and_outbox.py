@@ -41,11 +41,11 @@ def upgrade() -> None:
         op.create_index(op.f(f"ix_dashboard_sessions_{column}"), "dashboard_sessions", [column], unique=False)
     with op.batch_alter_table("webhook_deliveries") as batch:
         batch.add_column(sa.Column("body_digest", sa.String(64), nullable=True))
-        batch.create_index(op.f("ix_webhook_deliveries_body_digest"), ["body_digest"], unique=False)
+        batch.create_unique_constraint(op.f("uq_webhook_deliveries_host_body_digest"), ["host", "body_digest"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("webhook_deliveries") as batch:
-        batch.drop_index(op.f("ix_webhook_deliveries_body_digest"))
+        batch.drop_constraint(op.f("uq_webhook_deliveries_host_body_digest"), type_="unique")
         batch.drop_column("body_digest")
     op.drop_table("dashboard_sessions")
