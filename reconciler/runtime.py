@@ -49,9 +49,9 @@ class Queue(Protocol):
 def hand_off(send: Callable[[], None], what: str) -> bool:
     """Queue work whose record is already committed; False (logged) when the broker is down.
 
-    Only for work the sweeper finds again by itself — a `pending` sync, an `approved` sync whose
-    environment nobody has locked (`reconciler.sweeper`): the record is the outbox entry, and the
-    sweeper delivers it once beat runs again, so the caller may answer "accepted" (202)."""
+    Only for work that beat finds again by itself — a `pending` sync, an `approved` sync whose
+    environment nobody has locked (`reconciler.sweeper`), a repository's scheduled poll: the record
+    is the outbox entry, delivered once beat runs again, so the caller may answer "accepted" (202)."""
     try:
         send()
     except QueueUnavailable as error:
