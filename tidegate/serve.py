@@ -2,7 +2,7 @@
 
 Composition only. `dashboard.app.create_router` and `webhooks.app.create_router` each get the
 reconciler's services (store, Redis, queue) and return a FastAPI router; this module mounts them,
-adds the unauthenticated health endpoint and runs uvicorn.
+adds the unauthenticated health endpoint and the API docs (`tidegate.docs`), and runs uvicorn.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from reconciler.runtime import QueueUnavailable, Services
 from store import StoreBusy
+from tidegate.docs import add_docs
 from tidegate.settings import Settings
 from tidegate.worker import build_services, make_app
 
@@ -27,7 +28,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     make_app(settings)
     svc = services or build_services(settings)
     app = FastAPI(title="Tidegate", version="0.1.0", description="GitOps reconciler for whole environments: "
-                  "Terraform -> Ansible -> Kubernetes. The API lives under /api/v1.")
+                  "Terraform -> Ansible -> Kubernetes. The API lives under /api/v1.", docs_url=None, redoc_url=None)
+    add_docs(app)  # served from local files: FastAPI's own pages load their assets from a public CDN
 
     @app.get("/healthz", tags=["health"], summary="Liveness: answers without authentication")
     def healthz() -> dict[str, Any]:
