@@ -32,8 +32,8 @@ from store import Repository
 from store.files import private_directory
 from tidegate.cli_reconcile import status_line
 from tidegate.client import EnvironmentView, LocalClient
+from tidegate.extras import require_sandbox
 from tidegate.redis_server import EmbeddedRedis
-from tidegate.sandbox_session import SandboxSession
 from tidegate.settings import Settings
 from tidegate.wiring import open_store
 from tidegate.worker import build_services, make_app
@@ -126,6 +126,8 @@ def up(
     timeout: Annotated[float, typer.Option(help="With --exit-when-synced: give up after this many seconds.")] = 1800.0,
 ) -> None:
     """API-less embedded default: Redis, store, sandbox, worker and scheduler; reconcile REPO end to end."""
+    if sandbox:
+        require_sandbox("tidegate up with its sandbox (--no-sandbox runs without it)")
     settings = Settings()
     previous = {number: signal.signal(number, _stop) for number in (signal.SIGINT, signal.SIGTERM)}
     started = time.monotonic()
@@ -157,6 +159,8 @@ def _run(settings: Settings, stack: ExitStack, repo: Path, exit_when_synced: boo
     err.print(f"redis: {redis.socket_path}", markup=False)
     env = {**os.environ, "TIDEGATE_DATA_DIR": str(data), "TIDEGATE_REDIS_URL": redis.client_url}
     if sandbox:
+        from tidegate.sandbox_session import SandboxSession  # the [sandbox] extra (checked in `up`)
+
         session = stack.enter_context(SandboxSession(loaded, data / "sandbox", ssh=ssh))
         env["TIDEGATE_SANDBOX_MAP"] = str(session.path)
         for name, kube in session.kube.items():
