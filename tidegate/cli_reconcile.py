@@ -264,7 +264,8 @@ def approve(sync_id: Annotated[int, typer.Argument(help="The sync awaiting appro
         decision = client().approve(sync_id, user or getpass.getuser(), comment)
     except ClientError as error:
         raise _fail(error) from None
-    state = "approved: applying" if decision.approved else f"{decision.approvals}/{decision.required} approvals"
+    state = ("approved: applying" if decision.queued else "approved: applies once the broker is back") \
+        if decision.approved else f"{decision.approvals}/{decision.required} approvals"
     out.print(f"sync #{sync_id} plan {decision.fingerprint[:16]}: {state}", markup=False)
 
 

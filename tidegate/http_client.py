@@ -116,4 +116,5 @@ def _sync(row: dict[str, Any], environment: str) -> SyncView:
 
 
 def _decision(row: dict[str, Any]) -> Decision:
-    return Decision(row["sync_id"], row["fingerprint"], row["approvals"], row["required"], row["approved"])
+    return Decision(row["sync_id"], row["fingerprint"], row["approvals"], row["required"], row["approved"],
+                    row.get("queued", True))
