@@ -6,8 +6,8 @@ receiver signs a timestamp with the body and refuses more than 5 minutes of skew
 deliveries are remembered, so forged or unsigned copies never block the genuine delivery.
 
 Seen failing before the fix: the body replayed under a new delivery id was accepted and enqueued
-again on all four receivers; the generic receiver accepted a signature over the body alone (no
-timestamp), and with the remembered digest missing a day-old body came back as new.
+again on all four receivers (and again and again: no body was remembered); the generic receiver
+accepted a signature over the body alone, without a timestamp.
 """
 
 from __future__ import annotations
