@@ -11,16 +11,18 @@ refusals onto HTTP.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from fastapi import HTTPException, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dashboard.access import Permission, Principal
+from dashboard.handoff import queue_or_refuse
 from dashboard.views import key_of
 from reconciler import approvals, syncs
 from reconciler.access import AccessRefused, on_behalf_of
-from reconciler.runtime import Services
+from reconciler.runtime import Services, hand_off
 from store import (
     ApprovalDecision,
     ApprovalSource,
@@ -99,7 +101,7 @@ class Actions:
 
     def sync(self, principal: Principal, repository: str, environment: str, revision: str | None = None) -> int:
         """Sync now (the desired revision) or roll back to `revision`, which pauses auto-sync."""
-        with self.services.database.session() as session:
+        with self.services.database.session(write=True) as session:
             env = find_environment(session, repository, environment)
             require(principal, Permission.OPERATE, key_of(env))
             if revision is None:
@@ -116,31 +118,30 @@ class Actions:
                                                       "paused": env.auto_sync_paused})
             sync_id, queue = row.id, created
         if queue:
-            self.services.queue.plan(sync_id)
+            hand_off(partial(self.services.queue.plan, sync_id), f"plan of sync {sync_id}")
         return sync_id
 
     def poll(self, principal: Principal, repository: str) -> None:
         """Poll a repository now (operators of any of its environments may: it only looks for new commits)."""
-        with self.services.database.session() as session:
+        with self.services.database.session(write=True) as session:
             repo = session.scalars(select(Repository).where(Repository.name == repository)).one_or_none()
             if repo is None:
                 raise Refusal(status.HTTP_404_NOT_FOUND, f"no repository {repository!r}")
             if not any(principal.can(Permission.OPERATE, key_of(env)) for env in repo.environments):
                 require(principal, Permission.OPERATE)
             record_audit(session, actor=principal.name, action="repository.poll", target=repo.name)
-            repository_id = repo.id
-        self.services.queue.poll(repository_id)
+            queue_or_refuse(partial(self.services.queue.poll, repo.id))  # nothing is recorded if it fails
 
     def pause(self, principal: Principal, repository: str, environment: str, paused: bool) -> None:
-        with self.services.database.session() as session:
+        with self.services.database.session(write=True) as session:
             env = find_environment(session, repository, environment)
             require(principal, Permission.OPERATE, key_of(env))
             env.auto_sync_paused = paused
             record_audit(session, actor=principal.name, action="autosync.paused" if paused else "autosync.resumed",
                          target=key_of(env))
             repository_id = env.repository_id
-        if not paused:
-            self.services.queue.poll(repository_id)
+        if not paused:  # a nicety: the scheduled polls resume it anyway
+            hand_off(partial(self.services.queue.poll, repository_id), f"poll of repository {repository_id}")
 
     def decide(self, principal: Principal, sync_id: int, decision: ApprovalDecision, comment: str,
                source: ApprovalSource, as_user: str | None = None) -> tuple[approvals.Decision, SyncLifecycle]:
@@ -161,7 +162,7 @@ class Actions:
 
     def accept_drift(self, principal: Principal, report_id: int) -> None:
         """Accept the live state as it is: the report is resolved without changing anything."""
-        with self.services.database.session() as session:
+        with self.services.database.session(write=True) as session:
             report = self._open_report(session, principal, report_id)
             report.status, report.resolution, report.resolved_at = (DriftStatus.RESOLVED, DriftResolution.ACCEPTED,
                                                                     utcnow())
@@ -174,7 +175,7 @@ class Actions:
 
     def heal_drift(self, principal: Principal, report_id: int) -> int:
         """Ask for a sync of the drifted revision; the next clean observation closes the report as healed."""
-        with self.services.database.session() as session:
+        with self.services.database.session(write=True) as session:
             report = self._open_report(session, principal, report_id)
             env = report.environment
             row, created = syncs.request(session, env, report.revision, SyncTrigger.DRIFT)
@@ -183,7 +184,7 @@ class Actions:
                          details={"report_id": report.id, "sync_id": row.id})
             sync_id, queue = row.id, created
         if queue:
-            self.services.queue.plan(sync_id)
+            hand_off(partial(self.services.queue.plan, sync_id), f"plan of sync {sync_id}")
         return sync_id
 
     @staticmethod

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Body, Depends, Path, Query, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
@@ -36,7 +36,7 @@ from store import (
 )
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": s.ErrorOut} for code in (400, 401, 403, 404, 409, 422, 429)
+    code: {"model": s.ErrorOut} for code in (400, 401, 403, 404, 409, 422, 429, 503)
 }
 Limit = Annotated[int, Query(ge=1, le=500, description="At most this many, newest first.")]
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -203,12 +203,18 @@ def _acting(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
         result, now = actions.decide(caller, sync_id, decision, body.comment if body else "", ApprovalSource.API,
                                      body.as_user if body else None)
         return s.DecisionOut(sync_id=result.sync_id, fingerprint=result.fingerprint, approvals=result.approvals,
-                             required=result.required, approved=result.approved, status=now, detail=result.detail)
+                             required=result.required, approved=result.approved, status=now, detail=result.detail,
+                             queued=result.queued)
 
-    @router.post("/syncs/{sync_id}/approve", tags=["approvals"], summary="Approve the plan a sync awaits")
-    def approve(sync_id: Id, caller: Principal = caller_dep,
+    @router.post("/syncs/{sync_id}/approve", tags=["approvals"], summary="Approve the plan a sync awaits",
+                 responses={202: {"model": s.DecisionOut, "description": "Approved, but the broker is down: the "
+                                  "apply is queued by the sweeper once it is back (`queued: false`)."}})
+    def approve(sync_id: Id, response: Response, caller: Principal = caller_dep,
                body: Annotated[s.DecisionIn | None, Body()] = None) -> s.DecisionOut:
-        return decide(sync_id, caller, body, ApprovalDecision.APPROVE)
+        out = decide(sync_id, caller, body, ApprovalDecision.APPROVE)
+        if not out.queued:
+            response.status_code = status.HTTP_202_ACCEPTED
+        return out
 
     @router.post("/syncs/{sync_id}/reject", tags=["approvals"], summary="Reject the plan a sync awaits")
     def reject(sync_id: Id, caller: Principal = caller_dep,

@@ -21,6 +21,7 @@ from dashboard.metrics import render
 from dashboard.pages import create_pages
 from dashboard.sessions import Sessions
 from dashboard.throttle import LoginThrottle
+from dashboard.usage import TokenUsage
 from reconciler.runtime import Services
 from store import load_or_create_key
 
@@ -49,8 +50,9 @@ def secret_key_of(settings: DashboardSettings) -> str:
 
 def create_context(services: Services, settings: DashboardSettings) -> Context:
     sessions = Sessions(secret_key_of(settings), secure=settings.public_url.startswith("https://"))
-    return Context(services=services, sessions=sessions, auth=Authenticator(services.database, sessions),
-                   actions=Actions(services), throttle=LoginThrottle(services.redis))
+    usage = TokenUsage(services.redis)
+    return Context(services=services, sessions=sessions, auth=Authenticator(services.database, sessions, usage),
+                   actions=Actions(services), throttle=LoginThrottle(services.redis), usage=usage)
 
 
 def create_router(services: Services, settings: DashboardSettings) -> APIRouter:

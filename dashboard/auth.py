@@ -13,12 +13,14 @@ from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
 
 from dashboard.access import Principal
-from dashboard.identity import user_by_name, user_by_token
-from dashboard.sessions import COOKIE, Sessions, stamp_of
+from dashboard.identity import active_token, user_by_name
+from dashboard.sessions import COOKIE, SessionData, Sessions, stamp_of
+from dashboard.usage import TokenUsage
 from reconciler.access import principal_of
-from store import Database
+from store import Database, User
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 bearer = HTTPBearer(auto_error=False, description="An API token (`tidegate token create`); the dashboard's "
@@ -27,9 +29,13 @@ Bearer = Depends(bearer)
 
 
 class Authenticator:
-    def __init__(self, database: Database, sessions: Sessions) -> None:
+    """Finds who is calling; reads the store and never writes to it (a GET must not take SQLite's
+    write lock: parallel readers would fail), so token use is noted in Redis by `TokenUsage`."""
+
+    def __init__(self, database: Database, sessions: Sessions, usage: TokenUsage) -> None:
         self.database = database
         self.sessions = sessions
+        self.usage = usage
 
     def identify(self, request: Request) -> Principal | None:
         """The principal behind the request's bearer token or session cookie, if valid."""
@@ -37,19 +43,25 @@ class Authenticator:
         scheme, _, token = header.partition(" ")
         with self.database.session() as session:
             if scheme.lower() == "bearer" and token.strip():
-                user = user_by_token(session, token.strip())
+                row = active_token(session, token.strip())
+                user = row.user if row is not None else None
                 via, csrf = "token", None
+                if row is not None:
+                    self.usage.seen(row.id)
             else:
                 data = self.sessions.read(request.cookies.get(COOKIE))
                 user = user_by_name(session, data.user) if data else None
-                if user is not None and data is not None and (user.disabled or
-                                                                 not hmac.compare_digest(stamp_of(user.password_hash),
-                                                                                         data.stamp)):
+                if user is not None and data is not None and not self._session_holds(session, data, user):
                     user = None
                 via, csrf = "session", data.csrf if data else None
             if user is None:
                 return None
             return principal_of(session, user, via, csrf)
+
+    def _session_holds(self, session: Session, data: SessionData, user: User) -> bool:
+        """Enabled user, same password as at login, and the server-side record still there (no logout)."""
+        return (not user.disabled and hmac.compare_digest(stamp_of(user.password_hash), data.stamp)
+                and self.sessions.live(session, data, user))
 
     def api(self, request: Request, _credentials: HTTPAuthorizationCredentials | None = Bearer) -> Principal:
         """FastAPI dependency of every API route: 401 without valid credentials, 403 on a bad CSRF token.

@@ -8,6 +8,7 @@ from dashboard.actions import Actions
 from dashboard.auth import Authenticator
 from dashboard.sessions import Sessions
 from dashboard.throttle import LoginThrottle
+from dashboard.usage import TokenUsage
 from reconciler.runtime import Services
 
 
@@ -18,3 +19,4 @@ class Context:
     auth: Authenticator
     actions: Actions
     throttle: LoginThrottle
+    usage: TokenUsage

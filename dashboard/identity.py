@@ -10,7 +10,7 @@ import hashlib
 import re
 import secrets
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dashboard.passwords import hash_password
@@ -117,9 +117,17 @@ def add_member(session: Session, group: Group, user: User) -> None:
 
 
 def bind(session: Session, subject: str, grant: Grant) -> RoleBinding:
+    """Give `subject` (`user:NAME` or `group:NAME`, which must exist) the grant's role on its scope.
+
+    A binding to a name nobody holds yet would wait for whoever later creates a user or group of
+    that name and hand them the role unnoticed, so it is refused."""
     kind, _, name = subject.partition(":")
     if kind not in ("user", "group") or not NAME.match(name):
         raise IdentityError("subject", f"subject {subject!r} must be user:NAME or group:NAME")
+    if kind == "group" and group_by_name(session, name) is None:
+        raise IdentityError("subject", f"no group {name!r}: add it first (`tidegate group add {name}`)")
+    if kind == "user" and user_by_name(session, name) is None:
+        raise IdentityError("subject", f"no user {name!r}: add it first (`tidegate user add {name}`)")
     found = session.scalars(select(RoleBinding).where(
         RoleBinding.subject == subject, RoleBinding.role == grant.role, RoleBinding.scope == grant.scope)).first()
     if found is not None:
@@ -130,11 +138,39 @@ def bind(session: Session, subject: str, grant: Grant) -> RoleBinding:
     return binding
 
 
-def admin_bindings(session: Session) -> int:
-    """How many bindings give admin everywhere (the last one may not be removed: nobody could add users)."""
-    query = select(func.count()).select_from(RoleBinding).where(RoleBinding.role == Role.ADMIN,
-                                                                 RoleBinding.scope == "*")
-    return int(session.scalar(query) or 0)
+def delete_group(session: Session, group: Group) -> int:
+    """Remove a group, its memberships and every role binding naming it; returns how many bindings went.
+
+    A binding left behind would give its role to whoever later creates a group of the same name."""
+    bindings = list(session.scalars(select(RoleBinding).where(RoleBinding.subject == f"group:{group.name}")))
+    for binding in bindings:
+        session.delete(binding)
+    session.delete(group)
+    session.flush()
+    return len(bindings)
+
+
+def admins_everywhere(session: Session) -> set[str]:
+    """Enabled users who hold admin on `*`, through their own binding or a group they belong to.
+
+    Counted from people, not binding rows: a binding of a deleted (or empty) group or of a disabled
+    user makes nobody an admin."""
+    direct = (select(User.name).join(RoleBinding, RoleBinding.subject == "user:" + User.name)
+              .where(RoleBinding.role == Role.ADMIN, RoleBinding.scope == "*", User.disabled.is_(False)))
+    grouped = (select(User.name).join(GroupMember, GroupMember.user_id == User.id).join(Group)
+               .join(RoleBinding, RoleBinding.subject == "group:" + Group.name)
+               .where(RoleBinding.role == Role.ADMIN, RoleBinding.scope == "*", User.disabled.is_(False)))
+    return set(session.scalars(direct)) | set(session.scalars(grouped))
+
+
+def ensure_an_admin_remains(session: Session, *, had_one: bool = True) -> None:
+    """Refuse (after flushing the caller's change, so its transaction rolls back) a change that
+    leaves nobody able to manage users; `had_one=False` lets a store that never had an admin (a
+    fresh install being bootstrapped from the CLI) go on."""
+    session.flush()
+    if had_one and not admins_everywhere(session):
+        raise IdentityError("subject", "this would leave nobody with admin on *: nobody could manage users "
+                            "without it", conflict=True)
 
 
 def token_hash(token: str) -> str:
@@ -150,13 +186,18 @@ def issue_token(session: Session, user: User, name: str = "default") -> tuple[Ap
     return row, token
 
 
-def user_by_token(session: Session, token: str) -> User | None:
-    """The enabled user a valid, unexpired token belongs to; marks the token used."""
+def active_token(session: Session, token: str) -> ApiToken | None:
+    """The valid, unexpired token row of an enabled user, or None. Reads only: when a token was last
+    used is noted in Redis (`dashboard.usage`), so that a GET never writes to the store."""
     row = session.scalars(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).one_or_none()
     if row is None or row.user.disabled:
         return None
-    now = utcnow()
-    if row.expires_at is not None and row.expires_at <= now:
+    if row.expires_at is not None and row.expires_at <= utcnow():
         return None
-    row.last_used_at = now
-    return row.user
+    return row
+
+
+def user_by_token(session: Session, token: str) -> User | None:
+    """The enabled user a valid, unexpired token belongs to."""
+    row = active_token(session, token)
+    return row.user if row is not None else None

@@ -25,6 +25,7 @@ from dashboard.identity import user_by_name
 from dashboard.passwords import verify_password
 from dashboard.schemas import AuditOut
 from dashboard.sessions import COOKIE, LOGIN_COOKIE, MAX_AGE
+from dashboard.throttle import ThrottleUnavailable
 from store import ApprovalDecision, ApprovalSource, AuditEvent, DriftStatus, Plan, Preview, Stage, SyncLifecycle
 from store.queries import record_audit, sync_history
 
@@ -101,22 +102,31 @@ def _login(router: APIRouter, ctx: Context) -> None:
         if not sessions.login_token_valid(request.cookies.get(LOGIN_COOKIE), csrf_token):
             return form(request, "The form expired; please sign in again.", status.HTTP_403_FORBIDDEN, username)
         address = request.client.host if request.client else "unknown"
-        wait = throttle.retry_after(username, address)
+        try:
+            wait = throttle.attempt(username, address)  # counted as a failure until the password proves right
+        except ThrottleUnavailable:
+            response = form(request, "Signing in is unavailable for a moment; try again shortly.",
+                            status.HTTP_503_SERVICE_UNAVAILABLE, username)
+            response.headers["Retry-After"] = "5"
+            return response
         if wait is not None:
             response = form(request, f"Too many failed attempts; try again in {wait} seconds.",
                             status.HTTP_429_TOO_MANY_REQUESTS, username)
             response.headers["Retry-After"] = str(wait)
             return response
-        with db.session() as session:
+        with db.session() as session:  # read, then hash outside any transaction: scrypt takes a while
             user = user_by_name(session, username)
-            ok = verify_password(password, user.password_hash if user else None) and user is not None
+        ok = verify_password(password, user.password_hash if user else None)
+        with db.session(write=True) as session:
             if not ok or user is None or user.disabled:
-                throttle.failed(username, address)
                 record_audit(session, actor=username[:255] or "(empty)", action="login.failed", target="dashboard",
                              details={"address": address})
-                return form(request, "Wrong user name or password.", status.HTTP_401_UNAUTHORIZED, username)
-            cookie = sessions.issue(user.name, user.password_hash)
-            record_audit(session, actor=user.name, action="login", target="dashboard", details={"address": address})
+                cookie = None
+            else:
+                cookie = sessions.open(session, user)
+                record_audit(session, actor=user.name, action="login", target="dashboard", details={"address": address})
+        if cookie is None:
+            return form(request, "Wrong user name or password.", status.HTTP_401_UNAUTHORIZED, username)
         throttle.succeeded(username, address)
         response = RedirectResponse(safe_next(next), status.HTTP_303_SEE_OTHER)
         response.set_cookie(COOKIE, cookie, max_age=MAX_AGE, httponly=True, samesite="lax", secure=sessions.secure)
@@ -127,6 +137,11 @@ def _login(router: APIRouter, ctx: Context) -> None:
     def logout(request: Request, principal: Principal = signed_in,
                csrf_token: Annotated[str, Form(max_length=512)] = "") -> Response:
         check_csrf(principal, csrf_token)
+        data = sessions.read(request.cookies.get(COOKIE))
+        if data is not None:  # the record, not just the browser's copy: a captured cookie dies with it
+            with db.session(write=True) as session:
+                sessions.close(session, data)
+                record_audit(session, actor=principal.name, action="logout", target="dashboard")
         response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
         response.delete_cookie(COOKIE)
         return response

@@ -21,10 +21,10 @@ from dashboard.identity import (
     Grant,
     IdentityError,
     add_member,
-    admin_bindings,
     bind,
     create_group,
     create_user,
+    ensure_an_admin_remains,
     ensure_group,
     group_by_name,
     issue_token,
@@ -32,7 +32,10 @@ from dashboard.identity import (
     set_password,
     user_by_name,
 )
-from store import ApiToken, GitHost, Group, GroupMember, Role, RoleBinding, User
+from dashboard.identity import (
+    delete_group as delete_group_rows,
+)
+from store import ApiToken, GitHost, Group, GroupMember, RoleBinding, User
 from store.queries import record_audit
 
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -65,24 +68,27 @@ def add_people_routes(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
     def audit(session: Any, caller: Principal, action: str, target: str, **details: Any) -> None:
         record_audit(session, actor=caller.name, action=action, target=target, details=details)
 
+    def shown(session: Any, row: User) -> s.UserOut:
+        return views.user(session, row, ctx.usage.last_used(token.id for token in row.tokens))
+
     @router.get("/users", tags=["users"], summary="Users (admin)")
     def users(caller: Principal = caller_dep) -> list[s.UserOut]:
         admin(caller)
         with db.session() as session:
-            return [views.user(session, u) for u in session.scalars(select(User).order_by(User.name))]
+            return [shown(session, u) for u in session.scalars(select(User).order_by(User.name))]
 
     @router.post("/users", tags=["users"], status_code=201, summary="Add a user (admin)")
     def add_user(body: s.UserIn, caller: Principal = caller_dep) -> s.UserOut:
         admin(caller)
         try:
-            with db.session() as session:
+            with db.session(write=True) as session:
                 row = create_user(session, body.name, email=body.email, password=body.password)
                 for group in body.groups:
                     add_member(session, ensure_group(session, group), row)
                 audit(session, caller, "user.added", f"user:{row.name}", groups=body.groups)
                 session.flush()
                 session.refresh(row)
-                return views.user(session, row)
+                return shown(session, row)
         except IdentityError as error:
             raise _identity_refusal(error) from None
 
@@ -90,13 +96,13 @@ def add_people_routes(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
     def get_user(name: str, caller: Principal = caller_dep) -> s.UserOut:
         admin(caller)
         with db.session() as session:
-            return views.user(session, found_user(session, name))
+            return shown(session, found_user(session, name))
 
     @router.patch("/users/{name}", tags=["users"],
                   summary="Change a user's email, password, disabled flag or Git host ids (admin)")
     def patch_user(name: str, body: s.UserPatch, caller: Principal = caller_dep) -> s.UserOut:
         admin(caller)
-        with db.session() as session:
+        with db.session(write=True) as session:
             row = found_user(session, name)
             if body.disabled and row.name == caller.name:
                 raise Refusal(status.HTTP_409_CONFLICT, "you cannot disable yourself")
@@ -115,12 +121,12 @@ def add_people_routes(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
             audit(session, caller, "user.changed", f"user:{row.name}",
                   fields=sorted(body.model_dump(exclude_unset=True, exclude={"password"}))
                   + (["password"] if body.password else []))
-            return views.user(session, row)
+            return shown(session, row)
 
     @router.delete("/users/{name}", tags=["users"], status_code=204, summary="Remove a user (admin)")
     def delete_user(name: str, caller: Principal = caller_dep) -> Response:
         admin(caller)
-        with db.session() as session:
+        with db.session(write=True) as session:
             row = found_user(session, name)
             if row.name == caller.name:
                 raise Refusal(status.HTTP_409_CONFLICT, "you cannot remove yourself")
@@ -136,7 +142,7 @@ def add_people_routes(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
                   body: Annotated[s.TokenIn | None, Body()] = None) -> s.TokenCreated:
         if name != caller.name:
             admin(caller)
-        with db.session() as session:
+        with db.session(write=True) as session:
             row, token = issue_token(session, found_user(session, name), body.name if body else "default")
             audit(session, caller, "token.created", f"user:{name}", prefix=row.prefix, name=row.name)
             return s.TokenCreated(name=row.name, prefix=row.prefix, token=token)
@@ -146,16 +152,17 @@ def add_people_routes(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
     def revoke_token(name: str, prefix: str, caller: Principal = caller_dep) -> Response:
         if name != caller.name:
             admin(caller)
-        with db.session() as session:
+        with db.session(write=True) as session:
             user = found_user(session, name)
             rows = session.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.prefix == prefix))
-            removed = 0
+            removed = []
             for row in rows:
                 session.delete(row)
-                removed += 1
+                removed.append(row.id)
             if not removed:
                 raise Refusal(status.HTTP_404_NOT_FOUND, f"{name} has no token {prefix!r}")
             audit(session, caller, "token.revoked", f"user:{name}", prefix=prefix)
+        ctx.usage.forget(removed)
         return Response(status_code=204)
 
     @router.get("/groups", tags=["groups"], summary="Groups and their members (admin)")
@@ -169,7 +176,7 @@ def add_people_routes(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
     def add_group(body: s.GroupIn, caller: Principal = caller_dep) -> s.GroupOut:
         admin(caller)
         try:
-            with db.session() as session:
+            with db.session(write=True) as session:
                 create_group(session, body.name)
                 audit(session, caller, "group.added", f"group:{body.name}")
         except IdentityError as error:
@@ -179,15 +186,19 @@ def add_people_routes(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
     @router.delete("/groups/{name}", tags=["groups"], status_code=204, summary="Remove a group (admin)")
     def delete_group(name: str, caller: Principal = caller_dep) -> Response:
         admin(caller)
-        with db.session() as session:
-            session.delete(found_group(session, name))
-            audit(session, caller, "group.removed", f"group:{name}")
+        try:
+            with db.session(write=True) as session:
+                removed = delete_group_rows(session, found_group(session, name))
+                ensure_an_admin_remains(session)
+                audit(session, caller, "group.removed", f"group:{name}", bindings_removed=removed)
+        except IdentityError as error:
+            raise _identity_refusal(error) from None
         return Response(status_code=204)
 
     @router.put("/groups/{name}/members/{user}", tags=["groups"], summary="Add a user to a group (admin)")
     def add_to_group(name: str, user: str, caller: Principal = caller_dep) -> s.GroupOut:
         admin(caller)
-        with db.session() as session:
+        with db.session(write=True) as session:
             group = found_group(session, name)
             add_member(session, group, found_user(session, user))
             audit(session, caller, "group.member_added", f"group:{name}", user=user)
@@ -196,7 +207,7 @@ def add_people_routes(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
     @router.delete("/groups/{name}/members/{user}", tags=["groups"], summary="Remove a user from a group (admin)")
     def remove_from_group(name: str, user: str, caller: Principal = caller_dep) -> s.GroupOut:
         admin(caller)
-        with db.session() as session:
+        with db.session(write=True) as session:
             group = found_group(session, name)
             member = found_user(session, user)
             for row in session.scalars(select(GroupMember).where(GroupMember.group_id == group.id,
@@ -204,6 +215,10 @@ def add_people_routes(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
                 session.delete(row)
             session.flush()
             session.expire(group, ["members"])
+            try:
+                ensure_an_admin_remains(session)
+            except IdentityError as error:
+                raise _identity_refusal(error) from None
             audit(session, caller, "group.member_removed", f"group:{name}", user=user)
             return s.GroupOut(name=group.name, members=sorted(m.user.name for m in group.members))
 
@@ -219,7 +234,7 @@ def add_people_routes(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
     def add_binding(body: s.RoleBindingIn, caller: Principal = caller_dep) -> s.RoleBindingOut:
         admin(caller)
         try:
-            with db.session() as session:
+            with db.session(write=True) as session:
                 row = bind(session, body.subject, Grant(body.role, body.scope))
                 audit(session, caller, "role.bound", body.subject, role=body.role.value, scope=body.scope)
                 return s.RoleBindingOut.model_validate(row)
@@ -230,13 +245,15 @@ def add_people_routes(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
                    summary="Remove a role binding (admin; never the last admin binding on *)")
     def delete_binding(binding_id: Id, caller: Principal = caller_dep) -> Response:
         admin(caller)
-        with db.session() as session:
+        with db.session(write=True) as session:
             row = session.get(RoleBinding, binding_id)
             if row is None:
                 raise Refusal(status.HTTP_404_NOT_FOUND, f"no role binding {binding_id}")
-            if row.role is Role.ADMIN and row.scope == "*" and admin_bindings(session) <= 1:
-                raise Refusal(status.HTTP_409_CONFLICT, "this is the last admin binding on *: nobody could "
-                              "manage users without it")
             session.delete(row)
+            try:
+                ensure_an_admin_remains(session)  # counts people: bindings of deleted groups make no admin
+            except IdentityError as error:
+                raise Refusal(status.HTTP_409_CONFLICT, "this is the last admin binding on * that makes someone "
+                              "an admin: nobody could manage users without it") from error
             audit(session, caller, "role.unbound", row.subject, role=row.role.value, scope=row.scope)
         return Response(status_code=204)

@@ -315,6 +315,8 @@ class DecisionOut(Out):
     approved: bool
     status: SyncLifecycle
     detail: str = Field(default="", description="Per approval rule: approvals counted of approvals needed.")
+    queued: bool = Field(default=True, description="False when the broker was down: the decision is recorded "
+                         "and the sweeper queues the apply once the broker is back (answered 202).")
 
 
 class ActionOut(Out):

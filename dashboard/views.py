@@ -8,7 +8,8 @@ credentials) are never touched here.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -204,10 +205,12 @@ def drift_history(session: Session, environment_id: int, limit: int = 30) -> lis
     return [(at.strftime("%Y-%m-%d %H:%M"), int(n)) for at, n in reversed(session.execute(query).all())]
 
 
-def user(session: Session, row: User) -> s.UserOut:
+def user(session: Session, row: User, last_used: Mapping[int, datetime] | None = None) -> s.UserOut:
+    """A user with groups and tokens; `last_used` holds token use noted in Redis (`dashboard.usage`)."""
     groups = sorted(m.group.name for m in row.memberships)
-    tokens = [s.TokenOut(name=t.name, prefix=t.prefix, created_at=t.created_at, last_used_at=t.last_used_at,
-                         expires_at=t.expires_at) for t in row.tokens]
+    noted = last_used or {}
+    tokens = [s.TokenOut(name=t.name, prefix=t.prefix, created_at=t.created_at,
+                         last_used_at=noted.get(t.id, t.last_used_at), expires_at=t.expires_at) for t in row.tokens]
     return s.UserOut(name=row.name, email=row.email, disabled=row.disabled, has_password=row.password_hash is not None,
                      groups=groups, tokens=tokens, github_id=row.github_id, gitlab_id=row.gitlab_id,
                      gitea_id=row.gitea_id)

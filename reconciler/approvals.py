@@ -22,7 +22,8 @@ admin's name when an admin acted for someone (`admin X as Y`).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,7 +34,7 @@ from reconciler.authorship import Authorship
 from reconciler.hosts import HostError, client_for
 from reconciler.policies import EffectivePolicy, PolicyUnavailable, Rule, effective_policy
 from reconciler.repositories import source_for
-from reconciler.runtime import Services
+from reconciler.runtime import Services, hand_off
 from reconciler.sources.git import SourceError
 from reconciler.syncs import L
 from store import Approval, ApprovalDecision, ApprovalSource, Repository, Sync, SyncStatus, User
@@ -62,6 +63,8 @@ class Decision:
     approved: bool
     detail: str = ""
     """Per rule: how many of the approvers it names have approved, of how many it needs."""
+    queued: bool = True
+    """False when the apply could not be queued (broker down): the sweeper queues the approved sync later."""
 
 
 @dataclass(frozen=True)
@@ -156,9 +159,9 @@ def decide(services: Services, sync_id: int, principal: Principal, decision: App
         if result.approved:
             syncs.transition(sync, L.APPROVED)
             sync.environment.sync_status = SyncStatus.OUT_OF_SYNC
-    if result.approved:
-        services.queue.apply(sync_id)
-    return result
+    if not result.approved:
+        return result
+    return replace(result, queued=hand_off(partial(services.queue.apply, sync_id), f"apply of sync {sync_id}"))
 
 
 def tally(session: Session, case: Case, principal: Principal) -> Decision:

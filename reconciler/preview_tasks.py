@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from celery import current_app, shared_task
+from celery import shared_task
 
 from reconciler import previews
 from reconciler.hosts import approvals
 from reconciler.runtime import services
-from reconciler.tasks import RETRY
+from reconciler.tasks import RETRY, send
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,8 @@ RECOUNT_TRIES = 60
 
 
 class PreviewQueue(Protocol):
-    """How receivers hand PR work to a worker (Celery in production, a recorder in tests)."""
+    """How receivers hand PR work to a worker (Celery in production, a recorder in tests); each
+    method raises `runtime.QueueUnavailable` when the broker cannot take the message."""
 
     def preview(self, request: previews.PreviewRequest) -> None: ...
 
@@ -61,10 +62,10 @@ class CeleryPreviewQueue:
     """`PreviewQueue` over Celery: every task goes to the `preview` queue."""
 
     def preview(self, request: previews.PreviewRequest) -> None:
-        current_app.send_task("tidegate.preview", args=[request.model_dump(mode="json")], queue="preview")
+        send("tidegate.preview", [request.model_dump(mode="json")], "preview")
 
     def recount(self, request: approvals.RecountRequest) -> None:
-        current_app.send_task("tidegate.review_recount", args=[request.model_dump(mode="json")], queue="preview")
+        send("tidegate.review_recount", [request.model_dump(mode="json")], "preview")
 
     def go_ahead(self, request: previews.GoAheadRequest) -> None:
-        current_app.send_task("tidegate.preview_go_ahead", args=[request.model_dump(mode="json")], queue="preview")
+        send("tidegate.preview_go_ahead", [request.model_dump(mode="json")], "preview")

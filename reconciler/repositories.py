@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from reconciler import pollstats, syncs
 from reconciler.runtime import Services
-from reconciler.sources.git import GitAuth, GitSource, SourceError
+from reconciler.sources.git import GitAuth, GitSource, SourceError, url_credentials
 from reconciler.sources.paths import affected
 from repo_schema.issues import InvalidRepo
 from repo_schema.loader import LoadedRepo, load_repo
@@ -218,6 +218,10 @@ def _dispatch(session: Session, repository: Repository, revision: Revision, load
     return planned, advanced, queued
 
 
+class CredentialsInUrl(ValueError):
+    """A repository URL with a user/token/password in it; says how to register it instead."""
+
+
 @dataclass(frozen=True)
 class HostSettings:
     """Where a repository's pull requests live: the Git host, its API, and the secrets (sealed on save)."""
@@ -236,7 +240,11 @@ def register(services: Services, session: Session, *, name: str, url: str, branc
              interval_seconds: int = 120, credentials: dict[str, str] | None = None,
              host: HostSettings | None = None) -> Repository:
     """Add a repository (credentials, host token and webhook secret sealed); the scheduler polls it
-    from then on."""
+    from then on. A URL with a credential in it is refused (`CredentialsInUrl`): it would be stored
+    and shown in plain text."""
+    problem = url_credentials(url)
+    if problem is not None:
+        raise CredentialsInUrl(problem)
     repository = Repository(name=name, url=url, branch=branch, poll_interval_seconds=interval_seconds)
     if credentials:
         repository.credentials = services.secrets.seal(json.dumps(credentials))

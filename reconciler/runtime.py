@@ -7,6 +7,7 @@ worker process calls `configure(Services(...))` once at start (in `tidegate/`), 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -20,9 +21,21 @@ from providers.stage import Stage, StageName
 from reconciler.targets import Targets
 from store import Database, SecretBox
 
+log = logging.getLogger(__name__)
+
+
+class QueueUnavailable(RuntimeError):
+    """The broker did not take the message (Redis down or unreachable): nothing was queued.
+
+    Raised by every `Queue` method. A caller that sends inside its transaction lets it roll the
+    transaction back and answers 503 (webhooks, polls); one that already committed work the sweeper
+    can find again (a pending or approved sync) answers that the work is accepted and will follow."""
+
 
 class Queue(Protocol):
-    """How the pipeline hands the next step to a worker (Celery in production, see reconciler.tasks)."""
+    """How the pipeline hands the next step to a worker (Celery in production, see reconciler.tasks).
+
+    Each method raises `QueueUnavailable` when the broker cannot take the message."""
 
     def plan(self, sync_id: int, *, countdown: float = 0.0) -> None: ...
 
@@ -31,6 +44,20 @@ class Queue(Protocol):
     def poll(self, repository_id: int) -> None: ...
 
     def drift(self, environment_id: int, trigger: str) -> None: ...
+
+
+def hand_off(send: Callable[[], None], what: str) -> bool:
+    """Queue work whose record is already committed; False (logged) when the broker is down.
+
+    Only for work that beat finds again by itself — a `pending` sync, an `approved` sync whose
+    environment nobody has locked (`reconciler.sweeper`), a repository's scheduled poll: the record
+    is the outbox entry, delivered once beat runs again, so the caller may answer "accepted" (202)."""
+    try:
+        send()
+    except QueueUnavailable as error:
+        log.warning("%s not queued (the sweeper will queue it when the broker is back): %s", what, error)
+        return False
+    return True
 
 
 def default_stages(name: StageName) -> Stage:

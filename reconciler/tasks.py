@@ -12,10 +12,12 @@ import logging
 from typing import Any
 
 from celery import current_app, shared_task
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from reconciler import pipeline, repositories, schedule, sweeper
 from reconciler.errors import Transient
-from reconciler.runtime import services
+from reconciler.runtime import QueueUnavailable, services
 from store import StoreBusy, SyncTrigger
 
 log = logging.getLogger(__name__)
@@ -62,17 +64,32 @@ def sweep() -> list[int]:
     return sweeper.sweep(services())
 
 
+PUBLISH_RETRY: dict[str, Any] = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+"""One quick reconnect (a pooled connection gone stale across a broker restart), then give up: a web
+request waiting on Celery's default retries (or on a broker that stays down) would hang instead of
+answering 503, and the host, the client or the sweeper sends again anyway."""
+
+
+def send(task: str, args: list[Any], queue: str, countdown: float | None = None) -> None:
+    """Publish one task; `QueueUnavailable` when the broker does not take it (nothing was sent)."""
+    try:
+        current_app.send_task(task, args=args, queue=queue, countdown=countdown, retry=True,
+                              retry_policy=PUBLISH_RETRY)
+    except (KombuOperationalError, RedisConnectionError, ConnectionError) as error:
+        raise QueueUnavailable(f"the broker is unavailable, {task} was not queued: {error}") from error
+
+
 class CeleryQueue:
     """`runtime.Queue` over Celery: each step goes to its queue by task name."""
 
     def plan(self, sync_id: int, *, countdown: float = 0.0) -> None:
-        current_app.send_task("tidegate.plan", args=[sync_id], queue="plan", countdown=countdown or None)
+        send("tidegate.plan", [sync_id], "plan", countdown or None)
 
     def apply(self, sync_id: int) -> None:
-        current_app.send_task("tidegate.apply", args=[sync_id], queue="apply")
+        send("tidegate.apply", [sync_id], "apply")
 
     def poll(self, repository_id: int) -> None:
-        current_app.send_task("tidegate.poll", args=[repository_id], queue="poll")
+        send("tidegate.poll", [repository_id], "poll")
 
     def drift(self, environment_id: int, trigger: str) -> None:
-        current_app.send_task("tidegate.drift", args=[environment_id, trigger], queue="drift")
+        send("tidegate.drift", [environment_id, trigger], "drift")

@@ -14,7 +14,8 @@ from sqlalchemy import URL, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.engine import create_database_engine, sqlite_url
+from store.engine import SQLITE_BEGIN_OPTION, create_database_engine, sqlite_url
+from store.files import private_directory
 from store.migrate import upgrade
 
 
@@ -24,6 +25,8 @@ class StoreBusy(RuntimeError):
     WAL readers never wait, but a transaction that read and then writes after another connection
     committed fails at once with "database is locked" whatever the busy timeout: the work is fine,
     it only needs to run again. Callers that can retry (the task layer, the API) treat it so.
+    Sessions opened with `write=True` take the write lock when they begin (`BEGIN IMMEDIATE`), so
+    they wait up to the busy timeout instead; they raise this only when that runs out.
     """
 
 
@@ -34,18 +37,25 @@ class Database:
         self.url: URL = make_url(url)
         self.engine: Engine = create_database_engine(self.url, echo=echo)
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+        writer = self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+        self.writers: sessionmaker[Session] = sessionmaker(writer, expire_on_commit=False)
 
     @classmethod
     def embedded(cls, data_dir: Path, *, echo: bool = False) -> Database:
         """Open (creating the directory if needed) the SQLite store of the embedded default."""
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_directory(data_dir)
         return cls(sqlite_url(data_dir), echo=echo)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session in one transaction: committed when the block ends, rolled back if it raises."""
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A session in one transaction: committed when the block ends, rolled back if it raises.
+
+        `write=True` is for short transactions that will write: on SQLite they take the write lock
+        up front and wait for it (busy timeout) rather than fail when another connection commits
+        between their first read and their first write. Keep slow work (git, hashing) out of them:
+        every other writer waits while one is open. Readers are never blocked either way (WAL)."""
         try:
-            with self.sessions.begin() as session:
+            with (self.writers if write else self.sessions).begin() as session:
                 yield session
         except OperationalError as error:
             if "database is locked" in str(error.orig) or "database is busy" in str(error.orig):

@@ -6,14 +6,21 @@ The same code runs on both, so SQLite is configured here to keep the promises Po
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 
+log = logging.getLogger(__name__)
+
 DATABASE_FILE_NAME = "tidegate.db"
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 """How long a SQLite writer waits for another process's write lock before failing."""
+SQLITE_BEGIN_OPTION = "tidegate_sqlite_begin"
+"""Execution option naming the statement that begins a transaction on SQLite (see `_emit_sqlite_begin`)."""
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -33,10 +40,30 @@ def create_database_engine(
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, echo=echo, pool_pre_ping=True)
+    in_memory = _is_sqlite_memory(parsed)
+    if not in_memory:
+        private_database_files(Path(str(parsed.database)))
     engine = create_engine(parsed, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
-    _configure_sqlite(engine, foreign_keys=foreign_keys, in_memory=_is_sqlite_memory(parsed))
+    _configure_sqlite(engine, foreign_keys=foreign_keys, in_memory=in_memory)
     _emit_sqlite_begin(engine, sqlite_begin)
     return engine
+
+
+def private_database_files(database: Path) -> None:
+    """Make the SQLite file and its `-wal`/`-shm` companions 0600, creating the file so if it is new.
+
+    SQLite creates a database with the process's umask (0644 typically) and gives the companions the
+    main file's mode, so a file created 0600 keeps them private too; files left by an older version
+    or another umask are narrowed here, on every start. The store holds password hashes, sealed
+    secrets and the audit log: nobody but the service user may read it, whatever the directory."""
+    if database.parent.is_dir() and not database.exists():
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        try:
+            if path.exists() and stat.S_IMODE(path.stat().st_mode) != 0o600:
+                path.chmod(0o600)
+        except PermissionError:
+            log.warning("cannot make %s private (mode 0600): not its owner", path)
 
 
 def _is_sqlite_memory(url: URL) -> bool:
@@ -46,10 +73,13 @@ def _is_sqlite_memory(url: URL) -> bool:
 
 def _configure_sqlite(engine: Engine, *, foreign_keys: bool, in_memory: bool) -> None:
     """Set per-connection pragmas, since SQLite forgets them with every new connection."""
+    database = None if in_memory else Path(str(engine.url.database))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # the driver's own implicit BEGIN skips DDL; see below
+        if database is not None:  # before WAL mode creates the companions, which copy the file's mode
+            private_database_files(database)
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
@@ -64,9 +94,10 @@ def _emit_sqlite_begin(engine: Engine, statement: str) -> None:
     """Begin transactions explicitly, so DDL (migrations) is transactional on SQLite too.
 
     Python's sqlite3 driver only opens a transaction before DML; this is SQLAlchemy's documented
-    recipe for proper transactions with pysqlite.
+    recipe for proper transactions with pysqlite. A connection whose execution options carry
+    `SQLITE_BEGIN_OPTION` (the store's write sessions) begins with that statement instead.
     """
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql(statement)
+        connection.exec_driver_sql(connection.get_execution_options().get(SQLITE_BEGIN_OPTION, statement))

@@ -352,11 +352,24 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
+class DashboardSession(Base):
+    """A signed-in browser: the dashboard's cookie names it, logout deletes it (only its SHA-256 is kept)."""
+
+    __tablename__ = "dashboard_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete=CASCADE), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class WebhookDelivery(Base):
-    """A webhook delivery seen once: a replayed delivery id is ignored."""
+    """A webhook delivery accepted once: a replayed delivery id, or the same body within the replay
+    window, is ignored."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (UniqueConstraint("host", "delivery_id"),)
+    __table_args__ = (UniqueConstraint("host", "delivery_id"), UniqueConstraint("host", "body_digest"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     host: Mapped[GitHost] = mapped_column(WordEnum(GitHost))
@@ -365,6 +378,9 @@ class WebhookDelivery(Base):
     event: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64), default="")
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    body_digest: Mapped[str | None] = mapped_column(String(64))
+    """SHA-256 of what the signature covers (the body; the generic receiver's timestamp and body);
+    unique per host, NULL again once the replay window passed and the same bytes were accepted anew."""
 
 
 class Preview(Base):

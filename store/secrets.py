@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from store.files import private_directory
 from store.redaction import remember
 
 KEY_FILE_NAME = "secret.key"
@@ -89,7 +90,7 @@ def load_or_create_key(data_dir: Path) -> str:
     temporary name created 0600 and then hard-linked into place, so it is never readable by others,
     never seen half-written, and two processes starting together agree on one key.
     """
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_directory(data_dir)
     path = data_dir / KEY_FILE_NAME
     if not path.exists():
         _publish_new_key(path)

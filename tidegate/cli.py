@@ -10,8 +10,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from reconciler.desired import DesiredState, check_checkout
+from reconciler.runtime import QueueUnavailable
 from repo_schema.export import json_schema
 from repo_schema.issues import Issue
 from store import MigrationError, SecretKeyError
@@ -20,6 +22,7 @@ from tidegate.cli_kube import register as register_kube
 from tidegate.cli_reconcile import register as register_reconcile
 from tidegate.cli_terraform import register as register_terraform
 from tidegate.cli_users import register as register_users
+from tidegate.extras import SandboxMissing
 from tidegate.serve import serve
 from tidegate.settings import Settings
 from tidegate.up import up
@@ -136,5 +139,12 @@ app.command("serve")(serve)
 
 
 def main() -> None:
-    """Console script entry point."""
-    app()
+    """Console script entry point: a missing extra or a broker outage is a message, not a traceback."""
+    try:
+        app()
+    except SandboxMissing as missing:
+        err.print(f"[red]error:[/red] {escape(str(missing))}")
+        sys.exit(2)
+    except QueueUnavailable as unavailable:
+        err.print(f"[red]error:[/red] {escape(str(unavailable))}; nothing more was done, try again shortly")
+        sys.exit(3)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from sandbox.kube import serve
+from tidegate.extras import require_sandbox
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -24,6 +24,9 @@ def sandbox_kube(
     ] = 0.5,
 ) -> None:
     """Serve a Kubernetes 1.37 API emulator (HTTPS, in memory) until Ctrl-C; write its kubeconfig."""
+
+    require_sandbox("tidegate sandbox kube")
+    from sandbox.kube import serve  # the [sandbox] extra (aiohttp)
 
     def ready(url: str) -> None:
         out.print(f"Kubernetes API emulator at {url}; kubeconfig {kubeconfig} (Ctrl-C stops it)", markup=False)

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +19,8 @@ from rich.markup import escape
 from sqlalchemy import select
 
 from reconciler import repositories
-from reconciler.runtime import Services
+from reconciler.runtime import Services, hand_off
+from reconciler.sources.git import safe_url
 from store import GitHost, Repository
 from tidegate.client import Client, ClientError, EnvironmentView, LocalClient, SyncView
 from tidegate.http_client import HttpClient
@@ -90,12 +92,18 @@ def repo_add(
             host, host_api_url, host_repository,
             _from_env("--host-token-env", host_token_env) if host_token_env else None,
             _from_env("--webhook-secret-env", webhook_secret_env) if webhook_secret_env else None)
-        repository = repositories.register(svc, session, name=name, url=url, branch=branch,
-                                           interval_seconds=interval, credentials=credentials or None,
-                                           host=settings)
+        try:
+            repository = repositories.register(svc, session, name=name, url=url, branch=branch,
+                                               interval_seconds=interval, credentials=credentials or None,
+                                               host=settings)
+        except repositories.CredentialsInUrl as refused:
+            raise _fail(refused) from None
         repository_id = repository.id
-    svc.queue.poll(repository_id)
-    out.print(f"registered {name} ({url}, branch {branch}); polling now", markup=False)
+    if hand_off(partial(svc.queue.poll, repository_id), f"first poll of {name}"):
+        out.print(f"registered {name} ({safe_url(url)}, branch {branch}); polling now", markup=False)
+    else:
+        out.print(f"registered {name} ({safe_url(url)}, branch {branch}); the broker is down, the scheduler "
+                  "polls it once it is back", markup=False)
 
 
 def _from_env(option: str, variable: str) -> str:
@@ -114,7 +122,7 @@ def repo_list() -> None:
         for r in session.scalars(select(Repository).order_by(Repository.name)):
             head = (r.head_sha or "-")[:12]
             problem = f"  ! {r.poll_error}" if r.poll_error else ""
-            out.print(f"{r.name:<16} {r.branch:<12} {head:<12} {r.url}{problem}", markup=False)
+            out.print(f"{r.name:<16} {r.branch:<12} {head:<12} {safe_url(r.url)}{problem}", markup=False)
 
 
 # --- status and history ----------------------------------------------------------------------
@@ -270,7 +278,8 @@ def approve(sync_id: Annotated[int, typer.Argument(help="The sync awaiting appro
         decision = client().approve(sync_id, comment, as_user=user)
     except ClientError as error:
         raise _fail(error) from None
-    state = "approved: applying" if decision.approved else f"{decision.approvals}/{decision.required} approvals"
+    state = ("approved: applying" if decision.queued else "approved: applies once the broker is back") \
+        if decision.approved else f"{decision.approvals}/{decision.required} approvals"
     out.print(f"sync #{sync_id} plan {decision.fingerprint[:16]}: {state}", markup=False)
     if decision.detail and not decision.approved:
         out.print(f"  {decision.detail}", markup=False)

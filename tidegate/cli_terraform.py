@@ -16,7 +16,7 @@ import threading
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -34,11 +34,13 @@ from reconciler.rendering.inputs import render_tfvars
 from repo_schema.issues import InvalidRepo
 from repo_schema.loader import LoadedRepo, load_repo
 from sandbox.aws import DEFAULT_BUCKET, DEFAULT_LOCK_TABLE, DEFAULT_REGION, AwsEndpoints, AwsSandbox
-from sandbox.kube import KubeSandbox
-from sandbox.kube.runner import kubeconfig as kube_kubeconfig
 from tidegate.cli_ansible import format_plan, sandbox_plan
+from tidegate.extras import require_sandbox
 from tidegate.settings import Settings
 from tidegate.wiring import install_local_seal
+
+if TYPE_CHECKING:
+    from sandbox.kube import KubeSandbox
 
 log = logging.getLogger("tidegate.cli")
 out = Console(highlight=False, soft_wrap=True)
@@ -71,6 +73,8 @@ def plan(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream terraform's progress.")] = False,
 ) -> None:
     """Compute and print one environment's plan inline (no workers): every address and its action."""
+    if sandbox:
+        require_sandbox("tidegate plan --sandbox")
     settings = Settings()
     status = install_local_seal(settings)
     if not status.sealed:
@@ -152,6 +156,8 @@ def _plan_workloads(loaded: LoadedRepo, env: str, settings: Settings, *, sandbox
     manifests = _rendered_manifests(loaded, env, settings)  # before the slow apply: fail fast on bad input
     started = time.monotonic()
     try:
+        from sandbox.kube import KubeSandbox  # the [sandbox] extra (aiohttp): required above
+
         kubeconfig = _sandbox_kubeconfig_source(loaded, env, settings, quiet=quiet)
         with KubeSandbox(controller_delay=None) as kube:
             context = _workloads_context(loaded, env, settings, manifests, _point_at_emulator(kubeconfig, kube))
@@ -199,6 +205,8 @@ def _sandbox_kubeconfig_source(loaded: LoadedRepo, env: str, settings: Settings,
 def _point_at_emulator(kubeconfig: dict[str, Any], kube: KubeSandbox) -> str:
     """The kubeconfig with every cluster's server and CA and every user's credentials replaced by
     the emulator's; each substitution is logged (never a credential's value)."""
+    from sandbox.kube.runner import kubeconfig as kube_kubeconfig
+
     emulator = kube_kubeconfig(kube.url, kube.token, kube.certs.ca_pem if kube.certs is not None else None)
     if not kubeconfig.get("clusters"):
         return yaml.safe_dump(emulator)
@@ -318,6 +326,7 @@ def sandbox_aws(
     region: Annotated[str, typer.Option("--region")] = DEFAULT_REGION,
 ) -> None:
     """Serve a local AWS (moto) until stopped; print its endpoints, fake credentials and backend settings."""
+    require_sandbox("tidegate sandbox aws")
     stop = threading.Event()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # also when started in the background
         signal.signal(stop_signal, lambda signum, frame: stop.set())

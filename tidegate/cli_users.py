@@ -1,4 +1,5 @@
-"""CLI commands that bootstrap people: `tidegate user add|list`, `tidegate group add`, `tidegate token create`.
+"""CLI commands that bootstrap people: `tidegate user add|list`, `tidegate group add|remove`,
+`tidegate token create`.
 
 Composition only: each command opens the store from Settings and calls `dashboard.identity`, the
 same functions the API's admin endpoints use. Passwords are read from stdin (never an argument,
@@ -17,10 +18,14 @@ from sqlalchemy import select
 from dashboard.identity import (
     IdentityError,
     add_member,
+    admins_everywhere,
     bind,
     create_group,
     create_user,
+    delete_group,
+    ensure_an_admin_remains,
     ensure_group,
+    group_by_name,
     groups_of,
     issue_token,
     link_host_id,
@@ -139,6 +144,25 @@ def add_group(name: Annotated[str, typer.Argument(help="Group name, as approval 
     except IdentityError as error:
         raise _fail(error) from None
     out.print(f"added group {name}", markup=False)
+
+
+@group_app.command("remove")
+def remove_group(name: Annotated[str, typer.Argument(help="The group to remove.")]) -> None:
+    """Remove a group with its memberships and every role binding that names it."""
+    store = open_store(Settings())
+    try:
+        with store.database.session(write=True) as session:
+            group = group_by_name(session, name)
+            if group is None:
+                raise IdentityError("name", f"no group {name!r}")
+            had_one = bool(admins_everywhere(session))
+            removed = delete_group(session, group)
+            ensure_an_admin_remains(session, had_one=had_one)
+            record_audit(session, actor=ACTOR, action="group.removed", target=f"group:{name}",
+                         details={"bindings_removed": removed})
+    except IdentityError as error:
+        raise _fail(error) from None
+    out.print(f"removed group {name} and {removed} role binding(s)", markup=False)
 
 
 @token_app.command("create")

@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import select
 
 from reconciler import approvals, repositories, sealing, syncs
 from reconciler.access import AccessRefused, local_principal
-from reconciler.runtime import Services
+from reconciler.runtime import Services, hand_off
 from reconciler.sealing import SealReport
 from reconciler.sources.git import SourceError
 from store import ApprovalDecision, ApprovalSource, Environment, Repository, StoreBusy, Sync, SyncTrigger
@@ -190,7 +191,7 @@ class LocalClient:
                          details={"revision": target.sha, "paused": env.auto_sync_paused})
             session.flush()
             sync_id = sync.id
-        self.services.queue.plan(sync_id)
+        hand_off(partial(self.services.queue.plan, sync_id), f"plan of sync {sync_id}")  # else the sweeper does
         return sync_id
 
     @retried_when_busy()
@@ -199,7 +200,7 @@ class LocalClient:
             env = self._find(session, environment)
             env.auto_sync_paused = False
             repository_id = env.repository_id
-        self.services.queue.poll(repository_id)
+        hand_off(partial(self.services.queue.poll, repository_id), f"poll of repository {repository_id}")
 
     @retried_when_busy()
     def approve(self, sync_id: int, comment: str = "", as_user: str | None = None) -> approvals.Decision:

@@ -130,4 +130,4 @@ def _decision_body(comment: str, as_user: str | None) -> dict[str, Any]:
 
 def _decision(row: dict[str, Any]) -> Decision:
     return Decision(row["sync_id"], row["fingerprint"], row["approvals"], row["required"], row["approved"],
-                    row.get("detail") or "")
+                    row.get("detail") or "", row.get("queued", True))

@@ -2,7 +2,7 @@
 
 Composition only. `dashboard.app.create_router` and `webhooks.app.create_router` each get the
 reconciler's services (store, Redis, queue) and return a FastAPI router; this module mounts them,
-adds the unauthenticated health endpoint and runs uvicorn.
+adds the unauthenticated health endpoint and the API docs (`tidegate.docs`), and runs uvicorn.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from reconciler import sealing
-from reconciler.runtime import Services
+from reconciler.runtime import QueueUnavailable, Services
 from store import StoreBusy
+from tidegate.docs import add_docs
 from tidegate.settings import Settings
 from tidegate.worker import build_services, make_app
 
@@ -28,7 +29,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     make_app(settings)
     svc = services or build_services(settings)
     app = FastAPI(title="Tidegate", version="0.1.0", description="GitOps reconciler for whole environments: "
-                  "Terraform -> Ansible -> Kubernetes. The API lives under /api/v1.")
+                  "Terraform -> Ansible -> Kubernetes. The API lives under /api/v1.", docs_url=None, redoc_url=None)
+    add_docs(app)  # served from local files: FastAPI's own pages load their assets from a public CDN
 
     @app.get("/healthz", tags=["health"], summary="Liveness: answers without authentication")
     def healthz() -> dict[str, Any]:
@@ -41,6 +43,12 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     async def store_busy(_request: Request, error: StoreBusy) -> JSONResponse:
         """SQLite lost a write race to a worker: nothing was written; the client may simply retry."""
         return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(QueueUnavailable)
+    async def queue_unavailable(_request: Request, error: QueueUnavailable) -> JSONResponse:
+        """The broker is down where no route expected it: 503 (whose transaction rolled back), never a 500."""
+        return JSONResponse({"detail": f"the work queue is unavailable; try again shortly ({error})"},
+                            status_code=503, headers={"Retry-After": "30"})
 
     app.include_router(webhook_router(svc, settings))
     app.include_router(dashboard_router(svc, settings))

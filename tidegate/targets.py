@@ -20,7 +20,7 @@ import yaml
 
 from reconciler.targets import Connection, TargetsError
 from sandbox.aws import AwsEndpoints
-from sandbox.kube.runner import kubeconfig as emulator_kubeconfig
+from tidegate.extras import require_sandbox
 from tidegate.settings import Settings
 
 log = logging.getLogger("tidegate.targets")
@@ -84,6 +84,7 @@ class SandboxTargets:
     """Stages run against the sandbox whose endpoint map `tidegate up` wrote to `path`."""
 
     def __init__(self, settings: Settings, path: Path) -> None:
+        require_sandbox("a worker in sandbox mode (TIDEGATE_SANDBOX_MAP)")
         self.settings = settings
         self.path = path
         self.map: dict[str, Any] = json.loads(path.read_text())
@@ -136,6 +137,8 @@ class SandboxTargets:
             original = _server_of(kubeconfig)
             log.info("sandbox: %s kubeconfig output: server %s, CA and token -> the API emulator at %s",
                      environment, original, cluster["server"])
+        from sandbox.kube.runner import kubeconfig as emulator_kubeconfig  # the [sandbox] extra: not on serve's path
+
         config = emulator_kubeconfig(cluster["server"], cluster["token"], cluster["ca_pem"].encode())
         return Connection({}, {"kubeconfig": yaml.safe_dump(config)})
 

@@ -32,10 +32,11 @@ from reconciler.sources.watch import LocalRefWatcher
 from repo_schema.issues import InvalidRepo
 from repo_schema.loader import LoadedRepo, load_repo
 from store import Repository
+from store.files import private_directory
 from tidegate.cli_reconcile import status_line
 from tidegate.client import EnvironmentView, LocalClient
+from tidegate.extras import require_sandbox
 from tidegate.redis_server import EmbeddedRedis
-from tidegate.sandbox_session import SandboxSession
 from tidegate.settings import Settings
 from tidegate.wiring import open_store
 from tidegate.worker import build_services, make_app
@@ -152,6 +153,8 @@ def up(
     timeout: Annotated[float, typer.Option(help="With --exit-when-synced: give up after this many seconds.")] = 1800.0,
 ) -> None:
     """API-less embedded default: Redis, store, sandbox, worker and scheduler; reconcile REPO end to end."""
+    if sandbox:
+        require_sandbox("tidegate up with its sandbox (--no-sandbox runs without it)")
     settings = Settings()
     previous = {number: signal.signal(number, _stop) for number in (signal.SIGINT, signal.SIGTERM)}
     started = time.monotonic()
@@ -171,7 +174,7 @@ def up(
 def _run(settings: Settings, stack: ExitStack, repo: Path, exit_when_synced: bool, sandbox: bool, ssh: bool,
          timeout: float, started: float) -> int:
     data = settings.data_dir
-    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_directory(data)
     try:
         loaded = load_repo(repo)
     except InvalidRepo as invalid:
@@ -183,6 +186,8 @@ def _run(settings: Settings, stack: ExitStack, repo: Path, exit_when_synced: boo
     err.print(f"redis: {redis.socket_path}", markup=False)
     env = {**os.environ, "TIDEGATE_DATA_DIR": str(data), "TIDEGATE_REDIS_URL": redis.client_url}
     if sandbox:
+        from tidegate.sandbox_session import SandboxSession  # the [sandbox] extra (checked in `up`)
+
         session = stack.enter_context(SandboxSession(loaded, data / "sandbox", ssh=ssh))
         env["TIDEGATE_SANDBOX_MAP"] = str(session.path)
         for name, kube in session.kube.items():

@@ -9,6 +9,7 @@ from sqlalchemy.exc import ArgumentError
 
 from providers import sealed
 from store import Database, SecretBox, load_or_create_key, sqlite_url
+from store.files import private_directory
 from store.redaction import install_log_redaction, remember
 from tidegate.settings import Settings
 
@@ -30,7 +31,7 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Store:
     registered for redaction and log records start being redacted (store/redaction.py)."""
     install_log_redaction()
     remember_settings(settings)
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_directory(settings.data_dir)
     if settings.secret_key is not None:
         key, source = settings.secret_key.get_secret_value(), "TIDEGATE_SECRET_KEY"
     else:

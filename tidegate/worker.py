@@ -48,7 +48,9 @@ def make_app(settings: Settings) -> Celery:
         task_queues=[KombuQueue(name) for name in QUEUES],
         task_default_queue="plan",
         task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        # A broker that does not answer must fail a publish within seconds (`tidegate serve` answers 503),
+        # not after the operating system's TCP timeout.
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout, "socket_connect_timeout": 5},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,

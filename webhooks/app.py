@@ -2,10 +2,12 @@
 
 Composition only: each route reads the body under a size cap (413 before reading past it) and
 hands it to `Receiver.handle` in the thread pool, so a database write never blocks the event loop.
+A broker outage answers 503 with Retry-After (never a 500), having recorded nothing.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
@@ -13,9 +15,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from reconciler.preview_tasks import CeleryPreviewQueue, PreviewQueue
-from reconciler.runtime import Services
+from reconciler.runtime import QueueUnavailable, Services
 from store import GitHost
 from webhooks.receiver import MAX_BODY, Answer, Receiver, WebhookSettings, refused
+
+log = logging.getLogger(__name__)
+RETRY_AFTER = 30
+"""Seconds a host is asked to wait before delivering again when the broker is down."""
 
 DESCRIPTIONS = {
     GitHost.GITHUB: "GitHub: `X-Hub-Signature-256` (HMAC-SHA256), `X-GitHub-Event`, `X-GitHub-Delivery`.",
@@ -44,9 +50,21 @@ def _endpoint(receiver: Receiver, host: GitHost) -> Callable[[Request], Awaitabl
         if isinstance(body, Answer):
             return _json(body)
         headers = {name.lower(): value for name, value in request.headers.items()}
-        return _json(await run_in_threadpool(receiver.handle, host, headers, body))
+        try:
+            return _json(await run_in_threadpool(receiver.handle, host, headers, body))
+        except QueueUnavailable as error:
+            return unavailable(host, error)
     receive.__name__ = f"receive_{host.value}"
     return receive
+
+
+def unavailable(host: GitHost, error: QueueUnavailable) -> JSONResponse:
+    """The broker is down: the delivery's transaction rolled back, so nothing is recorded and the
+    host's redelivery is a first delivery, not a replay. 503 + Retry-After asks the host to send it again."""
+    log.warning("webhook %s refused with 503: %s", host.value, error)
+    answer = refused(503, "the queue is unavailable; nothing was recorded, deliver again later")
+    return JSONResponse(answer.model_dump(exclude={"status_code"}), status_code=503,
+                        headers={"Retry-After": str(RETRY_AFTER)})
 
 
 async def read_capped(request: Request, limit: int) -> bytes | Answer:

@@ -91,6 +91,12 @@ class Receiver:
         signature = headers.get(names.signature)
         if not signature:
             return refused(401, f"missing {names.signature} header")
+        signed = body  # what the signature covers: the generic receiver's also holds a timestamp
+        if host is GitHost.GENERIC:
+            stamped = signatures.stamped(headers.get(signatures.TIMESTAMP_HEADER), body)
+            if isinstance(stamped, str):
+                return refused(401, stamped)
+            signed = stamped
         event_name = headers.get(names.event, "").strip()
         if not event_name:
             return refused(400, f"missing {names.event} header")
@@ -100,11 +106,11 @@ class Receiver:
             return refused(400, str(problem))
         except (ValueError, RecursionError):
             return refused(400, "the body is not JSON")
-        with self.services.database.session() as session:
+        with self.services.database.session(write=True) as session:
             found = candidates(session, self.services.secrets, self.settings.webhook_secret, event.urls, event.names)
             if not found:
-                return self._unregistered(host, signature, body)
-            verified = [c for c in found if c.secret is not None and _verified(host, c.secret, signature, body)]
+                return self._unregistered(host, signature, signed)
+            verified = [c for c in found if c.secret is not None and _verified(host, c.secret, signature, signed)]
             if not verified:
                 return refused(401, "the signature does not match")
             try:
@@ -113,8 +119,9 @@ class Receiver:
                 return refused(400, f"the payload does not describe a job ({problem.error_count()} problem(s))")
             delivery = deliveries.delivery_id(headers.get(names.delivery), body)
             if not deliveries.first_time(session, host, delivery, verified[0].repository_id, event.event,
-                                         event.action):
-                return Answer(status_code=200, outcome="replayed", detail=f"delivery {delivery} was seen before")
+                                         event.action, deliveries.digest(signed)):
+                return Answer(status_code=200, outcome="replayed",
+                              detail=f"delivery {delivery}, or the same signed body, was accepted before")
             remember(session, event, [c.repository_id for c in verified])
             for _, enqueue in jobs:
                 enqueue()

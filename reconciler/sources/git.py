@@ -148,6 +148,26 @@ def safe_url(url: str) -> str:
     return _URL_USERINFO.sub("", url)
 
 
+def url_credentials(url: str) -> str | None:
+    """Why `url` may not be stored as given (it carries a credential), or None when it carries none.
+
+    An HTTP(S) URL's user part is a credential whatever it looks like (GitHub and GitLab take a token
+    as the user name); any URL with a password is one. `ssh://git@host/…` and `git@host:…` name only
+    the SSH user, which is no secret. Stored URLs are shown by `repo list`, the API and the logs, and
+    git would put them in its argv: tokens belong in the encrypted store (`--token-env`)."""
+    value = url.strip()
+    if "://" not in value:
+        return None
+    parts = urlsplit(value)
+    if "@" not in parts.netloc:
+        return None
+    user, _, password = parts.netloc.rpartition("@")[0].partition(":")
+    if parts.scheme.lower() in ("http", "https") or password:
+        return (f"the URL carries a credential ({parts.scheme}://{'***' if user else ''}"
+                f"{':***' if password else ''}@…): give the URL without it and the token with --token-env VAR")
+    return None
+
+
 class GitSource:
     """One registered repository and branch, backed by a mirror clone at `cache_dir`.
 

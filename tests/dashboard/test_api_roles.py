@@ -87,7 +87,7 @@ ACTIONS = {
     "remove-member": Call("DELETE", "/api/v1/groups/platform-leads/members/paula", ADMIN_ONLY),
     "delete-group": Call("DELETE", "/api/v1/groups/platform-leads", everyone(403, root=204)),
     "bind": Call("POST", "/api/v1/role-bindings", everyone(403, root=201),
-                 {"subject": "group:qa", "role": "viewer", "scope": "infra/staging"}),
+                 {"subject": "group:platform-leads", "role": "viewer", "scope": "infra/staging"}),
 }
 
 

@@ -46,7 +46,8 @@ def test_an_approver_named_by_the_policy_approves_and_the_apply_is_queued(
     assert response.status_code == 200, response.text
     assert response.json() | {"fingerprint": None} == {
         "sync_id": world.ids["pending"], "fingerprint": None, "approvals": 1, "required": 1, "approved": True,
-        "status": "approved", "detail": f"repository policy at {world.old_sha[:12]} (last applied): 1/1"}
+        "status": "approved", "detail": f"repository policy at {world.old_sha[:12]} (last applied): 1/1",
+        "queued": True}
     assert ("apply", world.ids["pending"]) in queue.sent
     assert sync_row(world, world.ids["pending"])[0] is SyncLifecycle.APPROVED
     [event] = audit(world, "approval.approve")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,8 +45,10 @@ def _hex(secret: str, body: bytes) -> str:
 
 
 def sign(host: GitHost, event: str, payload: Any, secret: str, delivery: str | None = None,
-         body: bytes | None = None) -> Delivery:
-    """The request `host` makes for `event`, signed with `secret` the way that host signs."""
+         body: bytes | None = None, timestamp: int | None = None) -> Delivery:
+    """The request `host` makes for `event`, signed with `secret` the way that host signs.
+
+    The generic receiver's signature covers `<X-Tidegate-Timestamp>.<body>`; `timestamp` defaults to now."""
     raw = body if body is not None else json.dumps(payload).encode()
     delivery = delivery or str(uuid.uuid4())
     headers = {"Content-Type": "application/json"}
@@ -57,8 +60,9 @@ def sign(host: GitHost, event: str, payload: Any, secret: str, delivery: str | N
     elif host is GitHost.GITEA:
         headers |= {"X-Gitea-Event": event, "X-Gitea-Delivery": delivery, "X-Gitea-Signature": _hex(secret, raw)}
     else:
-        headers |= {"X-Tidegate-Event": event, "X-Tidegate-Delivery": delivery,
-                    "X-Tidegate-Signature": "sha256=" + _hex(secret, raw)}
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        headers |= {"X-Tidegate-Event": event, "X-Tidegate-Delivery": delivery, "X-Tidegate-Timestamp": stamp,
+                    "X-Tidegate-Signature": "sha256=" + _hex(secret, stamp.encode() + b"." + raw)}
     return Delivery(host, headers, raw, payload)
 
 
