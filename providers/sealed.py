@@ -30,10 +30,12 @@ no runner user), `command` raises `SealUnavailable` with the reason, and `status
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -289,6 +291,23 @@ class _Unsealed(Seal):
 
     def hand_over(self, *paths: Path) -> None:
         return None
+
+
+def run(command: Sequence[str], *, cwd: Path, env: dict[str, str], timeout: float,
+        input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """`subprocess.run` for a sealed command, whose timeout kills the whole process group: killing
+    only bubblewrap's outer process can leave its PID-1 process behind when it is still setting up."""
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE if input is not None else
+                               subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired as expired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        raise subprocess.TimeoutExpired(command, timeout, stdout, stderr) from expired
+    return subprocess.CompletedProcess(list(command), process.returncode, stdout, stderr)
 
 
 def default_tools() -> list[Path]:

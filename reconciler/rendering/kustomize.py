@@ -87,10 +87,7 @@ def run_kustomize(
     except sealed.SealUnavailable as refused:
         return None, [Issue(Location(file), "<kustomize>", str(refused))]
     try:
-        completed = subprocess.run(
-            command, cwd=root, env=CLEAN_ENVIRONMENT, stdin=subprocess.DEVNULL,
-            capture_output=True, timeout=limits.kustomize_timeout, check=False,
-        )
+        completed = sealed.run(command, cwd=root, env=dict(CLEAN_ENVIRONMENT), timeout=limits.kustomize_timeout)
     except subprocess.TimeoutExpired:
         return None, [Issue(Location(file), "<kustomize>",
                             f"kubectl kustomize did not finish within {limits.kustomize_timeout:g} s")]

@@ -252,14 +252,14 @@ class TemplateRenderer:
         try:
             command = sealed.current().command(argv, sealed.Confinement(
                 cwd=self.root, readable=(self.root,), network=False, limits=sealed.RENDER_LIMITS))
-            done = subprocess.run(command, input=json.dumps(request, default=str), capture_output=True, text=True,
-                                  timeout=wall, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}, check=False)
+            done = sealed.run(command, cwd=self.root, input=json.dumps(request, default=str).encode(), timeout=wall,
+                              env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})
         except sealed.SealUnavailable as refused:
             return {name: (None, [Issue(Location(name), "<template>", str(refused))]) for name in names}
         except subprocess.TimeoutExpired as expired:
             return _unfinished(names, _progress(expired.stderr), f"did not finish within {wall:g} s")
         try:
-            answer = json.loads(done.stdout)
+            answer = json.loads(done.stdout.decode("utf-8"))
         except ValueError:
             return _unfinished(names, _progress(done.stderr), f"stopped (exit {done.returncode}): "
                                "it exceeded a limit (memory, CPU time) or crashed")
