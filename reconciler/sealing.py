@@ -42,6 +42,12 @@ def publish(redis: Redis, worker: str, status: SealStatus) -> None:
         log.warning("could not publish the seal status of %s: %s", worker, error)
 
 
+def withdraw(redis: Redis, worker: str) -> None:
+    """The worker stops: its report goes at once (it would expire anyway, after TTL_SECONDS)."""
+    with contextlib.suppress(RedisError):
+        redis.delete(PREFIX + worker)
+
+
 def keep_publishing(redis: Redis, worker: str, status: SealStatus, stop: threading.Event) -> threading.Thread:
     """Publish now and every REFRESH_SECONDS until `stop` is set (a daemon thread of the worker)."""
 
@@ -50,8 +56,7 @@ def keep_publishing(redis: Redis, worker: str, status: SealStatus, stop: threadi
             publish(redis, worker, status)
             if stop.wait(REFRESH_SECONDS):
                 break
-        with contextlib.suppress(RedisError):
-            redis.delete(PREFIX + worker)
+        withdraw(redis, worker)
 
     thread = threading.Thread(target=loop, name="seal-status", daemon=True)
     thread.start()

@@ -54,6 +54,16 @@ def mutate_yaml() -> Mutator:
     return _mutate
 
 
+@pytest.fixture(autouse=True)
+def _system_celery_app(request: pytest.FixtureRequest) -> None:
+    """A test on the shared running system queues work on that system's broker, whichever Celery
+    app an earlier test left as the process default."""
+    if "system" in request.fixturenames:
+        app = request.getfixturevalue("system").app
+        app.set_default()
+        app.set_current()
+
+
 _SUITE_SECONDS: dict[str, float] = defaultdict(float)
 
 

@@ -109,3 +109,4 @@ def install(settings: Settings) -> None:
     @worker_shutdown.connect(weak=False)
     def _shutdown(**_: Any) -> None:
         stop.set()
+        sealing.withdraw(services.redis, services.owner)

@@ -57,6 +57,9 @@ class System:
     repository_id: int = 0
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     others: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    app: Any = None
+    """The Celery app on this system's Redis; other tests make their own the process default, so
+    tests/conftest.py makes this one the default again for every test that uses the system."""
 
     def spawn(self, *argv: str, log: str) -> subprocess.Popen[bytes]:
         handle = open(self.data / "logs" / f"{log}.log", "ab")  # noqa: SIM115 - lives as long as the child
@@ -136,7 +139,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         settings = Settings(data_dir=data, redis_url=redis.client_url, sandbox_map=sandbox.path,
                             terraform_plugin_dirs=plugin_dirs)
         open_store(settings)
-        make_app(settings)
+        app = make_app(settings)
         services = build_services(settings)
         child_env = {**os.environ, "TIDEGATE_DATA_DIR": str(data), "TIDEGATE_REDIS_URL": redis.client_url,
                      "TIDEGATE_SANDBOX_MAP": str(sandbox.path), "TIDEGATE_TERRAFORM_PLUGIN_DIRS": plugin_dirs,
@@ -145,6 +148,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         url = f"{daemon_url}infra.git"
         system = System(data, bare, url, loaded, services, LocalClient(services, login="platform-lead"), sandbox,
                         child_env)
+        system.app = app
         with services.database.session() as session:
             system.repository_id = repositories.register(services, session, name="infra", url=url,
                                                          interval_seconds=3600).id
