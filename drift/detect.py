@@ -21,7 +21,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from providers.stage import DriftItem, StageName
+from providers import stage as contract
+from providers.stage import DriftItem, StageContext, StageFailed
 from reconciler import contexts, pipeline, repositories, syncs
 from reconciler.errors import Busy
 from reconciler.runtime import Services
@@ -83,14 +84,22 @@ def _observe_all(services: Services, loaded: pipeline.Loaded) -> tuple[list[Drif
         context = pipeline.stage_context(services, loaded, stage)
         if context is None:
             continue
-        try:
-            items.extend(services.stages(stage).observe(context))
-        except Exception as error:
-            partial = getattr(error, "plan", None) if stage is StageName.configuration else None
-            if isinstance(partial, list):
-                items.extend(item for item in partial if isinstance(item, DriftItem))
+        found, error = observe_stage(services.stages(stage), context)
+        items.extend(found)
+        if error is not None:
             errors.append(f"{stage.value}: {error}")
     return items, errors
+
+
+def observe_stage(stage: contract.Stage, context: StageContext) -> tuple[list[DriftItem], str | None]:
+    """One stage's drift items and, when it could not look everywhere, why — with what it did find
+    (one unreachable host leaves the other hosts' drift in the report)."""
+    try:
+        return stage.observe(context), None
+    except StageFailed as error:
+        return error.drift, str(error)
+    except Exception as error:
+        return [], str(error)
 
 
 def record(services: Services, environment_id: int, observation: Observation, self_heal: bool,

@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from providers.stage import StageFailed
+
 log = logging.getLogger(__name__)
 
 RUNNER_USER = "tidegate-runner"
@@ -62,7 +64,7 @@ SERVICE_CAPABILITIES = (
 SYSTEM_TREES = ("/usr", "/etc", "/opt")
 
 
-class SealUnavailable(RuntimeError):
+class SealUnavailable(StageFailed):
     """Repository code was refused: this process cannot seal it (the message says why)."""
 
 

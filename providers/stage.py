@@ -118,6 +118,39 @@ class StageResult:
     log: str = ""
     succeeded: bool = True
     error: str | None = None
+    stale: bool = False
+    """Nothing was applied: the stage refused the plan as stale (it raised `StalePlan`)."""
+
+
+class StageError(Exception):
+    """The closed set of failures a stage's verbs raise; the reconciler acts on the class alone.
+
+    Providers turn their own errors (Terraform's, Ansible's, the Kubernetes client's) into exactly
+    one of these at their boundary, so nothing upstream recognises an error by its text or by a
+    provider's class name."""
+
+
+class Transient(StageError):
+    """Nothing was changed and trying again later may work: a backend or API that did not answer,
+    a lock someone else holds, a 429 or 5xx."""
+
+
+class StalePlan(StageError):
+    """The plan no longer matches what it was made against (the live state or the stage's inputs
+    moved): nothing of it was applied; plan again."""
+
+
+class StageFailed(StageError):
+    """The stage cannot do what was asked; `partial` is what it found anyway — the changes a plan
+    found on the hosts that answered, or the drift observed there — so callers keep it."""
+
+    def __init__(self, message: str, partial: StagePlan | list[DriftItem] | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+    @property
+    def drift(self) -> list[DriftItem]:
+        return [item for item in self.partial if isinstance(item, DriftItem)] if isinstance(self.partial, list) else []
 
 
 @dataclass(frozen=True)

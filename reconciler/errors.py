@@ -8,10 +8,13 @@ that fails a task — retrying those only repeats the error.
 
 from __future__ import annotations
 
+from providers import stage as contract
 from providers.stage import StageName
+from reconciler.sources.git import SourceUnreachable
+from store import StoreBusy
 
 
-class Transient(RuntimeError):
+class Transient(contract.Transient):
     """Try again later, with backoff; nothing was changed."""
 
 
@@ -23,18 +26,17 @@ class PlanningFailed(RuntimeError):
     """The sync cannot go on: validation, rendering or a provider's plan failed; recorded on the sync."""
 
 
-_TRANSIENT_NAMES = {"StoreBusy", "BackendUnreachable", "StateLocked", "SourceUnreachable", "ServerError",
-                    "TooManyRequests", "ConnectionError", "ApiUnavailable"}
+_TRANSIENT: tuple[type[BaseException], ...] = (contract.Transient, StoreBusy, SourceUnreachable, ConnectionError,
+                                                TimeoutError)
+"""By class, never by name or message: the stage contract's Transient, a busy store, an unreachable
+Git remote, a connection that failed or timed out."""
 
 
 def classify(stage: StageName, error: BaseException) -> Exception:
     """A provider's exception as `Transient` (retry) or `PlanningFailed` (record, stop)."""
     if isinstance(error, (Transient, PlanningFailed)):
         return error
-    names = {kind.__name__ for kind in type(error).__mro__}
     message = f"{stage.value}: {error}"
-    status = getattr(error, "status", None)
-    if (names & _TRANSIENT_NAMES or isinstance(error, (ConnectionError, TimeoutError))
-            or (isinstance(status, int) and (status == 429 or status >= 500))):
+    if isinstance(error, _TRANSIENT):
         return Transient(message)
     return PlanningFailed(message)

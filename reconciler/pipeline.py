@@ -21,11 +21,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from providers.stage import Outcome, StageContext, StageName, StagePlan, StageResult, digest
+from providers.stage import Outcome, StageContext, StageName, StagePlan, StageResult, StalePlan, digest
 from reconciler import contexts, repositories, syncs
 from reconciler.contexts import Run
 from reconciler.desired import CheckResult, DesiredState, check_checkout
-from reconciler.errors import Busy, PlanningFailed, classify
+from reconciler.errors import Busy, PlanningFailed, Transient, classify
 from reconciler.locks import EnvironmentLock, Lease, LockLost
 from reconciler.plans import EnvironmentPlan, decode, encode, same_changes
 from reconciler.policies import EffectivePolicy, PolicyUnavailable, effective_policy
@@ -312,7 +312,14 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
     for stage in contexts.stages_of(loaded.repo, env_name):
         approved = plan.stages.get(stage)
         if stage is not StageName.infrastructure and (approved is None or infrastructure_changed):
-            fresh = _replan(services, loaded, stage)
+            try:
+                fresh = _replan(services, loaded, stage)
+            except Transient as error:  # nothing of this stage ran: a new sync plans it again
+                _plan_again(services, sync_id, lease, stage, str(error), first=not applied_any)
+                return
+            except PlanningFailed as failure:  # recorded here, with the stage's own error
+                _finish_failed(services, sync_id, lease, str(failure), stage)
+                return
             if fresh is None:
                 _finish_failed(services, sync_id, lease, f"{stage.value}: its inputs are still unknown after the "
                                "infrastructure applied (check the Terraform outputs the environment names)", stage)
@@ -323,7 +330,7 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
             approved = fresh
         assert approved is not None
         result = _apply_stage(services, sync_id, lease, loaded, stage, approved)
-        if not result.succeeded and is_stale(result):
+        if result.stale:
             _plan_again(services, sync_id, lease, stage, str(result.error), first=not applied_any)
             return
         if not result.succeeded:
@@ -370,9 +377,10 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Loaded,
         return StageResult(stage, {}, succeeded=False, error="inputs unknown")
     try:
         result: StageResult = services.stages(stage).apply(context, plan)
+    except StalePlan as error:  # nothing of the plan was applied: it is planned again
+        result = StageResult(stage, {}, succeeded=False, error=f"stale plan: {error}", stale=True)
     except Exception as error:  # never retried blindly: recorded on the stage, the sync fails with it
-        stale = "stale plan: " if type(error).__name__ == "StalePlan" else ""
-        result = StageResult(stage, {}, succeeded=False, error=stale + str(classify(stage, error)))
+        result = StageResult(stage, {}, succeeded=False, error=str(classify(stage, error)))
     with services.database.session() as session:
         row = _stage_row(session, sync_id, stage)
         row.status = StageStatus.SUCCEEDED if result.succeeded else StageStatus.FAILED
@@ -380,8 +388,10 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Loaded,
         remember_all(result.outputs.get(name) for name in result.sensitive_outputs)
         row.log = result.log[-200_000:]
         row.summary = _result_summary(plan, result)
-        row.outputs = services.secrets.seal(json.dumps({"values": result.outputs,
-                                                         "sensitive": sorted(result.sensitive_outputs)}, default=str))
+        if result.succeeded or result.outputs:  # a failed apply's partial outputs are the truth too
+            row.outputs = services.secrets.seal(json.dumps({"values": result.outputs,
+                                                             "sensitive": sorted(result.sensitive_outputs)},
+                                                            default=str))
     return result
 
 
@@ -423,11 +433,6 @@ def _ask_again(services: Services, sync_id: int, lease: Lease, plan: Environment
         syncs.transition(sync, L.AWAITING_APPROVAL, lease,
                          error=f"{stage.value} changed after the infrastructure applied; approve the new plan")
         sync.environment.sync_status = SyncStatus.AWAITING_APPROVAL
-
-
-def is_stale(result: StageResult) -> bool:
-    """The provider refused the plan because the live state (or its inputs) moved since it was made."""
-    return "stale" in (result.error or "").lower()
 
 
 def _plan_again(services: Services, sync_id: int, lease: Lease, stage: StageName, error: str, *, first: bool) -> None:
@@ -509,10 +514,14 @@ def _health(outputs: Mapping[str, Any], default: Health) -> Health:
 # --- shared look-ups ------------------------------------------------------------------------------
 
 def previous_outputs(services: Services, session: Session, environment_id: int) -> tuple[dict[str, Any], Any]:
-    """The infrastructure outputs and the Kubernetes inventory of the environment's last applies."""
+    """The infrastructure outputs and the Kubernetes inventory as each stage last recorded them.
+
+    A failed apply's recorded outputs count as much as a succeeded one's: a workloads apply that
+    created objects and then failed its health wait reported them in its inventory, so the next
+    revision prunes them (reverting a bad rollout). A failed apply that recorded nothing (a
+    Terraform apply that stopped) leaves the last recorded outputs in force."""
     query = (select(SyncStageResult).join(Sync)
-             .where(Sync.environment_id == environment_id, SyncStageResult.status == StageStatus.SUCCEEDED,
-                    SyncStageResult.outputs.is_not(None))
+             .where(Sync.environment_id == environment_id, SyncStageResult.outputs.is_not(None))
              .order_by(SyncStageResult.id.desc()))
     outputs: dict[str, Any] = {}
     inventory: Any = None

@@ -51,7 +51,7 @@ What apply checks against the plan (the choice, and why):
   inputs digest covers the playbook's directory tree (roles, templates, group_vars, ...), the
   directories inside the checkout that the repo's `ansible.cfg` points at (e.g. a `roles_path`
   beside the playbook's directory), the generated inventory (hosts, groups, connection settings,
-  host vars) and the extra vars. If any differs, apply fails with "stale plan ... plan again" and
+  host vars) and the extra vars. If any differs, apply raises `StalePlan` ("plan again") and
   touches no host. Paths outside the checkout (installed collections, /etc/ansible) and the
   ansible-core version are not covered.
 * The *live state* is not re-checked before apply. Ansible has no cheap fingerprint of a node's
@@ -102,9 +102,11 @@ from providers.stage import (
     DriftItem,
     Outcome,
     StageContext,
+    StageFailed,
     StageName,
     StagePlan,
     StageResult,
+    StalePlan,
     digest,
 )
 from repo_schema.models import ConfigurationSpec, Connection
@@ -116,14 +118,13 @@ _SYNTAX_OK: dict[str, float] = {}
 _SYNTAX_CACHE_SIZE = 256
 
 
-class AnsibleStageError(RuntimeError):
+class AnsibleStageError(StageFailed):
     """The stage could not complete; `host_errors` per host, `partial` what was found anyway."""
 
     def __init__(self, message: str, host_errors: Mapping[str, str] | None = None,
                  partial: StagePlan | list[DriftItem] | None = None, run_dir: Path | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, partial)
         self.host_errors = dict(host_errors or {})
-        self.partial = partial
         self.run_dir = run_dir
 
 
@@ -254,10 +255,8 @@ class AnsibleStage:
         except (AnsibleStageError, ValueError) as resolve_error:
             return StageResult(stage=self.name, outcomes={}, succeeded=False, error=str(resolve_error))
         if plan.stage is not self.name or plan.details.get("inputs_digest") != inputs.digest:
-            return StageResult(
-                stage=self.name, outcomes={}, succeeded=False,
-                error="stale plan: the playbook, inventory or extra vars changed since it was computed; plan again",
-            )
+            raise StalePlan("stale plan: the playbook, inventory or extra vars changed since it was computed; "
+                            "plan again")
         mask = self._masker(context)
         try:
             # The plan's syntax check covered exactly these inputs (same digest): not repeated.

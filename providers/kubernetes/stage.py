@@ -31,7 +31,8 @@ custom resources), prunes by inventory in reverse order, and returns the new inv
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,12 @@ from providers.stage import (
     DriftItem,
     Outcome,
     StageContext,
+    StageFailed,
     StageName,
     StagePlan,
     StageResult,
+    StalePlan,
+    Transient,
     digest,
 )
 from repo_schema.issues import Location
@@ -86,12 +90,28 @@ Services (a LoadBalancer's address would change), workloads (downtime), Stateful
 (data) — needs the manifest's `tidegate.dev/replace: enabled`; `disabled` refuses it everywhere."""
 
 
-class StageError(Exception):
+class StageError(StageFailed):
     """The set cannot be planned or applied; `errors` are one line each, with file:line."""
 
     def __init__(self, errors: Sequence[str]):
         super().__init__("\n".join(errors))
         self.errors = list(errors)
+
+
+@contextmanager
+def _contract() -> Iterator[None]:
+    """The client's failures as the stage contract's: no answer, 429 and 5xx are Transient (the
+    client already retried them), anything else a StageFailed."""
+    try:
+        yield
+    except StageFailed:
+        raise
+    except KubeError as error:
+        if error.status == 0 or error.status == 429 or error.status >= 500:
+            raise Transient(str(error)) from error
+        raise StageFailed(str(error)) from error
+    except (ConnectionError, TimeoutError) as error:
+        raise Transient(str(error)) from error
 
 
 @dataclass
@@ -280,6 +300,10 @@ class KubernetesStage:
     # --- the three verbs ---------------------------------------------------------------------------
 
     def plan(self, context: StageContext) -> StagePlan:
+        with _contract():
+            return self._plan(context)
+
+    def _plan(self, context: StageContext) -> StagePlan:
         client = self._connect(context)
         try:
             prepared = self.prepare(client, context)
@@ -342,11 +366,12 @@ class KubernetesStage:
         return comparisons, errors
 
     def apply(self, context: StageContext, plan: StagePlan) -> StageResult:
-        client = self._connect(context)
-        try:
-            return self._apply(client, context, plan)
-        finally:
-            client.close()
+        with _contract():
+            client = self._connect(context)
+            try:
+                return self._apply(client, context, plan)
+            finally:
+                client.close()
 
     def _from_plan(self, context: StageContext, plan: StagePlan) -> list[Prepared]:
         settings = _workloads(context)
@@ -390,9 +415,8 @@ class KubernetesStage:
                 stale.append(f"{p.ref.address}: planned changes to {', '.join(planned_fields)}; "
                              f"now to {', '.join(result.fields)}")
         if stale:
-            return StageResult(self.name, {}, succeeded=False,
-                               error="the plan is stale (the cluster changed since it was planned); plan again:\n"
-                                     + "\n".join(stale))
+            raise StalePlan("the plan is stale (the cluster changed since it was planned); plan again:\n"
+                            + "\n".join(stale))
         # 3. apply in kind order, only what differs
         applied: inv.Inventory = {}
         error: str | None = None
@@ -477,6 +501,10 @@ class KubernetesStage:
 
     def observe(self, context: StageContext) -> list[DriftItem]:
         """Live differences from the desired set, through the same comparison as `plan`."""
+        with _contract():
+            return self._observe(context)
+
+    def _observe(self, context: StageContext) -> list[DriftItem]:
         client = self._connect(context)
         try:
             prepared = self.prepare(client, context)
@@ -498,8 +526,9 @@ class KubernetesStage:
 
     def watch(self, context: StageContext, on_event: Callable[[DriftEvent], None]) -> LiveWatcher:
         """Started live watches on the desired objects; `stop()` it when done (it owns its client)."""
-        client = self._connect(context)
-        prepared = self.prepare(client, context)
+        with _contract():
+            client = self._connect(context)
+            prepared = self.prepare(client, context)
         rules = [rule for ws in _workloads(context).values() for rule in ws.rules]
         return LiveWatcher(client, [p.body for p in prepared], on_event, rules=rules,
                            label_selector=labels.selector(context.environment), close_client=True).start()

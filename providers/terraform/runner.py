@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from providers import sealed
-from providers.stage import MASK
+from providers.stage import MASK, StageFailed
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Diagnostic:
         )
 
 
-class TerraformError(Exception):
+class TerraformError(StageFailed):
     """Terraform failed; the message lists its error diagnostics (file:line first when known)."""
 
     def __init__(self, message: str, diagnostics: Sequence[Diagnostic] = (), returncode: int | None = None,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from providers import sealed
+from providers import stage as contract
 from providers.stage import (
     Action,
     DriftItem,
@@ -66,15 +67,15 @@ _UNREACHABLE = re.compile(
 _BACKEND_WORDS = re.compile(r"backend|state|workspaces|s3|dynamodb", re.IGNORECASE)
 
 
-class StalePlan(TerraformError):
+class StalePlan(contract.StalePlan, TerraformError):
     """The saved plan was computed against a state that has changed since: plan again."""
 
 
-class BackendUnreachable(TerraformError):
+class BackendUnreachable(contract.Transient, TerraformError):
     """The state backend did not answer, even after retries; nothing was changed."""
 
 
-class StateLocked(TerraformError):
+class StateLocked(contract.Transient, TerraformError):
     """Terraform could not take the state lock: someone else holds it."""
 
     def __init__(self, message: str, lock: Mapping[str, str], cause: TerraformError):

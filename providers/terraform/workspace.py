@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from providers.stage import digest
+from providers.stage import StageFailed, digest
 from providers.terraform.runner import Runner
 from repo_schema.paths import links_leaving
 
@@ -41,7 +41,7 @@ _REQUIREMENT = re.compile(r'^\s*(source|version|required_version)\s*=.*$', re.MU
 _PROVIDER_BLOCK = r'^\s*provider\s+"{name}"\s*\{{'
 
 
-class ModuleLinkError(ValueError):
+class ModuleLinkError(StageFailed):
     """The module holds a symlink out of itself: copying it would carry in what the link points at."""
 
 

@@ -15,7 +15,18 @@ from typing import Any
 
 import pytest
 
-from providers.stage import Action, Change, DriftItem, Outcome, StageContext, StageName, StagePlan, StageResult
+from providers.stage import (
+    Action,
+    Change,
+    DriftItem,
+    Outcome,
+    StageContext,
+    StageFailed,
+    StageName,
+    StagePlan,
+    StageResult,
+    StalePlan,
+)
 from reconciler import approvals, pipeline, policies, syncs
 from reconciler.locks import EnvironmentLock
 from reconciler.runtime import Services
@@ -38,10 +49,6 @@ from tests.reconciler.conftest import RecordingQueue, principal
 NODES = [{"name": "n1", "address": "10.0.0.1", "groups": ["nodes"]}]
 
 
-class StalePlan(RuntimeError):
-    """Named like Terraform's: the pipeline recognises a stale plan by it."""
-
-
 @dataclass
 class World:
     """What the stand-in providers have "applied", and how the next plans should look."""
@@ -49,6 +56,7 @@ class World:
     infra_applied: bool = False
     infra_stale: bool = False
     config_changes: list[str] = field(default_factory=lambda: ["n1/write config"])
+    config_plan_error: str | None = None
     applied: list[StageName] = field(default_factory=list)
 
 
@@ -67,6 +75,8 @@ class FakeStage:
     def plan(self, context: StageContext) -> StagePlan:
         if self.name is not StageName.infrastructure:
             assert context.inputs or context.credentials, "later stages are planned with the infrastructure outputs"
+        if self.name is StageName.configuration and self.world.config_plan_error:
+            raise StageFailed(self.world.config_plan_error)
         return StagePlan(self.name, self._changes(), digest=str(self._changes()), live_state="serial-1")
 
     def apply(self, context: StageContext, plan: StagePlan) -> StageResult:
@@ -249,6 +259,24 @@ def test_an_apply_left_by_a_dead_worker_is_failed_and_planned_again_never_repeat
     assert status is L.FAILED and "was lost" in (error or "")
     (kind, fresh), = _queued(services)
     assert kind == "plan" and fresh != sync_id and world.applied == []
+
+
+def test_a_deferred_stage_that_fails_to_plan_fails_the_sync_at_once_with_its_own_error(
+        services: Services, environment: tuple[int, int], world: World) -> None:
+    """Planned only after the infrastructure applied, inside the apply task: its failure is recorded
+    by that task with the stage's error, never left `applying` for the sweeper to call a lost worker."""
+    sync_id = _sync(services, environment, "staging")
+    pipeline.plan_sync(services, sync_id)
+    _queued(services)
+    world.config_plan_error = "staging-node-1: syntax error in the inventory the outputs gave"
+
+    pipeline.apply_sync(services, sync_id)
+
+    status, error, stages = _sync_row(services, sync_id)
+    assert status is L.FAILED
+    assert error == "configuration: staging-node-1: syntax error in the inventory the outputs gave"
+    assert ("infrastructure", "succeeded") in stages and ("workloads", "skipped") in stages
+    assert "lost" not in (error or "") and _queued(services) == []
 
 
 def test_an_environment_locked_by_another_worker_is_retried_later(

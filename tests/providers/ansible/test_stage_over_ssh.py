@@ -14,7 +14,7 @@ import yaml
 
 from providers.ansible import AnsibleStage, AnsibleStageError
 from providers.ansible.stage import UNPREDICTABLE
-from providers.stage import Action, Outcome, StageContext
+from providers.stage import Action, Outcome, StageContext, StalePlan
 from sandbox.nodes import SshNodes
 
 pytestmark = pytest.mark.integration
@@ -216,10 +216,9 @@ def test_a_stale_plan_is_refused(clean_nodes: SshNodes, tmp_path: Path, sandbox_
     edited = {**SMALL_CONFIGURATION, "extraVars": {"environment_name": "staging", "log_level": "info"}}
     changed = sandbox_context(clean_nodes, PLAYBOOKS, tmp_path / "b", edited)
 
-    result = stage.apply(changed, plan)
+    with pytest.raises(StalePlan, match="stale plan"):
+        stage.apply(changed, plan)
 
-    assert not result.succeeded
-    assert result.error is not None and "stale plan" in result.error
     assert all(_files(node.root) == {} for node in clean_nodes.nodes)
 
 

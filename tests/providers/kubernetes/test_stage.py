@@ -17,7 +17,7 @@ from providers.kubernetes.client import KubeClient, RetryPolicy
 from providers.kubernetes.schema import PlainManifest
 from providers.kubernetes.stage import KubernetesStage, StageError
 from providers.kubernetes.watch import DriftEvent
-from providers.stage import Action, Outcome, StageContext
+from providers.stage import Action, Outcome, StageContext, StalePlan
 from repo_schema.issues import Location
 from sandbox.kube import KubeSandbox
 
@@ -193,8 +193,8 @@ def test_a_stale_plan_is_refused(kube: KubeSandbox, kubeconfig: Path, tmp_path: 
     ctx = context(kubeconfig, tmp_path, "dev", {"demo": [plain(cm("a"))]}, [{"name": "demo", "namespace": "default"}])
     plan = stage.plan(ctx)
     stage_client(kubeconfig).apply({**cm("a"), "metadata": {"name": "a", "namespace": "default"}})
-    result = stage.apply(ctx, plan)
-    assert not result.succeeded and "stale" in (result.error or "")
+    with pytest.raises(StalePlan, match="the plan is stale"):
+        stage.apply(ctx, plan)
 
 
 def test_crd_and_its_custom_resource_apply_in_one_sync(kube: KubeSandbox, kubeconfig: Path, tmp_path: Path) -> None:
