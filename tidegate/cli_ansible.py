@@ -76,10 +76,12 @@ def sandbox_context(repo: LoadedRepo, environment: str, workdir: Path, artifacts
         log(f"sandbox: {name} -> ssh://{override['user']}@{override['address']}:{override['port']}")
     log(f"sandbox: SSH key from {key_path} replaces connection.privateKeyRef; host vars node_prefix="
         f"{nodes.managed_path} (each node sees its own files there)")
+    spec = configuration_spec(repo, environment)
+    output_name = str(spec["inventoryFrom"]["terraformOutput"])  # the stage reads the output it names
     return StageContext(
         environment=environment, revision="working-tree", workdir=workdir, artifacts=artifacts,
-        spec={"configuration": configuration_spec(repo, environment)},
-        inputs={"nodes": nodes_output}, credentials={"ssh_private_key": key_path.read_text()}, settings=endpoint,
+        spec={"configuration": spec}, inputs={output_name: nodes_output},
+        credentials={"ssh_private_key": key_path.read_text()}, settings=endpoint,
     )
 
 

@@ -120,14 +120,24 @@ def test_sandbox_aws_serves_until_interrupted_and_prints_its_settings() -> None:
 
 
 @pytest.mark.integration
-def test_configuration_plan_with_sandbox_uses_the_nodes_terraform_really_outputs(data_dir: Path) -> None:
+def test_configuration_plan_with_sandbox_uses_the_nodes_terraform_really_outputs(data_dir: Path,
+                                                                                 tmp_path: Path) -> None:
     """Issue 4's interface: a later stage is planned against real outputs, so the sandbox first
-    applies the infrastructure into moto, then maps its `nodes` output onto SSH nodes."""
-    result = CliRunner().invoke(app, ["plan", "staging", "--repo", str(EXAMPLE), "--stage",
+    applies the infrastructure into moto, then maps the output `inventoryFrom` names onto SSH nodes
+    (here renamed `hosts`: the plan reads the output the environment names, whatever its name)."""
+    repo = tmp_path / "renamed"
+    shutil.copytree(EXAMPLE, repo)
+    outputs = repo / "infrastructure" / "terraform" / "cluster" / "outputs.tf"
+    outputs.write_text(outputs.read_text().replace('output "nodes" {', 'output "hosts" {'))
+    for name in ("staging", "production"):
+        document = repo / "environments" / f"{name}.yaml"
+        document.write_text(document.read_text().replace("terraformOutput: nodes}", "terraformOutput: hosts}"))
+
+    result = CliRunner().invoke(app, ["plan", "staging", "--repo", str(repo), "--stage",
                                                    "configuration", "--sandbox", "--quiet"])
 
     assert result.exit_code == 0, result.output
-    assert "applying staging's infrastructure first, for its `nodes` output" in result.output
+    assert "applying staging's infrastructure first, for its `hosts` output" in result.output
     assert "create  staging-node-1/common : Write the node identity file" in result.stdout
     assert "create  staging-node-2/common : Write the node identity file" in result.stdout
     assert "staging configuration: +14 ~0 -0" in result.stdout
