@@ -91,6 +91,8 @@ class StagePlan:
     digest: str
     artifact: Path | None = None
     live_state: str = ""
+    """The live state an approval of this plan binds to (Terraform's state lineage and serial);
+    empty when the digest already covers the live comparison (Kubernetes)."""
     details: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -36,14 +36,12 @@ class EnvironmentPlan:
     """Stage → digest of its rendered inputs, for stages planned only after the infrastructure applies."""
 
     def stage_fingerprint(self, stage: StageName) -> str:
+        """What an approval of this stage binds to: its plan's digest and the live state it was made
+        against (a stage that binds none, as the workloads stage, leaves `live_state` empty)."""
         if stage in self.deferred:
             return digest({"deferred": self.deferred[stage]})
         plan = self.stages[stage]
-        if stage is StageName.workloads:
-            # Its digest already covers every normalised live-versus-desired diff; its live_state
-            # (resourceVersions) moves with every status write and would void approvals for nothing.
-            return digest({"digest": plan.digest})
-        return digest({"digest": plan.digest, "live": plan.live_state})
+        return digest({"digest": plan.digest, **({"live": plan.live_state} if plan.live_state else {})})
 
     @property
     def fingerprint(self) -> str:

@@ -339,7 +339,11 @@ class KubernetesStage:
         }
         plan_digest = digest({"changes": [(c.address, c.action.value, c.diff) for c in changes],
                               "objects": details["objects"], "delete": details["delete"]})
-        return StagePlan(self.name, changes, plan_digest, live_state=digest(live_versions), details=details)
+        # No live_state: the digest already covers every normalised live-versus-desired diff, and the
+        # objects' resourceVersions move with every status write (they would void approvals for
+        # nothing); apply re-compares the objects itself to refuse a stale plan.
+        details["live_versions"] = live_versions
+        return StagePlan(self.name, changes, plan_digest, details=details)
 
     def _compare_all(self, client: KubeClient, prepared: Sequence[Prepared],
                      *, validate: bool) -> tuple[list[Comparison], list[str]]:

@@ -25,10 +25,10 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from providers.stage import Action, Change, StageName, StagePlan
-from reconciler import preview_tasks, runtime
+from reconciler import pipeline, preview_tasks, runtime, syncs
 from reconciler.hosts import COMMENT_MARKER
 from reconciler.hosts.approvals import RecountRequest
-from reconciler.plans import EnvironmentPlan
+from reconciler.plans import EnvironmentPlan, decode
 from reconciler.previews import (
     EnvironmentPreview,
     GoAheadRequest,
@@ -57,6 +57,7 @@ from store import (
     SyncStageResult,
     SyncTrigger,
 )
+from tests.reconciler.conftest import RecordingQueue
 from tests.support.git_host import GitHostServer, git_host_server
 from tests.support.git_server import WorkClone, files_of, make_bare_repo
 from tidegate.redis_server import EmbeddedRedis, redis_client
@@ -383,6 +384,26 @@ def test_an_environment_applied_before_gets_its_ansible_and_kubernetes_changes_p
             assert title in body, body
         assert "`staging-node-1/" in body and "/Deployment/web/web`: **create**" in body
         assert prs.host.status_states(head) == ["pending", "success"]
+        # A sync of the same revision plans to the same fingerprint: one computation, two doors.
+        assert prs.row().environments["staging"]["fingerprint"] == _sync_plan_fingerprint(prs, head)
+
+
+def _sync_plan_fingerprint(prs: PullRequests, sha: str) -> str:
+    """Plan a manual sync of `sha` on staging as a worker would; its plan's content fingerprint."""
+    prs.services.queue = RecordingQueue()
+    with prs.services.database.session() as session:
+        revision = Revision(repository_id=prs.repository_id, ref="main", sha=sha, author="A <a@example.test>",
+                            message="the PR head", committed_at=datetime(2026, 11, 2, tzinfo=UTC))
+        session.add(revision)
+        env = session.query(Environment).filter_by(repository_id=prs.repository_id, name="staging").one()
+        sync, _ = syncs.request(session, env, revision, SyncTrigger.MANUAL)
+        session.flush()
+        sync_id = sync.id
+    pipeline.plan_sync(prs.services, sync_id)
+    with prs.services.database.session() as session:
+        plan = session.get_one(Sync, sync_id).plan
+        assert plan is not None and plan.payload is not None, session.get_one(Sync, sync_id).error
+        return decode(prs.services.secrets.unseal(plan.payload)).content_fingerprint
 
 
 def _applied_before(prs: PullRequests, environment: str, nodes: list[dict[str, Any]]) -> None:
