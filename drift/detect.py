@@ -23,9 +23,10 @@ from sqlalchemy.orm import Session
 
 from providers import stage as contract
 from providers.stage import DriftItem, StageContext, StageFailed
-from reconciler import contexts, pipeline, repositories, syncs
+from reconciler import pipeline, repositories, syncs
 from reconciler.errors import Busy
 from reconciler.runtime import Services
+from reconciler.session import EnvironmentSession, open_session, recorded_outputs
 from reconciler.syncs import ACTIVE
 from store import DriftItem as DriftRow
 from store import DriftReport, DriftResolution, DriftStatus, Environment, Stage, SyncStatus, SyncTrigger, utcnow
@@ -61,11 +62,11 @@ def check(services: Services, environment_id: int, trigger: str = "schedule") ->
             return observation
         repository, sha = env.repository, env.synced_revision.sha
         repo_name, env_name = repository.name, env.name
-        outputs, inventory = pipeline.previous_outputs(services, session, env.id)
+        recorded = recorded_outputs(services, session, env.id)
         root = repositories.checkout(services, repository, sha)
     try:
         with pipeline.locked(services, repo_name, env_name):
-            loaded = pipeline.render(services, repo_name, env_name, sha, root, outputs, inventory)
+            loaded = open_session(services, repo_name, env_name, sha, root, recorded)
             observation.items, observation.errors = _observe_all(services, loaded)
     except Busy as busy:
         observation.skipped = str(busy)
@@ -77,11 +78,11 @@ def check(services: Services, environment_id: int, trigger: str = "schedule") ->
     return observation
 
 
-def _observe_all(services: Services, loaded: pipeline.Loaded) -> tuple[list[DriftItem], list[str]]:
+def _observe_all(services: Services, loaded: EnvironmentSession) -> tuple[list[DriftItem], list[str]]:
     items: list[DriftItem] = []
     errors: list[str] = []
-    for stage in contexts.stages_of(loaded.repo, loaded.run.environment):
-        context = pipeline.stage_context(services, loaded, stage)
+    for stage in loaded.stages:
+        context = loaded.context(stage)
         if context is None:
             continue
         found, error = observe_stage(services.stages(stage), context)

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from providers.kubernetes.stage import KubernetesStage
-from providers.kubernetes.watch import DriftEvent, LiveWatcher
-from providers.stage import StageName
-from reconciler import pipeline, repositories
+from providers.stage import LiveChange, Watcher
+from reconciler import repositories
 from reconciler.locks import LeaderLock
 from reconciler.runtime import Services
+from reconciler.session import open_session, recorded_outputs
 from store import Environment
 
 log = logging.getLogger(__name__)
@@ -31,9 +30,20 @@ LEADER = "live-watches"
 
 
 @dataclass
+class _Watchers:
+    """The watches of one environment's stages, stopped together."""
+
+    watchers: list[Watcher]
+
+    def stop(self) -> None:
+        for watcher in self.watchers:
+            watcher.stop()
+
+
+@dataclass
 class _Watched:
     revision: str
-    watcher: LiveWatcher
+    watcher: Watcher
 
 
 class LiveWatches:
@@ -83,24 +93,27 @@ class LiveWatches:
             rows = session.scalars(select(Environment).where(Environment.synced_revision_id.is_not(None)))
             return {env.id: env.synced_revision.sha for env in rows if env.synced_revision is not None}
 
-    def _start(self, env_id: int) -> LiveWatcher | None:
+    def _start(self, env_id: int) -> Watcher | None:
         with self.services.database.session() as session:
             env = session.get_one(Environment, env_id)
             assert env.synced_revision is not None
             repo_name, env_name, sha = env.repository.name, env.name, env.synced_revision.sha
-            outputs, inventory = pipeline.previous_outputs(self.services, session, env_id)
+            recorded = recorded_outputs(self.services, session, env_id)
             root = repositories.checkout(self.services, env.repository, sha)
-        loaded = pipeline.render(self.services, repo_name, env_name, sha, root, outputs, inventory)
-        context = pipeline.stage_context(self.services, loaded, StageName.workloads)
-        if context is None:
-            return None
-        stage = self.services.stages(StageName.workloads)
-        if not isinstance(stage, KubernetesStage):
+        loaded = open_session(self.services, repo_name, env_name, sha, root, recorded)
+        watchers: list[Watcher] = []
+        for stage in loaded.stages:  # every stage that has a live view watches what it manages
+            context = loaded.context(stage)
+            watcher = self.services.stages(stage).watch(context, lambda event: self._on_event(env_id, event)) \
+                if context is not None else None
+            if watcher is not None:
+                watchers.append(watcher)
+        if not watchers:
             return None
         log.info("live watches: watching %s/%s at %s", repo_name, env_name, sha[:12])
-        return stage.watch(context, lambda event: self._on_event(env_id, event))
+        return _Watchers(watchers)
 
-    def _on_event(self, env_id: int, event: DriftEvent) -> None:
+    def _on_event(self, env_id: int, event: LiveChange) -> None:
         now = time.monotonic()
         with self._lock:
             if now - self._last_queued.get(env_id, -1e9) < self.debounce:

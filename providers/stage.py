@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -122,6 +123,9 @@ class StageResult:
     error: str | None = None
     stale: bool = False
     """Nothing was applied: the stage refused the plan as stale (it raised `StalePlan`)."""
+    health: str | None = None
+    """The environment's health as this stage saw it after applying (`Healthy`, `Progressing`,
+    `Degraded`, ...), for stages that judge health; None for those that do not."""
 
 
 class StageError(Exception):
@@ -167,6 +171,22 @@ class DriftItem:
     diff: str = ""
 
 
+@dataclass(frozen=True)
+class LiveChange:
+    """Something a stage manages changed out of band: `reason` is modified, deleted or resync."""
+
+    address: str
+    reason: str
+    fields: tuple[str, ...] = ()
+    at: float = field(default_factory=time.time)
+
+
+class Watcher(Protocol):
+    """A running live watch; the caller stops it."""
+
+    def stop(self) -> None: ...
+
+
 class Stage(Protocol):
     """The contract each provider's stage object satisfies."""
 
@@ -177,6 +197,11 @@ class Stage(Protocol):
     def apply(self, context: StageContext, plan: StagePlan) -> StageResult: ...
 
     def observe(self, context: StageContext) -> list[DriftItem]: ...
+
+    def watch(self, context: StageContext, on_change: Callable[[LiveChange], None]) -> Watcher | None:
+        """Start watching what the stage manages, calling `on_change` on an out-of-band change; None
+        when the stage has no live view (it is only observed on the drift schedule)."""
+        ...
 
 
 def digest(value: Any) -> str:

@@ -6,7 +6,7 @@ observation see the same spec, the same inputs and the same connection settings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from reconciler.desired import DesiredState
 from reconciler.rendering.inputs import render_tfvars
 from reconciler.targets import Targets, TargetsError
 from repo_schema.loader import LoadedRepo
+from repo_schema.models import EnvironmentSpec
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,63 @@ def workloads(repo: LoadedRepo, run: Run, targets: Targets, desired: DesiredStat
 def stages_of(repo: LoadedRepo, environment: str) -> Sequence[StageName]:
     """The stages an environment defines, in pipeline order."""
     spec = repo.environments[environment].spec
-    present = {StageName.infrastructure: spec.infrastructure is not None,
-               StageName.configuration: spec.configuration is not None,
-               StageName.workloads: bool(spec.workloads)}
-    return [stage for stage in StageName if present[stage]]
+    return [stage for stage in StageName if WIRINGS[stage].defined(spec)]
+
+
+Recorded = dict[StageName, dict[str, Any]]
+"""What each stage of an environment last recorded as its outputs (Terraform's outputs, the
+Kubernetes inventory, ...): the single authority later stages, drift and watches read."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """What one stage's context is built from: one environment at one revision, its rendered
+    desired state, the stages' recorded outputs, and where the stages run."""
+
+    repo: LoadedRepo
+    run: Run
+    desired: DesiredState
+    recorded: Recorded
+    targets: Targets
+    take_over: bool = False
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """How the reconciler feeds one stage, so that callers loop over stages with no per-stage code:
+    whether an environment defines it, which earlier stages' recorded outputs its context reads,
+    how its context is built (None: those outputs are not known yet, so the stage is deferred), and
+    what a deferred stage's approval covers (its rendered inputs)."""
+
+    defined: Callable[[EnvironmentSpec], bool]
+    reads: frozenset[StageName]
+    build: Callable[[Source], StageContext | None]
+    covers: Callable[[DesiredState], Any]
+
+
+def _infrastructure(source: Source) -> StageContext | None:
+    return infrastructure(source.repo, source.run, source.targets)
+
+
+def _configuration(source: Source) -> StageContext | None:
+    return configuration(source.repo, source.run, source.targets,
+                         source.recorded.get(StageName.infrastructure, {}))
+
+
+def _workloads(source: Source) -> StageContext | None:
+    return workloads(source.repo, source.run, source.targets, source.desired,
+                     source.recorded.get(StageName.infrastructure, {}),
+                     source.recorded.get(StageName.workloads, {}).get("inventory"), take_over=source.take_over)
+
+
+WIRINGS: dict[StageName, Wiring] = {
+    StageName.infrastructure: Wiring(
+        defined=lambda spec: spec.infrastructure is not None, reads=frozenset(), build=_infrastructure,
+        covers=lambda desired: {"path": desired.infrastructure_path, "vars": desired.tfvars}),
+    StageName.configuration: Wiring(
+        defined=lambda spec: spec.configuration is not None, reads=frozenset({StageName.infrastructure}),
+        build=_configuration, covers=lambda desired: {"playbook": desired.playbook, "vars": desired.extra_vars}),
+    StageName.workloads: Wiring(
+        defined=lambda spec: bool(spec.workloads), reads=frozenset({StageName.infrastructure}), build=_workloads,
+        covers=lambda desired: {"manifests": [m.body for w in desired.workloads.values() for m in w.manifests]}),
+}

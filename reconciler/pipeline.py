@@ -12,25 +12,22 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from providers.stage import Outcome, StageContext, StageName, StagePlan, StageResult, StalePlan, digest
-from reconciler import contexts, repositories, syncs
-from reconciler.contexts import Run
-from reconciler.desired import CheckResult, DesiredState, check_checkout
+from providers.stage import Outcome, StageContext, StageName, StagePlan, StageResult, StalePlan
+from reconciler import repositories, syncs
 from reconciler.errors import Busy, PlanningFailed, Transient, classify
 from reconciler.locks import EnvironmentLock, Lease, LockLost
 from reconciler.plans import EnvironmentPlan, decode, encode, same_changes
 from reconciler.policies import EffectivePolicy, PolicyUnavailable, effective_policy
 from reconciler.promotion import waiting_on
 from reconciler.runtime import Services
+from reconciler.session import EnvironmentSession, open_session, recorded_outputs
 from reconciler.syncs import L
 from repo_schema.loader import LoadedRepo
 from store import (
@@ -51,7 +48,7 @@ from store import (
     utcnow,
 )
 from store.queries import open_drift_reports, record_audit
-from store.redaction import remember, remember_all
+from store.redaction import remember_all
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +57,8 @@ def lock_name(repository: str, environment: str) -> str:
     return f"{repository}/{environment}"
 
 
-@dataclass
-class Loaded:
-    """One sync's environment at its revision: checkout, loaded repo and rendered desired state."""
-
-    run: Run
-    repo: LoadedRepo
-    desired: DesiredState
-    outputs: dict[str, Any] = field(default_factory=dict)
-    inventory: Any = None
-    take_over: bool = False
-    """A self-heal: Git takes back fields others changed (see contexts.workloads)."""
+Loaded = EnvironmentSession
+"""The name the pipeline's callers knew: one environment at one revision (reconciler/session.py)."""
 
 
 @contextmanager
@@ -139,12 +127,11 @@ def _plan_locked(services: Services, sync_id: int, lease: Lease) -> bool:
                 syncs.transition(sync, L.PENDING, lease, error=f"waiting: {reason}")
                 log.info("sync %s waits: %s", sync_id, reason)
                 return False
-        outputs, inventory = previous_outputs(services, session, env.id)
+        recorded = recorded_outputs(services, session, env.id)
         repo_name, env_name, sha = repository.name, env.name, revision.sha
         heal = sync.trigger is SyncTrigger.DRIFT
         gate = _gate(services, session, env, sha, loaded_repo)
-    loaded = render(services, repo_name, env_name, sha, root, outputs, inventory)
-    loaded.take_over = heal
+    loaded = open_session(services, repo_name, env_name, sha, root, recorded, take_over=heal)
     plan = plan_stages(services, loaded)
     with services.database.session() as session:
         sync = session.get_one(Sync, sync_id)
@@ -174,61 +161,34 @@ def _gate(services: Services, session: Session, env: Environment, sha: str, at_r
         raise PlanningFailed(str(error)) from None
 
 
-def render(services: Services, repository: str, environment: str, sha: str, root: Path,
-           outputs: dict[str, Any], inventory: Any) -> Loaded:
-    """Validate and render the environment at `sha`; every issue fails the sync, nothing applies."""
-    result: CheckResult = check_checkout(root, cache_dir=services.render_cache, revision=sha, only=environment)
-    if result.issues or result.repo is None:
-        raise PlanningFailed(f"revision {sha[:12]} does not render:\n" + "\n".join(str(i) for i in result.issues))
-    artifacts = services.runs(repository, environment)
-    artifacts.mkdir(parents=True, exist_ok=True, mode=0o700)
-    run = Run(repository, environment, sha, root, artifacts)
-    return Loaded(run, result.repo, result.environments[environment], outputs, inventory)
+Adapt = Callable[[StageName, StageContext], StageContext]
+"""How a caller changes a stage's context before planning (a preview: its own workspaces, read-only
+credentials, no state lock)."""
 
 
-def plan_stages(services: Services, loaded: Loaded) -> EnvironmentPlan:
-    """Terraform, then Ansible, then Kubernetes; a stage whose inputs are not known yet is deferred."""
+def plan_stages(services: Services, loaded: EnvironmentSession, *, adapt: Adapt | None = None,
+                errors: dict[StageName, str] | None = None) -> EnvironmentPlan:
+    """Every stage in pipeline order; a stage whose inputs are not known yet is deferred.
+
+    The one way a plan is made, for syncs and previews alike. A sync stops at the first stage that
+    cannot plan (its error, transient or not, is raised); a preview passes `errors` and every
+    stage's failure is collected there while the others are still planned."""
     plan = EnvironmentPlan(loaded.run.revision)
-    for stage in contexts.stages_of(loaded.repo, loaded.run.environment):
-        context = stage_context(services, loaded, stage)
-        if context is None:
-            plan.deferred[stage] = inputs_digest(loaded, stage)
-            continue
-        plan.stages[stage] = _guard(stage, lambda s=stage, c=context: services.stages(s).plan(c))
+    for stage in loaded.stages:
+        try:
+            context = loaded.context(stage)
+            if context is None:
+                plan.deferred[stage] = loaded.inputs_digest(stage)
+                continue
+            if adapt is not None:
+                context = adapt(stage, context)
+            plan.stages[stage] = _guard(stage, lambda s=stage, c=context: services.stages(s).plan(c))
+        except Exception as error:  # the sync's caller records or retries it; a preview shows it
+            if errors is None:
+                raise classify(stage, error) from error
+            log.warning("preview of %s: %s failed: %s", loaded.run.environment, stage.value, error)
+            errors[stage] = str(error)
     return plan
-
-
-def stage_context(services: Services, loaded: Loaded, stage: StageName) -> StageContext | None:
-    """The stage's context; its credentials are registered for redaction in everything written."""
-    context = _stage_context(services, loaded, stage)
-    if context is not None:
-        remember(*context.credentials.values())
-    return context
-
-
-def _stage_context(services: Services, loaded: Loaded, stage: StageName) -> StageContext | None:
-    if stage is StageName.infrastructure:
-        return contexts.infrastructure(loaded.repo, loaded.run, services.targets)
-    if stage is StageName.configuration:
-        return contexts.configuration(loaded.repo, loaded.run, services.targets, loaded.outputs)
-    context = contexts.workloads(loaded.repo, loaded.run, services.targets, loaded.desired, loaded.outputs,
-                                 loaded.inventory, take_over=loaded.take_over)
-    if context is not None and "wait_timeout" not in context.settings:
-        context = StageContext(context.environment, context.revision, context.workdir, context.artifacts,
-                               context.spec, context.inputs, context.credentials,
-                               {**context.settings, "wait_timeout": services.health_timeout})
-    return context
-
-
-def inputs_digest(loaded: Loaded, stage: StageName) -> str:
-    """What a deferred stage's approval covers: the rendered inputs for that stage.
-
-    The revision is not part of it (the whole plan's fingerprint binds the revision), so a PR head
-    and its merge commit that render the same inputs agree on it (see `content_fingerprint`)."""
-    desired = loaded.desired
-    if stage is StageName.configuration:
-        return digest({"playbook": desired.playbook, "vars": desired.extra_vars})
-    return digest({"manifests": [m.body for rendered in desired.workloads.values() for m in rendered.manifests]})
 
 
 def _guard(stage: StageName, call: Any) -> Any:
@@ -292,7 +252,7 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
             syncs.transition(sync, L.FAILED, lease, error="approved sync has no plan")
             return
         plan = decode(services.secrets.unseal(sync.plan.payload))
-        outputs, inventory = previous_outputs(services, session, env.id)
+        recorded = recorded_outputs(services, session, env.id)
         repo_name, env_name, sha = env.repository.name, env.name, revision.sha
         heal = sync.trigger is SyncTrigger.DRIFT
         root = repositories.checkout(services, env.repository, sha)
@@ -301,17 +261,18 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
             if word in stages_present:
                 session.add(SyncStageResult(sync_id=sync.id, stage=word, status=StageStatus.PENDING))
     try:
-        loaded = render(services, repo_name, env_name, sha, root, outputs, inventory)
+        loaded = open_session(services, repo_name, env_name, sha, root, recorded, take_over=heal)
     except PlanningFailed as failure:
         _finish_failed(services, sync_id, lease, str(failure), None)
         return
-    loaded.take_over = heal
     approval_required = _still_gated(services, sync_id)
-    infrastructure_changed = False
+    moved: set[StageName] = set()
+    """Stages whose recorded outputs this apply changed: the stages that read them are planned again."""
     applied_any = False
-    for stage in contexts.stages_of(loaded.repo, env_name):
+    health: str | None = None
+    for stage in loaded.stages:
         approved = plan.stages.get(stage)
-        if stage is not StageName.infrastructure and (approved is None or infrastructure_changed):
+        if approved is None or loaded.reads(stage) & moved:
             try:
                 fresh = _replan(services, loaded, stage)
             except Transient as error:  # nothing of this stage ran: a new sync plans it again
@@ -321,8 +282,9 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
                 _finish_failed(services, sync_id, lease, str(failure), stage)
                 return
             if fresh is None:
-                _finish_failed(services, sync_id, lease, f"{stage.value}: its inputs are still unknown after the "
-                               "infrastructure applied (check the Terraform outputs the environment names)", stage)
+                _finish_failed(services, sync_id, lease, f"{stage.value}: its inputs are still unknown after "
+                               f"{', '.join(sorted(s.value for s in loaded.reads(stage)))} applied (check the "
+                               "outputs the environment names)", stage)
                 return
             if approval_required and approved is not None and not same_changes(approved, fresh):
                 _ask_again(services, sync_id, lease, plan, stage, fresh)
@@ -337,12 +299,10 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
             _finish_failed(services, sync_id, lease, f"{stage.value}: {result.error}", stage, result)
             return
         applied_any = applied_any or any(o is not Outcome.unchanged for o in result.outcomes.values())
-        if stage is StageName.infrastructure:
-            infrastructure_changed = result.outputs != loaded.outputs
-            loaded.outputs = dict(result.outputs)
-        if stage is StageName.workloads:
-            loaded.inventory = result.outputs.get("inventory")
-    _finish_succeeded(services, sync_id, lease, loaded)
+        health = result.health or health
+        if loaded.record(stage, result.outputs):
+            moved.add(stage)
+    _finish_succeeded(services, sync_id, lease, health)
 
 
 def _still_gated(services: Services, sync_id: int) -> bool:
@@ -357,22 +317,22 @@ def _still_gated(services: Services, sync_id: int) -> bool:
             return True
 
 
-def _replan(services: Services, loaded: Loaded, stage: StageName) -> StagePlan | None:
-    context = stage_context(services, loaded, stage)
+def _replan(services: Services, loaded: EnvironmentSession, stage: StageName) -> StagePlan | None:
+    context = loaded.context(stage)
     if context is None:
         return None
     result: StagePlan = _guard(stage, lambda: services.stages(stage).plan(context))
     return result
 
 
-def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Loaded, stage: StageName,
+def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: EnvironmentSession, stage: StageName,
                  plan: StagePlan) -> StageResult:
     with services.database.session() as session:
         row = _stage_row(session, sync_id, stage)
         if not lease.check():
             raise LockLost(f"lost the environment lock before applying {stage.value}")
         row.status, row.started_at = StageStatus.APPLYING, utcnow()
-    context = stage_context(services, loaded, stage)
+    context = loaded.context(stage)
     if context is None:
         return StageResult(stage, {}, succeeded=False, error="inputs unknown")
     try:
@@ -467,13 +427,13 @@ def _finish_failed(services: Services, sync_id: int, lease: Lease, error: str, s
         syncs.transition(sync, L.FAILED, lease, error=error)
         env = sync.environment
         env.sync_status = SyncStatus.OUT_OF_SYNC
-        if result is not None and stage is StageName.workloads:
-            env.health = _health(result.outputs, Health.DEGRADED)
+        if result is not None and result.health:
+            env.health = _health(result.health, Health.DEGRADED)
         record_audit(session, actor="tidegate", action="sync.failed", target=_target(sync),
                      details={"error": error[:2000]})
 
 
-def _finish_succeeded(services: Services, sync_id: int, lease: Lease, loaded: Loaded) -> None:
+def _finish_succeeded(services: Services, sync_id: int, lease: Lease, health: str | None) -> None:
     with services.database.session() as session:
         sync = session.get_one(Sync, sync_id)
         syncs.transition(sync, L.SUCCEEDED, lease)
@@ -482,11 +442,7 @@ def _finish_succeeded(services: Services, sync_id: int, lease: Lease, loaded: Lo
         if env.desired_revision_id is None or not env.auto_sync_paused:
             env.desired_revision_id = env.desired_revision_id or sync.revision_id
         env.sync_status = SyncStatus.SYNCED if env.desired_revision_id == sync.revision_id else SyncStatus.OUT_OF_SYNC
-        workloads = [r for r in sync.stage_results if r.stage is Stage.WORKLOADS]
-        env.health = Health.HEALTHY
-        if workloads and workloads[0].outputs is not None:
-            values = json.loads(services.secrets.unseal(workloads[0].outputs)).get("values") or {}
-            env.health = _health(values, Health.HEALTHY)
+        env.health = _health(health, Health.HEALTHY)  # as the stages that judge health saw it
         resolution = DriftResolution.HEALED if sync.trigger is SyncTrigger.DRIFT else DriftResolution.RESYNCED
         for report in open_drift_reports(session, env.id):
             report.status, report.resolution, report.resolved_at = DriftStatus.RESOLVED, resolution, utcnow()
@@ -503,44 +459,14 @@ def _waiting_dependents(session: Session, env: Environment) -> list[int]:
     return [sync.id for sync in session.scalars(query).all()]
 
 
-def _health(outputs: Mapping[str, Any], default: Health) -> Health:
-    word = ((outputs.get("health") or {}).get("environment")) if isinstance(outputs, Mapping) else None
+def _health(word: str | None, default: Health) -> Health:
     try:
-        return Health(str(word)) if word else default
+        return Health(word) if word else default
     except ValueError:
         return default
 
 
 # --- shared look-ups ------------------------------------------------------------------------------
-
-def previous_outputs(services: Services, session: Session, environment_id: int) -> tuple[dict[str, Any], Any]:
-    """The infrastructure outputs and the Kubernetes inventory as each stage last recorded them.
-
-    A failed apply's recorded outputs count as much as a succeeded one's: a workloads apply that
-    created objects and then failed its health wait reported them in its inventory, so the next
-    revision prunes them (reverting a bad rollout). A failed apply that recorded nothing (a
-    Terraform apply that stopped) leaves the last recorded outputs in force."""
-    query = (select(SyncStageResult).join(Sync)
-             .where(Sync.environment_id == environment_id, SyncStageResult.outputs.is_not(None))
-             .order_by(SyncStageResult.id.desc()))
-    outputs: dict[str, Any] = {}
-    inventory: Any = None
-    seen: set[Stage] = set()
-    for row in session.scalars(query):
-        if row.stage in seen or row.outputs is None:
-            continue
-        seen.add(row.stage)
-        recorded = json.loads(services.secrets.unseal(row.outputs))
-        values = recorded.get("values") or {}
-        remember_all(values.get(name) for name in recorded.get("sensitive") or ())
-        if row.stage is Stage.INFRASTRUCTURE:
-            outputs = values
-        elif row.stage is Stage.WORKLOADS:
-            inventory = values.get("inventory")
-        if len(seen) == len(Stage):
-            break
-    return outputs, inventory
-
 
 def _revision(sync: Sync) -> Revision:
     if sync.revision is None:

@@ -42,14 +42,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from providers.stage import StageContext, StageName
-from reconciler import contexts, pipeline
+from reconciler import pipeline
 from reconciler.contexts import Run
 from reconciler.desired import check_checkout
 from reconciler.errors import Transient
 from reconciler.hosts import CommitStatus, GitHostClient, HostError, HostUser, client_for
-from reconciler.plans import EnvironmentPlan
 from reconciler.repositories import source_for
 from reconciler.runtime import Services
+from reconciler.session import EnvironmentSession, recorded_outputs, session_of
 from reconciler.sources.git import GitSource, SourceError
 from reconciler.sources.paths import affected
 from reconciler.targets import Connection
@@ -354,8 +354,8 @@ def compute(services: Services, repository: Repository, request: PreviewRequest,
     report = Report(head_sha=head, changed_paths=changed)
     for name in result.repo.order():
         if name in names:
-            loaded = pipeline.Loaded(Run(repository.name, name, head, root, workdir / name), result.repo,
-                                     result.environments[name])
+            loaded = session_of(services, Run(repository.name, name, head, root, workdir / name), result.repo,
+                                result.environments[name])
             trusted = base.environments[name].spec.preview if base and name in base.environments else None
             report.environments[name] = plan_environment(services, repository.id, loaded, workdir, trusted,
                                                          untrusted=untrusted)
@@ -391,36 +391,32 @@ def _affected(services: Services, source: GitSource, repository: Repository, req
     return changed, names, old
 
 
-def plan_environment(services: Services, repository_id: int, loaded: pipeline.Loaded,
+def plan_environment(services: Services, repository_id: int, loaded: EnvironmentSession,
                      workdir: Path, trusted: PreviewSpec | None = None, *,
                      untrusted: bool = False) -> EnvironmentPreview:
-    """Every stage of one environment planned as a sync would, against its last applied outputs,
-    with the read-only credentials `trusted` (spec.preview at the base) names where it names any."""
+    """Every stage of one environment planned as a sync plans it (`pipeline.plan_stages`), against
+    what its stages last recorded, with the read-only credentials `trusted` (spec.preview at the
+    base) names where it names any; each stage's failure is shown, the others still planned."""
     with services.database.session() as session:
         env = session.scalars(select(Environment).where(Environment.repository_id == repository_id,
                                                         Environment.name == loaded.run.environment)).one_or_none()
         if env is not None:
-            loaded.outputs, loaded.inventory = pipeline.previous_outputs(services, session, env.id)
+            loaded.recorded = recorded_outputs(services, session, env.id)
     loaded.run.artifacts.mkdir(parents=True, exist_ok=True, mode=0o700)
-    plan = EnvironmentPlan(loaded.run.revision)
-    errors: dict[str, str] = {}
     credentials: dict[str, str] = {}
-    for stage in contexts.stages_of(loaded.repo, loaded.run.environment):
-        try:
-            context = pipeline.stage_context(services, loaded, stage)
-            if context is None:
-                plan.deferred[stage] = pipeline.inputs_digest(loaded, stage)
-                continue
-            context, credentials[stage.value] = _with_preview_credentials(services, loaded, stage, context, trusted)
-            plan.stages[stage] = services.stages(stage).plan(preview_context(context, workdir, untrusted=untrusted))
-        except Exception as error:  # a stage that cannot plan fails the preview with the reason
-            log.warning("preview of %s: %s failed: %s", loaded.run.environment, stage.value, error)
-            errors[stage.value] = f"{type(error).__name__}: {error}"
+
+    def adapt(stage: StageName, context: StageContext) -> StageContext:
+        context, credentials[stage.value] = _with_preview_credentials(services, loaded, stage, context, trusted)
+        return preview_context(context, workdir, untrusted=untrusted)
+
+    failures: dict[StageName, str] = {}
+    plan = pipeline.plan_stages(services, loaded, adapt=adapt, errors=failures)
+    errors = {stage.value: message for stage, message in failures.items()}
     return EnvironmentPreview(stages=plan.summary(), errors=errors,
                               fingerprint=None if errors else plan.content_fingerprint, credentials=credentials)
 
 
-def _with_preview_credentials(services: Services, loaded: pipeline.Loaded, stage: StageName, context: StageContext,
+def _with_preview_credentials(services: Services, loaded: EnvironmentSession, stage: StageName, context: StageContext,
                               trusted: PreviewSpec | None) -> tuple[StageContext, str]:
     """The context with only the stage's read-only preview credentials, when the base names them."""
     section = getattr(trusted, stage.value, None) if trusted is not None else None

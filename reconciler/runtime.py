@@ -7,6 +7,7 @@ worker process calls `configure(Services(...))` once at start (in `tidegate/`), 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -60,16 +61,20 @@ def hand_off(send: Callable[[], None], what: str) -> bool:
     return True
 
 
+PROVIDERS: dict[StageName, tuple[str, str]] = {
+    StageName.infrastructure: ("providers.terraform", "TerraformStage"),
+    StageName.configuration: ("providers.ansible", "AnsibleStage"),
+    StageName.workloads: ("providers.kubernetes.stage", "KubernetesStage"),
+}
+"""Which provider implements each stage (imported on first use: a worker that never plans a stage
+never loads its provider's dependencies)."""
+
+
 def default_stages(name: StageName) -> Stage:
     """The real providers, one object per call (they hold no state between runs)."""
-    if name is StageName.infrastructure:
-        from providers.terraform import TerraformStage
-        return TerraformStage()
-    if name is StageName.configuration:
-        from providers.ansible import AnsibleStage
-        return AnsibleStage()
-    from providers.kubernetes.stage import KubernetesStage
-    return KubernetesStage()
+    module, attribute = PROVIDERS[name]
+    provider: Stage = getattr(importlib.import_module(module), attribute)()
+    return provider
 
 
 def _owner() -> str:

@@ -75,7 +75,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,6 +100,7 @@ from providers.stage import (
     Action,
     Change,
     DriftItem,
+    LiveChange,
     Outcome,
     StageContext,
     StageFailed,
@@ -107,6 +108,7 @@ from providers.stage import (
     StagePlan,
     StageResult,
     StalePlan,
+    Watcher,
     digest,
 )
 from repo_schema.models import ConfigurationSpec, Connection
@@ -284,6 +286,10 @@ class AnsibleStage:
             succeeded=error is None,
             error=mask(error) if error else None,
         )
+
+    def watch(self, context: StageContext, on_change: Callable[[LiveChange], None]) -> Watcher | None:
+        """No live view: a node is only observed by a check run, on the drift schedule."""
+        return None
 
     def observe(self, context: StageContext) -> list[DriftItem]:
         inputs = resolve(context)

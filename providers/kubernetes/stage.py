@@ -490,18 +490,20 @@ class KubernetesStage:
             log.append(f"inventory not stored in the cluster: {failure}")
             error = error or str(failure)
         outputs: dict[str, Any] = {"inventory": inv.to_json(new_inventory)}
+        health: str | None = str(health_rules.Health.Degraded) if error is not None else None
         wait_timeout = context.settings.get("wait_timeout")
         if error is None and wait_timeout is not None:
             report = health_rules.wait(client, [(p.workload, p.body) for p in prepared],
                                        timeout=float(wait_timeout), interval=self.poll_interval)
             outputs["health"] = {"environment": str(report.environment),
                                  "workloads": {w: str(h) for w, h in report.workloads.items()}}
+            health = str(report.environment)
             problems = [f"{o.address}: {o.health}: {o.reason}" for o in report.problems()]
             if report.environment is health_rules.Health.Degraded or report.timed_out:
                 error = (f"not healthy after {float(wait_timeout):g}s:\n" if report.timed_out
                          else "degraded:\n") + "\n".join(problems)
         return StageResult(self.name, outcomes, outputs=outputs, log="\n".join(log), succeeded=error is None,
-                           error=error)
+                           error=error, health=health)
 
     def observe(self, context: StageContext) -> list[DriftItem]:
         """Live differences from the desired set, through the same comparison as `plan`."""

@@ -15,9 +15,7 @@ diff); this module only says "look now", within moments instead of at the next p
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import watch as kube_watch
@@ -25,16 +23,10 @@ from kubernetes import watch as kube_watch
 from providers.kubernetes.client import FIELD_MANAGER, KubeClient, KubeError, as_kube_error
 from providers.kubernetes.diff import IgnoreRule, changed_paths, normalise
 from providers.kubernetes.ordering import ObjectRef, ref_of
+from providers.stage import LiveChange
 
-
-@dataclass(frozen=True)
-class DriftEvent:
-    """A managed object changed out of band: `reason` is modified, deleted or resync."""
-
-    address: str
-    reason: str
-    fields: tuple[str, ...] = ()
-    at: float = field(default_factory=time.time)
+DriftEvent = LiveChange
+"""A managed object changed out of band (the stage contract's LiveChange)."""
 
 
 def _written_by_us(obj: Mapping[str, Any]) -> bool:

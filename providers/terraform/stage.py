@@ -27,12 +27,14 @@ from providers import stage as contract
 from providers.stage import (
     Action,
     DriftItem,
+    LiveChange,
     Outcome,
     Stage,
     StageContext,
     StageName,
     StagePlan,
     StageResult,
+    Watcher,
 )
 from providers.terraform import mirror
 from providers.terraform.plans import ParsedPlan, StateVersion, drift_items, parse_plan
@@ -173,6 +175,10 @@ class TerraformStage:
 
     def observe(self, context: StageContext) -> list[DriftItem]:
         return self.check_drift(context).items
+
+    def watch(self, context: StageContext, on_change: Callable[[LiveChange], None]) -> Watcher | None:
+        """No live view: cloud APIs have no watch; drift is found on the schedule (`plan`)."""
+        return None
 
     # -- more than the protocol ------------------------------------------------------------
 

@@ -38,10 +38,16 @@ def test_the_content_fingerprint_is_the_same_plan_at_another_revision_and_the_su
     assert summary_content_fingerprint({"workloads": {"summary": "+1 ~0 -0"}}) is None
 
 
-def test_kubernetes_resource_versions_do_not_move_the_fingerprint() -> None:
-    one = EnvironmentPlan("r1", {WORK: _plan(WORK, live="rv-100")})
-    two = EnvironmentPlan("r1", {WORK: _plan(WORK, live="rv-101")})
-    assert one.fingerprint == two.fingerprint
+@pytest.mark.parametrize(("first", "second", "same"), [
+    ("serial-1", "serial-1", True), ("serial-1", "serial-2", False), ("", "", True)],
+    ids=["same-state", "state-moved", "binds-no-live-state"])
+def test_a_fingerprint_binds_the_live_state_the_stage_names_and_nothing_else(first: str, second: str,
+                                                                            same: bool) -> None:
+    """Terraform names its state serial; the Kubernetes stage names none (its digest covers the
+    live comparison, and resourceVersions move with every status write): no stage is special-cased."""
+    one = EnvironmentPlan("r1", {WORK: _plan(WORK, live=first)})
+    two = EnvironmentPlan("r1", {WORK: _plan(WORK, live=second)})
+    assert (one.fingerprint == two.fingerprint) is same
 
 
 @pytest.mark.parametrize(("fresh", "keeps"), [

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -186,6 +187,23 @@ def test_conflicts_are_reported_and_forced_only_with_force_conflicts(
     assert result.succeeded, result.error
     live = client.get("v1", "ConfigMap", "a", "default")
     assert live is not None and live["data"] == {"k": "ours"}
+
+
+def test_a_plan_binds_no_resource_versions_so_a_status_write_leaves_its_approval_standing(
+        kube: KubeSandbox, kubeconfig: Path, tmp_path: Path) -> None:
+    stage = KubernetesStage()
+    ctx = context(kubeconfig, tmp_path, "dev", {"demo": [plain(cm("a"))]}, [{"name": "demo", "namespace": "default"}])
+    stage_client(kubeconfig).apply({**cm("a"), "metadata": {"name": "a", "namespace": "default"}})
+    first = stage.plan(ctx)
+    touched = httpx.patch(f"{kube.url}/api/v1/namespaces/default/configmaps/a?fieldManager=a-controller",
+                          json={"metadata": {"annotations": {"touched": "by-a-controller"}}}, verify=str(kube.ca_file),
+                          headers={"Authorization": f"Bearer {kube.token}",
+                                   "Content-Type": "application/merge-patch+json"})
+    assert touched.status_code == 200, touched.text
+    second = stage.plan(ctx)
+
+    assert first.live_state == second.live_state == ""
+    assert first.details["live_versions"] != second.details["live_versions"]
 
 
 def test_a_stale_plan_is_refused(kube: KubeSandbox, kubeconfig: Path, tmp_path: Path) -> None:
