@@ -34,11 +34,10 @@ from store import (
     Revision,
     Sync,
     SyncLifecycle,
-    SyncStatus,
     SyncTrigger,
     utcnow,
 )
-from store.queries import open_drift_reports, record_audit
+from store.queries import record_audit
 
 
 class Refusal(HTTPException):
@@ -167,9 +166,6 @@ class Actions:
             report.status, report.resolution, report.resolved_at = (DriftStatus.RESOLVED, DriftResolution.ACCEPTED,
                                                                     utcnow())
             env = report.environment
-            session.flush()
-            if env.sync_status is SyncStatus.DRIFTED and not open_drift_reports(session, env.id):
-                env.sync_status = SyncStatus.SYNCED
             record_audit(session, actor=principal.name, action="drift.accepted", target=key_of(env),
                          details={"report_id": report.id, "items": len(report.items)})
 

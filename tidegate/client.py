@@ -24,6 +24,7 @@ from reconciler.access import AccessRefused, local_principal
 from reconciler.runtime import Services, hand_off
 from reconciler.sealing import SealReport
 from reconciler.sources.git import SourceError
+from reconciler.status import status_of
 from store import ApprovalDecision, ApprovalSource, Environment, Repository, StoreBusy, Sync, SyncTrigger
 from store.queries import open_drift_reports, record_audit, sync_history
 
@@ -253,7 +254,8 @@ class LocalClient:
             message = last[0].error.splitlines()[0][:200]
         return EnvironmentView(
             env.repository.name, env.name, env.synced_revision.sha if env.synced_revision else None,
-            env.sync_status.value, env.health.value, env.auto_sync_paused, len(open_drift_reports(session, env.id)),
+            status_of(session, env).value, env.health.value, env.auto_sync_paused,
+            len(open_drift_reports(session, env.id)),
             last[0].id if last else None, last[0].status.value if last else None, message,
             last[0].revision.sha if last and last[0].revision else None)
 
