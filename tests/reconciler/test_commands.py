@@ -53,8 +53,8 @@ class Door:
     """One way in: `sync(revision)` (None: sync now) and `resume()` as the operator, through it."""
 
     name: str
-    sync: Callable[[World, TestClient, str | None], None]
-    resume: Callable[[World, TestClient], None]
+    sync: Callable[[World, TestClient, str | None], object]
+    resume: Callable[[World, TestClient], object]
 
 
 def _local(world: World) -> LocalClient:
@@ -174,7 +174,7 @@ def _roll_back_staging(world: World) -> None:
             session.delete(report)
 
 
-def through(door: Door, world: World, act: Callable[[Door, World, TestClient], None]) -> Trace:
+def through(door: Door, world: World, act: Callable[[Door, World, TestClient], object]) -> Trace:
     before = _sync_ids(world)
     with TestClient(make_app(world.services)) as api:
         act(door, world, api)
@@ -350,7 +350,9 @@ def test_the_local_cli_is_refused_what_the_api_refuses(login: str, environment: 
                                                        fresh: Callable[[], World]) -> None:
     world = fresh()
     client = LocalClient(world.services, login=login)
-    for act in (lambda: client.sync(environment, world.old_sha), lambda: client.resume(environment)):
+    acts: list[Callable[[], object]] = [lambda: client.sync(environment, world.old_sha),
+                                        lambda: client.resume(environment)]
+    for act in acts:
         with pytest.raises(ClientError, match=re.escape(error)):
             act()
     left = trace(world, set())
