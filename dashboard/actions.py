@@ -1,17 +1,16 @@
-"""What people do from the API and the pages: sync, roll back, pause, resume, approve, reject, and
-accept or heal drift. Both front ends call these, so a rule is checked in one place.
+"""The dashboard's door onto `reconciler.commands`: what people do from the API and the pages (sync,
+roll back, pause, resume, approve, reject, accept or heal drift, poll).
 
-Each action checks the caller's permission on the environment, changes the store through the
-reconciler's own functions (`syncs.request`, `approvals.decide`), audits, and only then queues
-work, after the transaction committed (a worker must find the rows it is told about). Approvals
-hold no rule here: `reconciler.approvals` decides them for every door alike; this only maps its
-refusals onto HTTP.
+Every rule, audit entry and queued message is the command layer's, shared with the CLI; this module
+only maps its typed refusals onto HTTP (404, 403, 409, 422 naming the field) and a poll the broker
+did not take onto 503 (`dashboard.handoff`). The lookups below serve the reading routes' 404s.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from typing import TypeVar
 
 from fastapi import HTTPException, status
 from sqlalchemy import select
@@ -19,26 +18,18 @@ from sqlalchemy.orm import Session
 
 from dashboard.access import Permission, Principal
 from dashboard.handoff import queue_or_refuse
-from dashboard.views import key_of
-from reconciler import approvals, syncs
-from reconciler.access import AccessRefused, on_behalf_of
-from reconciler.runtime import Services, hand_off
-from store import (
-    ApprovalDecision,
-    ApprovalSource,
-    DriftReport,
-    DriftResolution,
-    DriftStatus,
-    Environment,
-    Repository,
-    Revision,
-    Sync,
-    SyncLifecycle,
-    SyncStatus,
-    SyncTrigger,
-    utcnow,
-)
-from store.queries import open_drift_reports, record_audit
+from reconciler import approvals, commands
+from reconciler.commands import EnvironmentName
+from reconciler.runtime import Services
+from store import ApprovalDecision, ApprovalSource, DriftReport, Environment, Repository, Sync, SyncLifecycle
+
+T = TypeVar("T")
+CODES: dict[type[commands.CommandRefused], int] = {
+    commands.NotFound: status.HTTP_404_NOT_FOUND,
+    commands.Forbidden: status.HTTP_403_FORBIDDEN,
+    commands.Conflict: status.HTTP_409_CONFLICT,
+    commands.Invalid: 422,
+}
 
 
 class Refusal(HTTPException):
@@ -81,117 +72,47 @@ def find_report(session: Session, report_id: int) -> DriftReport:
     return row
 
 
-def _known_revision(session: Session, env: Environment, text: str) -> Revision:
-    """A revision of the environment's repository the store has seen, by full SHA or unique prefix."""
-    prefix = text.lower()
-    query = select(Revision).where(Revision.repository_id == env.repository_id, Revision.sha.startswith(prefix))
-    rows = {row.sha: row for row in session.scalars(query.order_by(Revision.committed_at.desc()))}
-    if not rows:
-        raise Refusal(422, f"{text!r} is no known revision of "
-                      f"{env.repository.name}", field="revision")
-    if len(rows) > 1:
-        raise Refusal(422, f"{text!r} matches {len(rows)} revisions: give more "
-                      "characters", field="revision")
-    return next(iter(rows.values()))
+def answered(command: Callable[[], T]) -> T:
+    """Run a command; its refusal becomes the HTTP answer of its kind."""
+    try:
+        return command()
+    except commands.CommandRefused as refused:
+        code = next((code for kind, code in CODES.items() if isinstance(refused, kind)), 400)
+        raise Refusal(code, str(refused), field=refused.field) from None
 
 
 @dataclass
 class Actions:
     services: Services
 
-    def sync(self, principal: Principal, repository: str, environment: str, revision: str | None = None) -> int:
+    def sync(self, principal: Principal, repository: str, environment: str,
+             revision: str | None = None) -> commands.SyncRequested:
         """Sync now (the desired revision) or roll back to `revision`, which pauses auto-sync."""
-        with self.services.database.session(write=True) as session:
-            env = find_environment(session, repository, environment)
-            require(principal, Permission.OPERATE, key_of(env))
-            if revision is None:
-                target = env.desired_revision or env.synced_revision
-                if target is None:
-                    raise Refusal(status.HTTP_409_CONFLICT, f"{key_of(env)} has no known revision yet "
-                                  "(has its repository been polled?)")
-            else:
-                target = _known_revision(session, env, revision)
-                env.auto_sync_paused = True
-            row, created = syncs.request(session, env, target, SyncTrigger.MANUAL)
-            record_audit(session, actor=principal.name, action="sync.rollback" if revision else "sync.requested",
-                         target=key_of(env), details={"revision": target.sha, "sync_id": row.id,
-                                                      "paused": env.auto_sync_paused})
-            sync_id, queue = row.id, created
-        if queue:
-            hand_off(partial(self.services.queue.plan, sync_id), f"plan of sync {sync_id}")
-        return sync_id
+        name = EnvironmentName(environment, repository)
+        if revision is None:
+            return answered(lambda: commands.request_sync(self.services, principal, name))
+        return answered(lambda: commands.rollback(self.services, principal, name, revision))
 
     def poll(self, principal: Principal, repository: str) -> None:
-        """Poll a repository now (operators of any of its environments may: it only looks for new commits)."""
-        with self.services.database.session(write=True) as session:
-            repo = session.scalars(select(Repository).where(Repository.name == repository)).one_or_none()
-            if repo is None:
-                raise Refusal(status.HTTP_404_NOT_FOUND, f"no repository {repository!r}")
-            if not any(principal.can(Permission.OPERATE, key_of(env)) for env in repo.environments):
-                require(principal, Permission.OPERATE)
-            record_audit(session, actor=principal.name, action="repository.poll", target=repo.name)
-            queue_or_refuse(partial(self.services.queue.poll, repo.id))  # nothing is recorded if it fails
+        """Poll now; 503 (and nothing recorded) when the broker does not take it."""
+        answered(lambda: queue_or_refuse(lambda: commands.poll(self.services, principal, repository)))
 
-    def pause(self, principal: Principal, repository: str, environment: str, paused: bool) -> None:
-        with self.services.database.session(write=True) as session:
-            env = find_environment(session, repository, environment)
-            require(principal, Permission.OPERATE, key_of(env))
-            env.auto_sync_paused = paused
-            record_audit(session, actor=principal.name, action="autosync.paused" if paused else "autosync.resumed",
-                         target=key_of(env))
-            repository_id = env.repository_id
-        if not paused:  # a nicety: the scheduled polls resume it anyway
-            hand_off(partial(self.services.queue.poll, repository_id), f"poll of repository {repository_id}")
+    def pause(self, principal: Principal, repository: str, environment: str) -> None:
+        answered(lambda: commands.pause(self.services, principal, EnvironmentName(environment, repository)))
+
+    def resume(self, principal: Principal, repository: str, environment: str) -> commands.Resumed:
+        return answered(lambda: commands.resume(self.services, principal, EnvironmentName(environment, repository)))
 
     def decide(self, principal: Principal, sync_id: int, decision: ApprovalDecision, comment: str,
                source: ApprovalSource, as_user: str | None = None) -> tuple[approvals.Decision, SyncLifecycle]:
-        """Approve or reject through `reconciler.approvals.decide`, as the caller or (an admin only) as `as_user`."""
-        with self.services.database.session() as session:
-            find_sync(session, sync_id)
-            try:
-                actor = on_behalf_of(session, principal, as_user)
-            except AccessRefused as refused:
-                raise Refusal(status.HTTP_403_FORBIDDEN, str(refused)) from None
-        try:
-            result = approvals.decide(self.services, sync_id, actor, decision, source, comment)
-        except approvals.ApprovalRefused as refused:
-            code = status.HTTP_403_FORBIDDEN if refused.forbidden else status.HTTP_409_CONFLICT
-            raise Refusal(code, str(refused)) from None
+        """Approve or reject (as the caller or, an admin only, as `as_user`); the sync's state after it."""
+        result = answered(lambda: commands.decide_approval(self.services, principal, sync_id, decision, source,
+                                                           comment, as_user))
         with self.services.database.session() as session:
             return result, find_sync(session, sync_id).status
 
     def accept_drift(self, principal: Principal, report_id: int) -> None:
-        """Accept the live state as it is: the report is resolved without changing anything."""
-        with self.services.database.session(write=True) as session:
-            report = self._open_report(session, principal, report_id)
-            report.status, report.resolution, report.resolved_at = (DriftStatus.RESOLVED, DriftResolution.ACCEPTED,
-                                                                    utcnow())
-            env = report.environment
-            session.flush()
-            if env.sync_status is SyncStatus.DRIFTED and not open_drift_reports(session, env.id):
-                env.sync_status = SyncStatus.SYNCED
-            record_audit(session, actor=principal.name, action="drift.accepted", target=key_of(env),
-                         details={"report_id": report.id, "items": len(report.items)})
+        answered(lambda: commands.accept_drift(self.services, principal, report_id))
 
-    def heal_drift(self, principal: Principal, report_id: int) -> int:
-        """Ask for a sync of the drifted revision; the next clean observation closes the report as healed."""
-        with self.services.database.session(write=True) as session:
-            report = self._open_report(session, principal, report_id)
-            env = report.environment
-            row, created = syncs.request(session, env, report.revision, SyncTrigger.DRIFT)
-            report.resolution = DriftResolution.HEALED
-            record_audit(session, actor=principal.name, action="drift.heal", target=key_of(env),
-                         details={"report_id": report.id, "sync_id": row.id})
-            sync_id, queue = row.id, created
-        if queue:
-            hand_off(partial(self.services.queue.plan, sync_id), f"plan of sync {sync_id}")
-        return sync_id
-
-    @staticmethod
-    def _open_report(session: Session, principal: Principal, report_id: int) -> DriftReport:
-        report = find_report(session, report_id)
-        require(principal, Permission.OPERATE, key_of(report.environment))
-        if report.status is not DriftStatus.OPEN:
-            raise Refusal(status.HTTP_409_CONFLICT, f"drift report {report_id} is already resolved "
-                          f"({report.resolution.value if report.resolution else 'resolved'})")
-        return report
+    def heal_drift(self, principal: Principal, report_id: int) -> commands.SyncRequested:
+        return answered(lambda: commands.heal(self.services, principal, report_id))

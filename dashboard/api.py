@@ -1,8 +1,8 @@
 """The REST API under /api/v1: reading environments, syncs, plans, previews, drift and audit, and acting
 on them (people are managed in `dashboard.people`). Every route needs a bearer token or a session.
 
-Routes stay thin: permissions and rules live in `dashboard.actions` and `dashboard.access`, the
-shapes in `dashboard.schemas`, the reading of rows in `dashboard.views`.
+Routes stay thin: actions go through `dashboard.actions` to `reconciler.commands` (the rules, audit and
+queueing every door shares), the shapes live in `dashboard.schemas`, the reading of rows in `dashboard.views`.
 """
 
 from __future__ import annotations
@@ -179,9 +179,9 @@ def _acting(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
     def sync_now(repository: str, environment: str, caller: Principal = caller_dep,
                  body: Annotated[s.SyncRequestIn | None, Body()] = None) -> s.ActionOut:
         revision = body.revision if body else None
-        sync_id = actions.sync(caller, repository, environment, revision)
+        requested = actions.sync(caller, repository, environment, revision)
         what = f"rollback to {revision}" if revision else "sync"
-        return s.ActionOut(message=f"{what} of {repository}/{environment} requested", sync_id=sync_id)
+        return s.ActionOut(message=f"{what} of {repository}/{environment} requested", sync_id=requested.sync_id)
 
     @router.post("/repositories/{name}/poll", tags=["actions"], status_code=202,
                  summary="Poll a repository for new commits now (operator)")
@@ -191,13 +191,17 @@ def _acting(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
 
     @router.post("/environments/{repository}/{environment}/pause", tags=["actions"], summary="Pause auto-sync")
     def pause(repository: str, environment: str, caller: Principal = caller_dep) -> s.ActionOut:
-        actions.pause(caller, repository, environment, True)
+        actions.pause(caller, repository, environment)
         return s.ActionOut(message=f"auto-sync of {repository}/{environment} paused")
 
-    @router.post("/environments/{repository}/{environment}/resume", tags=["actions"], summary="Resume auto-sync")
+    @router.post("/environments/{repository}/{environment}/resume", tags=["actions"],
+                 summary="Resume auto-sync; an environment behind its desired revision gets a sync of it (`sync_id`)")
     def resume(repository: str, environment: str, caller: Principal = caller_dep) -> s.ActionOut:
-        actions.pause(caller, repository, environment, False)
-        return s.ActionOut(message=f"auto-sync of {repository}/{environment} resumed")
+        started = actions.resume(caller, repository, environment).sync
+        if started is None:
+            return s.ActionOut(message=f"auto-sync of {repository}/{environment} resumed")
+        return s.ActionOut(message=f"auto-sync of {repository}/{environment} resumed; syncing it to "
+                           f"{started.revision[:12]}", sync_id=started.sync_id)
 
     def decide(sync_id: Id, caller: Principal, body: s.DecisionIn | None, decision: ApprovalDecision) -> s.DecisionOut:
         result, now = actions.decide(caller, sync_id, decision, body.comment if body else "", ApprovalSource.API,
@@ -230,8 +234,8 @@ def _acting(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
     @router.post("/drift-reports/{report_id}/heal", tags=["drift"], status_code=202,
                  summary="Heal: request a sync (trigger drift) of the drifted revision")
     def heal(report_id: Id, caller: Principal = caller_dep) -> s.ActionOut:
-        sync_id = actions.heal_drift(caller, report_id)
-        return s.ActionOut(message=f"healing drift report {report_id}", sync_id=sync_id)
+        requested = actions.heal_drift(caller, report_id)
+        return s.ActionOut(message=f"healing drift report {report_id}", sync_id=requested.sync_id)
 
 
 def _logs(router: APIRouter, ctx: Context, caller_dep: Any) -> None:

@@ -1,6 +1,7 @@
 """The web UI: server-rendered Jinja2 pages (readable without JavaScript) and their form actions.
 
-Pages read through `dashboard.views` and act through `dashboard.actions`, exactly as the API does.
+Pages read through `dashboard.views` and act through `dashboard.actions` (onto `reconciler.commands`),
+exactly as the API does.
 Every form POST carries the session's CSRF token; an action's refusal is shown as a page with the
 same 4xx status the API would give. A small script (static/dashboard.js) refreshes the live parts.
 """
@@ -287,8 +288,9 @@ def _acting(router: APIRouter, ctx: Context) -> None:
         if verb not in ("pause", "resume"):
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such action")
         target = f"/environments/{quote(repository)}/{quote(environment)}"
-        return done(request, me, target, lambda: actions.pause(me, repository, environment, verb == "pause"),
-                    f"Auto-sync {'paused' if verb == 'pause' else 'resumed'}")
+        if verb == "pause":
+            return done(request, me, target, lambda: actions.pause(me, repository, environment), "Auto-sync paused")
+        return done(request, me, target, lambda: actions.resume(me, repository, environment), "Auto-sync resumed")
 
     @router.post("/syncs/{sync_id}/{verb}")
     def decide(request: Request, sync_id: Id, verb: str, me: Principal = viewer,

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dashboard import schemas as s
+from reconciler.status import status_of
 from store import (
     Approval,
     DriftItem,
@@ -120,7 +121,7 @@ def environment(session: Session, env: Environment, *, detail: bool = False) -> 
     pending = pending_sync(session, env)
     return s.EnvironmentDetail(
         repository=env.repository.name, name=env.name, key=key_of(env), revision=revision(env.synced_revision),
-        desired_revision=revision(env.desired_revision), sync_status=env.sync_status, health=env.health,
+        desired_revision=revision(env.desired_revision), sync_status=status_of(session, env), health=env.health,
         auto_sync_paused=env.auto_sync_paused, open_drift_reports=len(reports),
         open_drift_items=sum(len(r.items) for r in reports), last_sync=sync_brief(last) if last else None,
         pending_approval=pending.id if pending else None, stages=stages_of(last) if detail else [])

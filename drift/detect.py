@@ -29,7 +29,7 @@ from reconciler.runtime import Services
 from reconciler.session import EnvironmentSession, open_session, recorded_outputs
 from reconciler.syncs import ACTIVE
 from store import DriftItem as DriftRow
-from store import DriftReport, DriftResolution, DriftStatus, Environment, Stage, SyncStatus, SyncTrigger, utcnow
+from store import DriftReport, DriftResolution, DriftStatus, Environment, Stage, SyncTrigger, utcnow
 from store.queries import open_drift_reports, record_audit
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,6 @@ def record(services: Services, environment_id: int, observation: Observation, se
             for report in open_reports:
                 report.status, report.resolved_at = DriftStatus.RESOLVED, utcnow()
                 report.resolution = report.resolution or DriftResolution.RESYNCED
-            if env.sync_status is SyncStatus.DRIFTED:
-                env.sync_status = SyncStatus.SYNCED
             return None
         found = open_reports[-1] if open_reports else None
         if found is None or found.revision_id != env.synced_revision_id:
@@ -131,8 +129,6 @@ def record(services: Services, environment_id: int, observation: Observation, se
                                  desired=_json(i.desired), live=_json(i.live)) for i in observation.items]
         session.flush()
         observation.report_id = report.id
-        if env.sync_status in (SyncStatus.SYNCED, SyncStatus.DRIFTED, SyncStatus.UNKNOWN):
-            env.sync_status = SyncStatus.DRIFTED
         record_audit(session, actor="tidegate", action="drift.reported", target=f"{env.repository.name}/{env.name}",
                      details={"items": len(observation.items), "trigger": trigger, "report_id": report.id})
         if not self_heal or env.auto_sync_paused or env.synced_revision is None:

@@ -37,7 +37,7 @@ from reconciler.repositories import source_for
 from reconciler.runtime import Services, hand_off
 from reconciler.sources.git import SourceError
 from reconciler.syncs import L
-from store import Approval, ApprovalDecision, ApprovalSource, Repository, Sync, SyncStatus, User
+from store import Approval, ApprovalDecision, ApprovalSource, Repository, Sync, User
 from store.queries import approvals_for, record_audit
 
 log = logging.getLogger(__name__)
@@ -153,12 +153,10 @@ def decide(services: Services, sync_id: int, principal: Principal, decision: App
         if decision is ApprovalDecision.REJECT:
             reason = f"rejected by {principal.name}" + (f": {comment}" if comment else "")
             syncs.transition(sync, L.FAILED, error=reason)
-            sync.environment.sync_status = SyncStatus.OUT_OF_SYNC
             return Decision(sync.id, case.fingerprint, 0, 1, False, "rejected")
         result = tally(session, case, principal)
         if result.approved:
             syncs.transition(sync, L.APPROVED)
-            sync.environment.sync_status = SyncStatus.OUT_OF_SYNC
     if not result.approved:
         return result
     return replace(result, queued=hand_off(partial(services.queue.apply, sync_id), f"apply of sync {sync_id}"))

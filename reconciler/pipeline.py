@@ -43,7 +43,6 @@ from store import (
     Sync,
     SyncLifecycle,
     SyncStageResult,
-    SyncStatus,
     SyncTrigger,
     utcnow,
 )
@@ -103,7 +102,6 @@ def plan_sync(services: Services, sync_id: int) -> None:
             with services.database.session() as session:
                 sync = session.get_one(Sync, sync_id)
                 syncs.transition(sync, L.FAILED, lease, error=str(failure))
-                sync.environment.sync_status = SyncStatus.OUT_OF_SYNC
                 log.warning("sync %s failed while planning: %s", sync_id, failure)
                 return
     if ready:  # queued once the lock is released, so the apply does not find it held and back off
@@ -143,7 +141,6 @@ def _plan_locked(services: Services, sync_id: int, lease: Lease) -> bool:
         sync.error = None
         if gate.required and plan.has_changes:
             syncs.transition(sync, L.AWAITING_APPROVAL, lease)
-            sync.environment.sync_status = SyncStatus.AWAITING_APPROVAL
             record_audit(session, actor="tidegate", action="sync.awaiting_approval", target=_target(sync),
                          details={"fingerprint": plan.fingerprint, "plan_id": row.id,
                                   "rules": [rule.describe() for rule in gate.gating]})
@@ -392,7 +389,6 @@ def _ask_again(services: Services, sync_id: int, lease: Lease, plan: Environment
         _stage_row(session, sync_id, stage).status = StageStatus.PENDING
         syncs.transition(sync, L.AWAITING_APPROVAL, lease,
                          error=f"{stage.value} changed after the infrastructure applied; approve the new plan")
-        sync.environment.sync_status = SyncStatus.AWAITING_APPROVAL
 
 
 def _plan_again(services: Services, sync_id: int, lease: Lease, stage: StageName, error: str, *, first: bool) -> None:
@@ -426,7 +422,6 @@ def _finish_failed(services: Services, sync_id: int, lease: Lease, error: str, s
                 row.status = StageStatus.SKIPPED
         syncs.transition(sync, L.FAILED, lease, error=error)
         env = sync.environment
-        env.sync_status = SyncStatus.OUT_OF_SYNC
         if result is not None and result.health:
             env.health = _health(result.health, Health.DEGRADED)
         record_audit(session, actor="tidegate", action="sync.failed", target=_target(sync),
@@ -441,7 +436,6 @@ def _finish_succeeded(services: Services, sync_id: int, lease: Lease, health: st
         env.synced_revision_id = sync.revision_id
         if env.desired_revision_id is None or not env.auto_sync_paused:
             env.desired_revision_id = env.desired_revision_id or sync.revision_id
-        env.sync_status = SyncStatus.SYNCED if env.desired_revision_id == sync.revision_id else SyncStatus.OUT_OF_SYNC
         env.health = _health(health, Health.HEALTHY)  # as the stages that judge health saw it
         resolution = DriftResolution.HEALED if sync.trigger is SyncTrigger.DRIFT else DriftResolution.RESYNCED
         for report in open_drift_reports(session, env.id):

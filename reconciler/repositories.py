@@ -23,7 +23,7 @@ from reconciler.sources.git import GitAuth, GitSource, SourceError, url_credenti
 from reconciler.sources.paths import affected
 from repo_schema.issues import InvalidRepo
 from repo_schema.loader import LoadedRepo, load_repo
-from store import Environment, GitHost, Repository, Revision, SecretBox, SyncStatus, SyncTrigger, utcnow
+from store import Environment, GitHost, Repository, Revision, SecretBox, SyncTrigger, utcnow
 
 log = logging.getLogger(__name__)
 POLL_LOCK_SECONDS = 300
@@ -208,7 +208,6 @@ def _dispatch(session: Session, repository: Repository, revision: Revision, load
         env.desired_revision_id = revision.id
         automated = loaded.sync_policy(name).automated if loaded is not None else True
         if env.auto_sync_paused or not automated:
-            env.sync_status = SyncStatus.OUT_OF_SYNC
             continue
         sync, created = syncs.request(session, env, revision, trigger)
         session.flush()

@@ -26,7 +26,6 @@ from store.enums import (
     Stage,
     StageStatus,
     SyncLifecycle,
-    SyncStatus,
     SyncTrigger,
 )
 from store.secrets import Sealed
@@ -118,7 +117,6 @@ class Environment(Base):
     synced_revision_id: Mapped[int | None] = mapped_column(
         ForeignKey("revisions.id", ondelete=SET_NULL), index=True
     )
-    sync_status: Mapped[SyncStatus] = mapped_column(WordEnum(SyncStatus), default=SyncStatus.UNKNOWN)
     health: Mapped[Health] = mapped_column(WordEnum(Health), default=Health.UNKNOWN)
     auto_sync_paused: Mapped[bool] = mapped_column(default=False)
 

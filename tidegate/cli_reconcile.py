@@ -4,7 +4,6 @@ processes (`worker`, `beat`, `up`). Composition only: each command calls the cli
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import json
 import os
 import sys
@@ -231,7 +230,7 @@ def sync(
     """Sync an environment now (its desired revision, or --revision SHA)."""
     local = client()
     try:
-        sync_id = local.sync(environment, revision, user=getpass.getuser())
+        sync_id = local.sync(environment, revision)
     except ClientError as error:
         raise _fail(error) from None
     out.print(f"sync #{sync_id} queued" + (" (auto-sync paused until `tidegate resume`)" if revision else ""),
@@ -257,12 +256,14 @@ def _wait(local: Client, sync_id: int, timeout: float) -> bool:
 
 
 def resume(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")]) -> None:
-    """Resume auto-sync (after a rollback) and poll now."""
+    """Resume auto-sync (after a rollback): an environment behind its desired revision is synced to it
+    at once (unless its repo says `automated: false`), and the repository is polled now."""
     try:
-        client().resume(environment, user=getpass.getuser())
+        sync_id = client().resume(environment)
     except ClientError as error:
         raise _fail(error) from None
-    out.print(f"{environment}: auto-sync resumed", markup=False)
+    started = f"; sync #{sync_id} brings it to its desired revision" if sync_id is not None else ""
+    out.print(f"{environment}: auto-sync resumed{started}", markup=False)
 
 
 AS_HELP = ("Decide as this user: only an admin may (audited `admin X as Y`), or anyone in the local "

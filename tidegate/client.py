@@ -19,13 +19,14 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import select
 
-from reconciler import approvals, repositories, sealing, syncs
-from reconciler.access import AccessRefused, local_principal
-from reconciler.runtime import Services, hand_off
+from reconciler import approvals, commands, sealing
+from reconciler.access import AccessRefused, Principal, local_principal
+from reconciler.commands import EnvironmentName
+from reconciler.runtime import QueueUnavailable, Services
 from reconciler.sealing import SealReport
-from reconciler.sources.git import SourceError
-from store import ApprovalDecision, ApprovalSource, Environment, Repository, StoreBusy, Sync, SyncTrigger
-from store.queries import open_drift_reports, record_audit, sync_history
+from reconciler.status import status_of
+from store import ApprovalDecision, ApprovalSource, Environment, Repository, StoreBusy, Sync
+from store.queries import open_drift_reports, sync_history
 
 
 class ClientError(ValueError):
@@ -84,8 +85,8 @@ class DriftView:
 class Client(Protocol):
     def status(self) -> list[EnvironmentView]: ...
     def workers(self) -> list[SealReport]: ...
-    def sync(self, environment: str, revision: str | None = None, user: str = "cli") -> int: ...
-    def resume(self, environment: str, user: str = "cli") -> None: ...
+    def sync(self, environment: str, revision: str | None = None) -> int: ...
+    def resume(self, environment: str) -> int | None: ...
     def history(self, environment: str, limit: int = 20) -> list[SyncView]: ...
     def show_sync(self, sync_id: int) -> SyncView: ...
     def drift(self, environment: str) -> list[DriftView]: ...
@@ -174,33 +175,19 @@ class LocalClient:
     # -- acting ------------------------------------------------------------------------------
 
     @retried_when_busy()
-    def sync(self, environment: str, revision: str | None = None, user: str = "cli") -> int:
+    def sync(self, environment: str, revision: str | None = None) -> int:
         """Sync now: the desired revision, or (a rollback) `revision`, which pauses auto-sync."""
-        with self.services.database.session() as session:
-            env = self._find(session, environment)
-            if revision is None:
-                target = env.desired_revision or env.synced_revision
-                if target is None:
-                    raise ClientError(f"{environment} has no known revision yet (has its repository been polled?)")
-            else:
-                target = repositories.revision_by_sha(self.services, session, env.repository, _full_sha(
-                    self.services, env.repository, revision))
-                env.auto_sync_paused = True
-            sync, _ = syncs.request(session, env, target, SyncTrigger.MANUAL)
-            record_audit(session, actor=user, action="sync.requested", target=f"{env.repository.name}/{env.name}",
-                         details={"revision": target.sha, "paused": env.auto_sync_paused})
-            session.flush()
-            sync_id = sync.id
-        hand_off(partial(self.services.queue.plan, sync_id), f"plan of sync {sync_id}")  # else the sweeper does
-        return sync_id
+        principal, name = self._principal(), EnvironmentName.parse(environment)
+        if revision is None:
+            return _answered(lambda: commands.request_sync(self.services, principal, name)).sync_id
+        return _answered(lambda: commands.rollback(self.services, principal, name, revision)).sync_id
 
     @retried_when_busy()
-    def resume(self, environment: str, user: str = "cli") -> None:
-        with self.services.database.session() as session:
-            env = self._find(session, environment)
-            env.auto_sync_paused = False
-            repository_id = env.repository_id
-        hand_off(partial(self.services.queue.poll, repository_id), f"poll of repository {repository_id}")
+    def resume(self, environment: str) -> int | None:
+        """Resume auto-sync; the id of the sync this started when the environment was behind."""
+        principal, name = self._principal(), EnvironmentName.parse(environment)
+        started = _answered(lambda: commands.resume(self.services, principal, name)).sync
+        return started.sync_id if started else None
 
     @retried_when_busy()
     def approve(self, sync_id: int, comment: str = "", as_user: str | None = None) -> approvals.Decision:
@@ -210,41 +197,42 @@ class LocalClient:
     def reject(self, sync_id: int, comment: str = "", as_user: str | None = None) -> approvals.Decision:
         return self._decide(sync_id, ApprovalDecision.REJECT, comment, as_user)
 
+    @retried_when_busy()
     def poll(self, repository: str | None = None) -> list[str]:
+        """Poll one repository (or every one) now; refused while the broker is down."""
+        principal = self._principal()
         with self.services.database.session() as session:
-            rows = [(r.id, r.name) for r in session.scalars(select(Repository))
-                    if repository is None or r.name == repository]
-        for repository_id, _ in rows:
-            self.services.queue.poll(repository_id)
-        return [name for _, name in rows]
+            names = [r.name for r in session.scalars(select(Repository).order_by(Repository.name))
+                     if repository is None or r.name == repository]
+        for name in names:
+            try:
+                _answered(partial(commands.poll, self.services, principal, name))
+            except QueueUnavailable as error:
+                raise ClientError(f"the work queue is unavailable, so nothing was recorded; try again ({error})"
+                                  ) from None
+        return names
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _decide(self, sync_id: int, decision: ApprovalDecision, comment: str,
-                as_user: str | None) -> approvals.Decision:
-        """`reconciler.approvals.decide` for the principal `local_principal` says the CLI acts as."""
+    def _principal(self, as_user: str | None = None) -> Principal:
+        """Who the CLI acts as: `local_principal` (the person at the terminal, who may name themself
+        with `--as` while no users exist; else the user named like their login, `--as` for admins)."""
         with self.services.database.session() as session:
             try:
-                principal = local_principal(session, self.login, as_user)
+                return local_principal(session, self.login, as_user)
             except AccessRefused as refused:
                 raise ClientError(str(refused)) from None
-        try:
-            return approvals.decide(self.services, sync_id, principal, decision, ApprovalSource.CLI, comment)
-        except approvals.ApprovalRefused as refused:
-            raise ClientError(str(refused)) from None
+
+    def _decide(self, sync_id: int, decision: ApprovalDecision, comment: str,
+                as_user: str | None) -> approvals.Decision:
+        """The command layer's door onto `reconciler.approvals.decide`, as the principal `--as` names
+        (`local_principal` has already applied it, single-user mode included)."""
+        principal = self._principal(as_user)
+        return _answered(partial(commands.decide_approval, self.services, principal, sync_id, decision,
+                                 ApprovalSource.CLI, comment))
 
     def _find(self, session: Any, name: str) -> Environment:
-        repository, _, environment = name.rpartition("/")
-        query = select(Environment).join(Repository).where(Environment.name == environment)
-        if repository:
-            query = query.where(Repository.name == repository)
-        found = session.scalars(query).all()
-        if not found:
-            raise ClientError(f"unknown environment {name!r}")
-        if len(found) > 1:
-            raise ClientError(f"{name!r} is ambiguous: name it as REPOSITORY/{environment}")
-        env: Environment = found[0]
-        return env
+        return _answered(partial(commands.find_environment, session, EnvironmentName.parse(name)))
 
     def _environment(self, session: Any, env: Environment) -> EnvironmentView:
         last = sync_history(session, env.id, limit=1)
@@ -253,21 +241,18 @@ class LocalClient:
             message = last[0].error.splitlines()[0][:200]
         return EnvironmentView(
             env.repository.name, env.name, env.synced_revision.sha if env.synced_revision else None,
-            env.sync_status.value, env.health.value, env.auto_sync_paused, len(open_drift_reports(session, env.id)),
+            status_of(session, env).value, env.health.value, env.auto_sync_paused,
+            len(open_drift_reports(session, env.id)),
             last[0].id if last else None, last[0].status.value if last else None, message,
             last[0].revision.sha if last and last[0].revision else None)
 
 
-def _full_sha(services: Services, repository: Repository, revision: str) -> str:
-    source = repositories.source_for(services, repository)
+def _answered(command: Callable[[], T]) -> T:
+    """Run a command; its refusal becomes a `ClientError` with the same message."""
     try:
-        return source.resolve(revision)
-    except SourceError:
-        source.fetch()
-        try:
-            return source.resolve(revision)
-        except SourceError as error:
-            raise ClientError(f"unknown revision {revision!r} in {repository.name}: {error}") from None
+        return command()
+    except commands.CommandRefused as refused:
+        raise ClientError(str(refused)) from None
 
 
 def _sync_view(sync: Sync, *, with_logs: bool) -> SyncView:

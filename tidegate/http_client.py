@@ -92,15 +92,17 @@ class HttpClient:
                                  datetime.fromisoformat(report["created_at"]), report["items"]))
         return out
 
-    def sync(self, environment: str, revision: str | None = None, user: str = "cli") -> int:
+    def sync(self, environment: str, revision: str | None = None) -> int:
         env = self._environment(environment)
         answer = self._call("POST", f"/environments/{env['repository']}/{env['name']}/sync",
                             {"revision": revision} if revision else None)
         return int(answer["sync_id"])
 
-    def resume(self, environment: str, user: str = "cli") -> None:
+    def resume(self, environment: str) -> int | None:
         env = self._environment(environment)
-        self._call("POST", f"/environments/{env['repository']}/{env['name']}/resume")
+        answer = self._call("POST", f"/environments/{env['repository']}/{env['name']}/resume")
+        sync_id = answer.get("sync_id")
+        return int(sync_id) if sync_id is not None else None
 
     def approve(self, sync_id: int, comment: str = "", as_user: str | None = None) -> Decision:
         return _decision(self._call("POST", f"/syncs/{sync_id}/approve", _decision_body(comment, as_user)))

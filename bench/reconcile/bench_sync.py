@@ -331,7 +331,7 @@ def request_sync(system: System, env: str, attempts: int = 20) -> int:
     here means the store stayed locked for seconds: printed, never hidden, and tried again."""
     for attempt in range(1, attempts + 1):
         try:
-            return system.client.sync(env, user="bench")
+            return system.client.sync(env)
         except StoreBusy as error:
             print(f"# LocalClient.sync({env!r}) attempt {attempt}: {str(error).splitlines()[0]}; retrying")
             time.sleep(0.2)

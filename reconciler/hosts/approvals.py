@@ -10,7 +10,8 @@ then waits for approval of that plan. Reviews on the PR count as approvals of it
 * the reviewed head is undiverged (Atlantis' rule): its preview planned this environment to the
   same content fingerprint as the merged revision's awaiting plan, so what the reviewer saw is
   what will apply;
-* and `reconciler.approvals.decide` — the same decision the dashboard, API and CLI use — allows
+* and `reconciler.approvals.decide` (through `reconciler.commands.decide_approval`, the door the
+  dashboard, API and CLI use too) allows
   that user: the approve permission on the environment, a place in its effective policy, no part
   in any commit of the range (the PR's author, recorded here from the host, included).
 
@@ -31,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from reconciler import authorship
 from reconciler.access import principal_of, user_by_host_id
-from reconciler.approvals import ApprovalRefused, decide
+from reconciler.commands import CommandRefused, decide_approval
 from reconciler.hosts import client_for
 from reconciler.hosts.models import HostUser, PullRequest, Review, ReviewState
 from reconciler.plans import summary_content_fingerprint
@@ -168,9 +169,10 @@ def _count(services: Services, target: Target, review: Review, pr: PullRequest, 
             return
         principal = principal_of(session, user, "pr_review")
     try:
-        decide(services, target.sync_id, principal, ApprovalDecision.APPROVE, ApprovalSource.PR_REVIEW,
-               comment=f"approved pull request #{pr.number} at {pr.head_sha[:12]} as {target.host.value} user {login}")
-    except ApprovalRefused as refused:
+        decide_approval(services, principal, target.sync_id, ApprovalDecision.APPROVE, ApprovalSource.PR_REVIEW,
+                        comment=f"approved pull request #{pr.number} at {pr.head_sha[:12]} as {target.host.value} "
+                        f"user {login}")
+    except CommandRefused as refused:
         outcome.refused[login] = str(refused)
         return
     outcome.counted.append(principal.name)

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from reconciler import pollstats
+from reconciler.status import status_of
 from store import (
     ApiToken,
     AuditEvent,
@@ -33,7 +34,7 @@ def audit(world: World, action: str) -> list[AuditEvent]:
 def sync_row(world: World, sync_id: int) -> tuple[SyncLifecycle, str | None, str]:
     with world.services.database.session() as session:
         row = session.get_one(Sync, sync_id)
-        return row.status, row.revision.sha if row.revision else None, row.environment.sync_status.value
+        return row.status, row.revision.sha if row.revision else None, status_of(session, row.environment).value
 
 
 # -- approvals ---------------------------------------------------------------------------------

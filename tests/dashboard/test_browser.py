@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 
 from reconciler import syncs
-from store import Health, Stage, StageStatus, Sync, SyncLifecycle, SyncStageResult, SyncStatus, utcnow
+from store import Health, Stage, StageStatus, Sync, SyncLifecycle, SyncStageResult, utcnow
 from tests.dashboard.conftest import RecordingQueue, make_app
 from tests.dashboard.world import PASSWORD, World
 
@@ -97,7 +97,6 @@ def finish_apply(world: World, sync_id: int) -> None:
         syncs.transition(sync, SyncLifecycle.SUCCEEDED)
         env = sync.environment
         env.synced_revision_id = sync.revision_id
-        env.sync_status = SyncStatus.SYNCED if env.desired_revision_id == sync.revision_id else SyncStatus.OUT_OF_SYNC
         env.health = Health.HEALTHY
 
 

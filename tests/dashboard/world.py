@@ -37,7 +37,6 @@ from store import (
     Sync,
     SyncLifecycle,
     SyncStageResult,
-    SyncStatus,
     SyncTrigger,
 )
 
@@ -153,10 +152,9 @@ def _environments(session: Session, services: Services, world: World, repo_path:
     session.add_all([old, head])
     session.flush()
     staging = Environment(repository_id=repo.id, name="staging", desired_revision_id=head.id,
-                          synced_revision_id=head.id, sync_status=SyncStatus.DRIFTED, health=Health.HEALTHY)
+                          synced_revision_id=head.id, health=Health.HEALTHY)
     production = Environment(repository_id=repo.id, name="production", desired_revision_id=head.id,
-                             synced_revision_id=old.id, sync_status=SyncStatus.AWAITING_APPROVAL,
-                             health=Health.HEALTHY)
+                             synced_revision_id=old.id, health=Health.HEALTHY)
     session.add_all([staging, production])
     session.flush()
     workloads = {Stage.WORKLOADS: {"apps/Deployment/web/web": "configured", "/ConfigMap/web/settings": "created"}}

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from drift.detect import Observation, record
 from providers.stage import DriftItem, StageName
 from reconciler.runtime import Services
+from reconciler.status import status_of
 from store import DriftReport, DriftResolution, DriftStatus, Environment, SyncStatus, utcnow
 
 
@@ -17,7 +18,6 @@ def _synced(services: Services, environment: tuple[int, int]) -> None:
     with services.database.session() as session:
         env = session.get_one(Environment, environment[0])
         env.synced_revision_id = env.desired_revision_id = environment[1]
-        env.sync_status = SyncStatus.SYNCED
 
 
 def _observe(services: Services, environment: tuple[int, int], *items: DriftItem) -> Observation:
@@ -33,7 +33,7 @@ def _replicas(live: Any) -> DriftItem:
 def _state(services: Services, environment: tuple[int, int]) -> tuple[SyncStatus, list[tuple[DriftStatus, Any]]]:
     with services.database.session() as session:
         reports = session.scalars(select(DriftReport).order_by(DriftReport.id)).all()
-        return (session.get_one(Environment, environment[0]).sync_status,
+        return (status_of(session, session.get_one(Environment, environment[0])),
                 [(report.status, [row.live for row in report.items]) for report in reports])
 
 
@@ -43,7 +43,6 @@ def _accept_open_report(services: Services) -> None:
         report = session.scalars(select(DriftReport).where(DriftReport.status == DriftStatus.OPEN)).one()
         report.status, report.resolution, report.resolved_at = (DriftStatus.RESOLVED, DriftResolution.ACCEPTED,
                                                                 utcnow())
-        report.environment.sync_status = SyncStatus.SYNCED
 
 
 def test_drift_opens_one_report_that_a_clean_observation_resolves(services: Services,

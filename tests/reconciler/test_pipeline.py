@@ -30,6 +30,7 @@ from providers.stage import (
 from reconciler import approvals, pipeline, policies, syncs
 from reconciler.locks import EnvironmentLock
 from reconciler.runtime import Services
+from reconciler.status import status_of
 from reconciler.syncs import L
 from reconciler.targets import Connection
 from store import (
@@ -130,8 +131,7 @@ def _staging_healthy_at(services: Services, environment: tuple[int, int]) -> Non
     with services.database.session() as session:
         production = session.get_one(Environment, environment[0])
         session.add(Environment(repository_id=production.repository_id, name="staging", health=Health.HEALTHY,
-                                sync_status=SyncStatus.SYNCED, synced_revision_id=environment[1],
-                                desired_revision_id=environment[1]))
+                                synced_revision_id=environment[1], desired_revision_id=environment[1]))
 
 
 def _applied_before(services: Services, environment: tuple[int, int], outputs: dict[str, Any]) -> None:
@@ -173,8 +173,8 @@ def test_a_first_sync_defers_later_stages_and_plans_them_once_the_infrastructure
     assert world.applied == [StageName.infrastructure, StageName.configuration, StageName.workloads]
     with services.database.session() as session:
         env = session.get_one(Environment, environment[0])
-        assert (env.sync_status, env.health.value, env.synced_revision_id) == (SyncStatus.SYNCED, "Healthy",
-                                                                              environment[1])
+        assert (status_of(session, env), env.health.value, env.synced_revision_id) == (SyncStatus.SYNCED, "Healthy",
+                                                                                      environment[1])
 
 
 def test_an_admins_server_policy_gates_an_environment_its_repository_does_not(

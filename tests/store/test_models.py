@@ -30,7 +30,6 @@ from store import (
     Sync,
     SyncLifecycle,
     SyncStageResult,
-    SyncStatus,
     SyncTrigger,
 )
 
@@ -97,7 +96,7 @@ def test_every_model_round_trips(database: Database, box: SecretBox) -> None:
         assert box.unseal(environment.repository.credentials or pytest.fail("no credentials")) == "tok"
         assert environment.desired_revision is not None and environment.desired_revision.sha == SHA
         assert environment.desired_revision.committed_at == COMMITTED
-        assert environment.sync_status is SyncStatus.UNKNOWN and environment.health is Health.UNKNOWN
+        assert environment.health is Health.UNKNOWN and not environment.auto_sync_paused
         assert environment.plans[0].stages == {"workloads": {"changes": 2}}
         assert (sync.trigger, sync.status, sync.fencing_token) == (
             SyncTrigger.WEBHOOK,
@@ -120,27 +119,27 @@ def test_every_model_round_trips(database: Database, box: SecretBox) -> None:
 def test_status_words_are_stored_as_design_spells_them(database: Database, box: SecretBox) -> None:
     with database.session() as session:
         environment = build_graph(session, box)
-        environment.sync_status = SyncStatus.OUT_OF_SYNC
+        environment.health = Health.DEGRADED
         environment.syncs[0].status = SyncLifecycle.AWAITING_APPROVAL
         environment.drift_reports[0].resolution = DriftResolution.RESYNCED
     with database.session() as session:
         words = session.execute(
             text(
-                'SELECT e.sync_status, s.status, s."trigger", a.source FROM environments e '
+                'SELECT e.health, s.status, s."trigger", a.source FROM environments e '
                 "JOIN syncs s ON s.environment_id = e.id JOIN approvals a ON a.sync_id = s.id"
             )
         ).one()
-        assert tuple(words) == ("OutOfSync", "awaiting_approval", "webhook", "cli")
+        assert tuple(words) == ("Degraded", "awaiting_approval", "webhook", "cli")
         assert session.execute(text("SELECT resolution FROM drift_reports")).scalar_one() == "resynced"
 
 
 def test_unknown_status_word_is_refused(database: Database, box: SecretBox) -> None:
     with (
-        pytest.raises(StatementError, match="'InSync' is not a valid SyncStatus"),
+        pytest.raises(StatementError, match="'Fine' is not a valid Health"),
         database.session() as session,
     ):
         environment = build_graph(session, box)
-        environment.sync_status = "InSync"  # type: ignore[assignment]
+        environment.health = "Fine"  # type: ignore[assignment]
 
 
 def test_timestamps_come_back_timezone_aware_utc(database: Database, box: SecretBox) -> None:

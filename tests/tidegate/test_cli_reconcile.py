@@ -26,7 +26,6 @@ from store import (
     RoleBinding,
     Sync,
     SyncLifecycle,
-    SyncStatus,
     SyncTrigger,
     User,
 )
@@ -62,9 +61,8 @@ def data_dir(tmp_path: Path, redis_server: EmbeddedRedis) -> Path:
         session.add(revision)
         session.flush()
         staging = Environment(repository_id=repository.id, name="staging", synced_revision_id=revision.id,
-                              desired_revision_id=revision.id, sync_status=SyncStatus.SYNCED, health=Health.HEALTHY)
-        production = Environment(repository_id=repository.id, name="production", desired_revision_id=revision.id,
-                                 sync_status=SyncStatus.AWAITING_APPROVAL)
+                              desired_revision_id=revision.id, health=Health.HEALTHY)
+        production = Environment(repository_id=repository.id, name="production", desired_revision_id=revision.id)
         session.add_all([staging, production])
         session.flush()
         session.add(Sync(environment_id=staging.id, revision_id=revision.id, trigger=SyncTrigger.POLL,
