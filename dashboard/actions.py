@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from dashboard.access import Permission, Principal
 from dashboard.handoff import queue_or_refuse
-from reconciler import approvals, commands
+from reconciler import commands
 from reconciler.commands import EnvironmentName
 from reconciler.runtime import Services
 from store import ApprovalDecision, ApprovalSource, DriftReport, Environment, Repository, Sync, SyncLifecycle
@@ -104,7 +104,7 @@ class Actions:
         return answered(lambda: commands.resume(self.services, principal, EnvironmentName(environment, repository)))
 
     def decide(self, principal: Principal, sync_id: int, decision: ApprovalDecision, comment: str,
-               source: ApprovalSource, as_user: str | None = None) -> tuple[approvals.Decision, SyncLifecycle]:
+               source: ApprovalSource, as_user: str | None = None) -> tuple[commands.Decision, SyncLifecycle]:
         """Approve or reject (as the caller or, an admin only, as `as_user`); the sync's state after it."""
         result = answered(lambda: commands.decide_approval(self.services, principal, sync_id, decision, source,
                                                            comment, as_user))

@@ -198,8 +198,12 @@ def heal(services: Services, principal: Principal, report_id: int) -> SyncReques
     return _queued(services, requested)
 
 
+Decision = approvals.Decision
+"""What a decision did (the front doors read it from here, never from `reconciler.approvals`)."""
+
+
 def decide_approval(services: Services, principal: Principal, sync_id: int, decision: ApprovalDecision,
-                    source: ApprovalSource, comment: str = "", as_user: str | None = None) -> approvals.Decision:
+                    source: ApprovalSource, comment: str = "", as_user: str | None = None) -> Decision:
     """Approve or reject a sync's plan as `principal` or — an admin only — as `as_user`, through the
     one decision of `reconciler.approvals` (which audits it and queues the apply)."""
     if len(comment) > MAX_COMMENT:

@@ -13,7 +13,6 @@ from typing import Any
 
 from providers.ansible.inventory import merge_connection
 from providers.stage import StageContext, StageName
-from providers.terraform import infrastructure_spec
 from reconciler.desired import DesiredState
 from reconciler.rendering.inputs import render_tfvars
 from reconciler.targets import Targets, TargetsError
@@ -182,3 +181,29 @@ WIRINGS: dict[StageName, Wiring] = {
         defined=lambda spec: bool(spec.workloads), reads=frozenset({StageName.infrastructure}), build=_workloads,
         covers=lambda desired: {"manifests": [m.body for w in desired.workloads.values() for m in w.manifests]}),
 }
+
+
+def infrastructure_spec(repo: LoadedRepo, environment: str) -> dict[str, Any]:
+    """The plain `StageContext.spec` of one environment's infrastructure stage (what
+    `providers.terraform.spec.TerraformSpec` reads): providers never see the loaded repo."""
+    infra = repo.environments[environment].spec.infrastructure
+    if infra is None:
+        raise ValueError(f"environment {environment!r} has no infrastructure stage")
+    backend = repo.backend(environment)
+    mirror = repo.config.spec.terraform.plugin_mirror
+    backend_values: dict[str, Any] | None = None
+    if backend is not None:
+        backend_values = backend.model_dump(exclude={"lock_timeout", "key_prefix"})
+        backend_values["lock_timeout"] = backend.lock_timeout.total_seconds()
+    return {
+        "path": infra.path,
+        "vars": dict(infra.vars),
+        "backend": backend_values,
+        "timeout": infra.timeout.total_seconds(),
+        "plugin_mirror": {"paths": [str(_resolve(repo.root, p)) for p in mirror.paths], "offline": mirror.offline},
+    }
+
+
+def _resolve(root: Path, path: str) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else root / candidate

@@ -15,6 +15,7 @@ from celery import shared_task
 from reconciler import previews
 from reconciler.hosts import approvals
 from reconciler.runtime import services
+from reconciler.task_names import Task
 from reconciler.tasks import RETRY, send
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,13 @@ class PreviewQueue(Protocol):
     def go_ahead(self, request: previews.GoAheadRequest) -> None: ...
 
 
-@shared_task(name="tidegate.preview", **{**RETRY, "max_retries": 3})
+@shared_task(name=Task.PREVIEW, **{**RETRY, "max_retries": 3})
 def preview(request: dict[str, Any]) -> dict[str, Any]:
     outcome = previews.run(services(), previews.PreviewRequest.model_validate(request))
     return outcome.model_dump(mode="json")
 
 
-@shared_task(name="tidegate.preview_go_ahead", **{**RETRY, "max_retries": 3})
+@shared_task(name=Task.GO_AHEAD, **{**RETRY, "max_retries": 3})
 def go_ahead(request: dict[str, Any]) -> dict[str, Any]:
     outcome = previews.go_ahead(services(), previews.GoAheadRequest.model_validate(request))
     if not outcome.accepted:
@@ -49,7 +50,7 @@ def go_ahead(request: dict[str, Any]) -> dict[str, Any]:
     return outcome.model_dump(mode="json")
 
 
-@shared_task(name="tidegate.review_recount", bind=True, acks_late=True, max_retries=RECOUNT_TRIES)
+@shared_task(name=Task.RECOUNT, bind=True, acks_late=True, max_retries=RECOUNT_TRIES)
 def recount(self: Any, request: dict[str, Any]) -> dict[str, Any]:
     """Count PR review approvals; while the merged revision is still being planned, look again later."""
     outcome = approvals.recount(services(), approvals.RecountRequest.model_validate(request))
@@ -62,10 +63,10 @@ class CeleryPreviewQueue:
     """`PreviewQueue` over Celery: every task goes to the `preview` queue."""
 
     def preview(self, request: previews.PreviewRequest) -> None:
-        send("tidegate.preview", [request.model_dump(mode="json")], "preview")
+        send(Task.PREVIEW, [request.model_dump(mode="json")], Task.PREVIEW.queue)
 
     def recount(self, request: approvals.RecountRequest) -> None:
-        send("tidegate.review_recount", [request.model_dump(mode="json")], "preview")
+        send(Task.RECOUNT, [request.model_dump(mode="json")], Task.RECOUNT.queue)
 
     def go_ahead(self, request: previews.GoAheadRequest) -> None:
-        send("tidegate.preview_go_ahead", [request.model_dump(mode="json")], "preview")
+        send(Task.GO_AHEAD, [request.model_dump(mode="json")], Task.GO_AHEAD.queue)

@@ -51,7 +51,7 @@ from reconciler.repositories import source_for
 from reconciler.runtime import Services
 from reconciler.session import EnvironmentSession, recorded_outputs, session_of
 from reconciler.sources.git import GitSource, SourceError
-from reconciler.sources.paths import affected
+from reconciler.sources.paths import affected_between
 from reconciler.targets import Connection
 from repo_schema.loader import LoadedRepo, check_repo
 from repo_schema.models import PreviewSpec
@@ -384,11 +384,8 @@ def _affected(services: Services, source: GitSource, repository: Repository, req
         changed = source.changed_paths(base, request.head_sha)
     except SourceError:
         return None, set(head.environments), None
-    names = affected(head, changed)
     old, _ = check_repo(source.checkout(base, services.checkouts / repository.name))
-    if old is not None:  # a reference removed by the PR still concerns the environment that had it
-        names |= {name for name in affected(old, changed) if name in head.environments}
-    return changed, names, old
+    return changed, affected_between(old, head, changed), old
 
 
 def plan_environment(services: Services, repository_id: int, loaded: EnvironmentSession,

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from reconciler import pollstats, syncs
 from reconciler.runtime import Services
 from reconciler.sources.git import GitAuth, GitSource, SourceError, url_credentials
-from reconciler.sources.paths import affected
+from reconciler.sources.paths import affected_between
 from repo_schema.issues import InvalidRepo
 from repo_schema.loader import LoadedRepo, load_repo
 from store import Environment, GitHost, Repository, Revision, SecretBox, SyncTrigger, utcnow
@@ -147,6 +147,7 @@ def _poll(services: Services, repository_id: int, trigger: SyncTrigger) -> PollR
         return PollResult(name, head, False, error=str(error))
     _root, loaded, invalid = load_at(services, _detached(repository), head)
     changed = _changed(source, previous, head)
+    before = load_at(services, _detached(repository), previous)[1] if changed is not None and previous else None
     with services.database.session() as session:
         repository = session.get_one(Repository, repository_id)
         warning = None
@@ -156,7 +157,7 @@ def _poll(services: Services, repository_id: int, trigger: SyncTrigger) -> PollR
         revision = record_revision(session, repository, source, head)
         repository.head_sha = head
         repository.poll_error = warning
-        planned, advanced, queued = _dispatch(session, repository, revision, loaded, changed, trigger)
+        planned, advanced, queued = _dispatch(session, repository, revision, loaded, before, changed, trigger)
     for sync_id in queued:  # only once the rows the task reads are committed
         services.queue.plan(sync_id)
     if invalid:
@@ -180,7 +181,8 @@ def _changed(source: GitSource, previous: str | None, head: str) -> list[str] | 
 
 
 def _dispatch(session: Session, repository: Repository, revision: Revision, loaded: LoadedRepo | None,
-              changed: list[str] | None, trigger: SyncTrigger) -> tuple[list[str], list[str], list[int]]:
+              before: LoadedRepo | None, changed: list[str] | None,
+              trigger: SyncTrigger) -> tuple[list[str], list[str], list[int]]:
     """Ask affected environments to sync `revision`; move unaffected in-sync ones to it silently."""
     rows = {env.name: env for env in repository.environments}
     if loaded is not None:
@@ -190,8 +192,7 @@ def _dispatch(session: Session, repository: Repository, revision: Revision, load
                 session.add(rows[name])
         session.flush()
         names = loaded.order()
-        hit = set(names) if changed is None else affected(loaded, changed) | {n for n in names if
-                                                                             rows[n].synced_revision_id is None}
+        hit = affected_between(before, loaded, changed) | {n for n in names if rows[n].synced_revision_id is None}
     else:
         names = list(rows)
         hit = set(names)  # an invalid revision: every environment records why it cannot sync

@@ -18,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from reconciler import pipeline, repositories, schedule, sweeper
 from reconciler.errors import Transient
 from reconciler.runtime import QueueUnavailable, services
+from reconciler.task_names import Task
 from store import StoreBusy, SyncTrigger
 
 log = logging.getLogger(__name__)
@@ -33,23 +34,23 @@ RETRY: dict[str, Any] = {
 }
 
 
-@shared_task(name="tidegate.poll", **{**RETRY, "max_retries": 3})
+@shared_task(name=Task.POLL, **{**RETRY, "max_retries": 3})
 def poll(repository_id: int, trigger: str = SyncTrigger.POLL.value) -> dict[str, Any]:
     result = repositories.poll(services(), repository_id, SyncTrigger(trigger))
     return {"head": result.head, "moved": result.moved, "planned": list(result.planned), "error": result.error}
 
 
-@shared_task(name="tidegate.plan", **RETRY)
+@shared_task(name=Task.PLAN, **RETRY)
 def plan(sync_id: int) -> None:
     pipeline.plan_sync(services(), sync_id)
 
 
-@shared_task(name="tidegate.apply", **RETRY)
+@shared_task(name=Task.APPLY, **RETRY)
 def apply(sync_id: int) -> None:
     pipeline.apply_sync(services(), sync_id)
 
 
-@shared_task(name="tidegate.schedule", acks_late=False, ignore_result=True)
+@shared_task(name=Task.SCHEDULE, acks_late=False, ignore_result=True)
 def tick() -> list[int]:
     """Beat: queue the polls that are due (drift has its own tick in drift/)."""
     svc = services()
@@ -59,7 +60,7 @@ def tick() -> list[int]:
     return due
 
 
-@shared_task(name="tidegate.sweep", acks_late=False, ignore_result=True)
+@shared_task(name=Task.SWEEP, acks_late=False, ignore_result=True)
 def sweep() -> list[int]:
     return sweeper.sweep(services())
 
@@ -83,13 +84,13 @@ class CeleryQueue:
     """`runtime.Queue` over Celery: each step goes to its queue by task name."""
 
     def plan(self, sync_id: int, *, countdown: float = 0.0) -> None:
-        send("tidegate.plan", [sync_id], "plan", countdown or None)
+        send(Task.PLAN, [sync_id], Task.PLAN.queue, countdown or None)
 
     def apply(self, sync_id: int) -> None:
-        send("tidegate.apply", [sync_id], "apply")
+        send(Task.APPLY, [sync_id], Task.APPLY.queue)
 
     def poll(self, repository_id: int) -> None:
-        send("tidegate.poll", [repository_id], "poll")
+        send(Task.POLL, [repository_id], Task.POLL.queue)
 
     def drift(self, environment_id: int, trigger: str) -> None:
-        send("tidegate.drift", [environment_id, trigger], "drift")
+        send(Task.DRIFT, [environment_id, trigger], Task.DRIFT.queue)

@@ -28,7 +28,8 @@ from providers.kubernetes.client import KubeError
 from providers.kubernetes.stage import KubernetesStage
 from providers.kubernetes.stage import StageError as KubeStageError
 from providers.stage import Action, StageContext, StagePlan, StageResult
-from providers.terraform import TerraformError, TerraformStage, infrastructure_spec
+from providers.terraform import TerraformError, TerraformStage
+from reconciler.contexts import infrastructure_spec
 from reconciler.desired import check_checkout
 from reconciler.rendering.inputs import render_tfvars
 from repo_schema.issues import InvalidRepo

@@ -20,6 +20,8 @@ from drift.live import stand_for_election
 from reconciler import sealing
 from reconciler.runtime import Services, configure
 from reconciler.targets import Targets
+from reconciler.task_names import QUEUES as TASK_QUEUES
+from reconciler.task_names import Task
 from reconciler.tasks import CeleryQueue
 from tidegate.redis_server import redis_client
 from tidegate.settings import Settings
@@ -28,13 +30,8 @@ from tidegate.wiring import install_seal, open_store
 
 log = logging.getLogger("tidegate.worker")
 
-QUEUES = ("poll", "plan", "apply", "drift", "preview")
-ROUTES = {
-    "tidegate.poll": "poll", "tidegate.schedule": "poll", "tidegate.sweep": "poll",
-    "tidegate.plan": "plan", "tidegate.apply": "apply",
-    "tidegate.drift": "drift", "tidegate.drift_tick": "drift",
-    "tidegate.preview": "preview", "tidegate.review_recount": "preview", "tidegate.preview_go_ahead": "preview",
-}
+ROUTES = {str(task): queue for task, queue in TASK_QUEUES.items()}
+QUEUES = tuple(dict.fromkeys(TASK_QUEUES.values()))
 
 
 def make_app(settings: Settings) -> Celery:
@@ -55,9 +52,9 @@ def make_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         beat_schedule={
-            "poll-tick": {"task": "tidegate.schedule", "schedule": settings.scheduler_tick},
-            "drift-tick": {"task": "tidegate.drift_tick", "schedule": settings.scheduler_tick},
-            "sweep": {"task": "tidegate.sweep", "schedule": settings.sweep_interval},
+            "poll-tick": {"task": str(Task.SCHEDULE), "schedule": settings.scheduler_tick},
+            "drift-tick": {"task": str(Task.DRIFT_TICK), "schedule": settings.scheduler_tick},
+            "sweep": {"task": str(Task.SWEEP), "schedule": settings.sweep_interval},
         },
         timezone="UTC",
     )

@@ -3,7 +3,7 @@
 from providers.terraform.mirror import ProviderNotFound
 from providers.terraform.plans import StateVersion
 from providers.terraform.runner import Diagnostic, TerraformError, TerraformTimeout
-from providers.terraform.spec import TerraformSpec, infrastructure_spec
+from providers.terraform.spec import TerraformSpec
 from providers.terraform.stage import (
     BackendUnreachable,
     DriftReport,
@@ -26,5 +26,4 @@ __all__ = [
     "TerraformSpec",
     "TerraformStage",
     "TerraformTimeout",
-    "infrastructure_spec",
 ]

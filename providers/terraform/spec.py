@@ -1,6 +1,6 @@
 """What the Terraform stage reads from a StageContext, as one typed object.
 
-`StageContext.spec` (plain values, as the reconciler passes them; `infrastructure_spec` builds it
+`StageContext.spec` (plain values, as the reconciler passes them; `reconciler.contexts` builds it
 from a loaded repo):
 
     path            the root module, relative to the rendered checkout (`workdir`)
@@ -32,11 +32,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from providers.stage import StageContext
-from repo_schema.loader import LoadedRepo
 
 
 @dataclass(frozen=True)
@@ -64,28 +62,3 @@ class TerraformSpec:
             mirror_paths=tuple(str(p) for p in mirror.get("paths") or ()),
             offline=bool(mirror.get("offline", True)),
         )
-
-
-def infrastructure_spec(repo: LoadedRepo, environment: str) -> dict[str, Any]:
-    """The plain `StageContext.spec` of one environment's infrastructure stage."""
-    infra = repo.environments[environment].spec.infrastructure
-    if infra is None:
-        raise ValueError(f"environment {environment!r} has no infrastructure stage")
-    backend = repo.backend(environment)
-    mirror = repo.config.spec.terraform.plugin_mirror
-    backend_values: dict[str, Any] | None = None
-    if backend is not None:
-        backend_values = backend.model_dump(exclude={"lock_timeout", "key_prefix"})
-        backend_values["lock_timeout"] = backend.lock_timeout.total_seconds()
-    return {
-        "path": infra.path,
-        "vars": dict(infra.vars),
-        "backend": backend_values,
-        "timeout": infra.timeout.total_seconds(),
-        "plugin_mirror": {"paths": [str(_resolve(repo.root, p)) for p in mirror.paths], "offline": mirror.offline},
-    }
-
-
-def _resolve(root: Path, path: str) -> Path:
-    candidate = Path(path).expanduser()
-    return candidate if candidate.is_absolute() else root / candidate

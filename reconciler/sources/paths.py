@@ -51,6 +51,21 @@ def reads_changed(repo: LoadedRepo, environment: str, changed: Iterable[str]) ->
     return any(_covers(entry, path) for path in changed for entry in reads)
 
 
+def affected_between(old: LoadedRepo | None, new: LoadedRepo, changed: Iterable[str] | None) -> set[str]:
+    """The environments (of `new`) that a change from `old` to `new` concerns: those whose read set
+    covers a changed path at either revision — a reference the change removed still concerns the
+    environment that had it — and every environment when the changed paths are unknown.
+
+    The one rule for polls and pull request previews alike."""
+    if changed is None:
+        return set(new.environments)
+    paths = list(changed)
+    names = affected(new, paths)
+    if old is not None:
+        names |= {name for name in affected(old, paths) if name in new.environments}
+    return names
+
+
 def affected(repo: LoadedRepo, changed: Iterable[str]) -> set[str]:
     """Names of the environments whose read set covers at least one changed path."""
     paths = list(changed)

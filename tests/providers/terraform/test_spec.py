@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from providers.stage import StageContext
-from providers.terraform import TerraformSpec, infrastructure_spec
+from providers.terraform import TerraformSpec
+from reconciler.contexts import infrastructure_spec
 from repo_schema.loader import load_repo
 
 CONFIG = """\

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from reconciler.sources.paths import affected, paths_read, reads_changed
+from reconciler.sources.paths import affected, affected_between, paths_read, reads_changed
 from repo_schema.loader import LoadedRepo, load_repo
 
 BOTH = {"staging", "production"}
@@ -150,3 +151,18 @@ def test_kustomize_references_outside_the_overlay_are_read_by_that_overlay_only(
         assert affected(repo, [changed]) == {"staging"}, changed
     assert affected(repo, ["apps/web/shared/unreferenced.txt"]) == set()
 
+
+
+def test_a_path_only_the_old_revision_read_still_concerns_its_environment(repo: LoadedRepo, tmp_path: Path) -> None:
+    """Polls and previews share one rule: staging drops its worker workload and the commit deletes
+    the worker's staging overlay; the new revision no longer reads those files, the old one did."""
+    new = tmp_path / "new"
+    shutil.copytree(repo.root, new)
+    document = new / "environments" / "staging.yaml"
+    lines = document.read_text().splitlines()
+    document.write_text("\n".join(line for line in lines if "apps/worker" not in line) + "\n")
+    changed = ["apps/worker/overlays/staging/deployment-patch.yaml"]
+
+    assert affected(load_repo(new), changed) == set()
+    assert affected_between(repo, load_repo(new), changed) == {"staging"}
+    assert affected_between(None, load_repo(new), None) == BOTH
