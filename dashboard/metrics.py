@@ -21,7 +21,7 @@ from reconciler import pollstats
 from reconciler.runtime import Services
 from reconciler.status import status_of
 from store import (
-    DriftItem,
+    DriftItemRow,
     DriftReport,
     DriftStatus,
     Environment,
@@ -109,8 +109,8 @@ def _syncs_by_result(session: Session) -> Metric:
 def _open_drift(session: Session) -> Metric:
     family = GaugeMetricFamily("tidegate_drift_open_items", "Items of open drift reports, by stage.",
                                labels=["stage"])
-    counts = dict(session.execute(select(DriftItem.stage, func.count()).join(DriftReport)
-                                  .where(DriftReport.status == DriftStatus.OPEN).group_by(DriftItem.stage))
+    counts = dict(session.execute(select(DriftItemRow.stage, func.count()).join(DriftReport)
+                                  .where(DriftReport.status == DriftStatus.OPEN).group_by(DriftItemRow.stage))
                   .all())
     for stage in Stage:
         family.add_metric([stage.value], counts.get(stage, 0))

@@ -20,7 +20,7 @@ from dashboard import schemas as s
 from reconciler.status import status_of
 from store import (
     Approval,
-    DriftItem,
+    DriftItemRow,
     DriftReport,
     DriftStatus,
     Environment,
@@ -178,7 +178,7 @@ def drift_report(row: DriftReport) -> s.DriftReportOut:
                             resolved_at=row.resolved_at, items_by_stage=dict(counts))
 
 
-def drift_item(row: DriftItem) -> s.DriftItemOut:
+def drift_item(row: DriftItemRow) -> s.DriftItemOut:
     return s.DriftItemOut(id=row.id, stage=row.stage, address=row.address, field=row.field, desired=row.desired,
                           live=row.live)
 
@@ -200,7 +200,7 @@ def drift_reports(session: Session, status: DriftStatus | None, environment_id: 
 
 def drift_history(session: Session, environment_id: int, limit: int = 30) -> list[tuple[str, int]]:
     """(date, items) of an environment's last reports, oldest first: the points of the drift chart."""
-    query = (select(DriftReport.created_at, func.count(DriftItem.id)).outerjoin(DriftItem)
+    query = (select(DriftReport.created_at, func.count(DriftItemRow.id)).outerjoin(DriftItemRow)
              .where(DriftReport.environment_id == environment_id).group_by(DriftReport.id)
              .order_by(DriftReport.created_at.desc(), DriftReport.id.desc()).limit(limit))
     return [(at.strftime("%Y-%m-%d %H:%M"), int(n)) for at, n in reversed(session.execute(query).all())]

@@ -28,8 +28,8 @@ from reconciler.errors import Busy
 from reconciler.runtime import Services
 from reconciler.session import EnvironmentSession, open_session, recorded_outputs
 from reconciler.syncs import ACTIVE
-from store import DriftItem as DriftRow
-from store import DriftReport, DriftResolution, DriftStatus, Environment, Stage, SyncTrigger, utcnow
+from store import DriftItemRow as DriftRow
+from store import DriftReport, DriftResolution, DriftStatus, Environment, SyncTrigger, utcnow
 from store.queries import open_drift_reports, record_audit
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def _observe_all(services: Services, loaded: EnvironmentSession) -> tuple[list[D
     return items, errors
 
 
-def observe_stage(stage: contract.Stage, context: StageContext) -> tuple[list[DriftItem], str | None]:
+def observe_stage(stage: contract.StageProvider, context: StageContext) -> tuple[list[DriftItem], str | None]:
     """One stage's drift items and, when it could not look everywhere, why — with what it did find
     (one unreachable host leaves the other hosts' drift in the report)."""
     try:
@@ -125,7 +125,7 @@ def record(services: Services, environment_id: int, observation: Observation, se
             found = DriftReport(environment_id=env.id, revision_id=env.synced_revision_id)
             session.add(found)
         report = found
-        report.items = [DriftRow(stage=Stage(i.stage.value), address=i.address, field=i.field,
+        report.items = [DriftRow(stage=i.stage, address=i.address, field=i.field,
                                  desired=_json(i.desired), live=_json(i.live)) for i in observation.items]
         session.flush()
         observation.report_id = report.id

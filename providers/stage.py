@@ -21,11 +21,8 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-
-class StageName(StrEnum):
-    infrastructure = "infrastructure"
-    configuration = "configuration"
-    workloads = "workloads"
+from repo_schema.vocabulary import Health as Health  # re-exported: the one Health word
+from repo_schema.vocabulary import Stage as Stage  # re-exported: the one Stage word
 
 
 class Action(Enum):
@@ -58,7 +55,7 @@ MASK = "(sensitive)"
 class Change:
     """One address's planned change; `diff` is human-readable with secrets already masked."""
 
-    stage: StageName
+    stage: Stage
     address: str
     action: Action
     diff: str = ""
@@ -87,7 +84,7 @@ class StageContext:
 class StagePlan:
     """The changes of one stage, their digest, and what apply needs to execute exactly them."""
 
-    stage: StageName
+    stage: Stage
     changes: list[Change]
     digest: str
     artifact: Path | None = None
@@ -114,7 +111,7 @@ class StagePlan:
 class StageResult:
     """What an apply did: per address outcome, the stage's outputs and a log with secrets masked."""
 
-    stage: StageName
+    stage: Stage
     outcomes: dict[str, Outcome]
     outputs: dict[str, Any] = field(default_factory=dict)
     sensitive_outputs: frozenset[str] = frozenset()
@@ -163,7 +160,7 @@ class StageFailed(StageError):
 class DriftItem:
     """A live difference from the last applied desired state."""
 
-    stage: StageName
+    stage: Stage
     address: str
     field: str
     desired: Any
@@ -187,10 +184,10 @@ class Watcher(Protocol):
     def stop(self) -> None: ...
 
 
-class Stage(Protocol):
+class StageProvider(Protocol):
     """The contract each provider's stage object satisfies."""
 
-    name: StageName
+    name: Stage
 
     def plan(self, context: StageContext) -> StagePlan: ...
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.ansible.inventory import merge_connection
-from providers.stage import StageContext, StageName
+from providers.stage import Stage, StageContext
 from reconciler.desired import DesiredState
 from reconciler.rendering.inputs import render_tfvars
 from reconciler.targets import Targets, TargetsError
@@ -118,13 +118,13 @@ def workloads(repo: LoadedRepo, run: Run, targets: Targets, desired: DesiredStat
                         settings=dict(connection.settings), credentials=dict(connection.credentials))
 
 
-def stages_of(repo: LoadedRepo, environment: str) -> Sequence[StageName]:
+def stages_of(repo: LoadedRepo, environment: str) -> Sequence[Stage]:
     """The stages an environment defines, in pipeline order."""
     spec = repo.environments[environment].spec
-    return [stage for stage in StageName if WIRINGS[stage].defined(spec)]
+    return [stage for stage in Stage if WIRINGS[stage].defined(spec)]
 
 
-Recorded = dict[StageName, dict[str, Any]]
+Recorded = dict[Stage, dict[str, Any]]
 """What each stage of an environment last recorded as its outputs (Terraform's outputs, the
 Kubernetes inventory, ...): the single authority later stages, drift and watches read."""
 
@@ -150,7 +150,7 @@ class Wiring:
     what a deferred stage's approval covers (its rendered inputs)."""
 
     defined: Callable[[EnvironmentSpec], bool]
-    reads: frozenset[StageName]
+    reads: frozenset[Stage]
     build: Callable[[Source], StageContext | None]
     covers: Callable[[DesiredState], Any]
 
@@ -161,24 +161,24 @@ def _infrastructure(source: Source) -> StageContext | None:
 
 def _configuration(source: Source) -> StageContext | None:
     return configuration(source.repo, source.run, source.targets,
-                         source.recorded.get(StageName.infrastructure, {}))
+                         source.recorded.get(Stage.INFRASTRUCTURE, {}))
 
 
 def _workloads(source: Source) -> StageContext | None:
     return workloads(source.repo, source.run, source.targets, source.desired,
-                     source.recorded.get(StageName.infrastructure, {}),
-                     source.recorded.get(StageName.workloads, {}).get("inventory"), take_over=source.take_over)
+                     source.recorded.get(Stage.INFRASTRUCTURE, {}),
+                     source.recorded.get(Stage.WORKLOADS, {}).get("inventory"), take_over=source.take_over)
 
 
-WIRINGS: dict[StageName, Wiring] = {
-    StageName.infrastructure: Wiring(
+WIRINGS: dict[Stage, Wiring] = {
+    Stage.INFRASTRUCTURE: Wiring(
         defined=lambda spec: spec.infrastructure is not None, reads=frozenset(), build=_infrastructure,
         covers=lambda desired: {"path": desired.infrastructure_path, "vars": desired.tfvars}),
-    StageName.configuration: Wiring(
-        defined=lambda spec: spec.configuration is not None, reads=frozenset({StageName.infrastructure}),
+    Stage.CONFIGURATION: Wiring(
+        defined=lambda spec: spec.configuration is not None, reads=frozenset({Stage.INFRASTRUCTURE}),
         build=_configuration, covers=lambda desired: {"playbook": desired.playbook, "vars": desired.extra_vars}),
-    StageName.workloads: Wiring(
-        defined=lambda spec: bool(spec.workloads), reads=frozenset({StageName.infrastructure}), build=_workloads,
+    Stage.WORKLOADS: Wiring(
+        defined=lambda spec: bool(spec.workloads), reads=frozenset({Stage.INFRASTRUCTURE}), build=_workloads,
         covers=lambda desired: {"manifests": [m.body for w in desired.workloads.values() for m in w.manifests]}),
 }
 

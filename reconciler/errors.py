@@ -9,7 +9,7 @@ that fails a task — retrying those only repeats the error.
 from __future__ import annotations
 
 from providers import stage as contract
-from providers.stage import StageName
+from providers.stage import Stage
 from reconciler.sources.git import SourceUnreachable
 from store import StoreBusy
 
@@ -32,7 +32,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (contract.Transient, StoreBusy, So
 Git remote, a connection that failed or timed out."""
 
 
-def classify(stage: StageName, error: BaseException) -> Exception:
+def classify(stage: Stage, error: BaseException) -> Exception:
     """A provider's exception as `Transient` (retry) or `PlanningFailed` (record, stop)."""
     if isinstance(error, (Transient, PlanningFailed)):
         return error

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from providers.stage import Outcome, StageContext, StageName, StagePlan, StageResult, StalePlan
+from providers.stage import Outcome, Stage, StageContext, StagePlan, StageResult, StalePlan
 from reconciler import repositories, syncs
 from reconciler.errors import Busy, PlanningFailed, Transient, classify
 from reconciler.locks import EnvironmentLock, Lease, LockLost
@@ -38,7 +38,6 @@ from store import (
     Plan,
     Repository,
     Revision,
-    Stage,
     StageStatus,
     Sync,
     SyncLifecycle,
@@ -158,13 +157,13 @@ def _gate(services: Services, session: Session, env: Environment, sha: str, at_r
         raise PlanningFailed(str(error)) from None
 
 
-Adapt = Callable[[StageName, StageContext], StageContext]
+Adapt = Callable[[Stage, StageContext], StageContext]
 """How a caller changes a stage's context before planning (a preview: its own workspaces, read-only
 credentials, no state lock)."""
 
 
 def plan_stages(services: Services, loaded: EnvironmentSession, *, adapt: Adapt | None = None,
-                errors: dict[StageName, str] | None = None) -> EnvironmentPlan:
+                errors: dict[Stage, str] | None = None) -> EnvironmentPlan:
     """Every stage in pipeline order; a stage whose inputs are not known yet is deferred.
 
     The one way a plan is made, for syncs and previews alike. A sync stops at the first stage that
@@ -188,7 +187,7 @@ def plan_stages(services: Services, loaded: EnvironmentSession, *, adapt: Adapt 
     return plan
 
 
-def _guard(stage: StageName, call: Any) -> Any:
+def _guard(stage: Stage, call: Any) -> Any:
     """Run a provider call; transient failures raise for a retry, others fail the sync with the reason."""
     try:
         return call()
@@ -253,7 +252,7 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
         repo_name, env_name, sha = env.repository.name, env.name, revision.sha
         heal = sync.trigger is SyncTrigger.DRIFT
         root = repositories.checkout(services, env.repository, sha)
-        stages_present = [Stage(s.value) for s in (*plan.stages, *plan.deferred)]
+        stages_present = [*plan.stages, *plan.deferred]
         for word in Stage:
             if word in stages_present:
                 session.add(SyncStageResult(sync_id=sync.id, stage=word, status=StageStatus.PENDING))
@@ -263,7 +262,7 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
         _finish_failed(services, sync_id, lease, str(failure), None)
         return
     approval_required = _still_gated(services, sync_id)
-    moved: set[StageName] = set()
+    moved: set[Stage] = set()
     """Stages whose recorded outputs this apply changed: the stages that read them are planned again."""
     applied_any = False
     health: str | None = None
@@ -314,7 +313,7 @@ def _still_gated(services: Services, sync_id: int) -> bool:
             return True
 
 
-def _replan(services: Services, loaded: EnvironmentSession, stage: StageName) -> StagePlan | None:
+def _replan(services: Services, loaded: EnvironmentSession, stage: Stage) -> StagePlan | None:
     context = loaded.context(stage)
     if context is None:
         return None
@@ -322,7 +321,7 @@ def _replan(services: Services, loaded: EnvironmentSession, stage: StageName) ->
     return result
 
 
-def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: EnvironmentSession, stage: StageName,
+def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: EnvironmentSession, stage: Stage,
                  plan: StagePlan) -> StageResult:
     with services.database.session() as session:
         row = _stage_row(session, sync_id, stage)
@@ -361,17 +360,17 @@ def _result_summary(plan: StagePlan, result: StageResult) -> dict[str, Any]:
     return {"plan": plan.summary(), "counts": counts, "outcomes": changed, "error": result.error}
 
 
-def _stage_row(session: Session, sync_id: int, stage: StageName) -> SyncStageResult:
+def _stage_row(session: Session, sync_id: int, stage: Stage) -> SyncStageResult:
     query = select(SyncStageResult).where(SyncStageResult.sync_id == sync_id,
-                                          SyncStageResult.stage == Stage(stage.value))
+                                          SyncStageResult.stage == stage)
     row = session.scalars(query).one_or_none()
     if row is None:
-        row = SyncStageResult(sync_id=sync_id, stage=Stage(stage.value), status=StageStatus.PENDING)
+        row = SyncStageResult(sync_id=sync_id, stage=stage, status=StageStatus.PENDING)
         session.add(row)
     return row
 
 
-def _ask_again(services: Services, sync_id: int, lease: Lease, plan: EnvironmentPlan, stage: StageName,
+def _ask_again(services: Services, sync_id: int, lease: Lease, plan: EnvironmentPlan, stage: Stage,
                fresh: StagePlan) -> None:
     """A re-planned later stage changed its addresses or actions: the old plan is superseded and the
     sync waits for an approval of the new one."""
@@ -391,7 +390,7 @@ def _ask_again(services: Services, sync_id: int, lease: Lease, plan: Environment
                          error=f"{stage.value} changed after the infrastructure applied; approve the new plan")
 
 
-def _plan_again(services: Services, sync_id: int, lease: Lease, stage: StageName, error: str, *, first: bool) -> None:
+def _plan_again(services: Services, sync_id: int, lease: Lease, stage: Stage, error: str, *, first: bool) -> None:
     """The approved plan no longer matches the live state: it is superseded (nothing of it was
     applied) or the sync fails where it stopped, and a new sync plans again from the live state —
     through the gate, so a gated environment is asked to approve the new plan."""
@@ -413,7 +412,7 @@ def _plan_again(services: Services, sync_id: int, lease: Lease, stage: StageName
     services.queue.plan(fresh_id)
 
 
-def _finish_failed(services: Services, sync_id: int, lease: Lease, error: str, stage: StageName | None,
+def _finish_failed(services: Services, sync_id: int, lease: Lease, error: str, stage: Stage | None,
                    result: StageResult | None = None) -> None:
     with services.database.session() as session:
         sync = session.get_one(Sync, sync_id)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from providers.stage import Action, Change, StageName, StagePlan, digest
+from providers.stage import Action, Change, Stage, StagePlan, digest
 
 MAX_DIFF = 20_000
 """Characters of one change's diff kept in the summary the API and UI show."""
@@ -31,11 +31,11 @@ class EnvironmentPlan:
     """The stage plans of one environment for one revision (`deferred` stages have no plan yet)."""
 
     revision: str
-    stages: dict[StageName, StagePlan] = field(default_factory=dict)
-    deferred: dict[StageName, str] = field(default_factory=dict)
+    stages: dict[Stage, StagePlan] = field(default_factory=dict)
+    deferred: dict[Stage, str] = field(default_factory=dict)
     """Stage → digest of its rendered inputs, for stages planned only after the infrastructure applies."""
 
-    def stage_fingerprint(self, stage: StageName) -> str:
+    def stage_fingerprint(self, stage: Stage) -> str:
         """What an approval of this stage binds to: its plan's digest and the live state it was made
         against (a stage that binds none, as the workloads stage, leaves `live_state` empty)."""
         if stage in self.deferred:
@@ -64,7 +64,7 @@ class EnvironmentPlan:
     def summary(self) -> dict[str, Any]:
         """What people read (API, UI, PR comment): per stage `+N ~M -K` and each change; masked."""
         out: dict[str, Any] = {}
-        for stage in StageName:
+        for stage in Stage:
             if stage in self.deferred:
                 out[stage.value] = {"deferred": True, "summary": "planned after infrastructure applies",
                                     "changes": [], "fingerprint": self.stage_fingerprint(stage)}
@@ -116,8 +116,8 @@ def decode(text: str) -> EnvironmentPlan:
     data = json.loads(text)
     return EnvironmentPlan(
         revision=data["revision"],
-        deferred={StageName(stage): value for stage, value in data.get("deferred", {}).items()},
-        stages={StageName(stage): _stage_from_json(value) for stage, value in data.get("stages", {}).items()},
+        deferred={Stage(stage): value for stage, value in data.get("deferred", {}).items()},
+        stages={Stage(stage): _stage_from_json(value) for stage, value in data.get("stages", {}).items()},
     )
 
 
@@ -152,7 +152,7 @@ def _restore_artifact(data: Mapping[str, Any]) -> Path | None:
 
 
 def _stage_from_json(data: Mapping[str, Any]) -> StagePlan:
-    stage = StageName(data["stage"])
+    stage = Stage(data["stage"])
     return StagePlan(
         stage=stage,
         changes=[Change(stage, c["address"], Action(c["action"]), c.get("diff", "")) for c in data["changes"]],

@@ -41,7 +41,7 @@ from redis.exceptions import LockError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from providers.stage import StageContext, StageName
+from providers.stage import Stage, StageContext
 from reconciler import pipeline
 from reconciler.contexts import Run
 from reconciler.desired import check_checkout
@@ -68,9 +68,9 @@ MAX_COMMENT = 60_000
 """Characters of one comment (GitHub refuses bodies over 65,536); diffs are cut to fit."""
 MAX_DIFF = 4_000
 """Characters of one change's diff shown in the comment; the dashboard shows the rest."""
-STAGE_TITLES = {StageName.infrastructure: "Terraform changes by address",
-                StageName.configuration: "Ansible changes per host/task",
-                StageName.workloads: "Kubernetes diff per object"}
+STAGE_TITLES = {Stage.INFRASTRUCTURE: "Terraform changes by address",
+                Stage.CONFIGURATION: "Ansible changes per host/task",
+                Stage.WORKLOADS: "Kubernetes diff per object"}
 
 
 class PreviewRequest(BaseModel):
@@ -402,18 +402,18 @@ def plan_environment(services: Services, repository_id: int, loaded: Environment
     loaded.run.artifacts.mkdir(parents=True, exist_ok=True, mode=0o700)
     credentials: dict[str, str] = {}
 
-    def adapt(stage: StageName, context: StageContext) -> StageContext:
+    def adapt(stage: Stage, context: StageContext) -> StageContext:
         context, credentials[stage.value] = _with_preview_credentials(services, loaded, stage, context, trusted)
         return preview_context(context, workdir, untrusted=untrusted)
 
-    failures: dict[StageName, str] = {}
+    failures: dict[Stage, str] = {}
     plan = pipeline.plan_stages(services, loaded, adapt=adapt, errors=failures)
     errors = {stage.value: message for stage, message in failures.items()}
     return EnvironmentPreview(stages=plan.summary(), errors=errors,
                               fingerprint=None if errors else plan.content_fingerprint, credentials=credentials)
 
 
-def _with_preview_credentials(services: Services, loaded: EnvironmentSession, stage: StageName, context: StageContext,
+def _with_preview_credentials(services: Services, loaded: EnvironmentSession, stage: Stage, context: StageContext,
                               trusted: PreviewSpec | None) -> tuple[StageContext, str]:
     """The context with only the stage's read-only preview credentials, when the base names them."""
     section = getattr(trusted, stage.value, None) if trusted is not None else None
@@ -468,7 +468,7 @@ def _validation(errors: list[str]) -> list[str]:
 
 def _environment(name: str, env: EnvironmentPreview, max_diff: int) -> list[str]:
     words = []
-    for stage in StageName:
+    for stage in Stage:
         if stage.value in env.errors:
             words.append(f"**{stage.value}** failed")
         elif stage.value in env.stages:
@@ -480,7 +480,7 @@ def _environment(name: str, env: EnvironmentPreview, max_diff: int) -> list[str]
     if own:
         lines += [f"<sub>Planned with the environment's own credentials: {', '.join(own)} "
                   "(name read-only ones in `spec.preview`).</sub>", ""]
-    for stage in StageName:
+    for stage in Stage:
         if stage.value in env.errors:
             lines += [f"<details open><summary>{stage.value}: planning failed</summary>", "",
                       _fenced(env.errors[stage.value], ""), "</details>", ""]
@@ -490,7 +490,7 @@ def _environment(name: str, env: EnvironmentPreview, max_diff: int) -> list[str]
     return lines
 
 
-def _changes(stage: StageName, summary: Mapping[str, Any], max_diff: int) -> list[str]:
+def _changes(stage: Stage, summary: Mapping[str, Any], max_diff: int) -> list[str]:
     changes = summary["changes"]
     lines = [f"<details><summary>{STAGE_TITLES[stage]} ({len(changes)})</summary>", ""]
     for change in changes:

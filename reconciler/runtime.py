@@ -18,7 +18,7 @@ from typing import Protocol
 
 from redis import Redis
 
-from providers.stage import Stage, StageName
+from providers.stage import Stage, StageProvider
 from reconciler.targets import Targets
 from store import Database, SecretBox
 
@@ -61,19 +61,19 @@ def hand_off(send: Callable[[], None], what: str) -> bool:
     return True
 
 
-PROVIDERS: dict[StageName, tuple[str, str]] = {
-    StageName.infrastructure: ("providers.terraform", "TerraformStage"),
-    StageName.configuration: ("providers.ansible", "AnsibleStage"),
-    StageName.workloads: ("providers.kubernetes.stage", "KubernetesStage"),
+PROVIDERS: dict[Stage, tuple[str, str]] = {
+    Stage.INFRASTRUCTURE: ("providers.terraform", "TerraformStage"),
+    Stage.CONFIGURATION: ("providers.ansible", "AnsibleStage"),
+    Stage.WORKLOADS: ("providers.kubernetes.stage", "KubernetesStage"),
 }
 """Which provider implements each stage (imported on first use: a worker that never plans a stage
 never loads its provider's dependencies)."""
 
 
-def default_stages(name: StageName) -> Stage:
+def default_stages(name: Stage) -> StageProvider:
     """The real providers, one object per call (they hold no state between runs)."""
     module, attribute = PROVIDERS[name]
-    provider: Stage = getattr(importlib.import_module(module), attribute)()
+    provider: StageProvider = getattr(importlib.import_module(module), attribute)()
     return provider
 
 
@@ -91,7 +91,7 @@ class Services:
     targets: Targets
     data_dir: Path
     queue: Queue
-    stages: Callable[[StageName], Stage] = default_stages
+    stages: Callable[[Stage], StageProvider] = default_stages
     lock_ttl: float = 120.0
     """Seconds an environment lock lives without renewal; a keepalive renews it every third."""
     health_timeout: float = 300.0

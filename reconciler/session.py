@@ -19,14 +19,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from providers.stage import StageContext, StageName, digest
+from providers.stage import Stage, StageContext, digest
 from reconciler import contexts
 from reconciler.contexts import Recorded, Run, Source
 from reconciler.desired import DesiredState, check_checkout
 from reconciler.errors import PlanningFailed
 from reconciler.runtime import Services
 from repo_schema.loader import LoadedRepo
-from store import Stage as StageWord
 from store import Sync, SyncStageResult
 from store.redaction import remember, remember_all
 
@@ -52,11 +51,11 @@ class EnvironmentSession:
         return self.run.environment
 
     @property
-    def stages(self) -> list[StageName]:
+    def stages(self) -> list[Stage]:
         """The environment's stages, in pipeline order."""
         return list(contexts.stages_of(self.repo, self.run.environment))
 
-    def context(self, stage: StageName) -> StageContext | None:
+    def context(self, stage: Stage) -> StageContext | None:
         """The stage's context, or None while the outputs it reads are not known yet (deferred).
         Its credentials are registered for redaction in everything this process writes."""
         source = Source(self.repo, self.run, self.desired, self.recorded, self.targets, self.take_over)
@@ -67,17 +66,17 @@ class EnvironmentSession:
         missing = {key: value for key, value in self.settings.items() if key not in built.settings}
         return replace(built, settings={**built.settings, **missing}) if missing else built
 
-    def inputs_digest(self, stage: StageName) -> str:
+    def inputs_digest(self, stage: Stage) -> str:
         """What a deferred stage's approval covers: its rendered inputs. The revision is not part of
         it (the plan's fingerprint binds the revision), so a PR head and its merge commit that render
         the same inputs agree on it."""
         return digest(contexts.WIRINGS[stage].covers(self.desired))
 
-    def reads(self, stage: StageName) -> frozenset[StageName]:
+    def reads(self, stage: Stage) -> frozenset[Stage]:
         """The earlier stages whose recorded outputs the stage's context is built from."""
         return contexts.WIRINGS[stage].reads
 
-    def record(self, stage: StageName, outputs: Mapping[str, Any]) -> bool:
+    def record(self, stage: Stage, outputs: Mapping[str, Any]) -> bool:
         """Take what a stage just reported as its recorded outputs; True when they changed."""
         changed = dict(outputs) != self.recorded.get(stage, {})
         self.recorded[stage] = dict(outputs)
@@ -120,13 +119,13 @@ def recorded_outputs(services: Services, session: Session, environment_id: int) 
              .order_by(SyncStageResult.id.desc()))
     found: Recorded = {}
     for row in session.scalars(query):
-        stage = StageName(row.stage.value)
+        stage = row.stage
         if stage in found or row.outputs is None:
             continue
         stored = json.loads(services.secrets.unseal(row.outputs))
         values = stored.get("values") or {}
         remember_all(values.get(name) for name in stored.get("sensitive") or ())
         found[stage] = values
-        if len(found) == len(StageWord):
+        if len(found) == len(Stage):
             break
     return found

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from repo_schema.vocabulary import Health as Health  # re-exported: the one Health word
+from repo_schema.vocabulary import Stage as Stage  # re-exported: the one Stage word
+
 
 class SyncStatus(StrEnum):
     """Sync status of an environment (Argo CD's words)."""
@@ -17,17 +20,6 @@ class SyncStatus(StrEnum):
     OUT_OF_SYNC = "OutOfSync"
     AWAITING_APPROVAL = "AwaitingApproval"
     DRIFTED = "Drifted"
-    UNKNOWN = "Unknown"
-
-
-class Health(StrEnum):
-    """Health of an object, a workload or an environment (kstatus mapped to Argo CD's words)."""
-
-    HEALTHY = "Healthy"
-    PROGRESSING = "Progressing"
-    DEGRADED = "Degraded"
-    MISSING = "Missing"
-    SUSPENDED = "Suspended"
     UNKNOWN = "Unknown"
 
 
@@ -51,14 +43,6 @@ class SyncTrigger(StrEnum):
     WEBHOOK = "webhook"
     MANUAL = "manual"
     DRIFT = "drift"
-
-
-class Stage(StrEnum):
-    """The three stages of an environment, in pipeline order."""
-
-    INFRASTRUCTURE = "infrastructure"
-    CONFIGURATION = "configuration"
-    WORKLOADS = "workloads"
 
 
 class StageStatus(StrEnum):

@@ -217,12 +217,12 @@ class DriftReport(Base):
 
     environment: Mapped[Environment] = relationship(back_populates="drift_reports")
     revision: Mapped[Revision] = relationship()
-    items: Mapped[list[DriftItem]] = relationship(
+    items: Mapped[list[DriftItemRow]] = relationship(
         back_populates="report", cascade="all, delete-orphan", passive_deletes=True
     )
 
 
-class DriftItem(Base):
+class DriftItemRow(Base):
     """One live difference; `desired`/`live` are JSON values, NULL when the side does not exist."""
 
     __tablename__ = "drift_items"

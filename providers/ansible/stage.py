@@ -102,9 +102,9 @@ from providers.stage import (
     DriftItem,
     LiveChange,
     Outcome,
+    Stage,
     StageContext,
     StageFailed,
-    StageName,
     StagePlan,
     StageResult,
     StalePlan,
@@ -224,7 +224,7 @@ def _tree_digest(root: Path) -> str:
 class AnsibleStage:
     """The `configuration` stage (see the module docstring for the context it needs)."""
 
-    name = StageName.configuration
+    name = Stage.CONFIGURATION
 
     def plan(self, context: StageContext) -> StagePlan:
         inputs = resolve(context)
@@ -374,7 +374,7 @@ def _action(task: TaskResult) -> Action:
 def _change(task: TaskResult, mask: _Masker) -> Change:
     unpredictable = task.status is TaskStatus.unpredictable
     diff = f"{UNPREDICTABLE}\n(in check mode: {task.message})" if unpredictable else task.diff
-    return Change(stage=StageName.configuration, address=task.address, action=_action(task), diff=mask(diff))
+    return Change(stage=Stage.CONFIGURATION, address=task.address, action=_action(task), diff=mask(diff))
 
 
 def _outcome(task: TaskResult) -> Outcome | None:

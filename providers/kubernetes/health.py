@@ -16,6 +16,7 @@ from typing import Any
 
 from providers.kubernetes.client import KubeClient, KubeError, UnknownKind
 from providers.kubernetes.ordering import ref_of
+from repo_schema.vocabulary import Health as Health  # re-exported: the one Health word
 
 
 class Status(StrEnum):
@@ -29,20 +30,11 @@ class Status(StrEnum):
     Unknown = "Unknown"
 
 
-class Health(StrEnum):
-    Healthy = "Healthy"
-    Progressing = "Progressing"
-    Degraded = "Degraded"
-    Missing = "Missing"
-    Suspended = "Suspended"
-    Unknown = "Unknown"
-
-
 _FROM_STATUS = {
-    Status.Current: Health.Healthy, Status.InProgress: Health.Progressing, Status.Failed: Health.Degraded,
-    Status.Terminating: Health.Progressing, Status.NotFound: Health.Missing, Status.Unknown: Health.Unknown,
+    Status.Current: Health.HEALTHY, Status.InProgress: Health.PROGRESSING, Status.Failed: Health.DEGRADED,
+    Status.Terminating: Health.PROGRESSING, Status.NotFound: Health.MISSING, Status.Unknown: Health.UNKNOWN,
 }
-_RANK = [Health.Degraded, Health.Missing, Health.Unknown, Health.Progressing, Health.Suspended, Health.Healthy]
+_RANK = [Health.DEGRADED, Health.MISSING, Health.UNKNOWN, Health.PROGRESSING, Health.SUSPENDED, Health.HEALTHY]
 
 
 def condition(obj: Mapping[str, Any], kind: str) -> str | None:
@@ -196,9 +188,9 @@ def health_of(obj: Mapping[str, Any] | None) -> tuple[Health, str]:
     if obj is not None:
         ref, spec = ref_of(obj), obj.get("spec") or {}
         if ref.kind == "Deployment" and spec.get("paused") is True:
-            return Health.Suspended, "Deployment is paused"
+            return Health.SUSPENDED, "Deployment is paused"
         if ref.kind == "CronJob" and spec.get("suspend") is True:
-            return Health.Suspended, "CronJob is suspended"
+            return Health.SUSPENDED, "CronJob is suspended"
     status, reason = kstatus(obj)
     return _FROM_STATUS[status], reason
 
@@ -209,7 +201,7 @@ def aggregate(values: Iterable[Health]) -> Health:
     for health in _RANK:
         if health in found:
             return health
-    return Health.Healthy
+    return Health.HEALTHY
 
 
 @dataclass(frozen=True)
@@ -235,7 +227,7 @@ class Report:
         return aggregate(item.health for item in self.objects)
 
     def problems(self) -> list[ObjectHealth]:
-        return [item for item in self.objects if item.health not in (Health.Healthy, Health.Suspended)]
+        return [item for item in self.objects if item.health not in (Health.HEALTHY, Health.SUSPENDED)]
 
 
 def assess(client: KubeClient, objects: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
@@ -247,9 +239,9 @@ def assess(client: KubeClient, objects: Sequence[tuple[str, Mapping[str, Any]]])
             live = client.get(str(body.get("apiVersion", "")), ref.kind, ref.name, ref.namespace or None)
             health, reason = health_of(live)
         except UnknownKind:
-            health, reason = Health.Missing, "kind not served"
+            health, reason = Health.MISSING, "kind not served"
         except KubeError as error:
-            health, reason = Health.Unknown, str(error)
+            health, reason = Health.UNKNOWN, str(error)
         report.objects.append(ObjectHealth(workload, ref.address, health, reason))
     return report
 
@@ -260,7 +252,7 @@ def wait(client: KubeClient, objects: Sequence[tuple[str, Mapping[str, Any]]], *
     deadline = time.monotonic() + timeout
     while True:
         report = assess(client, objects)
-        if report.environment in (Health.Healthy, Health.Suspended, Health.Degraded):
+        if report.environment in (Health.HEALTHY, Health.SUSPENDED, Health.DEGRADED):
             return report
         if time.monotonic() >= deadline:
             report.timed_out = True

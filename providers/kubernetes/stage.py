@@ -68,9 +68,9 @@ from providers.stage import (
     Change,
     DriftItem,
     Outcome,
+    Stage,
     StageContext,
     StageFailed,
-    StageName,
     StagePlan,
     StageResult,
     StalePlan,
@@ -195,7 +195,7 @@ def _api_error(prepared: Prepared, error: KubeError) -> str:
 class KubernetesStage:
     """`plan`, `apply`, `observe` for the `workloads` stage (DESIGN.md's one stage interface)."""
 
-    name = StageName.workloads
+    name = Stage.WORKLOADS
 
     def __init__(self, *, connect: Callable[[StageContext], KubeClient] | None = None,
                  crd_timeout: float = 60.0, poll_interval: float = 0.05, delete_timeout: float = 120.0) -> None:
@@ -490,7 +490,7 @@ class KubernetesStage:
             log.append(f"inventory not stored in the cluster: {failure}")
             error = error or str(failure)
         outputs: dict[str, Any] = {"inventory": inv.to_json(new_inventory)}
-        health: str | None = str(health_rules.Health.Degraded) if error is not None else None
+        health: str | None = str(health_rules.Health.DEGRADED) if error is not None else None
         wait_timeout = context.settings.get("wait_timeout")
         if error is None and wait_timeout is not None:
             report = health_rules.wait(client, [(p.workload, p.body) for p in prepared],
@@ -499,7 +499,7 @@ class KubernetesStage:
                                  "workloads": {w: str(h) for w, h in report.workloads.items()}}
             health = str(report.environment)
             problems = [f"{o.address}: {o.health}: {o.reason}" for o in report.problems()]
-            if report.environment is health_rules.Health.Degraded or report.timed_out:
+            if report.environment is health_rules.Health.DEGRADED or report.timed_out:
                 error = (f"not healthy after {float(wait_timeout):g}s:\n" if report.timed_out
                          else "degraded:\n") + "\n".join(problems)
         return StageResult(self.name, outcomes, outputs=outputs, log="\n".join(log), succeeded=error is None,
@@ -596,11 +596,11 @@ def drift_items(comparisons: Sequence[Comparison]) -> list[DriftItem]:
             continue
         text = render_diff(result.ref.address, result.desired, result.live)
         if result.live is None:
-            items.append(DriftItem(StageName.workloads, result.ref.address, "/", "present", None, text))
+            items.append(DriftItem(Stage.WORKLOADS, result.ref.address, "/", "present", None, text))
             continue
         shown_desired, shown_live = mask(result.desired, result.live), mask(result.live, result.desired)
         for pointer in result.fields:
-            items.append(DriftItem(StageName.workloads, result.ref.address, pointer,
+            items.append(DriftItem(Stage.WORKLOADS, result.ref.address, pointer,
                                    get_pointer(shown_desired, pointer), get_pointer(shown_live, pointer), text))
     return items
 

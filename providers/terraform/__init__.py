@@ -6,7 +6,7 @@ from providers.terraform.runner import Diagnostic, TerraformError, TerraformTime
 from providers.terraform.spec import TerraformSpec
 from providers.terraform.stage import (
     BackendUnreachable,
-    DriftReport,
+    DriftCheck,
     Outputs,
     StalePlan,
     StateLocked,
@@ -16,7 +16,7 @@ from providers.terraform.stage import (
 __all__ = [
     "BackendUnreachable",
     "Diagnostic",
-    "DriftReport",
+    "DriftCheck",
     "Outputs",
     "ProviderNotFound",
     "StalePlan",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from providers.stage import MASK, Action, Change, DriftItem, StageName, digest
+from providers.stage import MASK, Action, Change, DriftItem, Stage, digest
 
 UNKNOWN = "(known after apply)"
 RESOURCE = "(resource)"
@@ -182,7 +182,7 @@ class ResourceChange:
         return "\n".join(lines)
 
     def as_change(self) -> Change:
-        return Change(StageName.infrastructure, self.address, self.action, self.diff())
+        return Change(Stage.INFRASTRUCTURE, self.address, self.action, self.diff())
 
     def as_dict(self) -> dict[str, Any]:
         return {"address": self.address, "action": self.action.value, "actions": list(self.actions),
@@ -245,7 +245,7 @@ def drift_items(plan: ParsedPlan) -> list[DriftItem]:
 
 
 def _resource_drift(resource: ResourceChange) -> Iterator[DriftItem]:
-    stage = StageName.infrastructure
+    stage = Stage.INFRASTRUCTURE
     if resource.action is Action.no_op:
         return
     if resource.action is Action.create:

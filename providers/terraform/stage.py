@@ -31,8 +31,8 @@ from providers.stage import (
     Outcome,
     Stage,
     StageContext,
-    StageName,
     StagePlan,
+    StageProvider,
     StageResult,
     Watcher,
 )
@@ -97,7 +97,7 @@ class Outputs:
 
 
 @dataclass
-class DriftReport:
+class DriftCheck:
     """What one observation found, and the saved plan that would correct it (None when in sync)."""
 
     items: list[DriftItem]
@@ -119,7 +119,7 @@ class _Run:
 class TerraformStage:
     """The Stage implementation for Terraform (see providers/stage.py for the contract)."""
 
-    name = StageName.infrastructure
+    name = Stage.INFRASTRUCTURE
 
     def __init__(self, *, on_line: LineCallback | None = None, base_env: Mapping[str, str] | None = None,
                  grace: float = 30.0, seal: sealed.Seal | None = None) -> None:
@@ -166,11 +166,11 @@ class TerraformStage:
             done = _completed(error.result) if error.result else set()
             outcomes = {address: (_OUTCOME[action] if address in done else Outcome.skipped)
                         for address, action in planned.items()}
-            return StageResult(StageName.infrastructure, outcomes, log="\n".join(run.runner.transcript),
+            return StageResult(Stage.INFRASTRUCTURE, outcomes, log="\n".join(run.runner.transcript),
                                succeeded=False, error=str(error))
         outcomes = {address: _OUTCOME[action] for address, action in planned.items()}
         outputs = self._outputs(run)
-        return StageResult(StageName.infrastructure, outcomes, outputs=outputs.values,
+        return StageResult(Stage.INFRASTRUCTURE, outcomes, outputs=outputs.values,
                            sensitive_outputs=outputs.sensitive, log="\n".join(run.runner.transcript))
 
     def observe(self, context: StageContext) -> list[DriftItem]:
@@ -182,7 +182,7 @@ class TerraformStage:
 
     # -- more than the protocol ------------------------------------------------------------
 
-    def check_drift(self, context: StageContext) -> DriftReport:
+    def check_drift(self, context: StageContext) -> DriftCheck:
         """`plan -detailed-exitcode`: exit 0 is in sync; exit 2 gives drift items per address and
         attribute, and the saved correcting plan."""
         started = time.monotonic()
@@ -192,9 +192,9 @@ class TerraformStage:
                                      f"-lock-timeout={run.lock_timeout:g}s", f"-out={path}"], ok=(0, 2))
         if result.returncode == 0:
             path.unlink(missing_ok=True)
-            return DriftReport([], None, time.monotonic() - started)
+            return DriftCheck([], None, time.monotonic() - started)
         correction, parsed = self._read_plan(run, path)
-        return DriftReport(drift_items(parsed), correction, time.monotonic() - started)
+        return DriftCheck(drift_items(parsed), correction, time.monotonic() - started)
 
     def outputs(self, context: StageContext) -> Outputs:
         return self._outputs(self._prepare(context))
@@ -325,7 +325,7 @@ class TerraformStage:
         parsed = parse_plan(shown)
         state = StateVersion.of_plan_file(path)
         plan = StagePlan(
-            stage=StageName.infrastructure,
+            stage=Stage.INFRASTRUCTURE,
             changes=parsed.changes,
             digest=parsed.raw_digest,
             artifact=path,
@@ -412,4 +412,4 @@ def _backend_config(backend: Mapping[str, Any] | None, workspace: Workspace,
 
 
 if TYPE_CHECKING:  # TerraformStage satisfies the shared stage protocol
-    _conforms: Stage = TerraformStage()
+    _conforms: StageProvider = TerraformStage()

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from dashboard.identity import Grant, add_member, bind, create_user, ensure_group, issue_token
 from reconciler.runtime import Services
 from store import (
-    DriftItem,
+    DriftItemRow,
     DriftReport,
     DriftResolution,
     DriftStatus,
@@ -193,19 +193,19 @@ def _drift(session: Session, world: World, staging: Environment, old: Revision, 
         resolved = DriftReport(environment_id=staging.id, revision_id=old.id, status=DriftStatus.RESOLVED,
                                resolution=DriftResolution.RESYNCED, created_at=T0 - timedelta(days=days),
                                resolved_at=T0 - timedelta(days=days) + timedelta(hours=1))
-        resolved.items = [DriftItem(stage=Stage.WORKLOADS, address=f"apps/Deployment/web/web-{n}",
+        resolved.items = [DriftItemRow(stage=Stage.WORKLOADS, address=f"apps/Deployment/web/web-{n}",
                                     field="/spec/replicas", desired=2, live=3) for n in range(count)]
         session.add(resolved)
     report = DriftReport(environment_id=staging.id, revision_id=head.id, status=DriftStatus.OPEN,
                          created_at=T0 + timedelta(hours=2))
     report.items = [
-        DriftItem(stage=Stage.WORKLOADS, address="apps/Deployment/web/web", field="/spec/replicas", desired=3,
+        DriftItemRow(stage=Stage.WORKLOADS, address="apps/Deployment/web/web", field="/spec/replicas", desired=3,
                   live=5),
-        DriftItem(stage=Stage.INFRASTRUCTURE, address="aws_security_group.nodes", field="ingress",
+        DriftItemRow(stage=Stage.INFRASTRUCTURE, address="aws_security_group.nodes", field="ingress",
                   desired=[{"from_port": 443, "cidr_blocks": ["10.0.0.0/16"]}],
                   live=[{"from_port": 443, "cidr_blocks": ["0.0.0.0/0"]},
                         {"from_port": 22, "cidr_blocks": ["0.0.0.0/0"]}]),
-        DriftItem(stage=Stage.CONFIGURATION, address="node-1/Write the app config", field="/etc/app/app.conf",
+        DriftItemRow(stage=Stage.CONFIGURATION, address="node-1/Write the app config", field="/etc/app/app.conf",
                   desired="max_connections = 256\nlog_level = debug", live="max_connections = 4096\nlog_level = debug"),
     ]
     session.add(report)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from drift.detect import Observation, record
-from providers.stage import DriftItem, StageName
+from providers.stage import DriftItem, Stage
 from reconciler.runtime import Services
 from reconciler.status import status_of
 from store import DriftReport, DriftResolution, DriftStatus, Environment, SyncStatus, utcnow
@@ -27,7 +27,7 @@ def _observe(services: Services, environment: tuple[int, int], *items: DriftItem
 
 
 def _replicas(live: Any) -> DriftItem:
-    return DriftItem(StageName.workloads, "apps/v1/Deployment/web/web", "spec.replicas", 3, live)
+    return DriftItem(Stage.WORKLOADS, "apps/v1/Deployment/web/web", "spec.replicas", 3, live)
 
 
 def _state(services: Services, environment: tuple[int, int]) -> tuple[SyncStatus, list[tuple[DriftStatus, Any]]]:

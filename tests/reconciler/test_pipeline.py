@@ -20,9 +20,9 @@ from providers.stage import (
     Change,
     DriftItem,
     Outcome,
+    Stage,
     StageContext,
     StageFailed,
-    StageName,
     StagePlan,
     StageResult,
     StalePlan,
@@ -38,7 +38,6 @@ from store import (
     Environment,
     Health,
     Revision,
-    Stage,
     StageStatus,
     Sync,
     SyncStageResult,
@@ -58,37 +57,37 @@ class World:
     infra_stale: bool = False
     config_changes: list[str] = field(default_factory=lambda: ["n1/write config"])
     config_plan_error: str | None = None
-    applied: list[StageName] = field(default_factory=list)
+    applied: list[Stage] = field(default_factory=list)
 
 
 class FakeStage:
-    def __init__(self, name: StageName, world: World) -> None:
+    def __init__(self, name: Stage, world: World) -> None:
         self.name = name
         self.world = world
 
     def _changes(self) -> list[Change]:
-        if self.name is StageName.infrastructure:
+        if self.name is Stage.INFRASTRUCTURE:
             return [] if self.world.infra_applied else [Change(self.name, "aws_vpc.this", Action.create, "+")]
-        if self.name is StageName.configuration:
+        if self.name is Stage.CONFIGURATION:
             return [Change(self.name, address, Action.update, "~") for address in self.world.config_changes]
         return [Change(self.name, "apps/Deployment/web/web", Action.create, "+")]
 
     def plan(self, context: StageContext) -> StagePlan:
-        if self.name is not StageName.infrastructure:
+        if self.name is not Stage.INFRASTRUCTURE:
             assert context.inputs or context.credentials, "later stages are planned with the infrastructure outputs"
-        if self.name is StageName.configuration and self.world.config_plan_error:
+        if self.name is Stage.CONFIGURATION and self.world.config_plan_error:
             raise StageFailed(self.world.config_plan_error)
         return StagePlan(self.name, self._changes(), digest=str(self._changes()), live_state="serial-1")
 
     def apply(self, context: StageContext, plan: StagePlan) -> StageResult:
-        if self.name is StageName.infrastructure and self.world.infra_stale:
+        if self.name is Stage.INFRASTRUCTURE and self.world.infra_stale:
             raise StalePlan("the state changed since the plan was made")
         self.world.applied.append(self.name)
         outputs: dict[str, Any] = {}
-        if self.name is StageName.infrastructure:
+        if self.name is Stage.INFRASTRUCTURE:
             self.world.infra_applied = True
             outputs = {"nodes": NODES, "kubeconfig": "apiVersion: v1\nkind: Config\n"}
-        if self.name is StageName.workloads:
+        if self.name is Stage.WORKLOADS:
             outputs = {"health": {"environment": "Healthy"}, "inventory": {}}
         return StageResult(self.name, {c.address: Outcome.created for c in plan.changes}, outputs=outputs)
 
@@ -170,7 +169,7 @@ def test_a_first_sync_defers_later_stages_and_plans_them_once_the_infrastructure
     status, _, stages = _sync_row(services, sync_id)
     assert status is L.SUCCEEDED
     assert stages == [("configuration", "succeeded"), ("infrastructure", "succeeded"), ("workloads", "succeeded")]
-    assert world.applied == [StageName.infrastructure, StageName.configuration, StageName.workloads]
+    assert world.applied == [Stage.INFRASTRUCTURE, Stage.CONFIGURATION, Stage.WORKLOADS]
     with services.database.session() as session:
         env = session.get_one(Environment, environment[0])
         assert (status_of(session, env), env.health.value, env.synced_revision_id) == (SyncStatus.SYNCED, "Healthy",

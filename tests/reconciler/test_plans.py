@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from providers.stage import Action, Change, StageName, StagePlan
+from providers.stage import Action, Change, Stage, StagePlan
 from reconciler.plans import EnvironmentPlan, decode, encode, same_changes, summary_content_fingerprint
 
-INFRA, CONF, WORK = StageName.infrastructure, StageName.configuration, StageName.workloads
+INFRA, CONF, WORK = Stage.INFRASTRUCTURE, Stage.CONFIGURATION, Stage.WORKLOADS
 
 
-def _plan(stage: StageName, *changes: tuple[str, Action, str], digest: str = "d", live: str = "s1") -> StagePlan:
+def _plan(stage: Stage, *changes: tuple[str, Action, str], digest: str = "d", live: str = "s1") -> StagePlan:
     return StagePlan(stage, [Change(stage, a, act, diff) for a, act, diff in changes], digest, live_state=live,
                      artifact=Path("/tmp/x.tfplan") if stage is INFRA else None, details={"k": [1, 2]})
 

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from providers.stage import Action, Change, StageName, StagePlan
+from providers.stage import Action, Change, Stage, StagePlan
 from reconciler import pipeline, preview_tasks, runtime, syncs
 from reconciler.hosts import COMMENT_MARKER
 from reconciler.hosts.approvals import RecountRequest
@@ -50,7 +50,6 @@ from store import (
     Repository,
     Revision,
     SecretBox,
-    Stage,
     StageStatus,
     Sync,
     SyncLifecycle,
@@ -264,20 +263,20 @@ def test_a_change_no_environment_reads_plans_nothing_and_succeeds(prs: PullReque
 
 # -- the comment itself, from real stage plans of all three kinds -------------------------------------------
 
-def _plan(stage: StageName, *changes: tuple[str, Action, str]) -> StagePlan:
+def _plan(stage: Stage, *changes: tuple[str, Action, str]) -> StagePlan:
     return StagePlan(stage, [Change(stage, address, action, diff) for address, action, diff in changes], "d")
 
 
 def _report() -> Report:
     plan = EnvironmentPlan("f" * 40)
-    plan.stages[StageName.infrastructure] = _plan(
-        StageName.infrastructure, ("aws_instance.node[0]", Action.replace, "~ instance_type = t3.small -> t3.medium"),
+    plan.stages[Stage.INFRASTRUCTURE] = _plan(
+        Stage.INFRASTRUCTURE, ("aws_instance.node[0]", Action.replace, "~ instance_type = t3.small -> t3.medium"),
         ("aws_vpc.this", Action.no_op, ""))
-    plan.stages[StageName.configuration] = _plan(
-        StageName.configuration, ("staging-node-1/common : write sysctl", Action.update,
+    plan.stages[Stage.CONFIGURATION] = _plan(
+        Stage.CONFIGURATION, ("staging-node-1/common : write sysctl", Action.update,
                                   "--- before: /etc/sysctl.conf\n+++ after\n-a=1\n+a=2"))
-    plan.stages[StageName.workloads] = _plan(
-        StageName.workloads, ("apps/Deployment/web/web", Action.update, "-  replicas: 2\n+  replicas: 3 ```"),
+    plan.stages[Stage.WORKLOADS] = _plan(
+        Stage.WORKLOADS, ("apps/Deployment/web/web", Action.update, "-  replicas: 2\n+  replicas: 3 ```"),
         ("/ConfigMap/web/settings", Action.create, "+data: {}"))
     return Report(head_sha="f" * 40, environments={"staging": EnvironmentPreview(stages=plan.summary())})
 
@@ -308,7 +307,7 @@ def test_a_stage_that_cannot_plan_fails_the_preview_and_says_why() -> None:
 
 def test_a_huge_plan_is_cut_to_fit_one_comment() -> None:
     plan = EnvironmentPlan("f" * 40)
-    plan.stages[StageName.workloads] = _plan(StageName.workloads, *[
+    plan.stages[Stage.WORKLOADS] = _plan(Stage.WORKLOADS, *[
         (f"/ConfigMap/web/c{index}", Action.create, "+x\n" * 3000) for index in range(60)])
     report = Report(head_sha="f" * 40, environments={"staging": EnvironmentPreview(stages=plan.summary())})
 

@@ -29,7 +29,7 @@ from pydantic import SecretStr
 
 from dashboard.app import create_router as dashboard_router
 from dashboard.identity import Grant, add_member, bind, create_user, ensure_group, issue_token
-from providers.stage import Action, Change, DriftItem, Outcome, StageContext, StageName, StagePlan, StageResult
+from providers.stage import Action, Change, DriftItem, Outcome, Stage, StageContext, StagePlan, StageResult
 from reconciler import pipeline, repositories, syncs
 from reconciler.runtime import Services
 from reconciler.targets import Connection
@@ -66,7 +66,7 @@ class Live:
 
     infra_applied: bool = False
     config_changes: list[str] = field(default_factory=lambda: ["n1/write config"])
-    planned: list[tuple[str, StageName]] = field(default_factory=list)
+    planned: list[tuple[str, Stage]] = field(default_factory=list)
     """(revision, stage) of every plan made: a preview that runs nothing plans nothing."""
     untrusted: list[bool] = field(default_factory=list)
     """Each plan's `untrusted_head` setting: a go-ahead preview of an outsider's head refuses what
@@ -76,13 +76,13 @@ class Live:
 class FakeStage:
     """A provider that plans and applies in memory; its digests depend only on the changes."""
 
-    def __init__(self, name: StageName, live: Live) -> None:
+    def __init__(self, name: Stage, live: Live) -> None:
         self.name, self.live = name, live
 
     def _changes(self) -> list[Change]:
-        if self.name is StageName.infrastructure:
+        if self.name is Stage.INFRASTRUCTURE:
             return [] if self.live.infra_applied else [Change(self.name, "aws_vpc.this", Action.create, "+")]
-        if self.name is StageName.configuration:
+        if self.name is Stage.CONFIGURATION:
             return [Change(self.name, address, Action.update, "~") for address in self.live.config_changes]
         return [Change(self.name, "apps/Deployment/web/web", Action.update, "~")]
 
@@ -93,11 +93,11 @@ class FakeStage:
 
     def apply(self, context: StageContext, plan: StagePlan) -> StageResult:
         outputs: dict[str, Any] = {}
-        if self.name is StageName.infrastructure:
+        if self.name is Stage.INFRASTRUCTURE:
             self.live.infra_applied = True
             outputs = {"nodes": [{"name": "n1", "address": "10.0.0.1", "groups": ["nodes"]}],
                        "kubeconfig": "apiVersion: v1\nkind: Config\n"}
-        if self.name is StageName.workloads:
+        if self.name is Stage.WORKLOADS:
             outputs = {"health": {"environment": "Healthy"}, "inventory": {}}
         return StageResult(self.name, {c.address: Outcome.created for c in plan.changes}, outputs=outputs)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from providers.stage import StageContext, StageName, StagePlan
+from providers.stage import Stage, StageContext, StagePlan
 from reconciler.previews import PreviewRequest, compute
 from reconciler.runtime import Services
 from reconciler.targets import Connection, TargetsError
@@ -42,7 +42,7 @@ class RecordingTerraform:
 
     def plan(self, context: StageContext) -> StagePlan:
         self.seen.append(dict(context.credentials))
-        return StagePlan(StageName.infrastructure, [], "digest")
+        return StagePlan(Stage.INFRASTRUCTURE, [], "digest")
 
     def apply(self, context: StageContext, plan: StagePlan) -> Any:
         raise AssertionError("previews never apply")

@@ -15,7 +15,7 @@ from store import (
     ApprovalSource,
     AuditEvent,
     Database,
-    DriftItem,
+    DriftItemRow,
     DriftReport,
     DriftResolution,
     DriftStatus,
@@ -74,7 +74,7 @@ def build_graph(session: Session, box: SecretBox) -> Environment:
     )
     report = DriftReport(environment=environment, revision=revision)
     report.items.append(
-        DriftItem(
+        DriftItemRow(
             stage=Stage.WORKLOADS, address="apps/Deployment/web/web", field="spec.replicas", desired=3, live=5
         )
     )
@@ -162,14 +162,14 @@ def test_drift_values_keep_null_apart_from_json(database: Database, box: SecretB
     with database.session() as session:
         report = build_graph(session, box).drift_reports[0]
         report.items.append(
-            DriftItem(stage=Stage.CONFIGURATION, address="node-1/nginx", desired="on", live=None)
+            DriftItemRow(stage=Stage.CONFIGURATION, address="node-1/nginx", desired="on", live=None)
         )
         report.items.append(
-            DriftItem(stage=Stage.INFRASTRUCTURE, address="aws_sg.web", desired={"a": [1]}, live=[])
+            DriftItemRow(stage=Stage.INFRASTRUCTURE, address="aws_sg.web", desired={"a": [1]}, live=[])
         )
     with database.session() as session:
         rows = session.execute(
-            select(DriftItem.address, DriftItem.desired, DriftItem.live).order_by(DriftItem.id)
+            select(DriftItemRow.address, DriftItemRow.desired, DriftItemRow.live).order_by(DriftItemRow.id)
         )
         assert [tuple(row) for row in rows][1:] == [
             ("node-1/nginx", "on", None),
@@ -198,7 +198,7 @@ def test_deleting_a_repository_cascades_in_the_database(database: Database, box:
     with database.session() as session:
         session.execute(text("DELETE FROM repositories"))
     with database.session() as session:
-        for model in (Revision, Environment, Plan, Sync, SyncStageResult, DriftReport, DriftItem):
+        for model in (Revision, Environment, Plan, Sync, SyncStageResult, DriftReport, DriftItemRow):
             assert session.scalar(select(func.count()).select_from(model)) == 0, model.__name__
         approval = session.scalars(select(Approval)).one()
         assert approval.sync_id is None, "approvals outlive their sync"

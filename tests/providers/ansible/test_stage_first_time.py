@@ -21,7 +21,7 @@ import pytest
 from dashboard.views import plan_stages
 from providers.ansible import AnsibleStage, AnsibleStageError
 from providers.ansible.stage import UNPREDICTABLE
-from providers.stage import Action, Outcome, StageContext, StageName, StagePlan
+from providers.stage import Action, Outcome, Stage, StageContext, StagePlan
 from reconciler.plans import EnvironmentPlan
 from reconciler.previews import EnvironmentPreview, PreviewRequest, Report, markdown
 
@@ -174,7 +174,7 @@ def test_the_pr_comment_and_the_dashboards_plan_show_the_unpredictable_task_by_h
 ) -> None:
     (root,) = node_roots(1)
     plan = AnsibleStage().plan(local_context("copy_then_lineinfile.yml", [root], tmp_path / "artifacts"))
-    summary = EnvironmentPlan(revision="0" * 40, stages={StageName.configuration: plan}).summary()
+    summary = EnvironmentPlan(revision="0" * 40, stages={Stage.CONFIGURATION: plan}).summary()
 
     comment = markdown(Report(head_sha="f" * 40, environments={"staging": EnvironmentPreview(stages=summary)}),
                        PreviewRequest(repository_id=1, number=7, head_sha="f" * 40), "https://t/previews/1")

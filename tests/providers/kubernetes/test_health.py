@@ -33,57 +33,57 @@ def cond(kind: str, status: str, reason: str = "", message: str = "") -> dict[st
 DEPLOY_OK = {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "readyReplicas": 2}
 
 CASES = [
-    ("missing", None, Health.Missing),
-    ("terminating", obj("v1", "ConfigMap", deletionTimestamp="2026-01-01T00:00:00Z"), Health.Progressing),
+    ("missing", None, Health.MISSING),
+    ("terminating", obj("v1", "ConfigMap", deletionTimestamp="2026-01-01T00:00:00Z"), Health.PROGRESSING),
     ("generation-not-observed", obj("apps/v1", "Deployment", {"replicas": 2}, {**DEPLOY_OK, "observedGeneration": 0},
-                                    generation=2), Health.Progressing),
+                                    generation=2), Health.PROGRESSING),
     ("reconciling", obj("example.com/v1", "Widget", {}, {"conditions": [cond("Reconciling", "True")]}),
-     Health.Progressing),
+     Health.PROGRESSING),
     ("stalled", obj("example.com/v1", "Widget", {}, {"conditions": [cond("Stalled", "True", "Broken")]}),
-     Health.Degraded),
-    ("deployment-available", obj("apps/v1", "Deployment", {"replicas": 2}, DEPLOY_OK), Health.Healthy),
+     Health.DEGRADED),
+    ("deployment-available", obj("apps/v1", "Deployment", {"replicas": 2}, DEPLOY_OK), Health.HEALTHY),
     ("deployment-rolling", obj("apps/v1", "Deployment", {"replicas": 2}, {**DEPLOY_OK, "updatedReplicas": 1}),
-     Health.Progressing),
+     Health.PROGRESSING),
     ("deployment-extra-old-pods", obj("apps/v1", "Deployment", {"replicas": 2}, {**DEPLOY_OK, "replicas": 3}),
-     Health.Progressing),
+     Health.PROGRESSING),
     ("deployment-deadline", obj("apps/v1", "Deployment", {"replicas": 2}, {
-        **DEPLOY_OK, "conditions": [cond("Progressing", "False", "ProgressDeadlineExceeded")]}), Health.Degraded),
+        **DEPLOY_OK, "conditions": [cond("Progressing", "False", "ProgressDeadlineExceeded")]}), Health.DEGRADED),
     ("deployment-paused", obj("apps/v1", "Deployment", {"replicas": 2, "paused": True}, DEPLOY_OK),
-     Health.Suspended),
+     Health.SUSPENDED),
     ("statefulset-ready", obj("apps/v1", "StatefulSet", {"replicas": 1}, {
-        "observedGeneration": 1, "readyReplicas": 1, "currentReplicas": 1, "availableReplicas": 1}), Health.Healthy),
+        "observedGeneration": 1, "readyReplicas": 1, "currentReplicas": 1, "availableReplicas": 1}), Health.HEALTHY),
     ("statefulset-starting", obj("apps/v1", "StatefulSet", {"replicas": 2}, {
         "observedGeneration": 1, "readyReplicas": 1, "currentReplicas": 2, "availableReplicas": 1}),
-     Health.Progressing),
+     Health.PROGRESSING),
     ("daemonset-ready", obj("apps/v1", "DaemonSet", {}, {
         "observedGeneration": 1, "desiredNumberScheduled": 2, "currentNumberScheduled": 2,
-        "updatedNumberScheduled": 2, "numberAvailable": 2, "numberReady": 2}), Health.Healthy),
+        "updatedNumberScheduled": 2, "numberAvailable": 2, "numberReady": 2}), Health.HEALTHY),
     ("daemonset-rolling", obj("apps/v1", "DaemonSet", {}, {
         "observedGeneration": 1, "desiredNumberScheduled": 2, "currentNumberScheduled": 2,
-        "updatedNumberScheduled": 1, "numberAvailable": 2, "numberReady": 2}), Health.Progressing),
-    ("job-complete", obj("batch/v1", "Job", {}, {"conditions": [cond("Complete", "True")]}), Health.Healthy),
+        "updatedNumberScheduled": 1, "numberAvailable": 2, "numberReady": 2}), Health.PROGRESSING),
+    ("job-complete", obj("batch/v1", "Job", {}, {"conditions": [cond("Complete", "True")]}), Health.HEALTHY),
     ("job-failed", obj("batch/v1", "Job", {}, {"conditions": [cond("Failed", "True", "BackoffLimitExceeded")]}),
-     Health.Degraded),
-    ("job-running", obj("batch/v1", "Job", {}, {"active": 1}), Health.Progressing),
-    ("cronjob-suspended", obj("batch/v1", "CronJob", {"suspend": True}), Health.Suspended),
-    ("pod-ready", obj("v1", "Pod", {}, {"phase": "Running", "conditions": [cond("Ready", "True")]}), Health.Healthy),
-    ("pod-succeeded", obj("v1", "Pod", {}, {"phase": "Succeeded"}), Health.Healthy),
+     Health.DEGRADED),
+    ("job-running", obj("batch/v1", "Job", {}, {"active": 1}), Health.PROGRESSING),
+    ("cronjob-suspended", obj("batch/v1", "CronJob", {"suspend": True}), Health.SUSPENDED),
+    ("pod-ready", obj("v1", "Pod", {}, {"phase": "Running", "conditions": [cond("Ready", "True")]}), Health.HEALTHY),
+    ("pod-succeeded", obj("v1", "Pod", {}, {"phase": "Succeeded"}), Health.HEALTHY),
     ("pod-crashloop", obj("v1", "Pod", {}, {"phase": "Running", "containerStatuses": [
-        {"name": "c", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}), Health.Degraded),
-    ("pod-pending", obj("v1", "Pod", {}, {"phase": "Pending"}), Health.Progressing),
-    ("pvc-bound", obj("v1", "PersistentVolumeClaim", {}, {"phase": "Bound"}), Health.Healthy),
-    ("pvc-pending", obj("v1", "PersistentVolumeClaim", {}, {"phase": "Pending"}), Health.Progressing),
-    ("service-cluster-ip", obj("v1", "Service", {"type": "ClusterIP"}, {}), Health.Healthy),
-    ("service-lb-pending", obj("v1", "Service", {"type": "LoadBalancer"}, {"loadBalancer": {}}), Health.Progressing),
+        {"name": "c", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}), Health.DEGRADED),
+    ("pod-pending", obj("v1", "Pod", {}, {"phase": "Pending"}), Health.PROGRESSING),
+    ("pvc-bound", obj("v1", "PersistentVolumeClaim", {}, {"phase": "Bound"}), Health.HEALTHY),
+    ("pvc-pending", obj("v1", "PersistentVolumeClaim", {}, {"phase": "Pending"}), Health.PROGRESSING),
+    ("service-cluster-ip", obj("v1", "Service", {"type": "ClusterIP"}, {}), Health.HEALTHY),
+    ("service-lb-pending", obj("v1", "Service", {"type": "LoadBalancer"}, {"loadBalancer": {}}), Health.PROGRESSING),
     ("service-lb-ready", obj("v1", "Service", {"type": "LoadBalancer"},
-                             {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}), Health.Healthy),
+                             {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}), Health.HEALTHY),
     ("crd-established", obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", {},
-                            {"conditions": [cond("Established", "True")]}), Health.Healthy),
-    ("crd-not-established", obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", {}, {}), Health.Progressing),
-    ("ready-true", obj("example.com/v1", "Widget", {}, {"conditions": [cond("Ready", "True")]}), Health.Healthy),
+                            {"conditions": [cond("Established", "True")]}), Health.HEALTHY),
+    ("crd-not-established", obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", {}, {}), Health.PROGRESSING),
+    ("ready-true", obj("example.com/v1", "Widget", {}, {"conditions": [cond("Ready", "True")]}), Health.HEALTHY),
     ("ready-false", obj("example.com/v1", "Widget", {}, {"conditions": [cond("Ready", "False", "Waiting")]}),
-     Health.Progressing),
-    ("configmap", obj("v1", "ConfigMap"), Health.Healthy),
+     Health.PROGRESSING),
+    ("configmap", obj("v1", "ConfigMap"), Health.HEALTHY),
 ]
 
 
@@ -93,11 +93,11 @@ def test_kstatus_rules(body: dict[str, Any] | None, expected: Health) -> None:
 
 
 @pytest.mark.parametrize(("values", "expected"), [
-    pytest.param([Health.Healthy, Health.Degraded, Health.Progressing], Health.Degraded, id="degraded-wins"),
-    pytest.param([Health.Healthy, Health.Unknown, Health.Progressing], Health.Unknown, id="unknown-over-progressing"),
-    pytest.param([Health.Healthy, Health.Progressing], Health.Progressing, id="progressing"),
-    pytest.param([Health.Healthy, Health.Suspended], Health.Suspended, id="suspended"),
-    pytest.param([Health.Healthy, Health.Healthy], Health.Healthy, id="all-healthy"),
+    pytest.param([Health.HEALTHY, Health.DEGRADED, Health.PROGRESSING], Health.DEGRADED, id="degraded-wins"),
+    pytest.param([Health.HEALTHY, Health.UNKNOWN, Health.PROGRESSING], Health.UNKNOWN, id="unknown-over-progressing"),
+    pytest.param([Health.HEALTHY, Health.PROGRESSING], Health.PROGRESSING, id="progressing"),
+    pytest.param([Health.HEALTHY, Health.SUSPENDED], Health.SUSPENDED, id="suspended"),
+    pytest.param([Health.HEALTHY, Health.HEALTHY], Health.HEALTHY, id="all-healthy"),
 ])
 def test_aggregate(values: list[Health], expected: Health) -> None:
     assert aggregate(values) is expected
@@ -123,9 +123,9 @@ def test_failing_rollout_is_degraded_with_its_reason_and_wait_stops_early(kube: 
     started = time.monotonic()
     report = wait(client, [("web", good), ("worker", bad)], timeout=20, interval=0.02)
     assert time.monotonic() - started < 10
-    assert report.environment is Health.Degraded and not report.timed_out
-    assert report.workloads["worker"] is Health.Degraded
+    assert report.environment is Health.DEGRADED and not report.timed_out
+    assert report.workloads["worker"] is Health.DEGRADED
     problem = next(o for o in report.objects if o.workload == "worker")
     assert "ProgressDeadlineExceeded" in problem.reason
     healthy = wait(client, [("web", good)], timeout=20, interval=0.02)
-    assert healthy.environment is Health.Healthy
+    assert healthy.environment is Health.HEALTHY
