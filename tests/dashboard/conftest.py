@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -15,44 +14,11 @@ from pydantic import SecretStr
 
 from dashboard.app import create_router
 from reconciler.runtime import Services
-from reconciler.targets import Connection
 from store import Database, SecretBox
 from tests.dashboard.world import World, build_world
+from tests.support.doubles import NoTargets, RecordingQueue
 from tests.support.redis_server import start_redis
 from tidegate.redis_server import EmbeddedRedis, redis_client
-
-
-@dataclass
-class RecordingQueue:
-    """Stands where Celery would: records what the dashboard asked the workers to do."""
-
-    sent: list[tuple[str, int]] = field(default_factory=list)
-
-    def plan(self, sync_id: int, *, countdown: float = 0.0) -> None:
-        self.sent.append(("plan", sync_id))
-
-    def apply(self, sync_id: int) -> None:
-        self.sent.append(("apply", sync_id))
-
-    def poll(self, repository_id: int) -> None:
-        self.sent.append(("poll", repository_id))
-
-    def drift(self, environment_id: int, trigger: str) -> None:
-        self.sent.append(("drift", environment_id))
-
-
-class NoTargets:
-    """No stage ever runs in dashboard tests: the dashboard only reads and queues."""
-
-    def infrastructure(self, repository: str, environment: str) -> Connection:
-        raise AssertionError("no stage runs in dashboard tests")
-
-    def configuration(self, repository: str, environment: str, nodes: Sequence[Mapping[str, Any]],
-                      spec: Mapping[str, Any]) -> Connection:
-        raise AssertionError("no stage runs in dashboard tests")
-
-    def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:
-        raise AssertionError("no stage runs in dashboard tests")
 
 
 @dataclass

@@ -22,8 +22,8 @@ from store import (
     SyncLifecycle,
     WebhookDelivery,
 )
-from tests.dashboard.conftest import RecordingQueue
 from tests.dashboard.world import SECRET_OUTPUT, SECRET_PAYLOAD, World
+from tests.support.doubles import RecordingQueue
 
 
 def audit(world: World, action: str) -> list[AuditEvent]:

@@ -24,8 +24,9 @@ import uvicorn
 
 from reconciler import syncs
 from store import Health, Stage, StageStatus, Sync, SyncLifecycle, SyncStageResult, utcnow
-from tests.dashboard.conftest import RecordingQueue, make_app
+from tests.dashboard.conftest import make_app
 from tests.dashboard.world import PASSWORD, World
+from tests.support.doubles import RecordingQueue
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -34,8 +34,9 @@ from schemathesis.specs.openapi.checks import (
 from dashboard.app import create_router
 from reconciler.runtime import Services
 from store import Database, SecretBox
-from tests.dashboard.conftest import DashboardSettings, NoTargets, RecordingQueue, make_app
+from tests.dashboard.conftest import DashboardSettings, make_app
 from tests.dashboard.world import World
+from tests.support.doubles import NoTargets, RecordingQueue
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           ignored_auth]

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from store import Preview
-from tests.dashboard.conftest import RecordingQueue
 from tests.dashboard.world import PASSWORD, SECRET_OUTPUT, SECRET_PAYLOAD, World
+from tests.support.doubles import RecordingQueue
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 

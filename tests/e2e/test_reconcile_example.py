@@ -12,10 +12,12 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sandbox.aws import AwsEndpoints
+from sandbox.nodes import SshNode
 from tests.support.system import Bootstrap, System, wait_for
 
 pytestmark = pytest.mark.integration
@@ -126,14 +128,14 @@ def test_a_worker_killed_mid_apply_never_applies_twice(system: System, bootstrap
     writes_at_kill = len(system.sandbox.kube["staging"].writes())
     holder = system.services.redis.get("tidegate:lock:env:infra/staging")
     assert holder is not None
-    pid = int(holder.decode().rsplit(":", 1)[-1])
+    pid = int((holder.decode() if isinstance(holder, bytes) else holder).rsplit(":", 1)[-1])
     worker = next(w for w in system.workers if w.poll() is None and os.getpgid(pid) == w.pid)
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
     system.spawn_worker()  # the fleet keeps two workers
 
-    killed = wait_for(lambda: (v := system.client.show_sync(sync.id)).status in ("failed", "succeeded") and v, 300,
-                      "the killed sync to be failed by recovery", system)
+    killed = wait_for(lambda: v if (v := system.client.show_sync(sync.id)).status in ("failed", "succeeded")
+                      else None, 300, "the killed sync to be failed by recovery", system)
     assert killed.status == "failed" and "lost" in (killed.error or ""), killed.error
     assert [(r.stage, r.status) for r in killed.stages] == [
         ("infrastructure", "failed"), ("configuration", "skipped"), ("workloads", "skipped")], \
@@ -181,7 +183,7 @@ def _environment_id(system: System, name: str) -> int:
         return env.id
 
 
-def _reports(system: System, environment: str) -> list[dict[str, object]]:
+def _reports(system: System, environment: str) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
     from store import DriftReport
@@ -192,7 +194,7 @@ def _reports(system: System, environment: str) -> list[dict[str, object]]:
                  "items": [{"stage": i.stage.value, "address": i.address} for i in r.items]} for r in rows]
 
 
-def _node_file(node: object, name: str) -> Path:
+def _node_file(node: SshNode, name: str) -> Path:
     root = Path(str(node.root))
     matches = sorted(root.rglob(name))
     assert matches, f"no {name} under {root}"
@@ -219,7 +221,7 @@ def _no_overlapping_stages(system: System, environment: str) -> None:
         rows = session.execute(select(SyncStageResult.sync_id, SyncStageResult.started_at, SyncStageResult.finished_at)
                                .join(Sync).where(Sync.environment_id == _environment_id(system, environment),
                                                  SyncStageResult.started_at.is_not(None))).all()
-    spans = sorted((start, end or start, sync_id) for sync_id, start, end in rows)
+    spans = sorted((start, end or start, sync_id) for sync_id, start, end in rows if start is not None)
     assert len(spans) >= 6
     for (_start_a, end_a, sync_a), (start_b, _, sync_b) in itertools.pairwise(spans):
         if sync_a != sync_b:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,35 +14,11 @@ from sqlalchemy.orm import Session
 
 from reconciler.access import Principal, principal_of
 from reconciler.runtime import Services
-from reconciler.targets import Connection
 from store import Database, Environment, Group, GroupMember, Repository, Revision, Role, RoleBinding, SecretBox, User
+from tests.support.doubles import NoTargets, RecordingQueue
 from tests.support.git_server import FileContent, WorkClone, files_of, git
 from tests.support.redis_server import start_redis
 from tidegate.redis_server import EmbeddedRedis, redis_client
-
-
-@dataclass
-class RecordingQueue:
-    sent: list[tuple[str, int]] = field(default_factory=list)
-
-    def plan(self, sync_id: int, *, countdown: float = 0.0) -> None:
-        self.sent.append(("plan", sync_id))
-
-    def apply(self, sync_id: int) -> None:
-        self.sent.append(("apply", sync_id))
-
-    def poll(self, repository_id: int) -> None:
-        self.sent.append(("poll", repository_id))
-
-    def drift(self, environment_id: int, trigger: str) -> None:
-        self.sent.append(("drift", environment_id))
-
-
-class NoTargets:
-    def infrastructure(self, repository: str, environment: str) -> Connection:
-        raise AssertionError("no stage runs in these tests")
-
-    configuration = workloads = infrastructure  # type: ignore[assignment]
 
 
 @pytest.fixture(scope="session")

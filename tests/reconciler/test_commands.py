@@ -37,9 +37,10 @@ from store import (
     SyncStatus,
     SyncTrigger,
 )
-from tests.dashboard.conftest import RecordingQueue, make_app, make_services
+from tests.dashboard.conftest import make_app, make_services
 from tests.dashboard.test_pages import csrf_of, sign_in
 from tests.dashboard.world import World, build_world
+from tests.support.doubles import RecordingQueue
 from tidegate.client import ClientError, LocalClient
 from tidegate.http_client import HttpClient
 from tidegate.redis_server import EmbeddedRedis

@@ -28,6 +28,7 @@ from providers.stage import (
     StalePlan,
 )
 from reconciler import approvals, pipeline, policies, syncs
+from reconciler.errors import Busy
 from reconciler.locks import EnvironmentLock
 from reconciler.runtime import Services
 from reconciler.status import status_of
@@ -44,7 +45,8 @@ from store import (
     SyncStatus,
     SyncTrigger,
 )
-from tests.reconciler.conftest import RecordingQueue, principal
+from tests.reconciler.conftest import principal
+from tests.support.doubles import RecordingQueue
 
 NODES = [{"name": "n1", "address": "10.0.0.1", "groups": ["nodes"]}]
 
@@ -105,6 +107,10 @@ class Targets:
 
     def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:
         return Connection({}, {"kubeconfig": kubeconfig or ""})
+
+    def preview(self, repository: str, environment: str, stage: str, connection: Connection,
+                refs: Mapping[str, Any]) -> Connection:
+        return connection
 
 
 @pytest.fixture
@@ -282,7 +288,7 @@ def test_an_environment_locked_by_another_worker_is_retried_later(
         services: Services, environment: tuple[int, int], world: World) -> None:
     sync_id = _sync(services, environment, "staging")
     assert EnvironmentLock(services.redis, "infra/staging").acquire("other-worker") is not None
-    with pytest.raises(pipeline.Busy, match="other-worker"):
+    with pytest.raises(Busy, match="other-worker"):
         pipeline.plan_sync(services, sync_id)
     assert _sync_row(services, sync_id)[0] is L.PENDING
 
@@ -300,6 +306,6 @@ def test_an_automated_apply_is_queued_only_after_the_planner_let_go_of_the_lock(
         held_when_queued.append(EnvironmentLock(services.redis, "infra/staging").current() is not None)
         original(queued)
 
-    queue.apply = apply  # type: ignore[method-assign]
+    queue.apply = apply  # type: ignore[method-assign,assignment]
     pipeline.plan_sync(services, sync_id)
     assert _queued(services) == [("apply", sync_id)] and held_when_queued == [False]

@@ -56,7 +56,7 @@ from store import (
     SyncStageResult,
     SyncTrigger,
 )
-from tests.reconciler.conftest import RecordingQueue
+from tests.support.doubles import RecordingQueue
 from tests.support.git_host import GitHostServer, git_host_server
 from tests.support.git_server import WorkClone, files_of, make_bare_repo
 from tidegate.redis_server import EmbeddedRedis, redis_client

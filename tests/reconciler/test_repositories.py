@@ -10,7 +10,7 @@ from sqlalchemy import select
 from reconciler import pollstats, repositories
 from reconciler.runtime import Services
 from store import Environment, Repository, Sync
-from tests.reconciler.conftest import RecordingQueue
+from tests.support.doubles import RecordingQueue
 from tests.support.git_server import closed_port_url, commit_and_push, delete_branch, files_of, make_bare_repo
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "infra-repo"

@@ -22,7 +22,8 @@ from store import (
     SyncTrigger,
     User,
 )
-from tests.reconciler.conftest import RecordingQueue, principal
+from tests.reconciler.conftest import principal
+from tests.support.doubles import RecordingQueue
 
 
 def _request(services: Services, ids: tuple[int, int]) -> int:

@@ -254,7 +254,9 @@ class Stack:
     # -- the API ---------------------------------------------------------------------------------------
 
     def approve(self, sync_id: int, user: str, **body: Any) -> httpx.Response:
-        return self.http.post(f"/api/v1/syncs/{sync_id}/approve", headers=self.auth(user), json=body or None)
+        answer: httpx.Response = self.http.post(f"/api/v1/syncs/{sync_id}/approve", headers=self.auth(user),
+                                                json=body or None)
+        return answer
 
     def auth(self, user: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[user]}"}
@@ -271,9 +273,10 @@ class Stack:
         payload = {**payload, "repository": {"full_name": "acme/infra", "clone_url": str(self.bare)}}
         body = json.dumps(payload).encode()
         signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-        return self.http.post("/webhooks/github", content=body, headers={
+        answer: httpx.Response = self.http.post("/webhooks/github", content=body, headers={
             "X-GitHub-Event": event, "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": signature,
             "Content-Type": "application/json"})
+        return answer
 
 
 def account(host: GitHostServer, login: str) -> dict[str, Any]:
@@ -328,7 +331,7 @@ def stack(tmp: Path, redis: EmbeddedRedis, host: GitHostServer | None = None) ->
     settings = Settings(data)
     app = FastAPI()
     app.include_router(dashboard_router(services, settings))
-    app.include_router(webhooks_router(services, settings, previews=queue))  # type: ignore[arg-type]
+    app.include_router(webhooks_router(services, settings, previews=queue))
     with TestClient(app) as http:
         yield Stack(services, http, queue, live, bare, work, repository_id, tokens, host)
     database.dispose()

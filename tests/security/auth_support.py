@@ -25,8 +25,8 @@ from pydantic import SecretStr
 
 from reconciler.runtime import Queue, Services
 from store import Database, SecretBox
-from tests.dashboard.conftest import NoTargets, RecordingQueue
 from tests.dashboard.world import PASSWORD, World, build_world
+from tests.support.doubles import NoTargets, RecordingQueue
 from tests.support.redis_server import start_redis
 from tidegate.redis_server import EmbeddedRedis, bundled_redis_binary, redis_client
 from tidegate.serve import create_app

@@ -72,7 +72,7 @@ def queued(broker: EmbeddedRedis, queue: str) -> list[tuple[str, list[object]]]:
 
 def count(world: World, model: type[object], *where: object) -> int:
     with world.services.database.session() as session:
-        query = select(func.count()).select_from(model)  # type: ignore[arg-type]
+        query = select(func.count()).select_from(model)
         return int(session.scalar(query.where(*where)) or 0)  # type: ignore[arg-type]
 
 

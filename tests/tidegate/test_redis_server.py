@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from kombu import Connection
+from kombu.connection import Connection
 
 from tests.support.redis_server import start_redis
 from tidegate.redis_server import (
@@ -119,7 +119,7 @@ def test_debian_redis_server_on_path_is_preferred_over_the_bundled_one() -> None
 
 
 def test_celery_broker_url_reaches_the_server_through_kombu(tmp_path: Path) -> None:
-    with start_redis(tmp_path / "redis") as server, Connection(server.url) as connection:
+    with start_redis(tmp_path / "redis") as server, Connection(server.url) as connection:  # type: ignore[no-untyped-call]
         queue = connection.SimpleQueue("tidegate-smoke")
         queue.put({"hello": "broker"})
         assert queue.get(timeout=5).payload == {"hello": "broker"}

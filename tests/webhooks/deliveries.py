@@ -121,7 +121,7 @@ def comment(host: GitHost, body: str, url: str = CLONE_URL, *, on_pull_request: 
     issue: dict[str, Any] = {"number": 7, "title": "Scale web"}
     if on_pull_request:
         issue["pull_request"] = {"url": "https://git.example.test/api/pulls/7"}
-    payload = {"action": action, "issue": issue, "repository": _github_repository(url),
+    payload: dict[str, Any] = {"action": action, "issue": issue, "repository": _github_repository(url),
                "comment": {"id": 5, "body": body, "user": {"login": "bob", "id": BOB_ID}},
                "sender": {"login": "bob", "id": BOB_ID}}
     if host is GitHost.GITEA:

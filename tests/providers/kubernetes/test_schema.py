@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import textwrap
 import time
+from collections.abc import Iterable
 
 import kubernetes_validate
 import pytest
 
 from providers.kubernetes.schema import PlainManifest, builtin_validator, validate_manifests
-from repo_schema.issues import Location
+from repo_schema.issues import Issue, Location
+from tests.providers.kubernetes.conftest import Load
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -61,15 +63,15 @@ spec:
 """
 
 
-def printed(issues) -> list[str]:
+def printed(issues: Iterable[Issue]) -> list[str]:
     return [str(issue) for issue in issues]
 
 
-def test_a_valid_deployment_has_no_issues(load) -> None:
+def test_a_valid_deployment_has_no_issues(load: Load) -> None:
     assert validate_manifests(load(DEPLOYMENT.format(replicas=2))) == []
 
 
-def test_a_string_where_an_integer_belongs_is_reported_at_the_value(load) -> None:
+def test_a_string_where_an_integer_belongs_is_reported_at_the_value(load: Load) -> None:
     issues = validate_manifests(load(DEPLOYMENT.format(replicas='"three"')))
 
     assert printed(issues) == [
@@ -77,7 +79,7 @@ def test_a_string_where_an_integer_belongs_is_reported_at_the_value(load) -> Non
     ]
 
 
-def test_an_unknown_field_is_reported_at_its_key(load) -> None:
+def test_an_unknown_field_is_reported_at_its_key(load: Load) -> None:
     text = DEPLOYMENT.format(replicas=2).replace("  replicas: 2\n", "  replicas: 2\n  replicaz: 3\n")
 
     assert printed(validate_manifests(load(text))) == [
@@ -85,7 +87,7 @@ def test_an_unknown_field_is_reported_at_its_key(load) -> None:
     ]
 
 
-def test_every_error_of_every_manifest_is_reported(load) -> None:
+def test_every_error_of_every_manifest_is_reported(load: Load) -> None:
     text = DEPLOYMENT.format(replicas="[1]").replace("    metadata:\n", "    metadata:\n      labelz: {}\n")
     text = text.replace("          image: nginx:1.27\n", "          image: 7\n          ports: [{containerPort: x}]\n")
     text += "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, colour: blue}\nspec:\n  ports: [{port: 1.5}]\n"
@@ -103,7 +105,7 @@ def test_every_error_of_every_manifest_is_reported(load) -> None:
     ]
 
 
-def test_missing_required_fields_are_reported_at_their_parent(load) -> None:
+def test_missing_required_fields_are_reported_at_their_parent(load: Load) -> None:
     text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n"
 
     assert printed(validate_manifests(load(text))) == [
@@ -128,13 +130,13 @@ def test_missing_required_fields_are_reported_at_their_parent(load) -> None:
     ids=["int-or-string-name", "int-or-string-number", "int-or-string-float", "free-enum", "null-is-unset",
          "null-int-or-string", "plain-type"],
 )
-def test_service_fields_follow_the_api_server_rules(load, fragment: str, expected: list[str]) -> None:
+def test_service_fields_follow_the_api_server_rules(load: Load, fragment: str, expected: list[str]) -> None:
     text = f"apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n{fragment}\n"
 
     assert printed(validate_manifests(load(text))) == expected
 
 
-def test_a_custom_resource_is_accepted_when_its_crd_is_in_the_set(load) -> None:
+def test_a_custom_resource_is_accepted_when_its_crd_is_in_the_set(load: Load) -> None:
     cr = """\
     ---
     apiVersion: platform.example.com/v1
@@ -151,7 +153,7 @@ def test_a_custom_resource_is_accepted_when_its_crd_is_in_the_set(load) -> None:
     assert validate_manifests(load(CRD + textwrap.dedent(cr))) == []
 
 
-def test_a_custom_resource_is_checked_against_its_crd_schema(load) -> None:
+def test_a_custom_resource_is_checked_against_its_crd_schema(load: Load) -> None:
     cr = """\
     ---
     apiVersion: platform.example.com/v1
@@ -175,7 +177,7 @@ def test_a_custom_resource_is_checked_against_its_crd_schema(load) -> None:
     ]
 
 
-def test_crds_from_elsewhere_can_be_supplied(load) -> None:
+def test_crds_from_elsewhere_can_be_supplied(load: Load) -> None:
     [crd] = load(CRD)
     cr = load("apiVersion: platform.example.com/v1\nkind: Database\nmetadata: {name: x}\nspec: {engine: mysql}\n")
 
@@ -202,7 +204,7 @@ def test_crds_from_elsewhere_can_be_supplied(load) -> None:
     ],
     ids=["no-crd", "lookalike-group", "path-in-kind", "not-served", "unknown-version"],
 )
-def test_kinds_without_a_schema_or_crd_are_rejected(load, api_version: str, kind: str, expected: str) -> None:
+def test_kinds_without_a_schema_or_crd_are_rejected(load: Load, api_version: str, kind: str, expected: str) -> None:
     [crd] = load(CRD, "apps/platform/crd.yaml")
     [manifest] = load(f"apiVersion: {api_version}\nkind: {kind!r}\nmetadata: {{name: x}}\n", "apps/x/x.yaml")
 
@@ -212,7 +214,7 @@ def test_kinds_without_a_schema_or_crd_are_rejected(load, api_version: str, kind
     assert issues[0].location.file == "apps/x/x.yaml" and issues[0].location.line in (1, 2)
 
 
-def test_a_crd_with_a_broken_schema_is_reported_not_raised(load) -> None:
+def test_a_crd_with_a_broken_schema_is_reported_not_raised(load: Load) -> None:
     broken = CRD.replace("engine: {type: string, enum: [postgres, mysql]}", "engine: {type: strang}")
     cr = "---\napiVersion: platform.example.com/v1\nkind: Database\nmetadata: {name: x}\nspec: {engine: a}\n"
 
@@ -229,7 +231,7 @@ def test_manifests_without_a_document_are_reported_at_their_location() -> None:
     assert printed(issues) == ["apps/k/kustomization.yaml:1:1: data.a: expected string, got integer 1"]
 
 
-def test_validators_are_built_once_and_beat_the_naive_library_call(load) -> None:
+def test_validators_are_built_once_and_beat_the_naive_library_call(load: Load) -> None:
     manifests = load("\n---\n".join(DEPLOYMENT.format(replicas=n) for n in range(50)))
     validate_manifests(manifests[:1])  # warm the registry
     before = builtin_validator.cache_info()

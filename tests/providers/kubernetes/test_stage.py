@@ -517,7 +517,7 @@ def test_kinds_safe_to_replace_are_replaced_without_asking(
         kube: KubeSandbox, kubeconfig: Path, tmp_path: Path) -> None:
     """An immutable ConfigMap's new data, and a finished Job's new template."""
     frozen = {**cm("frozen"), "immutable": True}
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
+    job: dict[str, Any] = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
            "spec": {"template": {"spec": {"restartPolicy": "Never",
                                           "containers": [{"name": "m", "image": "migrate:1"}]}}}}
     stage = KubernetesStage()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import reconciler.rendering.cache as cache_module
-from reconciler.rendering import RenderCache, cache_key, render_workload_cached
+from reconciler.rendering import RenderCache, RenderedWorkload, cache_key, render_workload_cached
+from reconciler.rendering.workload import render_workload
+from tests.reconciler.rendering.conftest import Repo
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 
@@ -22,9 +26,9 @@ def cache(tmp_path: Path) -> RenderCache:
 def renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Paths actually rendered (cache misses), recorded around the real renderer."""
     calls: list[str] = []
-    real = cache_module.render_workload
+    real = render_workload  # the function the cache module calls
 
-    def recording(checkout, path, variables, **kwargs):
+    def recording(checkout: Path, path: str, variables: Mapping[str, Any], **kwargs: Any) -> RenderedWorkload:
         calls.append(path)
         return real(checkout, path, variables, **kwargs)
 
@@ -33,7 +37,7 @@ def renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @pytest.fixture
-def kustomized(repo):
+def kustomized(repo: Repo) -> Repo:
     repo.write("apps/web/base/kustomization.yaml", "resources: [deployment.yaml]\n")
     repo.write("apps/web/base/deployment.yaml", repo.deployment())
     repo.write("apps/web/base/unrelated.txt", "not read by kustomize")
@@ -42,7 +46,8 @@ def kustomized(repo):
 
 
 @pytest.mark.integration
-def test_a_cache_hit_returns_identical_manifests_without_rendering(kustomized, cache, renders) -> None:
+def test_a_cache_hit_returns_identical_manifests_without_rendering(
+        kustomized: Repo, cache: RenderCache, renders: list[str]) -> None:
     first = render_workload_cached(kustomized.root, "apps/web/overlay", {}, revision=REVISION, cache=cache)
     second = render_workload_cached(kustomized.root, "apps/web/overlay", {}, revision=REVISION, cache=cache)
 
@@ -52,7 +57,8 @@ def test_a_cache_hit_returns_identical_manifests_without_rendering(kustomized, c
     assert str(second.manifests[0].locate(("spec", "replicas"))) == "apps/web/base/deployment.yaml:6:13"
 
 
-def test_plain_directory_manifests_survive_the_round_trip_with_their_documents(repo, cache, renders) -> None:
+def test_plain_directory_manifests_survive_the_round_trip_with_their_documents(
+        repo: Repo, cache: RenderCache, renders: list[str]) -> None:
     repo.write("apps/web/all.yaml", repo.deployment() + "---\n" + repo.service())
     first = render_workload_cached(repo.root, "apps/web", {}, revision=REVISION, cache=cache)
     second = render_workload_cached(repo.root, "apps/web", {}, revision=REVISION, cache=cache)
@@ -63,7 +69,7 @@ def test_plain_directory_manifests_survive_the_round_trip_with_their_documents(r
     assert second.manifests[1].document.data is second.manifests[1].body
 
 
-def key(repo, path: str, variables=None, revision: str = REVISION) -> str | None:
+def key(repo: Repo, path: str, variables: Mapping[str, Any] | None = None, revision: str = REVISION) -> str | None:
     return cache_key(repo.root, path, variables or {}, revision=revision)
 
 
@@ -77,14 +83,15 @@ def key(repo, path: str, variables=None, revision: str = REVISION) -> str | None
     ],
     ids=["base-file", "overlay-kustomization", "file-kustomize-does-not-read", "other-app"],
 )
-def test_the_key_follows_every_file_kustomize_reads(kustomized, change, changes_key: bool) -> None:
+def test_the_key_follows_every_file_kustomize_reads(
+        kustomized: Repo, change: Callable[[Repo], object], changes_key: bool) -> None:
     before = key(kustomized, "apps/web/overlay")
     change(kustomized)
 
     assert (key(kustomized, "apps/web/overlay") != before) is changes_key
 
 
-def test_the_key_follows_revision_variables_and_directory_files(repo) -> None:
+def test_the_key_follows_revision_variables_and_directory_files(repo: Repo) -> None:
     repo.write("apps/s/cm.yaml.j2", "x: {{ y }}")
     repo.write("apps/s/partial.j2", "included")
     base = key(repo, "apps/s", {"y": 1})
@@ -101,13 +108,13 @@ def test_the_key_follows_revision_variables_and_directory_files(repo) -> None:
     [("../escape", {}), ("apps/missing", {}), ("apps/s", {"bad": float("nan")}), ("apps/s", {"o": object()})],
     ids=["escaping-path", "missing", "nan-variable", "object-variable"],
 )
-def test_inputs_that_cannot_be_keyed_are_not_cached(repo, path: str, variables) -> None:
+def test_inputs_that_cannot_be_keyed_are_not_cached(repo: Repo, path: str, variables: dict[str, object]) -> None:
     repo.write("apps/s/cm.yaml", repo.service())
 
     assert key(repo, path, variables) is None
 
 
-def test_renders_with_issues_are_not_stored(repo, cache, renders) -> None:
+def test_renders_with_issues_are_not_stored(repo: Repo, cache: RenderCache, renders: list[str]) -> None:
     repo.write("apps/bad/x.yaml", "- not a manifest\n")
 
     for _ in range(2):
@@ -117,7 +124,7 @@ def test_renders_with_issues_are_not_stored(repo, cache, renders) -> None:
     assert not cache.directory.exists() or not any(cache.directory.rglob("*.json"))
 
 
-def test_entries_are_written_atomically_outside_the_checkout(repo, cache) -> None:
+def test_entries_are_written_atomically_outside_the_checkout(repo: Repo, cache: RenderCache) -> None:
     repo.write("apps/web/svc.yaml", repo.service())
     files_before = sorted(repo.root.rglob("*"))
 
@@ -130,7 +137,7 @@ def test_entries_are_written_atomically_outside_the_checkout(repo, cache) -> Non
     assert json.loads(entry.read_text())["revision"] == REVISION
 
 
-def test_a_cache_inside_the_checkout_is_refused(repo) -> None:
+def test_a_cache_inside_the_checkout_is_refused(repo: Repo) -> None:
     repo.write("apps/web/svc.yaml", repo.service())
 
     with pytest.raises(ValueError, match="inside the checkout"):
@@ -140,7 +147,8 @@ def test_a_cache_inside_the_checkout_is_refused(repo) -> None:
 
 @pytest.mark.parametrize("garbage", ["", "{", "[]", '{"format": 1}', '{"format": 1, "key": "%s", "workload": {}}'],
                          ids=["empty", "truncated", "list", "no-key", "no-workload"])
-def test_a_damaged_entry_is_a_miss_not_a_crash(repo, cache, renders, garbage: str) -> None:
+def test_a_damaged_entry_is_a_miss_not_a_crash(
+        repo: Repo, cache: RenderCache, renders: list[str], garbage: str) -> None:
     repo.write("apps/web/svc.yaml", repo.service())
     entry_key = key(repo, "apps/web")
     assert entry_key is not None
@@ -154,6 +162,6 @@ def test_a_damaged_entry_is_a_miss_not_a_crash(repo, cache, renders, garbage: st
     assert cache.get(entry_key) == rendered  # the miss was stored again, whole
 
 
-def test_keys_cannot_name_paths(cache) -> None:
+def test_keys_cannot_name_paths(cache: RenderCache) -> None:
     with pytest.raises(ValueError):
         cache.get("../../etc/passwd")

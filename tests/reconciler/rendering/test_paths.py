@@ -7,6 +7,7 @@ import os
 import pytest
 
 from repo_schema.paths import UnsafePath, normalize
+from tests.reconciler.rendering.conftest import Repo
 
 
 @pytest.mark.parametrize(
@@ -39,11 +40,11 @@ def test_paths_leaving_the_checkout_are_refused(path: str, base: str) -> None:
      ("/etc", "/etc:1:1: path: '/etc' is absolute; paths are relative to the repository root")],
     ids=["dotdot", "nested-dotdot", "absolute"],
 )
-def test_a_workload_path_outside_the_checkout_is_refused(repo, path: str, expected: str) -> None:
+def test_a_workload_path_outside_the_checkout_is_refused(repo: Repo, path: str, expected: str) -> None:
     assert repo.issues(path) == [expected]
 
 
-def test_a_symlinked_file_pointing_outside_is_refused_and_named(repo) -> None:
+def test_a_symlinked_file_pointing_outside_is_refused_and_named(repo: Repo) -> None:
     repo.write("apps/web/svc.yaml", repo.service())
     repo.link("apps/web/secret.yaml", repo.outside / "secret.yaml")
 
@@ -56,7 +57,7 @@ def test_a_symlinked_file_pointing_outside_is_refused_and_named(repo) -> None:
     assert [m.identity.name for m in workload.manifests] == ["web"]
 
 
-def test_a_symlinked_directory_pointing_outside_is_refused_at_any_depth(repo) -> None:
+def test_a_symlinked_directory_pointing_outside_is_refused_at_any_depth(repo: Repo) -> None:
     repo.write("apps/web/svc.yaml", repo.service())
     repo.link("apps/web/deep/er/stolen", repo.outside)
 
@@ -66,7 +67,7 @@ def test_a_symlinked_directory_pointing_outside_is_refused_at_any_depth(repo) ->
     ]
 
 
-def test_a_workload_reached_through_an_escaping_symlink_is_refused(repo) -> None:
+def test_a_workload_reached_through_an_escaping_symlink_is_refused(repo: Repo) -> None:
     repo.link("apps/linked", repo.outside)
 
     assert repo.issues("apps/linked") == [
@@ -74,7 +75,7 @@ def test_a_workload_reached_through_an_escaping_symlink_is_refused(repo) -> None
     ]
 
 
-def test_symlinks_that_stay_inside_are_followed_and_loops_visited_once(repo) -> None:
+def test_symlinks_that_stay_inside_are_followed_and_loops_visited_once(repo: Repo) -> None:
     repo.write("shared/svc.yaml", repo.service())
     repo.link("apps/web/shared", repo.root / "shared")
     repo.link("apps/web/loop", "..")
@@ -85,7 +86,7 @@ def test_symlinks_that_stay_inside_are_followed_and_loops_visited_once(repo) -> 
     assert [str(m.location) for m in workload.manifests] == ["apps/web/shared/svc.yaml:1:1"]
 
 
-def test_a_fifo_is_not_read_so_a_worker_cannot_hang(repo) -> None:
+def test_a_fifo_is_not_read_so_a_worker_cannot_hang(repo: Repo) -> None:
     repo.write("apps/web/svc.yaml", repo.service())
     os.mkfifo(repo.root / "apps/web/pipe.yaml")
 

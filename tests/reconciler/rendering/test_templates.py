@@ -7,6 +7,7 @@ import resource
 import pytest
 
 from reconciler.rendering.limits import RenderLimits
+from tests.reconciler.rendering.conftest import Repo
 
 SETTINGS = """\
 apiVersion: v1
@@ -22,7 +23,7 @@ data:
 """
 
 
-def test_a_template_renders_with_the_environment_variables(repo) -> None:
+def test_a_template_renders_with_the_environment_variables(repo: Repo) -> None:
     repo.write("apps/settings/settings.yaml.j2", SETTINGS)
 
     workload = repo.render("apps/settings", {"environment": "staging", "replicas": 2,
@@ -35,7 +36,7 @@ def test_a_template_renders_with_the_environment_variables(repo) -> None:
     assert str(manifest.locate(("data", "replicas"))) == "apps/settings/settings.yaml.j2:10:13"
 
 
-def test_a_directory_may_mix_plain_yaml_and_templates(repo) -> None:
+def test_a_directory_may_mix_plain_yaml_and_templates(repo: Repo) -> None:
     repo.write("apps/mixed/a.yaml", repo.service("a"))
     repo.write("apps/mixed/b.yml.j2", repo.service("{{ name }}"))
     repo.write("apps/mixed/c.yaml", repo.service("c"))
@@ -45,7 +46,7 @@ def test_a_directory_may_mix_plain_yaml_and_templates(repo) -> None:
     assert [m.identity.name for m in workload.manifests] == ["a", "b", "c"]
 
 
-def test_an_undefined_variable_is_an_error_at_its_template_line(repo) -> None:
+def test_an_undefined_variable_is_an_error_at_its_template_line(repo: Repo) -> None:
     repo.write("apps/settings/settings.yaml.j2", SETTINGS)
 
     assert repo.issues("apps/settings", {"environment": "staging", "feature_flags": {}}) == [
@@ -54,7 +55,7 @@ def test_an_undefined_variable_is_an_error_at_its_template_line(repo) -> None:
     ]
 
 
-def test_a_missing_top_level_variable_names_itself(repo) -> None:
+def test_a_missing_top_level_variable_names_itself(repo: Repo) -> None:
     repo.write("apps/s/cm.yaml.j2", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ nmae }}\n")
 
     assert repo.issues("apps/s", {"name": "x"}) == [
@@ -62,7 +63,7 @@ def test_a_missing_top_level_variable_names_itself(repo) -> None:
     ]
 
 
-def test_a_syntax_error_is_reported_at_its_line(repo) -> None:
+def test_a_syntax_error_is_reported_at_its_line(repo: Repo) -> None:
     repo.write("apps/s/cm.yaml.j2", "apiVersion: v1\nkind: ConfigMap\n{% if x %}\nmetadata: {name: x}\n")
 
     [issue] = repo.issues("apps/s", {"x": 1})
@@ -82,7 +83,7 @@ def test_a_syntax_error_is_reported_at_its_line(repo) -> None:
     ],
     ids=["mro", "globals", "lipsum-os", "context", "builtins"],
 )
-def test_sandbox_escape_attempts_fail_with_an_issue(repo, expression: str) -> None:
+def test_sandbox_escape_attempts_fail_with_an_issue(repo: Repo, expression: str) -> None:
     repo.write("apps/evil/cm.yaml.j2", f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata:\n"
                                        f"  leak: \"{expression}\"\n")
 
@@ -107,7 +108,7 @@ def test_sandbox_escape_attempts_fail_with_an_issue(repo, expression: str) -> No
     ],
     ids=["nested-loops", "huge-string", "huge-power", "recursion", "division"],
 )
-def test_templates_cannot_exhaust_a_worker(repo, template: str, expected: str) -> None:
+def test_templates_cannot_exhaust_a_worker(repo: Repo, template: str, expected: str) -> None:
     repo.write("apps/evil/cm.yaml.j2", template)
 
     [issue] = repo.render("apps/evil").issues
@@ -116,7 +117,7 @@ def test_templates_cannot_exhaust_a_worker(repo, template: str, expected: str) -
     assert issue.location.file == "apps/evil/cm.yaml.j2"
 
 
-def test_output_larger_than_the_file_cap_is_refused(repo) -> None:
+def test_output_larger_than_the_file_cap_is_refused(repo: Repo) -> None:
     repo.write("apps/big/cm.yaml.j2", "{% for i in range(100000) %}{{ 'x' * 20 }}{% endfor %}")
 
     [issue] = repo.render("apps/big").issues
@@ -138,7 +139,7 @@ def test_output_larger_than_the_file_cap_is_refused(repo) -> None:
     ids=["padding-bomb", "format-bomb-hits-the-memory-limit", "slow-loops-hit-the-time-limit"],
 )
 def test_a_template_bomb_fails_at_its_line_in_the_sealed_child_not_in_the_worker(
-        repo, template: str, expected: str) -> None:
+        repo: Repo, template: str, expected: str) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     repo.write("apps/bomb/cm.yaml.j2", template)
 
@@ -150,7 +151,7 @@ def test_a_template_bomb_fails_at_its_line_in_the_sealed_child_not_in_the_worker
     assert grown_mib < 100, "the template ran in this process"
 
 
-def test_includes_work_inside_the_workload_directory(repo) -> None:
+def test_includes_work_inside_the_workload_directory(repo: Repo) -> None:
     repo.write("apps/web/labels.j2", "labels: {app: {{ name }}}")
     repo.write("apps/web/cm.yaml.j2", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
                                       "  name: x\n  {% include 'labels.j2' %}\n")
@@ -168,7 +169,7 @@ def test_includes_work_inside_the_workload_directory(repo) -> None:
      ("escape.j2", "is or goes through a symlink that resolves outside the repository")],
     ids=["dotdot", "absolute", "hidden", "symlink"],
 )
-def test_includes_cannot_leave_the_workload_directory(repo, target: str, reason: str) -> None:
+def test_includes_cannot_leave_the_workload_directory(repo: Repo, target: str, reason: str) -> None:
     repo.write("apps/outside.j2", "stolen: true")
     repo.write("apps/web/.secret.j2", "stolen: true")
     repo.link("apps/web/escape.j2", repo.outside / "secret.yaml")
@@ -181,7 +182,7 @@ def test_includes_cannot_leave_the_workload_directory(repo, target: str, reason:
     assert reason in issue.message
 
 
-def test_loops_and_stripped_comments_still_map_fields_to_their_template_lines(repo) -> None:
+def test_loops_and_stripped_comments_still_map_fields_to_their_template_lines(repo: Repo) -> None:
     repo.write("apps/loop/cms.yaml.j2", """\
         {#-
           A header comment that, with its whitespace control, removes these lines from the output.
@@ -211,7 +212,7 @@ def test_loops_and_stripped_comments_still_map_fields_to_their_template_lines(re
     assert str(manifest.location) == "apps/loop/cms.yaml.j2:4:1"
 
 
-def test_yaml_errors_in_the_output_are_reported_at_the_template_line(repo) -> None:
+def test_yaml_errors_in_the_output_are_reported_at_the_template_line(repo: Repo) -> None:
     repo.write("apps/s/cm.yaml.j2", "{# header #}\n{% for i in range(3) %}\nk{{ i }}: v\n{% endfor %}\nbad: [\n")
 
     [issue] = repo.render("apps/s").issues
@@ -219,7 +220,7 @@ def test_yaml_errors_in_the_output_are_reported_at_the_template_line(repo) -> No
     assert issue.location.line == 5 and issue.field == "<yaml>"
 
 
-def test_output_too_large_to_align_is_placed_at_line_one_with_the_output_line(repo) -> None:
+def test_output_too_large_to_align_is_placed_at_line_one_with_the_output_line(repo: Repo) -> None:
     repo.write("apps/big/cms.yaml.j2",
                "{% for i in range(6000) %}# line {{ i }}\n{% endfor %}apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n")
 

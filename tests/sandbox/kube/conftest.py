@@ -92,7 +92,7 @@ def kubeconfig(kube: KubeSandbox, tmp_path: Path) -> Path:
 @pytest.fixture
 def k8s(kubeconfig: Path) -> Iterator[ApiClient]:
     """The official client configured from the emulator's kubeconfig, as its users configure it."""
-    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     yield api_client
     api_client.close()
 

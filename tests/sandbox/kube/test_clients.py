@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client, dynamic, watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from sandbox.kube import KubeSandbox, serve
 

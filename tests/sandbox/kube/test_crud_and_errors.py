@@ -251,9 +251,9 @@ def test_selector_of_a_deployment_is_immutable(api: Any, m: Any) -> None:
         'map[string]string{"app":"other"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable')
 
 
-_POD = {"metadata": {"labels": {"app": "db"}},
+_POD: dict[str, Any] = {"metadata": {"labels": {"app": "db"}},
         "spec": {"containers": [{"name": "db", "image": "postgres:17"}]}}
-IMMUTABLE_CASES = {
+IMMUTABLE_CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any], str, str, dict[str, Any]]] = {
     "service-cluster-ip": ("/api/v1/namespaces/default/services", {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
         "spec": {"clusterIP": "10.96.0.50", "selector": {"app": "db"}, "ports": [{"port": 5432}]}},

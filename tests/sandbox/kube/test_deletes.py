@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 from kubernetes.client import ApiClient
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 JOBS = "/apis/batch/v1/namespaces/default/jobs"

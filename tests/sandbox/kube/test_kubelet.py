@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import portforward, stream
 
 PODS = "/api/v1/namespaces/default/pods"

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from kubernetes import client, utils
 from kubernetes.client import ApiClient
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from sandbox.kube.types import ResourceType, builtin_types, definitions, schema_for
 
