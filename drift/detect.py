@@ -92,7 +92,7 @@ def _observe_all(services: Services, loaded: EnvironmentSession) -> tuple[list[D
     return items, errors
 
 
-def observe_stage(stage: contract.StageProvider, context: StageContext) -> tuple[list[DriftItem], str | None]:
+def observe_stage(stage: contract.StageProvider, context: StageContext[Any]) -> tuple[list[DriftItem], str | None]:
     """One stage's drift items and, when it could not look everywhere, why — with what it did find
     (one unreachable host leaves the other hosts' drift in the report)."""
     try:

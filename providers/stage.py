@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from repo_schema.vocabulary import Health as Health  # re-exported: the one Health word
 from repo_schema.vocabulary import Stage as Stage  # re-exported: the one Stage word
@@ -61,21 +61,26 @@ class Change:
     diff: str = ""
 
 
+S = TypeVar("S")
+
+
 @dataclass(frozen=True)
-class StageContext:
+class StageContext(Generic[S]):
     """Everything one stage run needs, as plain values: no Git, no Celery, no store.
 
-    `workdir` is the rendered checkout of one revision; `inputs` are the outputs of earlier
-    stages; `credentials` and `settings` are connection settings the composition root injects
-    (in sandbox mode: the sandbox's endpoint map). `artifacts` is where a run may keep files.
+    `spec` is the stage's own typed input, resolved once by the reconciler from the config repo
+    and from earlier stages' recorded outputs (`TerraformSpec`, `ConfigurationInputs`,
+    `WorkloadsInputs`): a provider reads fields, never the repo's camelCase. `workdir` is the
+    rendered checkout of one revision; `credentials` and `settings` are connection settings the
+    composition root injects (in sandbox mode: the sandbox's endpoint map). `artifacts` is where a
+    run may keep files.
     """
 
     environment: str
     revision: str
     workdir: Path
     artifacts: Path
-    spec: Mapping[str, Any] = field(default_factory=dict)
-    inputs: Mapping[str, Any] = field(default_factory=dict)
+    spec: S
     credentials: Mapping[str, str] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
 
@@ -189,13 +194,13 @@ class StageProvider(Protocol):
 
     name: Stage
 
-    def plan(self, context: StageContext) -> StagePlan: ...
+    def plan(self, context: StageContext[Any]) -> StagePlan: ...
 
-    def apply(self, context: StageContext, plan: StagePlan) -> StageResult: ...
+    def apply(self, context: StageContext[Any], plan: StagePlan) -> StageResult: ...
 
-    def observe(self, context: StageContext) -> list[DriftItem]: ...
+    def observe(self, context: StageContext[Any]) -> list[DriftItem]: ...
 
-    def watch(self, context: StageContext, on_change: Callable[[LiveChange], None]) -> Watcher | None:
+    def watch(self, context: StageContext[Any], on_change: Callable[[LiveChange], None]) -> Watcher | None:
         """Start watching what the stage manages, calling `on_change` on an out-of-band change; None
         when the stage has no live view (it is only observed on the drift schedule)."""
         ...

@@ -12,12 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from providers.ansible.inventory import merge_connection
+from providers.ansible.stage import ConfigurationInputs
+from providers.kubernetes.diff import IgnoreRule
+from providers.kubernetes.inventory import from_json as inventory_from_json
+from providers.kubernetes.stage import DEFAULT_NAMESPACE, WorkloadSettings, WorkloadsInputs
 from providers.stage import Stage, StageContext
+from providers.terraform.spec import TerraformBackend, TerraformSpec
 from reconciler.desired import DesiredState
 from reconciler.rendering.inputs import render_tfvars
 from reconciler.targets import Targets, TargetsError
 from repo_schema.loader import LoadedRepo
-from repo_schema.models import EnvironmentSpec
+from repo_schema.models import ConfigurationSpec, EnvironmentSpec, WorkloadSpec
 
 
 @dataclass(frozen=True)
@@ -31,23 +36,18 @@ class Run:
     artifacts: Path
 
 
-def configuration_spec(repo: LoadedRepo, environment: str) -> dict[str, Any]:
-    """The environment's `configuration` section (repo spelling) with the repo's default
-    connection under the environment's own."""
+def configuration_spec(repo: LoadedRepo, environment: str) -> ConfigurationSpec:
+    """The environment's `configuration` section with the repo's default connection under the
+    environment's own."""
     spec = repo.environments[environment].spec.configuration
     if spec is None:
         raise ValueError(f"environment {environment!r} has no configuration stage")
     own = spec.connection.model_dump(by_alias=True, exclude_unset=True) if spec.connection else None
-    connection = merge_connection(repo.config.spec.connection, own)
-    section: dict[str, Any] = spec.model_dump(by_alias=True, mode="json", exclude={"connection", "timeout"})
-    section["timeout"] = f"{int(spec.timeout.total_seconds())}s"
-    section["connection"] = connection.model_dump(by_alias=True, mode="json", exclude_none=True)
-    return section
+    return spec.model_copy(update={"connection": merge_connection(repo.config.spec.connection, own)})
 
 
-def infrastructure(repo: LoadedRepo, run: Run, targets: Targets) -> StageContext:
+def infrastructure(repo: LoadedRepo, run: Run, targets: Targets) -> StageContext[TerraformSpec]:
     spec = infrastructure_spec(repo, run.environment)
-    spec["tfvars"] = render_tfvars(spec["vars"])
     connection = targets.infrastructure(run.repository, run.environment)
     return StageContext(run.environment, run.revision, run.checkout, run.artifacts, spec=spec,
                         settings=dict(connection.settings), credentials=dict(connection.credentials))
@@ -62,16 +62,16 @@ def nodes_output(repo: LoadedRepo, environment: str, outputs: Mapping[str, Any])
     return [dict(node) for node in value] if isinstance(value, list) else None
 
 
-def configuration(repo: LoadedRepo, run: Run, targets: Targets, outputs: Mapping[str, Any]) -> StageContext | None:
+def configuration(repo: LoadedRepo, run: Run, targets: Targets,
+                  outputs: Mapping[str, Any]) -> StageContext[ConfigurationInputs] | None:
     """The configuration context, or None while the infrastructure has not reported its nodes."""
     nodes = nodes_output(repo, run.environment, outputs)
     if nodes is None:
         return None
     spec = configuration_spec(repo, run.environment)
     connection = targets.configuration(run.repository, run.environment, nodes, spec)
-    output_name = str(spec["inventoryFrom"]["terraformOutput"])
     return StageContext(run.environment, run.revision, run.checkout, run.artifacts,
-                        spec={"configuration": spec}, inputs={output_name: nodes},
+                        spec=ConfigurationInputs(spec, nodes),
                         settings=dict(connection.settings), credentials=dict(connection.credentials))
 
 
@@ -90,13 +90,12 @@ def needs_infrastructure_outputs(repo: LoadedRepo, environment: str) -> bool:
 
 
 def workloads(repo: LoadedRepo, run: Run, targets: Targets, desired: DesiredState, outputs: Mapping[str, Any],
-              inventory: Any = None, *, take_over: bool = False) -> StageContext | None:
+              inventory: Any = None, *, take_over: bool = False) -> StageContext[WorkloadsInputs] | None:
     """The workloads context, or None while the cluster's kubeconfig output is not known yet.
 
     `take_over` (self-heal) forces server-side apply conflicts on every workload: whoever changed a
     field by hand (`kubectl scale` owns `.spec.replicas` afterwards) loses it to Git, as Flux's
     force-apply does; an ordinary sync still reports such conflicts unless `forceConflicts` is set."""
-    env = repo.environments[run.environment]
     config = kubeconfig(repo, run.environment, outputs)
     if config is None and needs_infrastructure_outputs(repo, run.environment):
         return None
@@ -106,16 +105,33 @@ def workloads(repo: LoadedRepo, run: Run, targets: Targets, desired: DesiredStat
         if config is None:
             return None
         raise
-    spec = env.spec.model_dump(by_alias=True, mode="json", include={"workloads", "sync"})
-    if take_over:
-        for workload in spec.get("workloads") or []:
-            workload["forceConflicts"] = True
-    spec["sync"] = repo.sync_policy(run.environment).model_dump(by_alias=True, mode="json")
-    inputs: dict[str, Any] = {"manifests": {name: rendered.manifests for name, rendered in desired.workloads.items()}}
-    if inventory is not None:
-        inputs["inventory"] = inventory
-    return StageContext(run.environment, run.revision, run.checkout, run.artifacts, spec=spec, inputs=inputs,
+    return StageContext(run.environment, run.revision, run.checkout, run.artifacts,
+                        spec=workloads_inputs(repo, run.environment, _manifests(desired), inventory,
+                                            take_over=take_over),
                         settings=dict(connection.settings), credentials=dict(connection.credentials))
+
+
+def workload_settings(workloads: Sequence[WorkloadSpec], *, take_over: bool = False) -> dict[str, WorkloadSettings]:
+    """Each workload's settings as the workloads stage reads them (`take_over`: see `workloads`)."""
+    return {
+        workload.name: WorkloadSettings(
+            workload.name, workload.namespace or DEFAULT_NAMESPACE, take_over or workload.force_conflicts,
+            workload.prune, tuple(IgnoreRule(rule.kind, tuple(rule.json_pointers), rule.group, rule.name,
+                                             rule.namespace) for rule in workload.ignore_differences))
+        for workload in workloads}
+
+
+def _manifests(desired: DesiredState) -> dict[str, Sequence[Any]]:
+    return {name: rendered.manifests for name, rendered in desired.workloads.items()}
+
+
+def workloads_inputs(repo: LoadedRepo, environment: str, manifests: Mapping[str, Sequence[Any]],
+                     inventory: Any = None, *, take_over: bool = False) -> WorkloadsInputs:
+    """The workloads stage's typed input: rendered manifests, each workload's settings, the
+    environment's prune policy and the inventory the stage last recorded (its JSON form)."""
+    settings = workload_settings(repo.environments[environment].spec.workloads, take_over=take_over)
+    return WorkloadsInputs(manifests=manifests, workloads=settings, prune=repo.sync_policy(environment).prune,
+                           inventory=inventory_from_json(inventory) if inventory is not None else None)
 
 
 def stages_of(repo: LoadedRepo, environment: str) -> Sequence[Stage]:
@@ -151,20 +167,20 @@ class Wiring:
 
     defined: Callable[[EnvironmentSpec], bool]
     reads: frozenset[Stage]
-    build: Callable[[Source], StageContext | None]
+    build: Callable[[Source], StageContext[Any] | None]
     covers: Callable[[DesiredState], Any]
 
 
-def _infrastructure(source: Source) -> StageContext | None:
+def _infrastructure(source: Source) -> StageContext[Any] | None:
     return infrastructure(source.repo, source.run, source.targets)
 
 
-def _configuration(source: Source) -> StageContext | None:
+def _configuration(source: Source) -> StageContext[Any] | None:
     return configuration(source.repo, source.run, source.targets,
                          source.recorded.get(Stage.INFRASTRUCTURE, {}))
 
 
-def _workloads(source: Source) -> StageContext | None:
+def _workloads(source: Source) -> StageContext[Any] | None:
     return workloads(source.repo, source.run, source.targets, source.desired,
                      source.recorded.get(Stage.INFRASTRUCTURE, {}),
                      source.recorded.get(Stage.WORKLOADS, {}).get("inventory"), take_over=source.take_over)
@@ -183,25 +199,25 @@ WIRINGS: dict[Stage, Wiring] = {
 }
 
 
-def infrastructure_spec(repo: LoadedRepo, environment: str) -> dict[str, Any]:
-    """The plain `StageContext.spec` of one environment's infrastructure stage (what
-    `providers.terraform.spec.TerraformSpec` reads): providers never see the loaded repo."""
+def infrastructure_spec(repo: LoadedRepo, environment: str) -> TerraformSpec:
+    """The infrastructure stage's typed input: providers never see the loaded repo."""
     infra = repo.environments[environment].spec.infrastructure
     if infra is None:
         raise ValueError(f"environment {environment!r} has no infrastructure stage")
     backend = repo.backend(environment)
     mirror = repo.config.spec.terraform.plugin_mirror
-    backend_values: dict[str, Any] | None = None
-    if backend is not None:
-        backend_values = backend.model_dump(exclude={"lock_timeout", "key_prefix"})
-        backend_values["lock_timeout"] = backend.lock_timeout.total_seconds()
-    return {
-        "path": infra.path,
-        "vars": dict(infra.vars),
-        "backend": backend_values,
-        "timeout": infra.timeout.total_seconds(),
-        "plugin_mirror": {"paths": [str(_resolve(repo.root, p)) for p in mirror.paths], "offline": mirror.offline},
-    }
+    return TerraformSpec(
+        path=infra.path,
+        vars=dict(infra.vars),
+        tfvars=render_tfvars(infra.vars),
+        backend=None if backend is None else TerraformBackend(
+            type=backend.type, bucket=backend.bucket, key=backend.key, region=backend.region,
+            dynamodb_table=backend.dynamodb_table, use_lockfile=backend.use_lockfile, encrypt=backend.encrypt,
+            lock_timeout=backend.lock_timeout.total_seconds()),
+        timeout=infra.timeout.total_seconds(),
+        mirror_paths=tuple(str(_resolve(repo.root, path)) for path in mirror.paths),
+        offline=mirror.offline,
+    )
 
 
 def _resolve(root: Path, path: str) -> Path:

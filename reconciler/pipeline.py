@@ -157,7 +157,7 @@ def _gate(services: Services, session: Session, env: Environment, sha: str, at_r
         raise PlanningFailed(str(error)) from None
 
 
-Adapt = Callable[[Stage, StageContext], StageContext]
+Adapt = Callable[[Stage, StageContext[Any]], StageContext[Any]]
 """How a caller changes a stage's context before planning (a preview: its own workspaces, read-only
 credentials, no state lock)."""
 

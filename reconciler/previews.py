@@ -402,7 +402,7 @@ def plan_environment(services: Services, repository_id: int, loaded: Environment
     loaded.run.artifacts.mkdir(parents=True, exist_ok=True, mode=0o700)
     credentials: dict[str, str] = {}
 
-    def adapt(stage: Stage, context: StageContext) -> StageContext:
+    def adapt(stage: Stage, context: StageContext[Any]) -> StageContext[Any]:
         context, credentials[stage.value] = _with_preview_credentials(services, loaded, stage, context, trusted)
         return preview_context(context, workdir, untrusted=untrusted)
 
@@ -413,8 +413,8 @@ def plan_environment(services: Services, repository_id: int, loaded: Environment
                               fingerprint=None if errors else plan.content_fingerprint, credentials=credentials)
 
 
-def _with_preview_credentials(services: Services, loaded: EnvironmentSession, stage: Stage, context: StageContext,
-                              trusted: PreviewSpec | None) -> tuple[StageContext, str]:
+def _with_preview_credentials(services: Services, loaded: EnvironmentSession, stage: Stage, context: StageContext[Any],
+                              trusted: PreviewSpec | None) -> tuple[StageContext[Any], str]:
     """The context with only the stage's read-only preview credentials, when the base names them."""
     section = getattr(trusted, stage.value, None) if trusted is not None else None
     if section is None:
@@ -426,7 +426,7 @@ def _with_preview_credentials(services: Services, loaded: EnvironmentSession, st
     return replace(context, settings=dict(connection.settings), credentials=dict(connection.credentials)), "preview"
 
 
-def preview_context(context: StageContext, workdir: Path, *, untrusted: bool = False) -> StageContext:
+def preview_context(context: StageContext[Any], workdir: Path, *, untrusted: bool = False) -> StageContext[Any]:
     """The sync's context, with the preview's own Terraform workspaces and no state lock taken;
     for an untrusted author's head, stages refuse what would run unsealed (`untrusted_head`)."""
     settings: dict[str, Any] = {**context.settings, "lock": False,

@@ -55,7 +55,7 @@ class EnvironmentSession:
         """The environment's stages, in pipeline order."""
         return list(contexts.stages_of(self.repo, self.run.environment))
 
-    def context(self, stage: Stage) -> StageContext | None:
+    def context(self, stage: Stage) -> StageContext[Any] | None:
         """The stage's context, or None while the outputs it reads are not known yet (deferred).
         Its credentials are registered for redaction in everything this process writes."""
         source = Source(self.repo, self.run, self.desired, self.recorded, self.targets, self.take_over)

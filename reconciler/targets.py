@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from repo_schema.models import ConfigurationSpec
+
 
 @dataclass(frozen=True)
 class Connection:
@@ -36,7 +38,7 @@ class Targets(Protocol):
     def infrastructure(self, repository: str, environment: str) -> Connection: ...
 
     def configuration(self, repository: str, environment: str, nodes: Sequence[Mapping[str, Any]],
-                      spec: Mapping[str, Any]) -> Connection: ...
+                      spec: ConfigurationSpec) -> Connection: ...
 
     def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection: ...
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from providers.ansible import AnsibleStage
+from providers.ansible import AnsibleStage, ConfigurationInputs
 from providers.ansible.events import TaskStatus, parse_events
 from providers.ansible.runner import RunRequest, run_playbook
 from providers.stage import Action, StageContext, StagePlan
@@ -66,7 +66,8 @@ def ping_nodes(nodes: SshNodes, work_dir: Path) -> dict[str, str | None]:
 
 
 def sandbox_context(repo: LoadedRepo, environment: str, workdir: Path, artifacts: Path, nodes: SshNodes,
-                    nodes_output: list[dict[str, Any]], log: Callable[[str], None]) -> StageContext:
+                    nodes_output: list[dict[str, Any]],
+                    log: Callable[[str], None]) -> StageContext[ConfigurationInputs]:
     """The configuration stage's context in sandbox mode: Terraform's node names are sent to the
     sandbox's SSH nodes and the sandbox's client key replaces the repo's privateKeyRef; every
     substitution is logged."""
@@ -76,11 +77,9 @@ def sandbox_context(repo: LoadedRepo, environment: str, workdir: Path, artifacts
         log(f"sandbox: {name} -> ssh://{override['user']}@{override['address']}:{override['port']}")
     log(f"sandbox: SSH key from {key_path} replaces connection.privateKeyRef; host vars node_prefix="
         f"{nodes.managed_path} (each node sees its own files there)")
-    spec = configuration_spec(repo, environment)
-    output_name = str(spec["inventoryFrom"]["terraformOutput"])  # the stage reads the output it names
     return StageContext(
         environment=environment, revision="working-tree", workdir=workdir, artifacts=artifacts,
-        spec={"configuration": spec}, inputs={output_name: nodes_output},
+        spec=ConfigurationInputs(configuration_spec(repo, environment), nodes_output),
         credentials={"ssh_private_key": key_path.read_text()}, settings=endpoint,
     )
 

@@ -25,13 +25,12 @@ from rich.markup import escape
 
 from providers.ansible import AnsibleStageError
 from providers.kubernetes.client import KubeError
-from providers.kubernetes.stage import KubernetesStage
+from providers.kubernetes.stage import KubernetesStage, WorkloadsInputs
 from providers.kubernetes.stage import StageError as KubeStageError
 from providers.stage import Action, StageContext, StagePlan, StageResult
-from providers.terraform import TerraformError, TerraformStage
-from reconciler.contexts import infrastructure_spec
+from providers.terraform import TerraformError, TerraformSpec, TerraformStage
+from reconciler.contexts import infrastructure_spec, workloads_inputs
 from reconciler.desired import check_checkout
-from reconciler.rendering.inputs import render_tfvars
 from repo_schema.issues import InvalidRepo
 from repo_schema.loader import LoadedRepo, load_repo
 from sandbox.aws import DEFAULT_BUCKET, DEFAULT_LOCK_TABLE, DEFAULT_REGION, AwsEndpoints, AwsSandbox
@@ -232,13 +231,12 @@ def _substitute(what: str, replacement: str) -> None:
 
 
 def _workloads_context(loaded: LoadedRepo, env: str, settings: Settings, manifests: dict[str, list[Any]],
-                       kubeconfig: str) -> StageContext:
-    """The workloads StageContext: the environment's spec as written (camelCase), its rendered
-    manifests, and the cluster's kubeconfig content."""
-    spec = loaded.environments[env].spec.model_dump(by_alias=True, mode="json", exclude_none=True)
+                       kubeconfig: str) -> StageContext[WorkloadsInputs]:
+    """The workloads StageContext: the stage's typed input as the reconciler builds it (rendered
+    manifests, each workload's settings), and the cluster's kubeconfig content."""
     area = settings.data_dir / "runs" / "sandbox" / repo_key(loaded.root) / "kubernetes"
     return StageContext(environment=env, revision="working-tree", workdir=loaded.root, artifacts=area,
-                        spec=spec, inputs={"manifests": manifests}, credentials={"kubeconfig": kubeconfig})
+                        spec=workloads_inputs(loaded, env, manifests), credentials={"kubeconfig": kubeconfig})
 
 
 def _print_workloads_plan(env: str, result: StagePlan, *, show_diff: bool, seconds: float) -> None:
@@ -255,10 +253,9 @@ def _print_workloads_plan(env: str, result: StagePlan, *, show_diff: bool, secon
 
 
 def infrastructure_context(repo: LoadedRepo, env: str, settings: Settings,
-                           aws: AwsEndpoints | None = None) -> StageContext:
+                           aws: AwsEndpoints | None = None) -> StageContext[TerraformSpec]:
     """The infrastructure StageContext of one environment; with `aws`, pointed at the sandbox."""
     spec = infrastructure_spec(repo, env)
-    spec["tfvars"] = render_tfvars(spec["vars"])
     area = settings.data_dir / "runs" / ("sandbox" if aws else "terraform") / repo_key(repo.root)
     stage_settings: dict[str, Any] = {
         "terraform_plugin_dirs": settings.terraform_plugin_dirs,

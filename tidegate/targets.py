@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from reconciler.targets import Connection, TargetsError
+from repo_schema.models import ConfigurationSpec
 from sandbox.aws import AwsEndpoints
 from tidegate.extras import require_sandbox
 from tidegate.settings import Settings
@@ -48,15 +49,15 @@ class RealTargets:
         return Connection(_terraform_settings(self.settings, repository), credentials)
 
     def configuration(self, repository: str, environment: str, nodes: Sequence[Mapping[str, Any]],
-                      spec: Mapping[str, Any]) -> Connection:
-        ref = (spec.get("connection") or {}).get("privateKeyRef") or {}
-        if ref.get("env"):
-            key = os.environ.get(str(ref["env"]))
+                      spec: ConfigurationSpec) -> Connection:
+        ref = spec.connection.private_key_ref if spec.connection is not None else None
+        if ref is not None and ref.env:
+            key = os.environ.get(ref.env)
             if not key:
-                raise TargetsError(f"{environment}: connection.privateKeyRef.env names {ref['env']}, which is not set")
+                raise TargetsError(f"{environment}: connection.privateKeyRef.env names {ref.env}, which is not set")
             return Connection({}, {"ssh_private_key": key})
-        if ref.get("secret"):
-            raise TargetsError(f"{environment}: connection.privateKeyRef.secret {ref['secret']!r}: stored secrets "
+        if ref is not None and ref.secret:
+            raise TargetsError(f"{environment}: connection.privateKeyRef.secret {ref.secret!r}: stored secrets "
                                "are not supported yet; use privateKeyRef.env")
         return Connection({}, {})
 
@@ -97,7 +98,7 @@ class SandboxTargets:
                           aws.stage_credentials())
 
     def configuration(self, repository: str, environment: str, nodes: Sequence[Mapping[str, Any]],
-                      spec: Mapping[str, Any]) -> Connection:
+                      spec: ConfigurationSpec) -> Connection:
         pool = (self.map.get("nodes") or {}).get(environment)
         if pool is None:
             raise TargetsError(f"sandbox: no nodes for environment {environment!r}")

@@ -41,19 +41,20 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from providers.ansible.runner import RunRequest, prepare  # noqa: E402
-from providers.ansible.stage import AnsibleStage, resolve  # noqa: E402
+from providers.ansible.stage import AnsibleStage, ConfigurationInputs, resolve  # noqa: E402
 from providers.stage import StageContext  # noqa: E402
+from repo_schema.models import ConfigurationSpec  # noqa: E402
 from sandbox.nodes import SshNodes  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "infra-repo"
 
 
-def configuration() -> dict[str, Any]:
+def configuration() -> ConfigurationSpec:
     document = yaml.safe_load((EXAMPLE / "environments" / "staging.yaml").read_text())
-    return dict(document["spec"]["configuration"])
+    return ConfigurationSpec.model_validate(document["spec"]["configuration"])
 
 
-def context_for(nodes: SshNodes, artifacts: Path) -> StageContext:
+def context_for(nodes: SshNodes, artifacts: Path) -> StageContext[ConfigurationInputs]:
     names = [f"staging-node-{index + 1}" for index in range(len(nodes.nodes))]
     endpoint = nodes.endpoint_map(names)
     key = Path(endpoint.pop("private_key_path")).read_text()
@@ -61,7 +62,7 @@ def context_for(nodes: SshNodes, artifacts: Path) -> StageContext:
                        for index, name in enumerate(names)]
     return StageContext(
         environment="staging", revision="0" * 40, workdir=EXAMPLE, artifacts=artifacts,
-        spec={"configuration": configuration()}, inputs={"nodes": terraform_nodes},
+        spec=ConfigurationInputs(configuration(), terraform_nodes),
         credentials={"ssh_private_key": key}, settings=endpoint,
     )
 

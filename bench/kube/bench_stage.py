@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from providers.kubernetes.client import KubeClient  # noqa: E402
 from providers.kubernetes.schema import PlainManifest  # noqa: E402
-from providers.kubernetes.stage import KubernetesStage  # noqa: E402
+from providers.kubernetes.stage import KubernetesStage, WorkloadSettings, WorkloadsInputs  # noqa: E402
 from providers.kubernetes.watch import DriftEvent  # noqa: E402
 from providers.stage import StageContext  # noqa: E402
 from repo_schema.issues import Location  # noqa: E402
@@ -58,8 +58,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, KubeSandbox(controller_delay=0.05) as kube:
         kubeconfig = kube.write_kubeconfig(Path(tmp) / "kubeconfig")
         ctx = StageContext("bench", "rev", Path(tmp), Path(tmp),
-                           spec={"workloads": [{"name": "bench", "namespace": "bench"}]},
-                           inputs={"manifests": {"bench": manifests}},
+                           spec=WorkloadsInputs({"bench": manifests},
+                                                {"bench": WorkloadSettings("bench", namespace="bench")}),
                            settings={"kubeconfig_path": str(kubeconfig)})
         KubeClient.connect(path=kubeconfig).apply({"apiVersion": "v1", "kind": "Namespace",
                                                    "metadata": {"name": "bench"}})

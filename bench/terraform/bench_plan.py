@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from providers.stage import StageContext  # noqa: E402
-from providers.terraform import TerraformStage  # noqa: E402
+from providers.terraform import TerraformBackend, TerraformSpec, TerraformStage  # noqa: E402
 from providers.terraform.runner import clean_environment  # noqa: E402
 from sandbox.aws import AwsSandbox  # noqa: E402
 
@@ -63,9 +63,9 @@ def main() -> int:
             context = StageContext(
                 environment="bench", revision="bench", workdir=ROOT / "examples" / "infra-repo",
                 artifacts=scratch / "artifacts",
-                spec={"path": MODULE, "vars": VARIABLES, "timeout": 900,
-                      "backend": {"type": "s3", "bucket": aws.bucket, "key": "bench/terraform.tfstate",
-                                  "region": aws.region, "dynamodb_table": aws.lock_table, "lock_timeout": 60}},
+                spec=TerraformSpec(path=MODULE, vars=VARIABLES, timeout=900, backend=TerraformBackend(
+                    type="s3", bucket=aws.bucket, key="bench/terraform.tfstate", region=aws.region,
+                    dynamodb_table=aws.lock_table, lock_timeout=60)),
                 settings={"terraform_plugin_dirs": os.environ.get("TIDEGATE_TERRAFORM_PLUGIN_DIRS", ""),
                           **aws.stage_settings()},
                 credentials=aws.stage_credentials(),

@@ -10,6 +10,6 @@ Public API:
 """
 
 from providers.ansible.runner import PlaybookSyntaxError, RunnerError
-from providers.ansible.stage import AnsibleStage, AnsibleStageError
+from providers.ansible.stage import AnsibleStage, AnsibleStageError, ConfigurationInputs
 
-__all__ = ["AnsibleStage", "AnsibleStageError", "PlaybookSyntaxError", "RunnerError"]
+__all__ = ["AnsibleStage", "AnsibleStageError", "ConfigurationInputs", "PlaybookSyntaxError", "RunnerError"]

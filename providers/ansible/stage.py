@@ -25,11 +25,12 @@ such a failure fails the plan as before.
 
 What the context must carry (plain values; the composition root fills them):
 
-* `spec`: the environment spec (with a `configuration` key) or its `configuration` section, in the
-  config repo's spelling (`playbook`, `inventoryFrom`, `extraVars`, `connection`, `timeout`);
+* `spec`: a `ConfigurationInputs`, resolved once by the reconciler: the environment's
+  `configuration` section as the typed model (`playbook`, `inventory_from`, `extra_vars`, its
+  `connection` already layered over the repo's default, `timeout`) and `nodes`, the value of the
+  Terraform output `inventory_from.terraform_output` names (a list of `{name, address, groups,
+  vars?}`, checked here);
 * `workdir`: the rendered checkout; `playbook` is relative to it;
-* `inputs`: the infrastructure stage's outputs: `inputs[<inventoryFrom.terraformOutput>]`, or
-  `inputs["infrastructure"][...]`; a list of `{name, address, groups, vars?}`;
 * `credentials["ssh_private_key"]`: the private key text (written to a 0600 file for the run
   only, then deleted);
 * `settings` (optional): `connection` (layered over the spec's: user, port, hostOverrides ...),
@@ -75,7 +76,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,6 +132,15 @@ class AnsibleStageError(StageFailed):
 
 
 @dataclass(frozen=True)
+class ConfigurationInputs:
+    """The configuration stage's typed input: the environment's `configuration` section (its
+    connection layered over the repo's default) and the nodes the infrastructure reported."""
+
+    spec: ConfigurationSpec
+    nodes: Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
 class ResolvedInputs:
     """Everything one run needs, resolved from the context; `digest` covers what apply must match."""
 
@@ -146,15 +156,9 @@ class ResolvedInputs:
     digest: str
 
 
-def resolve(context: StageContext) -> ResolvedInputs:
+def resolve(context: StageContext[ConfigurationInputs]) -> ResolvedInputs:
     """Read spec, inputs, credentials and settings into the inputs of a run; clear errors."""
-    section = context.spec.get("configuration", context.spec) if isinstance(context.spec, Mapping) else {}
-    if not section:
-        raise AnsibleStageError(f"environment {context.environment!r} has no configuration stage")
-    try:
-        spec = ConfigurationSpec.model_validate(dict(section))
-    except ValueError as error:
-        raise AnsibleStageError(f"invalid configuration spec: {error}") from None
+    spec = context.spec.spec
     workdir = context.workdir.resolve()
     playbook = (workdir / spec.playbook).resolve()
     if not playbook.is_relative_to(workdir):
@@ -162,16 +166,7 @@ def resolve(context: StageContext) -> ResolvedInputs:
     if not playbook.is_file():
         raise AnsibleStageError(f"playbook {spec.playbook} does not exist in the checkout")
 
-    output_name = spec.inventory_from.terraform_output
-    nodes_value = context.inputs.get(output_name)
-    if nodes_value is None and isinstance(context.inputs.get("infrastructure"), Mapping):
-        nodes_value = context.inputs["infrastructure"].get(output_name)
-    if nodes_value is None:
-        raise AnsibleStageError(
-            f"the inventory comes from the Terraform output {output_name!r}, which the stage inputs lack "
-            f"(has the infrastructure stage run?)"
-        )
-    nodes = nodes_from_output(nodes_value, output_name)
+    nodes = nodes_from_output(list(context.spec.nodes), spec.inventory_from.terraform_output)
     settings = context.settings
     connection = merge_connection(spec.connection, settings.get("connection"))
     if connection.type == "local" and settings.get("untrusted_head"):
@@ -226,7 +221,7 @@ class AnsibleStage:
 
     name = Stage.CONFIGURATION
 
-    def plan(self, context: StageContext) -> StagePlan:
+    def plan(self, context: StageContext[ConfigurationInputs]) -> StagePlan:
         inputs = resolve(context)
         outcome, report = self._run(context, inputs, kind="plan", check=True)
         changes = [_change(task, self._masker(context)) for task in report.tasks
@@ -251,7 +246,7 @@ class AnsibleStage:
             raise AnsibleStageError(f"configuration plan failed: {error}", report.host_errors, plan, outcome.data_dir)
         return plan
 
-    def apply(self, context: StageContext, plan: StagePlan) -> StageResult:
+    def apply(self, context: StageContext[ConfigurationInputs], plan: StagePlan) -> StageResult:
         try:
             inputs = resolve(context)
         except (AnsibleStageError, ValueError) as resolve_error:
@@ -287,11 +282,12 @@ class AnsibleStage:
             error=mask(error) if error else None,
         )
 
-    def watch(self, context: StageContext, on_change: Callable[[LiveChange], None]) -> Watcher | None:
+    def watch(self, context: StageContext[ConfigurationInputs],
+              on_change: Callable[[LiveChange], None]) -> Watcher | None:
         """No live view: a node is only observed by a check run, on the drift schedule."""
         return None
 
-    def observe(self, context: StageContext) -> list[DriftItem]:
+    def observe(self, context: StageContext[ConfigurationInputs]) -> list[DriftItem]:
         inputs = resolve(context)
         outcome, report = self._run(context, inputs, kind="observe", check=True)
         mask = self._masker(context)
@@ -313,7 +309,7 @@ class AnsibleStage:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _run(self, context: StageContext, inputs: ResolvedInputs, kind: str, check: bool,
+    def _run(self, context: StageContext[ConfigurationInputs], inputs: ResolvedInputs, kind: str, check: bool,
              syntax: bool = True) -> tuple[RunOutcome, RunReport]:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         ident = f"{kind}-{stamp}-{secrets.token_hex(3)}"
@@ -341,7 +337,7 @@ class AnsibleStage:
         return outcome, parse_events(outcome.events, inputs.workdir)
 
     @staticmethod
-    def _masker(context: StageContext) -> _Masker:
+    def _masker(context: StageContext[ConfigurationInputs]) -> _Masker:
         return _Masker([value for value in context.credentials.values() if len(value) >= 4])
 
 

@@ -1,17 +1,17 @@
 """The workloads stage: plan, apply and observe one environment's manifests on its cluster.
 
-What the stage reads from the `StageContext` (plain values; the reconciler fills them):
+What the stage reads from the `StageContext` (the reconciler resolves `spec` once):
 
-* `inputs["manifests"]`: workload name → rendered manifests (anything with `body`, `location`,
-  `document`, as `schema.ManifestLike`);
-* `inputs["inventory"]` (optional): the last successful sync's inventory as `apply` returned it in
-  `outputs["inventory"]`; without it the cluster's own copy in `tidegate-system` is used;
-* `spec`: the environment spec (camelCase, as written): `workloads[].namespace`, `forceConflicts`,
-  `prune`, `ignoreDifferences`, and `sync.prune`;
+* `spec`: a `WorkloadsInputs`: `manifests`, workload name → rendered manifests (anything with
+  `body`, `location`, `document`, as `schema.ManifestLike`); `workloads`, each workload's
+  `WorkloadSettings` (namespace, force conflicts, prune, ignore rules); `prune`, the environment's
+  `sync.prune`; `inventory` (optional), the inventory the stage last recorded (`apply` returns it in
+  `outputs["inventory"]`, a failed apply included); without it the cluster's own copy in
+  `tidegate-system` is used;
 * `settings["wait_timeout"]` (optional, seconds): after applying, wait for health and fail on
   Degraded or at the timeout (`outputs["health"]` has the environment's and workloads' health);
-* the cluster: `credentials["kubeconfig"]` (kubeconfig content, e.g. a Terraform output),
-  `inputs["kubeconfig"]`, or `settings["kubeconfig_path"]`.
+* the cluster: `credentials["kubeconfig"]` (kubeconfig content, e.g. a Terraform output) or
+  `settings["kubeconfig_path"]`.
 
 Every applied object carries Tidegate's tracking labels (`labels.py`: managed-by, environment,
 workload); they are left out of every diff and drift, and `watch` selects by them.
@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ from providers.kubernetes.diff import (
     get_pointer,
     mask,
     normalise,
-    parse_rules,
     render_diff,
 )
 from providers.kubernetes.ordering import (
@@ -132,28 +131,32 @@ class Prepared:
         return ref_of(self.body)
 
 
-@dataclass
+@dataclass(frozen=True)
 class WorkloadSettings:
+    """How one workload is applied: where its namespaced objects go, whether server-side apply
+    takes fields over from other managers, whether its removed objects are pruned, what the diff
+    ignores."""
+
     name: str
-    namespace: str
-    force: bool
-    prune: bool
-    rules: list[IgnoreRule]
+    namespace: str = DEFAULT_NAMESPACE
+    force: bool = False
+    prune: bool = True
+    rules: Sequence[IgnoreRule] = ()
 
 
-def _workloads(context: StageContext) -> dict[str, WorkloadSettings]:
-    spec = context.spec
-    sync_prune = bool((spec.get("sync") or {}).get("prune", True))
-    out: dict[str, WorkloadSettings] = {}
-    for item in spec.get("workloads") or []:
-        name = str(item.get("name"))
-        out[name] = WorkloadSettings(
-            name, str(item.get("namespace") or DEFAULT_NAMESPACE),
-            bool(item.get("forceConflicts", item.get("force_conflicts", False))),
-            sync_prune and bool(item.get("prune", True)),
-            parse_rules(item.get("ignoreDifferences", item.get("ignore_differences")) or []),
-        )
-    return out
+@dataclass(frozen=True)
+class WorkloadsInputs:
+    """The workloads stage's typed input (see the module docstring)."""
+
+    manifests: Mapping[str, Sequence[Any]]
+    workloads: Mapping[str, WorkloadSettings] = field(default_factory=dict)
+    prune: bool = True
+    inventory: inv.Inventory | None = None
+
+    def settings(self, workload: str) -> WorkloadSettings:
+        """A workload's settings, the environment's `sync.prune` included."""
+        own = self.workloads.get(workload) or WorkloadSettings(workload)
+        return own if self.prune or not own.prune else replace(own, prune=False)
 
 
 def may_replace(body: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
@@ -197,7 +200,7 @@ class KubernetesStage:
 
     name = Stage.WORKLOADS
 
-    def __init__(self, *, connect: Callable[[StageContext], KubeClient] | None = None,
+    def __init__(self, *, connect: Callable[[StageContext[WorkloadsInputs]], KubeClient] | None = None,
                  crd_timeout: float = 60.0, poll_interval: float = 0.05, delete_timeout: float = 120.0) -> None:
         self._connect = connect or connect_from_context
         self.crd_timeout = crd_timeout
@@ -207,10 +210,10 @@ class KubernetesStage:
 
     # --- preparing the desired set ---------------------------------------------------------------
 
-    def prepare(self, client: KubeClient, context: StageContext) -> list[Prepared]:
+    def prepare(self, client: KubeClient, context: StageContext[WorkloadsInputs]) -> list[Prepared]:
         """Copies of every manifest with namespaces injected, in apply order; errors raise StageError."""
-        settings = _workloads(context)
-        manifests: Mapping[str, Sequence[Any]] = context.inputs.get("manifests") or {}
+        inputs = context.spec
+        manifests = inputs.manifests
         all_bodies = [m.body for items in manifests.values() for m in items]
         crds = crd_kinds(all_bodies)
         new_namespaces = {str((b.get("metadata") or {}).get("name"))
@@ -220,7 +223,7 @@ class KubernetesStage:
         out: list[Prepared] = []
         seen: dict[tuple[str, str, str, str], str] = {}
         for workload, items in manifests.items():
-            ws = settings.get(workload) or WorkloadSettings(workload, DEFAULT_NAMESPACE, False, True, [])
+            ws = inputs.settings(workload)
             for manifest in items:
                 body = manifest.body
                 api_version, kind = str(body.get("apiVersion", "")), str(body.get("kind", ""))
@@ -244,7 +247,7 @@ class KubernetesStage:
                         live_namespaces[namespace] = client.get("v1", "Namespace", namespace) is not None
                     if not live_namespaces[namespace] and namespace in new_namespaces:
                         pending = f"namespace {namespace} is created by this sync"
-                prepared = Prepared(workload, copied, _source(manifest), ws.force, ws.rules, manifest, pending)
+                prepared = Prepared(workload, copied, _source(manifest), ws.force, list(ws.rules), manifest, pending)
                 key = prepared.ref.key
                 if key in seen:
                     errors.append(f"{prepared.source}: {prepared.ref.address} is also defined at {seen[key]}")
@@ -260,26 +263,23 @@ class KubernetesStage:
             return Comparison(prepared.ref, normalise(prepared.body, prepared.rules), None)
         return compare(client, prepared.body, prepared.rules, force=prepared.force)
 
-    def _previous(self, client: KubeClient, context: StageContext) -> inv.Inventory:
-        stored = context.inputs.get("inventory")
+    def _previous(self, client: KubeClient, context: StageContext[WorkloadsInputs]) -> inv.Inventory:
+        stored = context.spec.inventory
         if stored is not None:
-            return inv.from_json(stored)
+            return stored
         return inv.read(client, context.environment)
 
-    def _stale(self, client: KubeClient, context: StageContext, prepared: Sequence[Prepared],
+    def _stale(self, client: KubeClient, context: StageContext[WorkloadsInputs], prepared: Sequence[Prepared],
                previous: inv.Inventory) -> tuple[list[tuple[str, ObjectRef]], list[tuple[str, ObjectRef, str]]]:
         """(to delete, left alone with the reason) — previous inventory minus the new desired set."""
         desired = {p.ref.key for p in prepared}
-        settings = _workloads(context)
-        env_prune = bool((context.spec.get("sync") or {}).get("prune", True))
         delete: list[tuple[str, ObjectRef]] = []
         kept: list[tuple[str, ObjectRef, str]] = []
         for workload, refs in previous.items():
             for ref in refs:
                 if ref.key in desired:
                     continue
-                ws = settings.get(workload)
-                if not env_prune or (ws is not None and not ws.prune):
+                if not context.spec.settings(workload).prune:
                     kept.append((workload, ref, "prune is off for this workload or environment"))
                     continue
                 try:
@@ -299,11 +299,11 @@ class KubernetesStage:
 
     # --- the three verbs ---------------------------------------------------------------------------
 
-    def plan(self, context: StageContext) -> StagePlan:
+    def plan(self, context: StageContext[WorkloadsInputs]) -> StagePlan:
         with _contract():
             return self._plan(context)
 
-    def _plan(self, context: StageContext) -> StagePlan:
+    def _plan(self, context: StageContext[WorkloadsInputs]) -> StagePlan:
         client = self._connect(context)
         try:
             prepared = self.prepare(client, context)
@@ -369,7 +369,7 @@ class KubernetesStage:
             comparisons.append(result)
         return comparisons, errors
 
-    def apply(self, context: StageContext, plan: StagePlan) -> StageResult:
+    def apply(self, context: StageContext[WorkloadsInputs], plan: StagePlan) -> StageResult:
         with _contract():
             client = self._connect(context)
             try:
@@ -377,19 +377,18 @@ class KubernetesStage:
             finally:
                 client.close()
 
-    def _from_plan(self, context: StageContext, plan: StagePlan) -> list[Prepared]:
-        settings = _workloads(context)
+    def _from_plan(self, context: StageContext[WorkloadsInputs], plan: StagePlan) -> list[Prepared]:
         out = []
         for item in plan.details.get("objects") or []:
-            ws = settings.get(str(item["workload"]))
+            ws = context.spec.settings(str(item["workload"]))
             source = str(item.get("source", ""))
             file, _, line = source.rpartition(":")
             manifest = PlainManifest(item["body"], Location(file or source, int(line) if line.isdigit() else 1))
             out.append(Prepared(str(item["workload"]), dict(item["body"]), source, bool(item.get("force")),
-                                ws.rules if ws else [], manifest, str(item.get("pending") or "")))
+                                list(ws.rules), manifest, str(item.get("pending") or "")))
         return out
 
-    def _apply(self, client: KubeClient, context: StageContext, plan: StagePlan) -> StageResult:
+    def _apply(self, client: KubeClient, context: StageContext[WorkloadsInputs], plan: StagePlan) -> StageResult:
         prepared = self._from_plan(context, plan)
         planned = {change.address: change for change in plan.changes}
         outcomes: dict[str, Outcome] = {}
@@ -505,12 +504,12 @@ class KubernetesStage:
         return StageResult(self.name, outcomes, outputs=outputs, log="\n".join(log), succeeded=error is None,
                            error=error, health=health)
 
-    def observe(self, context: StageContext) -> list[DriftItem]:
+    def observe(self, context: StageContext[WorkloadsInputs]) -> list[DriftItem]:
         """Live differences from the desired set, through the same comparison as `plan`."""
         with _contract():
             return self._observe(context)
 
-    def _observe(self, context: StageContext) -> list[DriftItem]:
+    def _observe(self, context: StageContext[WorkloadsInputs]) -> list[DriftItem]:
         client = self._connect(context)
         try:
             prepared = self.prepare(client, context)
@@ -521,7 +520,7 @@ class KubernetesStage:
             raise StageError(errors)
         return drift_items(comparisons)
 
-    def health(self, context: StageContext) -> health_rules.Report:
+    def health(self, context: StageContext[WorkloadsInputs]) -> health_rules.Report:
         """Health of every desired object, per workload and for the environment."""
         client = self._connect(context)
         try:
@@ -530,12 +529,12 @@ class KubernetesStage:
         finally:
             client.close()
 
-    def watch(self, context: StageContext, on_event: Callable[[DriftEvent], None]) -> LiveWatcher:
+    def watch(self, context: StageContext[WorkloadsInputs], on_event: Callable[[DriftEvent], None]) -> LiveWatcher:
         """Started live watches on the desired objects; `stop()` it when done (it owns its client)."""
         with _contract():
             client = self._connect(context)
             prepared = self.prepare(client, context)
-        rules = [rule for ws in _workloads(context).values() for rule in ws.rules]
+        rules = [rule for ws in context.spec.workloads.values() for rule in ws.rules]
         return LiveWatcher(client, [p.body for p in prepared], on_event, rules=rules,
                            label_selector=labels.selector(context.environment), close_client=True).start()
 
@@ -605,8 +604,8 @@ def drift_items(comparisons: Sequence[Comparison]) -> list[DriftItem]:
     return items
 
 
-def connect_from_context(context: StageContext) -> KubeClient:
-    content = context.credentials.get("kubeconfig") or context.inputs.get("kubeconfig")
+def connect_from_context(context: StageContext[WorkloadsInputs]) -> KubeClient:
+    content = context.credentials.get("kubeconfig")
     if content:
         return KubeClient.connect(content=content)
     path = context.settings.get("kubeconfig_path")

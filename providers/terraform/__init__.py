@@ -3,7 +3,7 @@
 from providers.terraform.mirror import ProviderNotFound
 from providers.terraform.plans import StateVersion
 from providers.terraform.runner import Diagnostic, TerraformError, TerraformTimeout
-from providers.terraform.spec import TerraformSpec
+from providers.terraform.spec import TerraformBackend, TerraformSpec
 from providers.terraform.stage import (
     BackendUnreachable,
     DriftCheck,
@@ -22,6 +22,7 @@ __all__ = [
     "StalePlan",
     "StateLocked",
     "StateVersion",
+    "TerraformBackend",
     "TerraformError",
     "TerraformSpec",
     "TerraformStage",

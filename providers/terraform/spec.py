@@ -1,15 +1,15 @@
-"""What the Terraform stage reads from a StageContext, as one typed object.
+"""What the Terraform stage reads from a StageContext, as typed objects.
 
-`StageContext.spec` (plain values, as the reconciler passes them; `reconciler.contexts` builds it
-from a loaded repo):
+`StageContext.spec` is a `TerraformSpec` (`reconciler.contexts` resolves it once from the loaded
+repo; the stage never reads the repo's spelling):
 
     path            the root module, relative to the rendered checkout (`workdir`)
     vars            the environment's Terraform variables
     tfvars          optional: the already rendered `tidegate.auto.tfvars.json` text (wins over vars)
-    backend         optional: repo_schema Backend fields (type, bucket, key, region, dynamodb_table,
-                    use_lockfile, encrypt, lock_timeout in seconds)
+    backend         optional: a `TerraformBackend` (where state lives and how it is locked)
     timeout         seconds per terraform command
-    plugin_mirror   {paths: [...], offline: bool}
+    mirror_paths    provider mirror directories (the repo's `terraform.pluginMirror.paths`)
+    offline         never fall back to the registry
 
 `StageContext.settings` (connection settings injected by the composition root):
 
@@ -32,33 +32,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from providers.stage import StageContext
+
+@dataclass(frozen=True)
+class TerraformBackend:
+    """Where state lives: S3 (locked by a DynamoDB table or S3 lock files) or a local file."""
+
+    type: Literal["s3", "local"] = "s3"
+    bucket: str | None = None
+    key: str | None = None
+    region: str | None = None
+    dynamodb_table: str | None = None
+    use_lockfile: bool = False
+    encrypt: bool = True
+    lock_timeout: float = 300.0
+    """Seconds to wait for the state lock."""
 
 
 @dataclass(frozen=True)
 class TerraformSpec:
+    """The infrastructure stage's typed input."""
+
     path: str
     vars: Mapping[str, Any] = field(default_factory=dict)
     tfvars: str | None = None
-    backend: Mapping[str, Any] | None = None
+    backend: TerraformBackend | None = None
     timeout: float = 1800.0
     mirror_paths: Sequence[str] = ()
     offline: bool = True
-
-    @classmethod
-    def from_context(cls, context: StageContext) -> TerraformSpec:
-        spec = context.spec
-        if "path" not in spec:
-            raise ValueError("the infrastructure stage needs spec.path (the Terraform root module)")
-        mirror = spec.get("plugin_mirror") or {}
-        return cls(
-            path=str(spec["path"]),
-            vars=dict(spec.get("vars") or {}),
-            tfvars=spec.get("tfvars"),
-            backend=spec.get("backend"),
-            timeout=float(spec.get("timeout") or 1800.0),
-            mirror_paths=tuple(str(p) for p in mirror.get("paths") or ()),
-            offline=bool(mirror.get("offline", True)),
-        )

@@ -46,7 +46,7 @@ from providers.terraform.runner import (
     TerraformError,
     clean_environment,
 )
-from providers.terraform.spec import TerraformSpec
+from providers.terraform.spec import TerraformBackend, TerraformSpec
 from providers.terraform.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class TerraformStage:
 
     # -- the three verbs -------------------------------------------------------------------
 
-    def plan(self, context: StageContext, *, destroy: bool = False) -> StagePlan:
+    def plan(self, context: StageContext[TerraformSpec], *, destroy: bool = False) -> StagePlan:
         """A saved plan (or, with destroy, a plan that deletes everything) and its changes.
 
         With the setting `lock: False` (pull request previews) the plan does not take the state
@@ -143,7 +143,7 @@ class TerraformStage:
         self._checked(run, args)
         return self._read_plan(run, path)[0]
 
-    def apply(self, context: StageContext, plan: StagePlan) -> StageResult:
+    def apply(self, context: StageContext[TerraformSpec], plan: StagePlan) -> StageResult:
         """Apply exactly `plan`'s saved file; raise StalePlan if the state moved since it was made,
         StateLocked if another run holds the lock."""
         if plan.artifact is None or not plan.artifact.is_file():
@@ -173,16 +173,16 @@ class TerraformStage:
         return StageResult(Stage.INFRASTRUCTURE, outcomes, outputs=outputs.values,
                            sensitive_outputs=outputs.sensitive, log="\n".join(run.runner.transcript))
 
-    def observe(self, context: StageContext) -> list[DriftItem]:
+    def observe(self, context: StageContext[TerraformSpec]) -> list[DriftItem]:
         return self.check_drift(context).items
 
-    def watch(self, context: StageContext, on_change: Callable[[LiveChange], None]) -> Watcher | None:
+    def watch(self, context: StageContext[TerraformSpec], on_change: Callable[[LiveChange], None]) -> Watcher | None:
         """No live view: cloud APIs have no watch; drift is found on the schedule (`plan`)."""
         return None
 
     # -- more than the protocol ------------------------------------------------------------
 
-    def check_drift(self, context: StageContext) -> DriftCheck:
+    def check_drift(self, context: StageContext[TerraformSpec]) -> DriftCheck:
         """`plan -detailed-exitcode`: exit 0 is in sync; exit 2 gives drift items per address and
         attribute, and the saved correcting plan."""
         started = time.monotonic()
@@ -196,16 +196,16 @@ class TerraformStage:
         correction, parsed = self._read_plan(run, path)
         return DriftCheck(drift_items(parsed), correction, time.monotonic() - started)
 
-    def outputs(self, context: StageContext) -> Outputs:
+    def outputs(self, context: StageContext[TerraformSpec]) -> Outputs:
         return self._outputs(self._prepare(context))
 
-    def state_version(self, context: StageContext) -> StateVersion:
+    def state_version(self, context: StageContext[TerraformSpec]) -> StateVersion:
         return self._state_version(self._prepare(context))
 
     # -- internals -------------------------------------------------------------------------
 
-    def _prepare(self, context: StageContext) -> _Run:
-        spec = TerraformSpec.from_context(context)
+    def _prepare(self, context: StageContext[TerraformSpec]) -> _Run:
+        spec = context.spec
         settings = context.settings
         root = Path(settings.get("terraform_workspaces") or context.artifacts / "workspaces")
         workspace = Workspace(root / context.environment)
@@ -235,7 +235,7 @@ class TerraformStage:
                         confinement=self._confinement(context, workspace, roots, binary))
         lock_timeout = settings.get("lock_timeout")
         if lock_timeout is None:
-            lock_timeout = (spec.backend or {}).get("lock_timeout", _DEFAULT_LOCK_TIMEOUT)
+            lock_timeout = spec.backend.lock_timeout if spec.backend is not None else _DEFAULT_LOCK_TIMEOUT
         run = _Run(spec, workspace, runner, float(lock_timeout), backend,
                    retries=int(settings.get("backend_retries", 3)),
                    retry_delay=float(settings.get("backend_retry_delay", 2.0)))
@@ -298,7 +298,7 @@ class TerraformStage:
         return StateLocked(message, lock, error)
 
     @staticmethod
-    def _confinement(context: StageContext, workspace: Workspace, roots: list[Path],
+    def _confinement(context: StageContext[TerraformSpec], workspace: Workspace, roots: list[Path],
                      binary: str) -> sealed.Confinement:
         """Terraform sees its workspace and plan files (writable), the provider mirrors and its
         binary (read only), and the network (providers talk to their APIs): not the checkout,
@@ -309,12 +309,12 @@ class TerraformStage:
                                   writable=(workspace.root, TerraformStage._plans_dir(context)))
 
     @staticmethod
-    def _plans_dir(context: StageContext) -> Path:
+    def _plans_dir(context: StageContext[TerraformSpec]) -> Path:
         folder = context.artifacts / "terraform"
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         return folder
 
-    def _plan_file(self, context: StageContext, kind: str) -> Path:
+    def _plan_file(self, context: StageContext[TerraformSpec], kind: str) -> Path:
         folder = self._plans_dir(context)
         stamp = time.strftime("%Y%m%dT%H%M%S") + f"{time.time() % 1:.6f}"[1:]
         return folder / f"{context.environment}-{kind}-{stamp}.tfplan"
@@ -373,7 +373,7 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def _locking(context: StageContext, run: _Run) -> list[str]:
+def _locking(context: StageContext[TerraformSpec], run: _Run) -> list[str]:
     """`-lock=false` for a read-only plan that must not block applies, else wait for the lock."""
     if context.settings.get("lock", True) is False:
         return ["-lock=false"]
@@ -390,25 +390,24 @@ def _completed(result: RunResult) -> set[str]:
     return done
 
 
-def _backend_config(backend: Mapping[str, Any] | None, workspace: Workspace,
+def _backend_config(backend: TerraformBackend | None, workspace: Workspace,
                     overrides: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
     """The backend type and its `-backend-config` values: the repo's, then the injected overrides."""
     if backend is None:
         return None, dict(overrides)
-    kind = str(backend.get("type") or "s3")
     values: dict[str, Any] = {}
-    if kind == "local":
+    if backend.type == "local":
         (workspace.root / "state").mkdir(parents=True, exist_ok=True)
         values["path"] = str(workspace.root / "state" / "terraform.tfstate")
     else:
-        for name in ("bucket", "key", "region", "dynamodb_table"):
-            if backend.get(name):
-                values[name] = backend[name]
-        if backend.get("use_lockfile"):
+        named = {"bucket": backend.bucket, "key": backend.key, "region": backend.region,
+                 "dynamodb_table": backend.dynamodb_table}
+        values.update({name: value for name, value in named.items() if value})
+        if backend.use_lockfile:
             values["use_lockfile"] = True
-        values["encrypt"] = bool(backend.get("encrypt", True))
+        values["encrypt"] = backend.encrypt
     values.update(overrides)
-    return kind, values
+    return backend.type, values
 
 
 if TYPE_CHECKING:  # TerraformStage satisfies the shared stage protocol

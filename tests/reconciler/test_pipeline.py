@@ -34,6 +34,7 @@ from reconciler.runtime import Services
 from reconciler.status import status_of
 from reconciler.syncs import L
 from reconciler.targets import Connection
+from repo_schema.models import ConfigurationSpec
 from store import (
     ApprovalDecision,
     Environment,
@@ -74,14 +75,16 @@ class FakeStage:
             return [Change(self.name, address, Action.update, "~") for address in self.world.config_changes]
         return [Change(self.name, "apps/Deployment/web/web", Action.create, "+")]
 
-    def plan(self, context: StageContext) -> StagePlan:
-        if self.name is not Stage.INFRASTRUCTURE:
-            assert context.inputs or context.credentials, "later stages are planned with the infrastructure outputs"
+    def plan(self, context: StageContext[Any]) -> StagePlan:
+        if self.name is Stage.CONFIGURATION:
+            assert context.spec.nodes, "the configuration is planned with the nodes the infrastructure reported"
+        if self.name is Stage.WORKLOADS:
+            assert context.credentials["kubeconfig"], "the workloads are planned with the infrastructure's kubeconfig"
         if self.name is Stage.CONFIGURATION and self.world.config_plan_error:
             raise StageFailed(self.world.config_plan_error)
         return StagePlan(self.name, self._changes(), digest=str(self._changes()), live_state="serial-1")
 
-    def apply(self, context: StageContext, plan: StagePlan) -> StageResult:
+    def apply(self, context: StageContext[Any], plan: StagePlan) -> StageResult:
         if self.name is Stage.INFRASTRUCTURE and self.world.infra_stale:
             raise StalePlan("the state changed since the plan was made")
         self.world.applied.append(self.name)
@@ -93,7 +96,7 @@ class FakeStage:
             outputs = {"health": {"environment": "Healthy"}, "inventory": {}}
         return StageResult(self.name, {c.address: Outcome.created for c in plan.changes}, outputs=outputs)
 
-    def observe(self, context: StageContext) -> list[DriftItem]:
+    def observe(self, context: StageContext[Any]) -> list[DriftItem]:
         return []
 
 
@@ -102,7 +105,7 @@ class Targets:
         return Connection({}, {})
 
     def configuration(self, repository: str, environment: str, nodes: Sequence[Mapping[str, Any]],
-                      spec: Mapping[str, Any]) -> Connection:
+                      spec: ConfigurationSpec) -> Connection:
         return Connection({}, {})
 
     def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:

@@ -21,6 +21,7 @@ from reconciler import pipeline, syncs
 from reconciler.runtime import Services, default_stages
 from reconciler.syncs import L
 from reconciler.targets import Connection
+from repo_schema.models import ConfigurationSpec
 from sandbox.kube.runner import KubeSandbox
 from sandbox.kube.runner import kubeconfig as emulator_kubeconfig
 from store import Environment, Repository, Revision, Sync, SyncTrigger
@@ -61,7 +62,7 @@ class EmulatorTargets:
         raise AssertionError("no infrastructure stage")
 
     def configuration(self, repository: str, environment: str, nodes: Sequence[Mapping[str, Any]],
-                      spec: Mapping[str, Any]) -> Connection:
+                      spec: ConfigurationSpec) -> Connection:
         raise AssertionError("no configuration stage")
 
     def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:

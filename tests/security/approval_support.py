@@ -86,12 +86,12 @@ class FakeStage:
             return [Change(self.name, address, Action.update, "~") for address in self.live.config_changes]
         return [Change(self.name, "apps/Deployment/web/web", Action.update, "~")]
 
-    def plan(self, context: StageContext) -> StagePlan:
+    def plan(self, context: StageContext[Any]) -> StagePlan:
         self.live.planned.append((context.revision, self.name))
         self.live.untrusted.append(bool(context.settings.get("untrusted_head")))
         return StagePlan(self.name, self._changes(), digest=str(self._changes()), live_state="serial-1")
 
-    def apply(self, context: StageContext, plan: StagePlan) -> StageResult:
+    def apply(self, context: StageContext[Any], plan: StagePlan) -> StageResult:
         outputs: dict[str, Any] = {}
         if self.name is Stage.INFRASTRUCTURE:
             self.live.infra_applied = True
@@ -101,7 +101,7 @@ class FakeStage:
             outputs = {"health": {"environment": "Healthy"}, "inventory": {}}
         return StageResult(self.name, {c.address: Outcome.created for c in plan.changes}, outputs=outputs)
 
-    def observe(self, context: StageContext) -> list[DriftItem]:
+    def observe(self, context: StageContext[Any]) -> list[DriftItem]:
         return []
 
 

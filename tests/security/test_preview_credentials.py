@@ -40,14 +40,14 @@ class RecordingTerraform:
 
     seen: list[dict[str, str]] = field(default_factory=list)
 
-    def plan(self, context: StageContext) -> StagePlan:
+    def plan(self, context: StageContext[Any]) -> StagePlan:
         self.seen.append(dict(context.credentials))
         return StagePlan(Stage.INFRASTRUCTURE, [], "digest")
 
-    def apply(self, context: StageContext, plan: StagePlan) -> Any:
+    def apply(self, context: StageContext[Any], plan: StagePlan) -> Any:
         raise AssertionError("previews never apply")
 
-    def observe(self, context: StageContext) -> Any:
+    def observe(self, context: StageContext[Any]) -> Any:
         raise AssertionError("previews never observe")
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.targets import Connection
+from repo_schema.models import ConfigurationSpec
 
 
 @dataclass
@@ -36,7 +37,7 @@ class NoTargets:
         raise AssertionError("no stage runs in these tests")
 
     def configuration(self, repository: str, environment: str, nodes: Sequence[Mapping[str, Any]],
-                      spec: Mapping[str, Any]) -> Connection:
+                      spec: ConfigurationSpec) -> Connection:
         raise AssertionError("no stage runs in these tests")
 
     def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:

@@ -8,13 +8,15 @@ needs real SSH fails with that message (they are not skipped).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from providers.ansible import ConfigurationInputs
 from providers.stage import StageContext
+from repo_schema.models import ConfigurationSpec
 from sandbox.nodes import SshNodes
 
 HERE = Path(__file__).resolve().parent
@@ -28,7 +30,7 @@ TERRAFORM_NODES: list[dict[str, Any]] = [
     {"name": "staging-node-2", "address": "10.0.2.11", "groups": ["nodes"]},
 ]
 
-ContextFactory = Callable[..., StageContext]
+ContextFactory = Callable[..., StageContext[ConfigurationInputs]]
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +64,7 @@ def _sandbox_context(
     configuration: Mapping[str, Any],
     terraform_nodes: list[dict[str, Any]] | None = None,
     settings: Mapping[str, Any] | None = None,
-) -> StageContext:
+) -> StageContext[ConfigurationInputs]:
     """A context as the composition root builds it in sandbox mode: the Terraform node names are
     mapped onto the sandbox nodes, the client key travels as a credential."""
     terraform_nodes = terraform_nodes if terraform_nodes is not None else TERRAFORM_NODES
@@ -80,8 +82,14 @@ def _sandbox_context(
         revision="0" * 40,
         workdir=workdir,
         artifacts=artifacts,
-        spec={"configuration": dict(configuration)},
-        inputs={"nodes": terraform_nodes},
+        spec=configuration_inputs(configuration, terraform_nodes),
         credentials={"ssh_private_key": key_path.read_text()},
         settings=merged,
     )
+
+
+def configuration_inputs(configuration: Mapping[str, Any],
+                         nodes: Sequence[Mapping[str, Any]]) -> ConfigurationInputs:
+    """The stage's typed input from a `configuration` section in the config repo's spelling, read by
+    the repo's own model as the reconciler reads it."""
+    return ConfigurationInputs(ConfigurationSpec.model_validate(dict(configuration)), list(nodes))

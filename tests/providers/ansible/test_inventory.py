@@ -168,12 +168,13 @@ def test_a_local_connection_is_refused_for_an_untrusted_pull_request_head(tmp_pa
     preview of a head whose author is not trusted never runs it, go-ahead or not."""
     from providers.ansible.stage import AnsibleStageError, resolve
     from providers.stage import StageContext
+    from tests.providers.ansible.conftest import configuration_inputs
 
     (tmp_path / "site.yml").write_text("- hosts: all\n  tasks: []\n")
-    spec = {"configuration": {"playbook": "site.yml", "inventoryFrom": {"terraformOutput": "nodes"},
-                              "connection": {"type": "local"}}}
+    spec = configuration_inputs({"playbook": "site.yml", "inventoryFrom": {"terraformOutput": "nodes"},
+                                 "connection": {"type": "local"}},
+                                [{"name": "n1", "address": "127.0.0.1", "groups": []}])
     context = StageContext("staging", "abc", tmp_path, tmp_path / "artifacts", spec=spec,
-                           inputs={"nodes": [{"name": "n1", "address": "127.0.0.1", "groups": []}]},
                            settings={"untrusted_head": True})
 
     with pytest.raises(AnsibleStageError, match="not run for a pull request head whose author is not trusted"):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from providers.ansible.stage import resolve
+from providers.ansible.stage import ConfigurationInputs, resolve
 from providers.stage import StageContext
+from tests.providers.ansible.conftest import configuration_inputs
 
 
 def _checkout(root: Path) -> Path:
@@ -17,12 +18,12 @@ def _checkout(root: Path) -> Path:
     return root
 
 
-def _context(workdir: Path, extra_vars: dict[str, str] | None = None) -> StageContext:
+def _context(workdir: Path, extra_vars: dict[str, str] | None = None) -> StageContext[ConfigurationInputs]:
     return StageContext(
         environment="staging", revision="0" * 40, workdir=workdir, artifacts=workdir / "artifacts",
-        spec={"configuration": {"playbook": "ansible/site.yml", "inventoryFrom": {"terraformOutput": "nodes"},
-                                "extraVars": extra_vars or {"log_level": "debug"}}},
-        inputs={"nodes": [{"name": "node-1", "address": "10.0.1.10", "groups": ["nodes"]}]},
+        spec=configuration_inputs({"playbook": "ansible/site.yml", "inventoryFrom": {"terraformOutput": "nodes"},
+                                   "extraVars": extra_vars or {"log_level": "debug"}},
+                                  [{"name": "node-1", "address": "10.0.1.10", "groups": ["nodes"]}]),
     )
 
 

@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 
 from dashboard.views import plan_stages
-from providers.ansible import AnsibleStage, AnsibleStageError
+from providers.ansible import AnsibleStage, AnsibleStageError, ConfigurationInputs
 from providers.ansible.stage import UNPREDICTABLE
 from providers.stage import Action, Outcome, Stage, StageContext, StagePlan
 from reconciler.plans import EnvironmentPlan
 from reconciler.previews import EnvironmentPreview, PreviewRequest, Report, markdown
+from tests.providers.ansible.conftest import configuration_inputs
 
 pytestmark = pytest.mark.integration
 
@@ -49,15 +50,14 @@ def node_roots() -> Iterator[NodeRoots]:
 
 
 def local_context(playbook: str, roots: list[Path], artifacts: Path,
-                  node_vars: dict[str, Any] | None = None) -> StageContext:
+                  node_vars: dict[str, Any] | None = None) -> StageContext[ConfigurationInputs]:
     """The context of a `local` configuration stage over `node-1`, `node-2`, ... (one per root)."""
     nodes = [{"name": f"node-{index}", "address": "127.0.0.1",
               "vars": {"node_root": str(root), **(node_vars or {})}} for index, root in enumerate(roots, start=1)]
     return StageContext(
         environment="staging", revision="0" * 40, workdir=PLAYBOOKS, artifacts=artifacts,
-        spec={"configuration": {"playbook": f"first_time/{playbook}", "inventoryFrom": {"terraformOutput": "nodes"},
-                                "connection": {"type": "local"}}},
-        inputs={"nodes": nodes},
+        spec=configuration_inputs({"playbook": f"first_time/{playbook}", "inventoryFrom": {"terraformOutput": "nodes"},
+                                   "connection": {"type": "local"}}, nodes),
     )
 
 

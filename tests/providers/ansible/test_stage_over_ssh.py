@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
-from providers.ansible import AnsibleStage, AnsibleStageError
+from providers.ansible import AnsibleStage, AnsibleStageError, ConfigurationInputs
 from providers.ansible.stage import UNPREDICTABLE
 from providers.stage import Action, Outcome, StageContext, StalePlan
 from sandbox.nodes import SshNodes
 
 pytestmark = pytest.mark.integration
 
-ContextFactory = Callable[..., StageContext]
+ContextFactory = Callable[..., StageContext[ConfigurationInputs]]
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "infra-repo"
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
+from providers.kubernetes.inventory import from_json as inventory_from_json
 from providers.kubernetes.schema import PlainManifest
+from providers.kubernetes.stage import WorkloadsInputs
+from reconciler.contexts import workload_settings
 from repo_schema.documents import read_documents
+from repo_schema.models import WorkloadSpec
 
 Load = Callable[..., list[PlainManifest]]
 
@@ -80,3 +84,15 @@ def example_specs() -> dict[str, dict[str, Any]]:
     assert result.repo is not None
     return {name: env.spec.model_dump(by_alias=True, mode="json", exclude_none=True)
             for name, env in result.repo.environments.items()}
+
+
+def workloads_inputs(spec: Mapping[str, Any], manifests: Mapping[str, Sequence[Any]],
+                     inventory: Mapping[str, Any] | None = None) -> WorkloadsInputs:
+    """The stage's typed input from an environment spec in the config repo's spelling (`workloads`,
+    `sync.prune`), read by the repo's own models and converted as the reconciler converts them. A
+    workload written here without a `path` gets one: the stage never reads it."""
+    workloads = [WorkloadSpec.model_validate({"path": f"apps/{item['name']}", **item})
+                 for item in spec.get("workloads") or []]
+    return WorkloadsInputs(manifests=manifests, workloads=workload_settings(workloads),
+                           prune=bool((spec.get("sync") or {}).get("prune", True)),
+                           inventory=inventory_from_json(inventory) if inventory is not None else None)

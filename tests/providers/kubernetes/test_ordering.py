@@ -12,6 +12,7 @@ from providers.kubernetes.client import KubeClient
 from providers.kubernetes.ordering import ObjectRef, sort_for_apply, sort_for_prune, with_namespace
 from providers.kubernetes.stage import KubernetesStage
 from providers.stage import StageContext
+from tests.providers.kubernetes.conftest import workloads_inputs
 
 
 def body(kind: str, api_version: str = "v1", name: str = "x") -> dict[str, Any]:
@@ -53,8 +54,9 @@ def test_discovery_decides_scope_and_rendered_bodies_are_never_mutated(
     manifests = {name: list(rendered.manifests) for name, rendered in state.workloads.items()}
     before = {name: [copy.deepcopy(m.body) for m in items] for name, items in manifests.items()}
     ctx = StageContext("staging", "rev", tmp_path, tmp_path,
-                       spec={"workloads": [{"name": n, "namespace": ns} for n, ns in state.namespaces.items()]},
-                       inputs={"manifests": manifests}, settings={"kubeconfig_path": str(kubeconfig)})
+                       spec=workloads_inputs({"workloads": [{"name": n, "namespace": ns}
+                                                            for n, ns in state.namespaces.items()]}, manifests),
+                       settings={"kubeconfig_path": str(kubeconfig)})
     client = KubeClient.connect(path=kubeconfig)
     prepared = KubernetesStage().prepare(client, ctx)
     scopes = {p.ref.kind: p.ref.namespace for p in prepared}

@@ -16,27 +16,28 @@ import yaml
 from providers.kubernetes import inventory as inv
 from providers.kubernetes.client import KubeClient, RetryPolicy
 from providers.kubernetes.schema import PlainManifest
-from providers.kubernetes.stage import KubernetesStage, StageError
+from providers.kubernetes.stage import KubernetesStage, StageError, WorkloadsInputs
 from providers.kubernetes.watch import DriftEvent
 from providers.stage import Action, Outcome, StageContext, StalePlan
 from repo_schema.issues import Location
 from sandbox.kube import KubeSandbox
+from tests.providers.kubernetes.conftest import workloads_inputs
 
 KUBECTL = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "kubectl"
 
 
 def context(kubeconfig: Path, tmp_path: Path, environment: str, manifests: dict[str, list[Any]],
-            workloads: list[dict[str, Any]], inventory: Any = None, **spec: Any) -> StageContext:
-    inputs: dict[str, Any] = {"manifests": manifests}
-    if inventory is not None:
-        inputs["inventory"] = inventory
-    return StageContext(environment, "rev", tmp_path, tmp_path, spec={"workloads": workloads, **spec},
-                        inputs=inputs, credentials={"kubeconfig": kubeconfig.read_text()})
+            workloads: list[dict[str, Any]], inventory: Any = None,
+            **spec: Any) -> StageContext[WorkloadsInputs]:
+    return StageContext(environment, "rev", tmp_path, tmp_path,
+                        spec=workloads_inputs({"workloads": workloads, **spec}, manifests, inventory),
+                        credentials={"kubeconfig": kubeconfig.read_text()})
 
 
-def example_context(state: Any, spec: dict[str, Any], kubeconfig: Path, tmp_path: Path) -> StageContext:
+def example_context(state: Any, spec: dict[str, Any], kubeconfig: Path,
+                    tmp_path: Path) -> StageContext[WorkloadsInputs]:
     manifests = {name: list(rendered.manifests) for name, rendered in state.workloads.items()}
-    return StageContext(state.environment, "rev", tmp_path, tmp_path, spec=spec, inputs={"manifests": manifests},
+    return StageContext(state.environment, "rev", tmp_path, tmp_path, spec=workloads_inputs(spec, manifests),
                         credentials={"kubeconfig": kubeconfig.read_text()})
 
 
@@ -315,15 +316,17 @@ def test_apply_waits_for_health_and_fails_fast_on_a_degraded_rollout(
                                       "spec": {"containers": [{"name": name, "image": "nginx:1.27"}]}}}}
 
     stage = KubernetesStage()
-    ok = StageContext("dev", "rev", tmp_path, tmp_path, spec={"workloads": [{"name": "web"}]},
-                      inputs={"manifests": {"web": [plain(deployment("web", False))]}},
+    ok = StageContext("dev", "rev", tmp_path, tmp_path,
+                      spec=workloads_inputs({"workloads": [{"name": "web"}]},
+                                            {"web": [plain(deployment("web", False))]}),
                       settings={"kubeconfig_path": str(kubeconfig), "wait_timeout": 20})
     result = stage.apply(ok, stage.plan(ok))
     assert result.succeeded, result.error
     assert result.outputs["health"] == {"environment": "Healthy", "workloads": {"web": "Healthy"}}
-    failing = StageContext("dev", "rev", tmp_path, tmp_path, spec={"workloads": [{"name": "web"}]},
-                           inputs={"manifests": {"web": [plain(deployment("web", False)),
-                                                         plain(deployment("bad", True))]}},
+    failing = StageContext("dev", "rev", tmp_path, tmp_path,
+                           spec=workloads_inputs({"workloads": [{"name": "web"}]},
+                                                 {"web": [plain(deployment("web", False)),
+                                                          plain(deployment("bad", True))]}),
                            settings={"kubeconfig_path": str(kubeconfig), "wait_timeout": 20})
     result = stage.apply(failing, stage.plan(failing))
     assert not result.succeeded and "ProgressDeadlineExceeded" in (result.error or "")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from providers.stage import StageContext, StageResult
-from providers.terraform import TerraformStage
+from providers.terraform import TerraformBackend, TerraformSpec, TerraformStage
 from sandbox.aws import AwsEndpoints, AwsSandbox
 
 PROVIDER_PATH = "registry.terraform.io/hashicorp/aws"
@@ -110,18 +110,14 @@ class Stack:
 
     def context(self, variables: Mapping[str, Any] | None = None, *, environment: str = "dev",
                 timeout: float = 120.0, settings: Mapping[str, Any] | None = None,
-                credentials: Mapping[str, str] | None = None) -> StageContext:
+                credentials: Mapping[str, str] | None = None) -> StageContext[TerraformSpec]:
         return StageContext(
             environment=environment,
             revision="0" * 40,
             workdir=self.checkout,
             artifacts=self.artifacts,
-            spec={
-                "path": "infra",
-                "vars": dict(variables if variables is not None else {"name": "web"}),
-                "backend": {"type": "local", "lock_timeout": 0},
-                "timeout": timeout,
-            },
+            spec=TerraformSpec(path="infra", vars=dict(variables if variables is not None else {"name": "web"}),
+                               backend=TerraformBackend(type="local", lock_timeout=0), timeout=timeout),
             settings={"terraform_plugin_dirs": self.plugin_dirs, **(settings or {})},
             credentials=dict(credentials or {}),
         )
@@ -168,7 +164,8 @@ def aws() -> Iterator[AwsEndpoints]:
 
 
 @pytest.fixture(scope="session")
-def example_context(aws: AwsEndpoints, plugin_dirs: str, tmp_path_factory: pytest.TempPathFactory) -> StageContext:
+def example_context(aws: AwsEndpoints, plugin_dirs: str,
+                    tmp_path_factory: pytest.TempPathFactory) -> StageContext[TerraformSpec]:
     """The example repo's staging stack with S3 state and a DynamoDB lock, pointed at moto.
 
     Built as the composition root builds it: the repo's backend, then the sandbox's endpoint map as
@@ -179,14 +176,13 @@ def example_context(aws: AwsEndpoints, plugin_dirs: str, tmp_path_factory: pytes
         revision="example",
         workdir=EXAMPLE_REPO,
         artifacts=artifacts,
-        spec={
-            "path": EXAMPLE_MODULE,
-            "vars": {"cluster_name": "staging", "environment": "staging", "node_count": 2,
-                     "instance_type": "t3.small"},
-            "backend": {"type": "s3", "bucket": aws.bucket, "key": EXAMPLE_STATE_KEY, "region": aws.region,
-                        "dynamodb_table": aws.lock_table, "lock_timeout": 0},
-            "timeout": 600,
-        },
+        spec=TerraformSpec(
+            path=EXAMPLE_MODULE,
+            vars={"cluster_name": "staging", "environment": "staging", "node_count": 2, "instance_type": "t3.small"},
+            backend=TerraformBackend(type="s3", bucket=aws.bucket, key=EXAMPLE_STATE_KEY, region=aws.region,
+                                     dynamodb_table=aws.lock_table, lock_timeout=0),
+            timeout=600,
+        ),
         settings={"terraform_plugin_dirs": plugin_dirs, **aws.stage_settings()},
         credentials=aws.stage_credentials(),
     )
@@ -198,7 +194,7 @@ def example_stage() -> TerraformStage:
 
 
 @pytest.fixture(scope="session")
-def applied_example(example_stage: TerraformStage, example_context: StageContext) -> StageResult:
+def applied_example(example_stage: TerraformStage, example_context: StageContext[TerraformSpec]) -> StageResult:
     """The example stack planned and applied once for the whole session."""
     result = example_stage.apply(example_context, example_stage.plan(example_context))
     assert result.succeeded, result.error

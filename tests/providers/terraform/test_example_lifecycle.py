@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from providers.stage import Action, Outcome, StageContext, StageResult
-from providers.terraform import StateLocked, TerraformStage
+from providers.terraform import StateLocked, TerraformSpec, TerraformStage
 from sandbox.aws import AwsEndpoints
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,8 @@ def test_applying_the_example_creates_the_cluster_and_gives_outputs_for_later_st
 
 
 def test_right_after_the_apply_a_plan_has_nothing_to_do(
-        applied_example: StageResult, example_stage: TerraformStage, example_context: StageContext) -> None:
+        applied_example: StageResult, example_stage: TerraformStage,
+        example_context: StageContext[TerraformSpec]) -> None:
     plan = example_stage.plan(example_context)
 
     assert not plan.has_changes, [(c.address, c.action, c.diff) for c in plan.changes if c.action != Action.no_op]
@@ -47,7 +48,8 @@ def test_right_after_the_apply_a_plan_has_nothing_to_do(
 
 
 def test_changes_made_in_the_cloud_api_are_drift_and_the_saved_correcting_plan_heals_them(
-        applied_example: StageResult, example_stage: TerraformStage, example_context: StageContext,
+        applied_example: StageResult, example_stage: TerraformStage,
+        example_context: StageContext[TerraformSpec],
         aws: AwsEndpoints) -> None:
     vpc_id, group_id = _vpc_and_group(applied_example)
     ec2 = aws.client("ec2")
@@ -75,7 +77,8 @@ def test_changes_made_in_the_cloud_api_are_drift_and_the_saved_correcting_plan_h
 
 
 def test_a_concurrent_apply_is_refused_by_the_dynamodb_state_lock_naming_its_holder(
-        applied_example: StageResult, example_stage: TerraformStage, example_context: StageContext,
+        applied_example: StageResult, example_stage: TerraformStage,
+        example_context: StageContext[TerraformSpec],
         aws: AwsEndpoints, tmp_path: Path) -> None:
     vpc_id, _ = _vpc_and_group(applied_example)
     aws.client("ec2").create_tags(Resources=[vpc_id], Tags=[{"Key": "owner", "Value": "for-the-lock-test"}])

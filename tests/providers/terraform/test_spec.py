@@ -1,13 +1,13 @@
-"""From a loaded config repo to the plain StageContext.spec of the infrastructure stage."""
+"""From a loaded config repo to the infrastructure stage's typed input (`TerraformSpec`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from providers.stage import StageContext
-from providers.terraform import TerraformSpec
+from providers.terraform import TerraformBackend
 from reconciler.contexts import infrastructure_spec
 from repo_schema.loader import load_repo
 
@@ -44,17 +44,11 @@ def repo(tmp_path: Path) -> Path:
 def test_the_repo_default_backend_gets_the_environment_state_key_and_plain_seconds(repo: Path) -> None:
     spec = infrastructure_spec(load_repo(repo), "staging")
 
-    assert spec["path"] == "infra"
-    assert spec["vars"] == {"cluster_name": "staging", "node_count": 2}
-    assert spec["timeout"] == 600
-    assert spec["backend"] == {"type": "s3", "bucket": "tidegate-state", "region": "us-east-1",
-                               "key": "infra-repo/staging/terraform.tfstate", "dynamodb_table": "tidegate-locks",
-                               "use_lockfile": False, "encrypt": True, "lock_timeout": 120}
-    assert spec["plugin_mirror"] == {"paths": [str(repo / "mirrors" / "terraform")], "offline": True}
-
-
-def test_a_context_without_a_module_path_is_refused(tmp_path: Path) -> None:
-    context = StageContext(environment="dev", revision="r", workdir=tmp_path, artifacts=tmp_path, spec={})
-
-    with pytest.raises(ValueError, match=r"spec\.path"):
-        TerraformSpec.from_context(context)
+    assert spec.path == "infra"
+    assert spec.vars == {"cluster_name": "staging", "node_count": 2}
+    assert spec.tfvars is not None and json.loads(spec.tfvars) == {"cluster_name": "staging", "node_count": 2}
+    assert spec.timeout == 600
+    assert spec.backend == TerraformBackend(
+        type="s3", bucket="tidegate-state", region="us-east-1", key="infra-repo/staging/terraform.tfstate",
+        dynamodb_table="tidegate-locks", use_lockfile=False, encrypt=True, lock_timeout=120)
+    assert (list(spec.mirror_paths), spec.offline) == ([str(repo / "mirrors" / "terraform")], True)

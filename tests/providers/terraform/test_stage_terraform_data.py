@@ -15,6 +15,7 @@ from providers.terraform import (
     ProviderNotFound,
     StalePlan,
     StateVersion,
+    TerraformBackend,
     TerraformError,
     TerraformStage,
 )
@@ -266,8 +267,8 @@ def test_an_unreachable_backend_is_retried_then_reported_naming_the_endpoint(
                            "skip_credentials_validation": True, "skip_requesting_account_id": True,
                            "use_path_style": True},
     })
-    s3 = {"type": "s3", "bucket": "state", "key": "dev.tfstate", "region": "us-east-1", "dynamodb_table": "locks"}
-    context = dataclasses.replace(context, spec={**context.spec, "backend": s3},
+    s3 = TerraformBackend(type="s3", bucket="state", key="dev.tfstate", region="us-east-1", dynamodb_table="locks")
+    context = dataclasses.replace(context, spec=dataclasses.replace(context.spec, backend=s3),
                                   credentials={"AWS_ACCESS_KEY_ID": "AKIAFAKE", "AWS_SECRET_ACCESS_KEY": "fake-secret"})
 
     with pytest.raises(BackendUnreachable, match="unreachable after 3 attempts; nothing was changed") as raised:
