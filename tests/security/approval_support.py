@@ -33,6 +33,7 @@ from providers.stage import Action, Change, DriftItem, Outcome, Stage, StageCont
 from reconciler import pipeline, repositories, syncs
 from reconciler.runtime import Services
 from reconciler.targets import Connection
+from repo_schema.models import ConfigurationSpec
 from store import Database, Environment, GitHost, Repository, Role, SecretBox, Sync, SyncTrigger
 from tests.support.git_host import GitHostServer
 from tests.support.git_server import git, git_env
@@ -110,7 +111,7 @@ class Targets:
         return Connection({}, {})
 
     def configuration(self, repository: str, environment: str, nodes: Sequence[Mapping[str, Any]],
-                      spec: Mapping[str, Any]) -> Connection:
+                      spec: ConfigurationSpec) -> Connection:
         return Connection({}, {})
 
     def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:
