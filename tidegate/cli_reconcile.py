@@ -24,6 +24,7 @@ from store import GitHost, Repository
 from tidegate.client import Client, ClientError, EnvironmentView, LocalClient, SyncView
 from tidegate.http_client import HttpClient
 from tidegate.settings import Settings
+from tidegate.wiring import missing_store
 from tidegate.worker import build_services, install, make_app
 
 out = Console(highlight=False, soft_wrap=True)
@@ -37,7 +38,14 @@ _HEALTH_COLOUR = {"Healthy": "green", "Progressing": "yellow", "Degraded": "red"
 
 
 def services(settings: Settings | None = None) -> Services:
+    """The in-process services over an existing store; a missing one is a clear error, not a
+    traceback, and nothing is created in a data directory that holds no store."""
     settings = settings or Settings()
+    missing = missing_store(settings)
+    if missing is not None:
+        raise _fail(ValueError(f"{missing}: `tidegate init` creates one (`tidegate up` too). The demo keeps its "
+                               "store in .demo: export TIDEGATE_DATA_DIR=$PWD/.demo, or point "
+                               "TIDEGATE_DATA_DIR or TIDEGATE_DATABASE_URL at yours"))
     make_app(settings)
     return build_services(settings)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from providers import sealed
-from store import Database, SecretBox, load_or_create_key, sqlite_url
+from store import Database, SecretBox, current_revision, load_or_create_key, sqlite_url
+from store.engine import DATABASE_FILE_NAME
 from store.files import private_directory
 from store.redaction import install_log_redaction, remember
 from tidegate.settings import Settings
@@ -41,6 +42,25 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Store:
     if migrate:
         database.upgrade()
     return Store(database, box, source)
+
+
+def missing_store(settings: Settings) -> str | None:
+    """Why there is no store to read, or None when there is one. Checked before a command reads
+    it, so that a wrong data directory is named instead of failing on the first query, and an absent
+    SQLite file or key is never created by a read."""
+    if settings.database_url is None:
+        if not (settings.data_dir / DATABASE_FILE_NAME).is_file():
+            return f"no Tidegate store in {settings.data_dir}"
+        url = sqlite_url(settings.data_dir)
+    else:
+        url = settings.database_url
+    try:
+        revision = current_revision(url)
+    except SQLAlchemyError as error:
+        return f"the database cannot be read: {str(error).splitlines()[0]}"
+    if revision is None:
+        return f"the database {make_url(url).render_as_string(hide_password=True)} has no Tidegate tables"
+    return None
 
 
 def install_seal(settings: Settings) -> sealed.Seal:

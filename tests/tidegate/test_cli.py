@@ -146,6 +146,28 @@ def test_init_creates_a_private_key_and_a_migrated_database(data_dir: Path) -> N
     assert key.read_text() and stat.S_IMODE(key.stat().st_mode) == 0o600
 
 
+@pytest.mark.parametrize("command", [("status",), ("history", "staging"), ("repo", "list")],
+                         ids=["status", "history", "repo-list"])
+def test_reading_a_data_dir_without_a_store_names_it_and_creates_nothing(
+        data_dir: Path, command: tuple[str, ...]) -> None:
+    """A new user's `tidegate status` outside the demo's `.demo`: one line saying what to do, no
+    traceback, and no key or empty database left behind in the wrong directory."""
+    result = run(*command, data_dir=data_dir)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"no Tidegate store in {data_dir}" in result.stderr and "tidegate init" in result.stderr
+    assert not data_dir.exists()
+
+
+def test_an_empty_database_is_named_not_queried(data_dir: Path) -> None:
+    data_dir.mkdir()
+    (data_dir / "tidegate.db").touch()
+    result = run("status", data_dir=data_dir)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "has no Tidegate tables" in result.stderr
+    assert sorted(p.name for p in data_dir.iterdir()) == ["tidegate.db"]
+
+
 def test_init_with_a_malformed_key_fails_without_a_traceback(data_dir: Path) -> None:
     env = {**os.environ, "TIDEGATE_DATA_DIR": str(data_dir), "TIDEGATE_SECRET_KEY": "not-a-key"}
     result = subprocess.run([*TIDEGATE, "init"], capture_output=True, text=True, env=env, timeout=60, check=False)
