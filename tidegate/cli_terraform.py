@@ -37,7 +37,7 @@ from sandbox.aws import DEFAULT_BUCKET, DEFAULT_LOCK_TABLE, DEFAULT_REGION, AwsE
 from tidegate.cli_ansible import format_plan, sandbox_plan
 from tidegate.extras import require_sandbox
 from tidegate.settings import Settings
-from tidegate.wiring import install_local_seal
+from tidegate.wiring import install_local_seal, terraform_plugin_dirs
 
 if TYPE_CHECKING:
     from sandbox.kube import KubeSandbox
@@ -258,7 +258,7 @@ def infrastructure_context(repo: LoadedRepo, env: str, settings: Settings,
     spec = infrastructure_spec(repo, env)
     area = settings.data_dir / "runs" / ("sandbox" if aws else "terraform") / repo_key(repo.root)
     stage_settings: dict[str, Any] = {
-        "terraform_plugin_dirs": settings.terraform_plugin_dirs,
+        "terraform_plugin_dirs": terraform_plugin_dirs(settings),
         "terraform_workspaces": str(area / "workspaces"),
     }
     credentials = {name: os.environ[name] for name in AWS_PASSTHROUGH if name in os.environ}

@@ -23,6 +23,7 @@ from repo_schema.models import ConfigurationSpec
 from sandbox.aws import AwsEndpoints
 from tidegate.extras import require_sandbox
 from tidegate.settings import Settings
+from tidegate.wiring import terraform_plugin_dirs
 
 log = logging.getLogger("tidegate.targets")
 
@@ -34,7 +35,7 @@ AWS_PASSTHROUGH = (
 
 
 def _terraform_settings(settings: Settings, repository: str) -> dict[str, Any]:
-    return {"terraform_plugin_dirs": settings.terraform_plugin_dirs,
+    return {"terraform_plugin_dirs": terraform_plugin_dirs(settings),
             "terraform_workspaces": str(settings.data_dir / "runs" / repository / "workspaces")}
 
 

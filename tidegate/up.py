@@ -38,7 +38,7 @@ from tidegate.client import EnvironmentView, LocalClient
 from tidegate.extras import require_sandbox
 from tidegate.redis_server import EmbeddedRedis
 from tidegate.settings import Settings
-from tidegate.wiring import open_store
+from tidegate.wiring import open_store, terraform_plugin_dirs
 from tidegate.worker import build_services, make_app
 
 out = Console(highlight=False, soft_wrap=True)
@@ -185,6 +185,9 @@ def _run(settings: Settings, stack: ExitStack, repo: Path, exit_when_synced: boo
     redis = stack.enter_context(EmbeddedRedis(data / "redis"))
     err.print(f"redis: {redis.socket_path}", markup=False)
     env = {**os.environ, "TIDEGATE_DATA_DIR": str(data), "TIDEGATE_REDIS_URL": redis.client_url}
+    mirrors = terraform_plugin_dirs(settings)  # found once here, not again by every worker
+    if mirrors:
+        env["TIDEGATE_TERRAFORM_PLUGIN_DIRS"] = mirrors
     if sandbox:
         from tidegate.sandbox_session import SandboxSession  # the [sandbox] extra (checked in `up`)
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from functools import cache
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from providers import sealed
+from providers.terraform import mirror
 from store import Database, SecretBox, current_revision, load_or_create_key, sqlite_url
 from store.engine import DATABASE_FILE_NAME
 from store.files import private_directory
 from store.redaction import install_log_redaction, remember
 from tidegate.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,6 +66,24 @@ def missing_store(settings: Settings) -> str | None:
     if revision is None:
         return f"the database {make_url(url).render_as_string(hide_password=True)} has no Tidegate tables"
     return None
+
+
+def terraform_plugin_dirs(settings: Settings) -> str:
+    """The provider mirror roots Terraform runs get: `TIDEGATE_TERRAFORM_PLUGIN_DIRS` when set; none
+    when terraform's own places hold providers; else the mirrors found on this machine (searched once
+    per process), so `tidegate up`, `worker` and `plan` need no script to find them."""
+    if settings.terraform_plugin_dirs:
+        return settings.terraform_plugin_dirs
+    if mirror.discover(mirror.standard_plugin_dirs()):
+        return ""
+    return _found_mirrors()
+
+
+@cache
+def _found_mirrors() -> str:
+    roots = mirror.find_mirror_roots()
+    log.info("terraform provider mirrors found on this machine: %s", ", ".join(map(str, roots)) or "none")
+    return ":".join(str(root) for root in roots)
 
 
 def install_seal(settings: Settings) -> sealed.Seal:

@@ -5,7 +5,8 @@ Mirror roots come, in order, from the repo's `pluginMirror.paths`, the setting
 (`~/.terraform.d/plugins`, `$XDG_DATA_HOME/terraform/plugins`, each `$XDG_DATA_DIRS` entry's
 `terraform/plugins`). A mirror root uses terraform's layout: `HOST/NAMESPACE/TYPE/VERSION/OS_ARCH/`
 (unpacked) or `HOST/NAMESPACE/TYPE/terraform-provider-TYPE_VERSION_OS_ARCH.zip` (packed).
-No path is hard-coded here beyond those standard places.
+No path is hard-coded here beyond those standard places; `find_mirror_roots` searches the machine
+for a mirror when none of them holds one and nothing is configured.
 """
 
 from __future__ import annotations
@@ -73,6 +74,30 @@ def plugin_dirs(configured: Iterable[str | Path] = (), env: Mapping[str, str] | 
     for path in [*(Path(p).expanduser() for p in configured), *standard_plugin_dirs(env)]:
         seen.setdefault(path, None)
     return list(seen)
+
+
+_NOT_SEARCHED_AT_TOP = frozenset({"proc", "sys", "dev", "run", "tmp"})
+_NOT_SEARCHED = frozenset({"site-packages", "node_modules", "__pycache__"})
+
+
+def find_mirror_roots(top: Path = Path("/"), max_depth: int = 6) -> list[Path]:
+    """Directories under `top` laid out as provider mirrors (a `registry.terraform.io` directory
+    holding a provider package for this machine), for a machine whose mirror is neither configured
+    nor in one of terraform's standard places. Hidden directories, virtual file systems, `/tmp` and
+    Python package trees are not searched; a mirror root deeper than `max_depth` is not found."""
+    found: list[Path] = []
+    base = len(top.parts)
+    for current, dirs, _files in os.walk(top):
+        here = Path(current)
+        if DEFAULT_HOST in dirs:
+            dirs.remove(DEFAULT_HOST)
+            if discover([here]):
+                found.append(here)
+        depth = len(here.parts) - base
+        dirs[:] = [] if depth >= max_depth else [
+            name for name in dirs if not name.startswith(".") and name not in _NOT_SEARCHED
+            and not (depth == 0 and name in _NOT_SEARCHED_AT_TOP)]
+    return sorted(found)
 
 
 def normalise_source(source: str) -> str:

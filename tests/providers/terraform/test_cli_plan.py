@@ -77,8 +77,13 @@ def test_plan_of_an_unknown_environment_names_the_known_ones(tmp_path: Path, dat
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("configured", [True, False], ids=["configured-mirror", "mirror-found-by-tidegate"])
 def test_plan_with_sandbox_plans_the_example_stack_against_moto_with_s3_state(
-        tmp_path: Path, data_dir: Path) -> None:
+        tmp_path: Path, data_dir: Path, configured: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without TIDEGATE_TERRAFORM_PLUGIN_DIRS Tidegate searches the machine for the provider mirror
+    itself: nobody has to source a script first."""
+    if not configured:
+        monkeypatch.delenv("TIDEGATE_TERRAFORM_PLUGIN_DIRS", raising=False)
     repo = _repo(tmp_path / "repo", "staging", "{cluster_name: staging, environment: staging, node_count: 2}")
     shutil.copy(EXAMPLE / "tidegate.yaml", repo / "tidegate.yaml")
     module = Path("infrastructure") / "terraform" / "cluster"

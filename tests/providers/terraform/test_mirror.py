@@ -41,6 +41,19 @@ def test_unpacked_and_packed_providers_are_found_for_this_platform_only(tmp_path
         ("registry.terraform.io/hashicorp/aws", "5.100.0"), ("registry.terraform.io/hashicorp/random", "3.6.0")]
 
 
+def test_a_machine_search_finds_mirror_roots_but_not_hidden_deep_or_foreign_ones(tmp_path: Path) -> None:
+    here = mirror.current_target()
+    _unpacked(tmp_path / "opt" / "tf-plugins" / "registry.terraform.io" / "hashicorp", "aws", f"5.0.0/{here}")
+    _unpacked(tmp_path / "srv" / "a" / "b" / "registry.terraform.io" / "hashicorp", "null", f"3.2.0/{here}")
+    _unpacked(tmp_path / "work" / ".cache" / "registry.terraform.io" / "hashicorp", "aws", f"5.0.0/{here}")
+    _unpacked(tmp_path / "tmp" / "m" / "registry.terraform.io" / "hashicorp", "aws", f"5.0.0/{here}")
+    _unpacked(tmp_path / "other" / "registry.terraform.io" / "hashicorp", "aws", "5.0.0/plan9_mips")
+    _unpacked(tmp_path / "d1" / "d2" / "d3" / "d4" / "registry.terraform.io" / "hashicorp", "aws", f"5.0.0/{here}")
+
+    assert mirror.find_mirror_roots(tmp_path, max_depth=3) == [tmp_path / "opt" / "tf-plugins",
+                                                               tmp_path / "srv" / "a" / "b"]
+
+
 def test_required_providers_are_read_from_the_module(tmp_path: Path) -> None:
     (tmp_path / "versions.tf").write_text("""
         terraform {
