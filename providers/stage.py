@@ -6,7 +6,7 @@ Terraform, Ansible and Kubernetes each implement three verbs over their own worl
 * `apply(context, plan) -> StageResult`: executes exactly that plan, refuses a stale one;
 * `observe(context) -> list[DriftItem]`: compares live with the last applied desired state.
 
-The words (`create`, `update`, ...; `created`, `configured`, ...) are DESIGN.md's vocabulary and
+The words (`create`, `update`, ...; `created`, `configured`, ...) are the README's vocabulary and
 mean the same in code, API, UI and pull request comments.
 """
 

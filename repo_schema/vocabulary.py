@@ -1,7 +1,7 @@
-"""The words every layer shares (DESIGN.md's vocabulary), defined once at the bottom.
+"""The words every layer shares (the vocabulary table in README.md), defined once at the bottom.
 
 `Stage` names the three stages of an environment in pipeline order; `Health` is the health of an
-object, a workload or an environment, in Argo CD's words (kstatus mapped as DESIGN.md says). The
+object, a workload or an environment, in Argo CD's words (kstatus mapped as providers/kubernetes/health.py says). The
 store persists these very types, the providers report them and the reconciler passes them on: no
 layer has its own copy to convert through strings.
 """
