@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -154,7 +155,10 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object
     """One line per environment: name, revision, sync status, health; then any worker that cannot
     seal repository code (it refuses every sync), on stderr with --json."""
     connected = client()
-    for view in connected.status():
+    views = connected.status()
+    if views and not as_json:
+        out.print(f"[bold]{'ENVIRONMENT':<12} {'REVISION':<12} {'SYNC STATUS':<16} {'HEALTH':<11} NOTES[/]")
+    for view in views:
         if as_json:
             sys.stdout.write(json.dumps(dataclasses.asdict(view)) + "\n")
         else:
@@ -175,10 +179,34 @@ def history(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")],
         views = client().history(environment, limit)
     except ClientError as error:
         raise _fail(error) from None
+    if views:
+        out.print(f"[bold]{'SYNC':<6} {'CREATED':<19} {'REVISION':<12} {'TRIGGER':<8} {'STATUS':<18} {'TOOK':>7}  "
+                  "MESSAGE[/]")
     for view in views:
         when = view.created_at.strftime("%Y-%m-%d %H:%M:%S")
         rev = (view.revision or "-")[:12]
-        out.print(f"#{view.id:<5} {when} {rev} {view.trigger:<8} {view.status:<18} {escape(view.error or '')[:120]}")
+        took = duration(view.finished_at - view.created_at) if view.finished_at is not None else "-"
+        out.print(f"#{view.id:<5} {when} {rev:<12} {view.trigger:<8} {view.status:<18} {took:>7}  "
+                  f"{escape(first_line(view.error or '', 100))}")
+
+
+def duration(span: timedelta) -> str:
+    """`42s`, `3m07s`, `2h05m`: how long something took, at the precision a reader needs."""
+    seconds = max(0, round(span.total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def first_line(text: str, width: int) -> str:
+    """The first line of a message, cut at a word boundary with `…` when longer than `width`."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    if len(line) <= width:
+        return line
+    cut = line[:width - 1].rsplit(" ", 1)[0] if " " in line[:width - 1] else line[:width - 1]
+    return cut.rstrip(" ,;:") + "…"
 
 
 def show(sync_id: Annotated[int, typer.Argument(help="Sync id.")],
@@ -202,8 +230,9 @@ def print_sync(view: SyncView, *, logs: bool = False) -> None:
             out.print(f"    {change['action']:<8} {change['address']}", markup=False)
     for result in view.stages:
         seconds = f" in {result.seconds:.1f}s" if result.seconds is not None else ""
-        counts = json.dumps(result.summary.get("counts", {}))
-        out.print(f"  result {result.stage}: {result.status}{seconds} {counts}", markup=False)
+        counts = ", ".join(f"{count} {outcome}" for outcome, count in (result.summary.get("counts") or {}).items())
+        out.print(f"  result {result.stage}: {result.status}{seconds}{': ' + counts if counts else ''}",
+                  markup=False)
         if logs and result.log:
             out.print(result.log, markup=False)
     if view.error:

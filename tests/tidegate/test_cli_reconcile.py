@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,6 +32,7 @@ from store import (
 from tests.reconciler.conftest import EXAMPLE, add_people, make_repo_by
 from tests.support.git_server import files_of
 from tests.support.redis_server import start_redis
+from tidegate.cli_reconcile import duration, first_line
 from tidegate.redis_server import EmbeddedRedis, redis_client
 
 
@@ -94,6 +95,36 @@ def test_status_prints_one_line_per_environment(data_dir: Path, redis_server: Em
     assert views["production"]["sync_status"] == "AwaitingApproval" and views["production"]["last_sync"] == 2
     text = run(data_dir, redis_server, "status").stdout
     assert "staging" in text and views["staging"]["revision"][:12] in text and "Synced" in text
+    assert text.splitlines()[0].split() == ["ENVIRONMENT", "REVISION", "SYNC", "STATUS", "HEALTH", "NOTES"]
+
+
+def test_history_has_a_header_and_says_how_long_a_sync_took(data_dir: Path, redis_server: EmbeddedRedis) -> None:
+    database = Database.embedded(data_dir)
+    with database.session() as session:
+        sync = session.get_one(Sync, 1)
+        sync.finished_at = sync.created_at + timedelta(minutes=3, seconds=7)
+    database.dispose()
+    lines = run(data_dir, redis_server, "history", "staging").stdout.splitlines()
+    assert lines[0].split() == ["SYNC", "CREATED", "REVISION", "TRIGGER", "STATUS", "TOOK", "MESSAGE"]
+    assert lines[1].startswith("#1 ") and " succeeded " in lines[1] and lines[1].rstrip().endswith("3m07s")
+
+
+@pytest.mark.parametrize("text,width,shown", [
+    pytest.param("short", 100, "short", id="fits"),
+    pytest.param("terraform plan failed: provider aws not found\nsecond line", 100,
+                 "terraform plan failed: provider aws not found", id="first-line-only"),
+    pytest.param("the state backend is unreachable after 3 attempts", 30, "the state backend is…",
+                 id="cut-at-a-word"),
+    pytest.param("x" * 40, 10, "x" * 9 + "…", id="one-long-word"),
+])
+def test_a_message_is_cut_at_a_word_boundary_never_mid_word(text: str, width: int, shown: str) -> None:
+    assert first_line(text, width) == shown
+
+
+@pytest.mark.parametrize("seconds,shown", [(0, "0s"), (42, "42s"), (187, "3m07s"), (7500, "2h05m")],
+                         ids=["zero", "seconds", "minutes", "hours"])
+def test_durations_read_at_the_precision_a_reader_needs(seconds: int, shown: str) -> None:
+    assert duration(timedelta(seconds=seconds)) == shown
 
 
 def test_show_prints_the_plan_a_sync_waits_with(data_dir: Path, redis_server: EmbeddedRedis) -> None:
