@@ -35,6 +35,7 @@ from reconciler.runtime import Services
 from reconciler.targets import Connection
 from repo_schema.models import ConfigurationSpec
 from store import Database, Environment, GitHost, Repository, Role, SecretBox, Sync, SyncTrigger
+from tests.support.doubles import RecordingQueue
 from tests.support.git_host import GitHostServer
 from tests.support.git_server import git, git_env
 from tidegate.redis_server import EmbeddedRedis, redis_client
@@ -119,22 +120,8 @@ class Targets:
 
 
 @dataclass
-class Queue:
-    """Stands where Celery would: records what was asked of the workers (tests run it themselves)."""
-
-    sent: list[tuple[str, Any]] = field(default_factory=list)
-
-    def plan(self, sync_id: int, *, countdown: float = 0.0) -> None:
-        self.sent.append(("plan", sync_id))
-
-    def apply(self, sync_id: int) -> None:
-        self.sent.append(("apply", sync_id))
-
-    def poll(self, repository_id: int) -> None:
-        self.sent.append(("poll", repository_id))
-
-    def drift(self, environment_id: int, trigger: str) -> None:
-        self.sent.append(("drift", environment_id))
+class Queue(RecordingQueue):
+    """The recording queue, standing for the webhooks' preview queue too (tests run the jobs themselves)."""
 
     def preview(self, request: Any) -> None:
         self.sent.append(("preview", request))

@@ -15,7 +15,7 @@ from repo_schema.models import ConfigurationSpec
 class RecordingQueue:
     """Stands where Celery would: records what the caller asked the workers to do."""
 
-    sent: list[tuple[str, int]] = field(default_factory=list)
+    sent: list[tuple[str, Any]] = field(default_factory=list)
 
     def plan(self, sync_id: int, *, countdown: float = 0.0) -> None:
         self.sent.append(("plan", sync_id))

@@ -23,7 +23,7 @@ def _context(workdir: Path, extra_vars: dict[str, str] | None = None) -> StageCo
         environment="staging", revision="0" * 40, workdir=workdir, artifacts=workdir / "artifacts",
         spec=configuration_inputs({"playbook": "ansible/site.yml", "inventoryFrom": {"terraformOutput": "nodes"},
                                    "extraVars": extra_vars or {"log_level": "debug"}},
-                                  [{"name": "node-1", "address": "10.0.1.10", "groups": ["nodes"]}]),
+                                  [{"name": "node-1", "address": "198.51.100.10", "groups": ["nodes"]}]),
     )
 
 

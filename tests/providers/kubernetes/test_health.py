@@ -76,7 +76,7 @@ CASES = [
     ("service-cluster-ip", obj("v1", "Service", {"type": "ClusterIP"}, {}), Health.HEALTHY),
     ("service-lb-pending", obj("v1", "Service", {"type": "LoadBalancer"}, {"loadBalancer": {}}), Health.PROGRESSING),
     ("service-lb-ready", obj("v1", "Service", {"type": "LoadBalancer"},
-                             {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}), Health.HEALTHY),
+                             {"loadBalancer": {"ingress": [{"ip": "198.51.100.1"}]}}), Health.HEALTHY),
     ("crd-established", obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", {},
                             {"conditions": [cond("Established", "True")]}), Health.HEALTHY),
     ("crd-not-established", obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", {}, {}), Health.PROGRESSING),
