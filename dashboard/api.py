@@ -23,6 +23,7 @@ from dashboard.actions import Refusal, find_environment, find_report, find_sync,
 from dashboard.approval_policies import add_policy_routes
 from dashboard.context import Context
 from dashboard.people import add_people_routes
+from dashboard.secrets import add_secret_routes
 from store import (
     ApprovalDecision,
     ApprovalSource,
@@ -51,6 +52,7 @@ def create_api(ctx: Context) -> APIRouter:
     _logs(router, ctx, caller)
     add_people_routes(router, ctx, caller)
     add_policy_routes(router, ctx, caller)
+    add_secret_routes(router, ctx, caller)
     return router
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from store import (
     ApprovalDecision,
@@ -293,6 +293,26 @@ class ApprovalPolicyOut(Out):
     approvers: list[str]
     updated_by: str
     updated_at: datetime
+
+
+class SecretIn(In):
+    """A stored secret's value and scope. The value is write-only: no response ever carries it."""
+
+    value: SecretStr = Field(description="The secret's value (write-only; at most 1 MiB).")
+    repository: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,253}$",
+                                   description="Visible to this repository only (default: global, admins on *).")
+    environment: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,253}$",
+                                    description="Visible to this environment of `repository` only.")
+
+
+class SecretOut(Out):
+    """What may be shown about a stored secret: never its value."""
+
+    name: str
+    scope: str = Field(description="`*` (global), `repository` or `repository/environment`.")
+    fingerprint: str = Field(description="Keyed digest: changes when the value changes, reveals nothing.")
+    updated_at: datetime
+    updated_by: str
 
 
 class SyncRequestIn(In):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.ansible.inventory import merge_connection
-from providers.ansible.stage import ConfigurationInputs
+from providers.ansible.stage import EXTRA_VAR_CREDENTIAL, ConfigurationInputs
 from providers.kubernetes.diff import IgnoreRule
 from providers.kubernetes.inventory import from_json as inventory_from_json
 from providers.kubernetes.stage import DEFAULT_NAMESPACE, WorkloadSettings, WorkloadsInputs
@@ -22,7 +22,7 @@ from reconciler.desired import DesiredState
 from reconciler.rendering.inputs import render_tfvars
 from reconciler.targets import Targets, TargetsError
 from repo_schema.loader import LoadedRepo
-from repo_schema.models import ConfigurationSpec, EnvironmentSpec, WorkloadSpec
+from repo_schema.models import ConfigurationSpec, EnvironmentSpec, WorkloadSpec, secret_ref
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,35 @@ def configuration_spec(repo: LoadedRepo, environment: str) -> ConfigurationSpec:
 def infrastructure(repo: LoadedRepo, run: Run, targets: Targets) -> StageContext[TerraformSpec]:
     spec = infrastructure_spec(repo, run.environment)
     connection = targets.infrastructure(run.repository, run.environment)
+    credentials = {**connection.credentials, **secret_tf_vars(repo, run, targets)}
     return StageContext(run.environment, run.revision, run.checkout, run.artifacts, spec=spec,
-                        settings=dict(connection.settings), credentials=dict(connection.credentials))
+                        settings=dict(connection.settings), credentials=credentials)
+
+
+def secret_variables(variables: Mapping[str, Any]) -> dict[str, str]:
+    """Which variables are `{secretRef: NAME}`: variable -> stored secret name."""
+    return {name: ref for name, value in variables.items() if (ref := secret_ref(value)) is not None}
+
+
+def plain_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in variables.items() if secret_ref(value) is None}
+
+
+def secret_tf_vars(repo: LoadedRepo, run: Run, targets: Targets) -> dict[str, str]:
+    """Terraform variables from stored secrets, as `TF_VAR_<name>` environment variables: never in
+    the tfvars file, the plan's inputs or a log (credentials are masked in every output)."""
+    infra = repo.environments[run.environment].spec.infrastructure
+    refs = secret_variables(infra.vars) if infra is not None else {}
+    return {f"TF_VAR_{name}": targets.secret(run.repository, run.environment, ref,
+                                             f"spec.infrastructure.vars.{name}.secretRef")
+            for name, ref in sorted(refs.items())}
+
+
+def secret_extra_vars(spec: ConfigurationSpec, run: Run, targets: Targets) -> dict[str, str]:
+    """Ansible extra vars from stored secrets, handed over as credentials (`extra_var:<name>`)."""
+    return {f"{EXTRA_VAR_CREDENTIAL}{name}": targets.secret(run.repository, run.environment, ref,
+                                                           f"spec.configuration.extraVars.{name}.secretRef")
+            for name, ref in sorted(secret_variables(spec.extra_vars).items())}
 
 
 def nodes_output(repo: LoadedRepo, environment: str, outputs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
@@ -70,14 +97,19 @@ def configuration(repo: LoadedRepo, run: Run, targets: Targets,
         return None
     spec = configuration_spec(repo, run.environment)
     connection = targets.configuration(run.repository, run.environment, nodes, spec)
+    credentials = {**connection.credentials, **secret_extra_vars(spec, run, targets)}
     return StageContext(run.environment, run.revision, run.checkout, run.artifacts,
                         spec=ConfigurationInputs(spec, nodes),
-                        settings=dict(connection.settings), credentials=dict(connection.credentials))
+                        settings=dict(connection.settings), credentials=credentials)
 
 
-def kubeconfig(repo: LoadedRepo, environment: str, outputs: Mapping[str, Any]) -> str | None:
-    """The cluster's kubeconfig from the Terraform output the environment names (None if unknown)."""
-    cluster = repo.environments[environment].spec.cluster
+def kubeconfig(repo: LoadedRepo, run: Run, targets: Targets, outputs: Mapping[str, Any]) -> str | None:
+    """The cluster's kubeconfig: a stored secret (an existing cluster), or the Terraform output the
+    environment names (None while that output is unknown)."""
+    cluster = repo.environments[run.environment].spec.cluster
+    if cluster is not None and cluster.kubeconfig_from.secret is not None:
+        return targets.secret(run.repository, run.environment, cluster.kubeconfig_from.secret,
+                              "spec.cluster.kubeconfigFrom.secret")
     if cluster is None or cluster.kubeconfig_from.terraform_output is None:
         return None
     value = outputs.get(cluster.kubeconfig_from.terraform_output)
@@ -96,7 +128,7 @@ def workloads(repo: LoadedRepo, run: Run, targets: Targets, desired: DesiredStat
     `take_over` (self-heal) forces server-side apply conflicts on every workload: whoever changed a
     field by hand (`kubectl scale` owns `.spec.replicas` afterwards) loses it to Git, as Flux's
     force-apply does; an ordinary sync still reports such conflicts unless `forceConflicts` is set."""
-    config = kubeconfig(repo, run.environment, outputs)
+    config = kubeconfig(repo, run, targets, outputs)
     if config is None and needs_infrastructure_outputs(repo, run.environment):
         return None
     try:
@@ -208,8 +240,8 @@ def infrastructure_spec(repo: LoadedRepo, environment: str) -> TerraformSpec:
     mirror = repo.config.spec.terraform.plugin_mirror
     return TerraformSpec(
         path=infra.path,
-        vars=dict(infra.vars),
-        tfvars=render_tfvars(infra.vars),
+        vars=plain_variables(infra.vars),
+        tfvars=render_tfvars(plain_variables(infra.vars)),
         backend=None if backend is None else TerraformBackend(
             type=backend.type, bucket=backend.bucket, key=backend.key, region=backend.region,
             dynamodb_table=backend.dynamodb_table, use_lockfile=backend.use_lockfile, encrypt=backend.encrypt,

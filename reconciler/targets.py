@@ -42,6 +42,11 @@ class Targets(Protocol):
 
     def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection: ...
 
+    def secret(self, repository: str, environment: str, name: str, where: str) -> str:
+        """The stored secret `name` as `repository/environment` sees it (its own scope, then its
+        repository's, then global); TargetsError naming `where` (the referring field) if none."""
+        ...
+
     def preview(self, repository: str, environment: str, stage: str, connection: Connection,
                 refs: Mapping[str, Any]) -> Connection:
         """The connection a pull request preview of `stage` uses: `connection` with its credentials

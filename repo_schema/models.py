@@ -8,10 +8,11 @@ one that is rejected.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from repo_schema.durations import Duration
@@ -77,6 +78,43 @@ class SecretRef(Model):
         return self
 
 
+SECRET_REF = "secretRef"
+SECRET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$"
+
+
+def secret_ref(value: Any) -> str | None:
+    """The stored secret a variable's value names (`{secretRef: NAME}`), or None for a plain value."""
+    if isinstance(value, dict) and SECRET_REF in value:
+        return str(value[SECRET_REF])
+    return None
+
+
+def _secret_refs_allowed(variables: dict[str, Any]) -> dict[str, Any]:
+    for name, value in variables.items():
+        if isinstance(value, dict) and SECRET_REF in value and not _well_formed_ref(value):
+            raise ValueError(f"{name}: a secret reference is exactly `{{secretRef: NAME}}` with a stored "
+                             "secret's name")
+    return variables
+
+
+def _well_formed_ref(value: dict[str, Any]) -> bool:
+    name = value[SECRET_REF]
+    return set(value) == {SECRET_REF} and isinstance(name, str) and re.match(SECRET_NAME_PATTERN, name) is not None
+
+
+def _no_secret_refs(variables: dict[str, Any]) -> dict[str, Any]:
+    for name, value in variables.items():
+        if isinstance(value, dict) and SECRET_REF in value:
+            raise ValueError(f"{name}: template variables cannot be stored secrets (they would be rendered "
+                             "into manifests and diffs); put the value in a SOPS-encrypted Secret")
+    return variables
+
+
+SecretVariables = Annotated[dict[str, Any], AfterValidator(_secret_refs_allowed)]
+"""Variables whose values may be `{secretRef: NAME}` (Terraform vars, Ansible extra vars)."""
+PlainVariables = Annotated[dict[str, Any], AfterValidator(_no_secret_refs)]
+
+
 class Backend(Model):
     """Where Terraform keeps state. S3 with a DynamoDB lock table (or S3 lock files), or local."""
 
@@ -113,7 +151,8 @@ class InfrastructureSpec(Model):
     """Stage 1: a Terraform root module and the variables it gets."""
 
     path: RepoPath
-    vars: dict[str, Any] = Field(default_factory=dict)
+    vars: SecretVariables = Field(default_factory=dict, description="Values may be `{secretRef: NAME}`: passed "
+                                  "as environment variables (TF_VAR_*), never written to a file.")
     backend: Backend | None = Field(default=None, description="Overrides the repo default backend.")
     timeout: Duration = timedelta(minutes=30)
 
@@ -140,7 +179,7 @@ class ConfigurationSpec(Model):
 
     playbook: RepoPath
     inventory_from: TerraformOutputRef
-    extra_vars: dict[str, Any] = Field(default_factory=dict)
+    extra_vars: SecretVariables = Field(default_factory=dict, description="Values may be `{secretRef: NAME}`.")
     connection: Connection | None = None
     timeout: Duration = timedelta(minutes=15)
 
@@ -161,7 +200,7 @@ class WorkloadSpec(Model):
     name: Name
     path: RepoPath
     namespace: Name | None = None
-    variables: dict[str, Any] = Field(default_factory=dict, description="Template variables, over the environment's.")
+    variables: PlainVariables = Field(default_factory=dict, description="Template variables, over the environment's.")
     force_conflicts: bool = False
     prune: bool = True
     ignore_differences: list[IgnoreRule] = Field(default_factory=list)
@@ -232,7 +271,7 @@ class PreviewSpec(Model):
 
 class EnvironmentSpec(Model):
     depends_on: list[Name] = Field(default_factory=list)
-    variables: dict[str, Any] = Field(default_factory=dict, description="Template variables for every workload.")
+    variables: PlainVariables = Field(default_factory=dict, description="Template variables for every workload.")
     infrastructure: InfrastructureSpec | None = None
     configuration: ConfigurationSpec | None = None
     workloads: list[WorkloadSpec] = Field(default_factory=list)
@@ -255,7 +294,7 @@ class RepositoryDefaults(Model):
     terraform: TerraformDefaults = Field(default_factory=TerraformDefaults)
     connection: Connection | None = None
     sync: SyncPolicy | None = None
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: PlainVariables = Field(default_factory=dict)
 
 
 class RepositoryConfig(Model):

@@ -450,3 +450,26 @@ class CommitIdentity(Base):
     user_id: Mapped[str] = mapped_column(String(64), default="")
     login: Mapped[str] = mapped_column(String(255), default="")
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StoredSecret(Base):
+    """A secret an environment's repo refers to by name (`privateKeyRef.secret`, `{secretRef: …}`).
+
+    `scope` is `*` (global, set by admins), `repository`, or `repository/environment`; a reference
+    resolves to the most specific scope that holds its name and never sees another scope's secrets.
+    The value is sealed; `fingerprint` is an HMAC of it under `salt` (random per row), so people can
+    tell whether a value changed without the store holding a digest someone could brute-force.
+    """
+
+    __tablename__ = "stored_secrets"
+    __table_args__ = (UniqueConstraint("name", "scope"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(253), index=True)
+    scope: Mapped[str] = mapped_column(String(510), default="*")
+    value: Mapped[Sealed] = mapped_column(SealedText())
+    salt: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(255), default="")

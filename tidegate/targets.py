@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from reconciler.secrets import StoredSecrets
 from reconciler.targets import Connection, TargetsError
 from repo_schema.models import ConfigurationSpec
 from sandbox.aws import AwsEndpoints
@@ -39,11 +40,25 @@ def _terraform_settings(settings: Settings, repository: str) -> dict[str, Any]:
             "terraform_workspaces": str(settings.data_dir / "runs" / repository / "workspaces")}
 
 
+def stored_secret(secrets: StoredSecrets | None, repository: str, environment: str, name: str, where: str) -> str:
+    """A stored secret's value for a reference at `where`, or a TargetsError that says how to set it."""
+    value = secrets.resolve(repository, environment, name) if secrets is not None else None
+    if value is None:
+        raise TargetsError(f"{environment}: {where} names the stored secret {name!r}, which {repository}/"
+                           f"{environment} cannot see; set it with: tidegate secret set {name} --repo {repository} "
+                           f"--env {environment} --from-file FILE")
+    return value
+
+
 class RealTargets:
     """Stages run against what the repo and the operator's environment name."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, secrets: StoredSecrets | None = None) -> None:
         self.settings = settings
+        self.secrets = secrets
+
+    def secret(self, repository: str, environment: str, name: str, where: str) -> str:
+        return stored_secret(self.secrets, repository, environment, name, where)
 
     def infrastructure(self, repository: str, environment: str) -> Connection:
         credentials = {name: os.environ[name] for name in AWS_PASSTHROUGH if name in os.environ}
@@ -58,8 +73,8 @@ class RealTargets:
                 raise TargetsError(f"{environment}: connection.privateKeyRef.env names {ref.env}, which is not set")
             return Connection({}, {"ssh_private_key": key})
         if ref is not None and ref.secret:
-            raise TargetsError(f"{environment}: connection.privateKeyRef.secret {ref.secret!r}: stored secrets "
-                               "are not supported yet; use privateKeyRef.env")
+            key = self.secret(repository, environment, ref.secret, "connection.privateKeyRef.secret")
+            return Connection({}, {"ssh_private_key": key})
         return Connection({}, {})
 
     def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:
@@ -78,18 +93,27 @@ class RealTargets:
                 raise TargetsError(f"{where}.env names {', '.join(missing)}, not set in the worker's environment")
             return Connection(connection.settings, {name: os.environ[variable] for name, variable in names.items()})
         key = "privateKeyRef" if stage == "configuration" else "kubeconfigRef"
-        value = _env_reference(f"{where}.{key}", refs.get(key) or {})
+        ref = refs.get(key) or {}
+        if ref.get("secret"):
+            value = self.secret(repository, environment, str(ref["secret"]), f"spec.preview.{stage}.{key}.secret")
+        else:
+            value = _env_reference(f"{where}.{key}", ref)
         return Connection(connection.settings, {"ssh_private_key" if stage == "configuration" else "kubeconfig": value})
 
 
 class SandboxTargets:
     """Stages run against the sandbox whose endpoint map `tidegate up` wrote to `path`."""
 
-    def __init__(self, settings: Settings, path: Path) -> None:
+    def __init__(self, settings: Settings, path: Path, secrets: StoredSecrets | None = None) -> None:
         require_sandbox("a worker in sandbox mode (TIDEGATE_SANDBOX_MAP)")
         self.settings = settings
         self.path = path
         self.map: dict[str, Any] = json.loads(path.read_text())
+        self.secrets = secrets
+
+    def secret(self, repository: str, environment: str, name: str, where: str) -> str:
+        """Stored secrets resolve as against real targets: the sandbox replaces endpoints, not values."""
+        return stored_secret(self.secrets, repository, environment, name, where)
 
     def infrastructure(self, repository: str, environment: str) -> Connection:
         aws = AwsEndpoints(**self.map["aws"])
@@ -152,8 +176,6 @@ class SandboxTargets:
 
 
 def _env_reference(where: str, ref: Mapping[str, Any]) -> str:
-    if ref.get("secret"):
-        raise TargetsError(f"{where}.secret {ref['secret']!r}: stored secrets are not supported yet; use env")
     value = os.environ.get(str(ref.get("env") or ""))
     if not value:
         raise TargetsError(f"{where}.env names {ref.get('env')}, which is not set in the worker's environment")

@@ -11,10 +11,11 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from providers import sealed
 from providers.terraform import mirror
-from store import Database, SecretBox, current_revision, load_or_create_key, sqlite_url
+from store import Database, SecretBox, current_revision, sqlite_url
 from store.engine import DATABASE_FILE_NAME
 from store.files import private_directory
 from store.redaction import install_log_redaction, remember
+from store.secrets import KEY_FILE_NAME, key_file_box
 from tidegate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,9 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Store:
     remember_settings(settings)
     private_directory(settings.data_dir)
     if settings.secret_key is not None:
-        key, source = settings.secret_key.get_secret_value(), "TIDEGATE_SECRET_KEY"
+        box, source = SecretBox(settings.secret_key.get_secret_value()), "TIDEGATE_SECRET_KEY"
     else:
-        key, source = load_or_create_key(settings.data_dir), str(settings.data_dir / "secret.key")
-    box = SecretBox(key)
+        box, source = key_file_box(settings.data_dir), str(settings.data_dir / KEY_FILE_NAME)
     database = Database(settings.database_url or sqlite_url(settings.data_dir))
     if migrate:
         database.upgrade()

@@ -19,6 +19,7 @@ from kombu.entity import Queue as KombuQueue
 from drift.live import stand_for_election
 from reconciler import sealing
 from reconciler.runtime import Services, configure
+from reconciler.secrets import StoredSecrets
 from reconciler.targets import Targets
 from reconciler.task_names import QUEUES as TASK_QUEUES
 from reconciler.task_names import Task
@@ -62,18 +63,19 @@ def make_app(settings: Settings) -> Celery:
     return app
 
 
-def targets_for(settings: Settings) -> Targets:
+def targets_for(settings: Settings, secrets: StoredSecrets | None = None) -> Targets:
     if settings.sandbox_map is not None:
         log.info("sandbox mode: endpoints from %s", settings.sandbox_map)
-        return SandboxTargets(settings, settings.sandbox_map)
-    return RealTargets(settings)
+        return SandboxTargets(settings, settings.sandbox_map, secrets)
+    return RealTargets(settings, secrets)
 
 
 def build_services(settings: Settings) -> Services:
     store = open_store(settings, migrate=False)
+    stored = StoredSecrets(store.database, store.secrets)
     return Services(
         database=store.database, secrets=store.secrets, redis=redis_client(settings.client_redis_url),
-        targets=targets_for(settings), data_dir=settings.data_dir, queue=CeleryQueue(),
+        targets=targets_for(settings, stored), data_dir=settings.data_dir, queue=CeleryQueue(),
         lock_ttl=settings.lock_ttl, health_timeout=settings.health_timeout, poll_jitter=settings.poll_jitter,
     )
 

@@ -82,6 +82,9 @@ class RunRequest:
     playbook: Path
     inventory: Mapping[str, Any]
     extra_vars: Mapping[str, Any] = field(default_factory=dict)
+    secret_vars: Mapping[str, str] = field(default_factory=dict)
+    """Extra vars from stored secrets: written to the run's 0600 secrets directory (never to
+    `env/extravars`, which stays with the run's events) and deleted when the run ends."""
     check: bool = False
     diff: bool = True
     private_key: str | None = None
@@ -259,6 +262,7 @@ class PreparedRun:
     key_file: Path | None
     request: RunRequest
     seal: sealed.Seal = field(default_factory=sealed.current)
+    secret_vars_file: Path | None = None
 
     def confinement(self) -> sealed.Confinement:
         """The playbook's tree (read only), the run's private data dir and SSH control sockets
@@ -286,6 +290,8 @@ class PreparedRun:
     def cmdline(self) -> list[str]:
         """Options after the inventory (ansible-runner adds `-e @env/extravars` itself)."""
         args: list[str] = []
+        if self.secret_vars_file is not None:
+            args += ["-e", f"@{self.secret_vars_file}"]
         if self.request.check:
             args.append("--check")
         if self.request.diff:
@@ -312,9 +318,10 @@ class PreparedRun:
                 process.kill()
                 process.wait()
         shutil.rmtree(self.control_dir, ignore_errors=True)
-        if self.key_file is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.key_file.unlink()
+        for secret in (self.key_file, self.secret_vars_file):
+            if secret is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    secret.unlink()
 
 
 def prepare(request: RunRequest, data_dir: Path, ident: str, seal: sealed.Seal | None = None) -> PreparedRun:
@@ -348,6 +355,12 @@ def prepare(request: RunRequest, data_dir: Path, ident: str, seal: sealed.Seal |
     inventory_file.write_text(yaml.safe_dump(inventory, sort_keys=False))
     extravars_file = data_dir / "env" / "extravars"
     extravars_file.write_text(yaml.safe_dump(dict(request.extra_vars), sort_keys=True))
+    secret_vars_file: Path | None = None
+    if request.secret_vars:
+        secret_vars_file = secrets_dir / "extravars.json"
+        fd = os.open(secret_vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(dict(request.secret_vars), handle)
 
     control_dir = Path(tempfile.mkdtemp(prefix="tg-cp-"))
     local_tmp = data_dir / "tmp"
@@ -358,7 +371,7 @@ def prepare(request: RunRequest, data_dir: Path, ident: str, seal: sealed.Seal |
     return PreparedRun(
         data_dir=data_dir, ident=ident, playbook=request.playbook.resolve(), inventory_file=inventory_file,
         extravars_file=extravars_file, config_file=config_file, control_dir=control_dir, key_file=key_file,
-        request=request, seal=seal or sealed.current(),
+        request=request, seal=seal or sealed.current(), secret_vars_file=secret_vars_file,
     )
 
 
@@ -488,7 +501,8 @@ def syntax_check(prepared: PreparedRun, workdir: Path | None = None) -> float:
     started = time.monotonic()
     command = prepared.sealed_command(
         [str(ansible_bin_dir() / "ansible-playbook"), "--syntax-check", "-i", str(prepared.inventory_file),
-         "-e", f"@{prepared.extravars_file}", str(prepared.playbook)])
+         "-e", f"@{prepared.extravars_file}",
+         *(["-e", f"@{prepared.secret_vars_file}"] if prepared.secret_vars_file else []), str(prepared.playbook)])
     try:
         result = subprocess.run(command, env=prepared.env(), capture_output=True, text=True,
                                 cwd=prepared.playbook.parent, timeout=max(30.0, prepared.request.settings.timeout))

@@ -33,6 +33,8 @@ What the context must carry (plain values; the composition root fills them):
 * `workdir`: the rendered checkout; `playbook` is relative to it;
 * `credentials["ssh_private_key"]`: the private key text (written to a 0600 file for the run
   only, then deleted);
+* `credentials["extra_var:<name>"]`: the value of an extra var the repo gives as `{secretRef: NAME}`
+  (masked in every output like any credential; plans and their details keep the reference);
 * `settings` (optional): `connection` (layered over the spec's: user, port, hostOverrides ...),
   `host_vars` (`{node: {var: value}}`, e.g. a sandbox node's `node_prefix`), `known_hosts` (text;
   makes host key checking strict against exactly these keys), `host_key_checking` (bool),
@@ -112,9 +114,10 @@ from providers.stage import (
     Watcher,
     digest,
 )
-from repo_schema.models import ConfigurationSpec, Connection
+from repo_schema.models import ConfigurationSpec, Connection, secret_ref
 
 PRIVATE_KEY = "ssh_private_key"
+EXTRA_VAR_CREDENTIAL = "extra_var:"
 #: The first line of the diff of a task that check mode cannot predict (see the module docstring).
 UNPREDICTABLE = "cannot be predicted in check mode — depends on earlier changes"
 _SYNTAX_OK: dict[str, float] = {}
@@ -148,6 +151,7 @@ class ResolvedInputs:
     workdir: Path
     inventory: dict[str, Any]
     extra_vars: dict[str, Any]
+    secret_vars: dict[str, str]
     connection: Connection
     private_key: str | None
     known_hosts: str | None
@@ -178,6 +182,7 @@ def resolve(context: StageContext[ConfigurationInputs]) -> ResolvedInputs:
         name = f"secret {ref.secret!r}" if ref.secret else f"env {ref.env!r}"
         raise AnsibleStageError(f"connection.privateKeyRef names {name}, but no private key was provided")
     inventory = build_inventory(nodes, connection, settings.get("host_vars") or {})
+    extra_vars, secret_vars = _extra_vars(spec.extra_vars, context.credentials)
     timeout = float(settings.get("timeout") or spec.timeout.total_seconds())
     run_settings = RunSettings(
         forks=int(settings.get("forks") or max(5, min(50, len(nodes)))),
@@ -199,11 +204,26 @@ def resolve(context: StageContext[ConfigurationInputs]) -> ResolvedInputs:
         "extra_vars": spec.extra_vars,
     })
     return ResolvedInputs(
-        playbook=playbook, workdir=workdir, inventory=inventory, extra_vars=dict(spec.extra_vars),
+        playbook=playbook, workdir=workdir, inventory=inventory, extra_vars=extra_vars, secret_vars=secret_vars,
         connection=connection, private_key=private_key,
         known_hosts=str(known_hosts) if known_hosts is not None else None, settings=run_settings,
         syntax_check=bool(settings.get("syntax_check", True)), digest=inputs_digest,
     )
+
+
+def _extra_vars(declared: Mapping[str, Any], credentials: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The spec's plain extra vars, and the values handed over for each `{secretRef: NAME}` one."""
+    plain: dict[str, Any] = {}
+    secret: dict[str, str] = {}
+    for name, value in declared.items():
+        ref = secret_ref(value)
+        if ref is None:
+            plain[name] = value
+        elif f"{EXTRA_VAR_CREDENTIAL}{name}" in credentials:
+            secret[name] = credentials[f"{EXTRA_VAR_CREDENTIAL}{name}"]
+        else:
+            raise AnsibleStageError(f"extraVars.{name} names the stored secret {ref!r}, but no value was provided")
+    return plain, secret
 
 
 def _tree_digest(root: Path) -> str:
@@ -235,7 +255,7 @@ class AnsibleStage:
                 "inputs_digest": inputs.digest,
                 "playbook": str(inputs.playbook.relative_to(inputs.workdir)),
                 "inventory": inputs.inventory,
-                "extra_vars": inputs.extra_vars,
+                "extra_vars": dict(context.spec.spec.extra_vars),
                 "hosts": _host_summary(report),
                 "run_dir": str(outcome.data_dir),
                 "duration": round(outcome.duration, 3),
@@ -315,7 +335,8 @@ class AnsibleStage:
         ident = f"{kind}-{stamp}-{secrets.token_hex(3)}"
         data_dir = context.artifacts / "ansible" / ident
         request = RunRequest(
-            playbook=inputs.playbook, inventory=inputs.inventory, extra_vars=inputs.extra_vars, check=check,
+            playbook=inputs.playbook, inventory=inputs.inventory, extra_vars=inputs.extra_vars,
+            secret_vars=inputs.secret_vars, check=check,
             diff=True, private_key=inputs.private_key, known_hosts=inputs.known_hosts, settings=inputs.settings,
             workdir=inputs.workdir, service=inputs.connection.type == "local", plan_run=kind == "plan",
             writable=tuple(Path(path) for path in context.settings.get("writable_paths") or ()),

@@ -68,6 +68,9 @@ class EmulatorTargets:
     def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:
         return Connection({}, {"kubeconfig": self.kubeconfig})
 
+    def secret(self, repository: str, environment: str, name: str, where: str) -> str:
+        raise AssertionError(f"no stored secrets here ({where})")
+
     def preview(self, repository: str, environment: str, stage: str, connection: Connection,
                 refs: Mapping[str, Any]) -> Connection:
         return connection

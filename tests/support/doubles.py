@@ -43,6 +43,9 @@ class NoTargets:
     def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:
         raise AssertionError("no stage runs in these tests")
 
+    def secret(self, repository: str, environment: str, name: str, where: str) -> str:
+        raise AssertionError("no stage runs in these tests")
+
     def preview(self, repository: str, environment: str, stage: str, connection: Connection,
                 refs: Mapping[str, Any]) -> Connection:
         raise AssertionError("no stage runs in these tests")

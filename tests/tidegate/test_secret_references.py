@@ -1,0 +1,155 @@
+"""A config repo's references to stored secrets reach the stages against real targets: the SSH key
+(`privateKeyRef.secret`), an existing cluster's kubeconfig (`kubeconfigFrom.secret`, no Terraform at
+all), Terraform variables and Ansible extra vars (`{secretRef: NAME}`) — and nothing else sees them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler import contexts, secrets
+from reconciler.contexts import Run
+from reconciler.desired import DesiredState
+from reconciler.secrets import Scope, StoredSecrets
+from reconciler.targets import TargetsError
+from repo_schema.loader import check_repo, load_repo
+from store import Database, SecretBox
+from tidegate.settings import Settings
+from tidegate.targets import RealTargets
+
+KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://k8s.example:6443'}}]\n"
+SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nstored-key-material\n-----END OPENSSH PRIVATE KEY-----\n"
+DB_PASSWORD = "tf-var-password-from-the-store"
+API_TOKEN = "ansible-extra-var-token-from-the-store"
+
+ENVIRONMENT = """\
+apiVersion: tidegate.dev/v1alpha1
+kind: Environment
+metadata: {name: staging}
+spec:
+  infrastructure:
+    path: terraform
+    vars:
+      cluster_name: staging
+      db_password: {secretRef: db-password}
+  configuration:
+    playbook: ansible/site.yml
+    inventoryFrom: {terraformOutput: nodes}
+    extraVars:
+      log_level: debug
+      api_token: {secretRef: api-token}
+    connection:
+      user: deploy
+      privateKeyRef: {secret: deploy-key}
+  cluster:
+    kubeconfigFrom: {secret: staging-kubeconfig}
+  workloads:
+    - {name: web, path: apps/web}
+"""
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    files = {
+        "environments/staging.yaml": ENVIRONMENT,
+        "terraform/main.tf": 'variable "cluster_name" {}\nvariable "db_password" { sensitive = true }\n'
+                             'output "nodes" { value = [] }\n',
+        "ansible/site.yml": "- hosts: all\n  tasks: []\n",
+        "apps/web/deployment.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {a: b}\n",
+    }
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(content)
+    return root
+
+
+@pytest.fixture
+def stored(tmp_path: Path) -> Iterator[StoredSecrets]:
+    database = Database.embedded(tmp_path / "data")
+    database.upgrade()
+    yield StoredSecrets(database, SecretBox(SecretBox.generate_key()))
+    database.dispose()
+
+
+def put(stored: StoredSecrets, name: str, value: str, scope: Scope) -> None:
+    with stored.database.session(write=True) as session:
+        secrets.set_secret(session, stored.box, name, scope, value, "test")
+
+
+@pytest.fixture
+def all_set(stored: StoredSecrets) -> StoredSecrets:
+    put(stored, "staging-kubeconfig", KUBECONFIG, Scope("infra", "staging"))
+    put(stored, "deploy-key", SSH_KEY, Scope("infra"))
+    put(stored, "db-password", DB_PASSWORD, Scope("infra", "staging"))
+    put(stored, "api-token", API_TOKEN, Scope())
+    return stored
+
+
+def run(repo: Path, tmp_path: Path) -> Run:
+    return Run("infra", "staging", "abc123", repo, tmp_path / "artifacts")
+
+
+def test_a_repo_with_secret_references_is_valid(repo: Path) -> None:
+    loaded, issues = check_repo(repo)
+    assert loaded is not None and issues == []
+
+
+def test_terraform_gets_secret_variables_as_environment_never_in_its_variables_file(
+        repo: Path, tmp_path: Path, all_set: StoredSecrets) -> None:
+    context = contexts.infrastructure(load_repo(repo), run(repo, tmp_path), RealTargets(Settings(data_dir=tmp_path),
+                                                                                          all_set))
+    assert context.credentials["TF_VAR_db_password"] == DB_PASSWORD
+    assert "db_password" not in context.spec.vars and DB_PASSWORD not in (context.spec.tfvars or "")
+    assert '"cluster_name": "staging"' in (context.spec.tfvars or "")
+
+
+def test_ansible_gets_the_stored_key_and_secret_extra_vars_as_credentials(
+        repo: Path, tmp_path: Path, all_set: StoredSecrets) -> None:
+    nodes = {"nodes": [{"name": "node-1", "address": "198.51.100.7"}]}
+    context = contexts.configuration(load_repo(repo), run(repo, tmp_path), RealTargets(Settings(data_dir=tmp_path),
+                                                                                      all_set), nodes)
+    assert context is not None
+    assert context.credentials["ssh_private_key"] == SSH_KEY
+    assert context.credentials["extra_var:api_token"] == API_TOKEN
+    assert context.spec.spec.extra_vars["api_token"] == {"secretRef": "api-token"}, "the plan keeps the reference"
+
+
+def test_an_existing_cluster_needs_no_terraform_output(repo: Path, tmp_path: Path, all_set: StoredSecrets) -> None:
+    context = contexts.workloads(load_repo(repo), run(repo, tmp_path), RealTargets(Settings(data_dir=tmp_path),
+                                                                                  all_set), DesiredState("staging"), {})
+    assert context is not None, "the workloads stage is not deferred waiting for an output"
+    assert context.credentials["kubeconfig"] == KUBECONFIG
+
+
+def test_a_secret_the_environment_cannot_see_is_an_error_naming_the_field_and_the_fix(
+        repo: Path, tmp_path: Path, stored: StoredSecrets) -> None:
+    put(stored, "staging-kubeconfig", KUBECONFIG, Scope("infra", "production"))
+    targets = RealTargets(Settings(data_dir=tmp_path), stored)
+    with pytest.raises(TargetsError) as caught:
+        contexts.workloads(load_repo(repo), run(repo, tmp_path), targets, DesiredState("staging"), {})
+    message = str(caught.value)
+    assert "spec.cluster.kubeconfigFrom.secret" in message and "'staging-kubeconfig'" in message
+    assert "tidegate secret set staging-kubeconfig --repo infra --env staging" in message
+
+
+@pytest.mark.parametrize(("section", "value", "message"), [
+    ("infrastructure.vars", "{secretRef: db-password, extra: 1}", "exactly `{secretRef: NAME}`"),
+    ("infrastructure.vars", "{secretRef: 'bad name'}", "exactly `{secretRef: NAME}`"),
+    ("variables", "{secretRef: db-password}", "cannot be stored secrets"),
+], ids=["extra-key", "bad-name", "template-variable"])
+def test_malformed_or_misplaced_references_are_refused_with_the_file_and_line(
+        repo: Path, section: str, value: str, message: str) -> None:
+    path = repo / "environments" / "staging.yaml"
+    text = path.read_text()
+    if section == "variables":
+        text = text.replace("spec:\n", f"spec:\n  variables:\n    password: {value}\n", 1)
+    else:
+        text = text.replace("db_password: {secretRef: db-password}", f"db_password: {value}")
+    path.write_text(text)
+    loaded, issues = check_repo(repo)
+    assert loaded is None or issues
+    rendered = "\n".join(str(issue) for issue in issues)
+    assert message in rendered and "environments/staging.yaml" in rendered, rendered
