@@ -243,6 +243,8 @@ def failure_reason(returncode: int, stderr: bytes) -> str:
     if "message authentication failed" in joined:
         return ("tampered: an encrypted value fails authentication (its ciphertext was changed after "
                 "it was encrypted)")
+    if "does not match sops' data format" in joined:  # a plain value where sops wrote ENC[…]
+        return "tampered: a value is not in SOPS' encrypted form (added or changed without sops)"
     if returncode == DATA_KEY_EXIT or "Failed to get the data key" in joined:
         return _data_key_reason(joined, _RECIPIENT.findall(text))
     reason = " / ".join(lines[:MAX_REASON_LINES]) or f"sops exited with code {returncode} and no message"
