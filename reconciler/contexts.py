@@ -6,7 +6,9 @@ observation see the same spec, the same inputs and the same connection settings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ from providers.kubernetes.stage import DEFAULT_NAMESPACE, WorkloadSettings, Work
 from providers.stage import Stage, StageContext
 from providers.terraform.spec import TerraformBackend, TerraformSpec
 from reconciler.desired import DesiredState
+from reconciler.rendering.encrypted import decrypt_manifests, encrypted_variables
 from reconciler.rendering.inputs import render_tfvars
+from reconciler.rendering.sops import SopsError
 from reconciler.targets import Targets, TargetsError
 from repo_schema.loader import LoadedRepo
 from repo_schema.models import ConfigurationSpec, EnvironmentSpec, WorkloadSpec, secret_ref
@@ -49,9 +53,31 @@ def configuration_spec(repo: LoadedRepo, environment: str) -> ConfigurationSpec:
 def infrastructure(repo: LoadedRepo, run: Run, targets: Targets) -> StageContext[TerraformSpec]:
     spec = infrastructure_spec(repo, run.environment)
     connection = targets.infrastructure(run.repository, run.environment)
-    credentials = {**connection.credentials, **secret_tf_vars(repo, run, targets)}
+    with _sops_errors():
+        encrypted = encrypted_variables(run.checkout, spec.path, _identity(repo, run, targets))
+    credentials = {**connection.credentials, **encrypted, **secret_tf_vars(repo, run, targets)}
     return StageContext(run.environment, run.revision, run.checkout, run.artifacts, spec=spec,
                         settings=dict(connection.settings), credentials=credentials)
+
+
+def _identity(repo: LoadedRepo, run: Run, targets: Targets) -> Callable[[], str]:
+    """The environment's age identity, read from the store only when something is encrypted."""
+    def identity() -> str:
+        decryption = repo.decryption(run.environment)
+        if decryption is None:
+            raise TargetsError(f"{run.environment}: the repo holds SOPS-encrypted files but neither the environment "
+                               "nor tidegate.yaml sets decryption.secretRef (the stored secret with the age identity)")
+        return targets.secret(run.repository, run.environment, decryption.secret_ref, "spec.decryption.secretRef")
+    return functools.cache(identity)
+
+
+@contextlib.contextmanager
+def _sops_errors() -> Iterator[None]:
+    """A file SOPS cannot decrypt fails the stage with the file's path and SOPS' reason."""
+    try:
+        yield
+    except SopsError as error:
+        raise TargetsError(str(error)) from None
 
 
 def secret_variables(variables: Mapping[str, Any]) -> dict[str, str]:
@@ -137,9 +163,10 @@ def workloads(repo: LoadedRepo, run: Run, targets: Targets, desired: DesiredStat
         if config is None:
             return None
         raise
+    with _sops_errors():
+        manifests = decrypt_manifests(_manifests(desired), run.checkout, _identity(repo, run, targets))
     return StageContext(run.environment, run.revision, run.checkout, run.artifacts,
-                        spec=workloads_inputs(repo, run.environment, _manifests(desired), inventory,
-                                            take_over=take_over),
+                        spec=workloads_inputs(repo, run.environment, manifests, inventory, take_over=take_over),
                         settings=dict(connection.settings), credentials=dict(connection.credentials))
 
 

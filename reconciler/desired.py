@@ -18,6 +18,7 @@ import yaml
 
 from providers.kubernetes.schema import validate_manifests
 from reconciler.rendering.cache import RenderCache, render_workload_cached
+from reconciler.rendering.encrypted import schema_view
 from reconciler.rendering.inputs import render_extra_vars, render_tfvars
 from reconciler.rendering.manifest import Manifest
 from reconciler.rendering.workload import RenderedWorkload
@@ -114,7 +115,7 @@ def _environment_state(
         state.workloads[workload.name] = result
         state.namespaces[workload.name] = workload.namespace
         issues.extend(result.issues)
-    issues.extend(validate_manifests(state.manifests()))
+    issues.extend(validate_manifests(schema_view(manifest) for manifest in state.manifests()))
     if env.spec.infrastructure is not None:
         state.infrastructure_path = env.spec.infrastructure.path
         try:

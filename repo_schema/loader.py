@@ -24,6 +24,7 @@ from repo_schema.issues import FieldPath, InvalidRepo, Issue, Location
 from repo_schema.models import (
     Backend,
     Connection,
+    Decryption,
     Environment,
     RepositoryConfig,
     SyncPolicy,
@@ -55,6 +56,10 @@ class LoadedRepo:
             if policy is not None:
                 merged.update({key: getattr(policy, key) for key in policy.model_fields_set})
         return SyncPolicy.model_validate(merged)
+
+    def decryption(self, name: str) -> Decryption | None:
+        """How the environment's SOPS files are decrypted: its own `decryption`, else the repo's."""
+        return self.environments[name].spec.decryption or self.config.spec.decryption
 
     def backend(self, name: str) -> Backend | None:
         """The environment's Terraform backend: its own, else the repo default, with its key filled."""

@@ -269,6 +269,14 @@ class PreviewSpec(Model):
     workloads: PreviewWorkloads | None = None
 
 
+class Decryption(Model):
+    """How SOPS-encrypted files in the repo are decrypted (Flux's `spec.decryption`): with the age
+    identity held in the stored secret `secretRef` (`tidegate secret set NAME --from-file key.txt`)."""
+
+    provider: Literal["sops"] = "sops"
+    secret_ref: Annotated[str, Field(pattern=SECRET_NAME_PATTERN)]
+
+
 class EnvironmentSpec(Model):
     depends_on: list[Name] = Field(default_factory=list)
     variables: PlainVariables = Field(default_factory=dict, description="Template variables for every workload.")
@@ -279,6 +287,7 @@ class EnvironmentSpec(Model):
     sync: SyncPolicy | None = Field(default=None, description="Unset fields come from tidegate.yaml, then defaults.")
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     preview: PreviewSpec | None = None
+    decryption: Decryption | None = Field(default=None, description="Overrides tidegate.yaml's.")
 
 
 class Environment(Model):
@@ -295,6 +304,7 @@ class RepositoryDefaults(Model):
     connection: Connection | None = None
     sync: SyncPolicy | None = None
     variables: PlainVariables = Field(default_factory=dict)
+    decryption: Decryption | None = None
 
 
 class RepositoryConfig(Model):

@@ -202,25 +202,64 @@ def decrypt(
 
 
 def _run_sops(
-    sops: Path, real: Path, text_format: SopsFormat, *, identity: str, where: str, seal: sealed.Seal, timeout: float
+    sops: Path, real: Path | None, text_format: SopsFormat, *, identity: str, where: str, seal: sealed.Seal,
+    timeout: float, text: bytes | None = None, ignore_mac: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
     """sops sealed: the identity in its environment only (never argv, which `ps` shows), and every
-    error turned into a SopsError with no cause attached (a timeout's carries partial output)."""
-    argv = [str(sops), "--config", "/dev/null", "--decrypt", "--input-type", text_format,
-            "--output-type", text_format, str(real)]
-    readable = (real,) if _visible_in_seal(sops, seal) else (real, sops)
-    confinement = sealed.Confinement(cwd=real.parent, readable=readable, network=False, limits=sealed.RENDER_LIMITS)
+    error turned into a SopsError with no cause attached (a timeout's carries partial output).
+    With `text`, the document comes on stdin (`real` is None) and nothing is written to disk."""
+    # `sops decrypt` with no file reads fd 0 itself: /dev/stdin would be reopened as the runner
+    # user, who may not open the pipe the worker made.
+    argv = [str(sops), "--config", "/dev/null", "decrypt", *(["--ignore-mac"] if ignore_mac else []),
+            "--input-type", text_format, "--output-type", text_format, *([] if real is None else [str(real)])]
+    cwd = real.parent if real is not None else Path("/")
+    files = (real,) if real is not None else ()
+    readable = files if _visible_in_seal(sops, seal) else (*files, sops)
+    confinement = sealed.Confinement(cwd=cwd, readable=readable, network=False, limits=sealed.RENDER_LIMITS)
     try:
         command = seal.command(argv, confinement)
     except sealed.SealUnavailable as refused:
         raise SopsError(where, str(refused)) from None
     environment = {**CLEAN_ENVIRONMENT, "SOPS_AGE_KEY": identity}
     try:
-        return sealed.run(command, cwd=real.parent, env=environment, timeout=timeout)
+        return sealed.run(command, cwd=cwd, env=environment, timeout=timeout, input=text)
     except subprocess.TimeoutExpired:
         raise SopsError(where, f"sops did not finish within {timeout:g} s") from None
     except OSError as error:
         raise SopsError(where, f"sops could not start: {error.strerror or error}") from None
+
+
+def decrypt_text(
+    text: str,
+    text_format: SopsFormat,
+    *,
+    identity: str,
+    where: str,
+    ignore_mac: bool = False,
+    seal: sealed.Seal | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    binary: Path | None = None,
+) -> str:
+    """The decrypted form of one SOPS document given as text (a rendered object), through stdin.
+
+    `ignore_mac` is for an object a renderer changed after encryption (Kustomize adds a namespace
+    or labels, which the MAC covers): only call it after the MAC of the file it came from verified."""
+    redaction.remember(identity)
+    try:
+        sops = binary or find_sops()
+    except SopsNotFound as missing:
+        raise SopsError(where, str(missing)) from None
+    completed = _run_sops(sops, None, text_format, identity=identity, where=where, seal=seal or sealed.current(),
+                          timeout=timeout, text=text.encode("utf-8"), ignore_mac=ignore_mac)
+    if completed.returncode != 0:
+        raise SopsError(where, redaction.redact(failure_reason(completed.returncode, completed.stderr)))
+    decrypted = completed.stdout.decode("utf-8", errors="replace")
+    _remember_values(text, decrypted, text_format)
+    return decrypted
+
+
+def is_mac_mismatch(error: SopsError) -> bool:
+    return error.reason.startswith("MAC mismatch")
 
 
 def _visible_in_seal(binary: Path, seal: sealed.Seal) -> bool:
@@ -292,12 +331,21 @@ def _shorten(reason: str) -> str:
 def _remember_plaintext(real: Path, text_format: SopsFormat, decrypted: str) -> None:
     """Register the decrypted text and each value that was encrypted (and, for a Kubernetes
     Secret's `data`, what its base64 stands for), so that none of them is written anywhere."""
-    redaction.remember(decrypted)
     try:
         encrypted = real.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        return
-    for value in encrypted_values(encrypted, decrypted, text_format):
+        encrypted = ""
+    _remember_values(encrypted, decrypted, text_format)
+
+
+def _remember_values(encrypted: str, decrypted: str, text_format: SopsFormat) -> None:
+    """Register what was encrypted. Not the whole decrypted text: its long tokens would include the
+    plain keys and label names around the secrets, masked in every log afterwards — unless the pair
+    cannot be read, when masking too much is the safe side."""
+    values = encrypted_values(encrypted, decrypted, text_format)
+    if not values:
+        redaction.remember(decrypted)
+    for value in values:
         redaction.remember(value, *_base64_text(value))
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from reconciler.secrets import StoredSecrets
@@ -86,7 +85,7 @@ def test_list_shows_names_scopes_and_fingerprints_never_values(initialised: Path
         "empty-value", "delete-missing"])
 def test_bad_input_is_one_clear_line_and_stores_nothing(initialised: Path, args: list[str], stdin: str | None,
                                                         message: str) -> None:
-    code, out, err = run(*args, stdin=stdin)
+    code, _, err = run(*args, stdin=stdin)
     assert code == 1
     assert message in err, err
     assert run("secret", "list")[1].strip() == "no stored secrets"

