@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from providers.ansible.inventory import merge_connection
 from providers.ansible.stage import EXTRA_VAR_CREDENTIAL, ConfigurationInputs
 from providers.kubernetes.diff import IgnoreRule
@@ -106,19 +108,47 @@ def secret_extra_vars(spec: ConfigurationSpec, run: Run, targets: Targets) -> di
             for name, ref in sorted(secret_variables(spec.extra_vars).items())}
 
 
-def nodes_output(repo: LoadedRepo, environment: str, outputs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-    """The Terraform output the inventory comes from, or None when it is not known yet."""
-    spec = repo.environments[environment].spec.configuration
+def nodes_of(repo: LoadedRepo, run: Run, targets: Targets, outputs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The nodes the inventory lists: from the Terraform output (None while it is not known yet),
+    a YAML file in the checkout, or a stored secret holding the same YAML list."""
+    spec = repo.environments[run.environment].spec.configuration
     if spec is None:
         return None
-    value = outputs.get(spec.inventory_from.terraform_output)
+    source = spec.inventory_from
+    if source.terraform_output is not None:
+        value = outputs.get(source.terraform_output)
+    elif source.file is not None:
+        value = _static_inventory(_read_checkout_file(run.checkout, source.file), source.file)
+    else:
+        assert source.secret is not None
+        text = targets.secret(run.repository, run.environment, source.secret,
+                              "spec.configuration.inventoryFrom.secret")
+        value = _static_inventory(text, f"stored secret {source.secret!r}")
     return [dict(node) for node in value] if isinstance(value, list) else None
+
+
+def _read_checkout_file(checkout: Path, relative: str) -> str:
+    path = (checkout / relative).resolve()
+    if not path.is_relative_to(checkout.resolve()) or not path.is_file():
+        raise TargetsError(f"spec.configuration.inventoryFrom.file: {relative} is not a file in the checkout")
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def _static_inventory(text: str, where: str) -> Any:
+    """A static inventory: a YAML list of nodes (checked by the Ansible stage like Terraform's)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise TargetsError(f"{where}: not YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(value, list):
+        raise TargetsError(f"{where}: must be a YAML list of nodes ({{name, address, groups?, vars?}})")
+    return value
 
 
 def configuration(repo: LoadedRepo, run: Run, targets: Targets,
                   outputs: Mapping[str, Any]) -> StageContext[ConfigurationInputs] | None:
     """The configuration context, or None while the infrastructure has not reported its nodes."""
-    nodes = nodes_output(repo, run.environment, outputs)
+    nodes = nodes_of(repo, run, targets, outputs)
     if nodes is None:
         return None
     spec = configuration_spec(repo, run.environment)

@@ -23,7 +23,7 @@ from providers.stage import Outcome, Stage, StageContext, StagePlan, StageResult
 from reconciler import repositories, syncs
 from reconciler.errors import Busy, PlanningFailed, Transient, classify
 from reconciler.locks import EnvironmentLock, Lease, LockLost
-from reconciler.plans import EnvironmentPlan, decode, encode, same_changes
+from reconciler.plans import EnvironmentPlan, decode, discard_artifacts, encode, same_changes, stage_summary
 from reconciler.policies import EffectivePolicy, PolicyUnavailable, effective_policy
 from reconciler.promotion import waiting_on
 from reconciler.runtime import Services
@@ -130,6 +130,13 @@ def _plan_locked(services: Services, sync_id: int, lease: Lease) -> bool:
         gate = _gate(services, session, env, sha, loaded_repo)
     loaded = open_session(services, repo_name, env_name, sha, root, recorded, take_over=heal)
     plan = plan_stages(services, loaded)
+    try:
+        return _store_plan(services, sync_id, lease, plan, gate)
+    finally:
+        discard_artifacts(plan)  # sealed in the store now; the apply writes them back
+
+
+def _store_plan(services: Services, sync_id: int, lease: Lease, plan: EnvironmentPlan, gate: EffectivePolicy) -> bool:
     with services.database.session() as session:
         sync = session.get_one(Sync, sync_id)
         row = Plan(environment_id=sync.environment_id, revision_id=sync.revision_id, fingerprint=plan.fingerprint,
@@ -285,6 +292,8 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
             if approval_required and approved is not None and not same_changes(approved, fresh):
                 _ask_again(services, sync_id, lease, plan, stage, fresh)
                 return
+            if approved is None:
+                _show_deferred_plan(services, sync_id, stage, fresh)
             approved = fresh
         assert approved is not None
         result = _apply_stage(services, sync_id, lease, loaded, stage, approved)
@@ -337,6 +346,8 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Environ
         result = StageResult(stage, {}, succeeded=False, error=f"stale plan: {error}", stale=True)
     except Exception as error:  # never retried blindly: recorded on the stage, the sync fails with it
         result = StageResult(stage, {}, succeeded=False, error=str(classify(stage, error)))
+    finally:
+        discard_artifacts(plan)
     with services.database.session() as session:
         row = _stage_row(session, sync_id, stage)
         row.status = StageStatus.SUCCEEDED if result.succeeded else StageStatus.FAILED
@@ -358,6 +369,18 @@ def _result_summary(plan: StagePlan, result: StageResult) -> dict[str, Any]:
     changed = {address: outcome.value for address, outcome in result.outcomes.items()
                if outcome is not Outcome.unchanged}
     return {"plan": plan.summary(), "counts": counts, "outcomes": changed, "error": result.error}
+
+
+def _show_deferred_plan(services: Services, sync_id: int, stage: Stage, fresh: StagePlan) -> None:
+    """What a stage deferred until an earlier one applied is about to do, in the sync's plan as people
+    read it (CLI, API, dashboard): its changes replace "planned after infrastructure applies". The
+    sealed plan the sync was approved with is left as it was."""
+    with services.database.session(write=True) as session:
+        sync = session.get_one(Sync, sync_id)
+        if sync.plan is None:
+            return
+        shown = stage_summary(fresh, str((sync.plan.stages.get(stage.value) or {}).get("fingerprint", "")))
+        sync.plan.stages = {**sync.plan.stages, stage.value: {**shown, "planned_after_apply": True}}
 
 
 def _stage_row(session: Session, sync_id: int, stage: Stage) -> SyncStageResult:
@@ -388,6 +411,7 @@ def _ask_again(services: Services, sync_id: int, lease: Lease, plan: Environment
         _stage_row(session, sync_id, stage).status = StageStatus.PENDING
         syncs.transition(sync, L.AWAITING_APPROVAL, lease,
                          error=f"{stage.value} changed after the infrastructure applied; approve the new plan")
+    discard_artifacts(plan)
 
 
 def _plan_again(services: Services, sync_id: int, lease: Lease, stage: Stage, error: str, *, first: bool) -> None:

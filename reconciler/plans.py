@@ -69,14 +69,18 @@ class EnvironmentPlan:
                 out[stage.value] = {"deferred": True, "summary": "planned after infrastructure applies",
                                     "changes": [], "fingerprint": self.stage_fingerprint(stage)}
             elif stage in self.stages:
-                plan = self.stages[stage]
-                out[stage.value] = {
-                    "summary": plan.summary(), "fingerprint": self.stage_fingerprint(stage), "digest": plan.digest,
-                    "changes": [{"address": c.address, "action": c.action.value, "diff": c.diff[:MAX_DIFF]}
-                                for c in plan.changes if c.action is not Action.no_op],
-                    "unchanged": sum(c.action is Action.no_op for c in plan.changes),
-                }
+                out[stage.value] = stage_summary(self.stages[stage], self.stage_fingerprint(stage))
         return out
+
+
+def stage_summary(plan: StagePlan, fingerprint: str) -> dict[str, Any]:
+    """One stage of `EnvironmentPlan.summary`: `+N ~M -K`, each change (masked diffs), unchanged count."""
+    return {
+        "summary": plan.summary(), "fingerprint": fingerprint, "digest": plan.digest,
+        "changes": [{"address": c.address, "action": c.action.value, "diff": c.diff[:MAX_DIFF]}
+                    for c in plan.changes if c.action is not Action.no_op],
+        "unchanged": sum(c.action is Action.no_op for c in plan.changes),
+    }
 
 
 def content_fingerprint(stage_fingerprints: Mapping[str, str]) -> str:
@@ -110,6 +114,15 @@ def encode(plan: EnvironmentPlan) -> str:
         "deferred": {stage.value: value for stage, value in plan.deferred.items()},
         "stages": {stage.value: _stage_to_json(stage_plan) for stage, stage_plan in plan.stages.items()},
     }, default=str)
+
+
+def discard_artifacts(plan: EnvironmentPlan | StagePlan) -> None:
+    """Delete saved plan files from disk (Terraform's hold unmasked values). Once a plan is sealed
+    into the store its files travel there, encrypted, and are written back only for the apply."""
+    stages = plan.stages.values() if isinstance(plan, EnvironmentPlan) else [plan]
+    for stage_plan in stages:
+        if stage_plan.artifact is not None and stage_plan.artifact.suffix == ".tfplan":
+            stage_plan.artifact.unlink(missing_ok=True)
 
 
 def decode(text: str) -> EnvironmentPlan:

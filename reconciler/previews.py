@@ -47,6 +47,7 @@ from reconciler.contexts import Run
 from reconciler.desired import check_checkout
 from reconciler.errors import Transient
 from reconciler.hosts import CommitStatus, GitHostClient, HostError, HostUser, client_for
+from reconciler.plans import discard_artifacts
 from reconciler.repositories import source_for
 from reconciler.runtime import Services
 from reconciler.session import EnvironmentSession, recorded_outputs, session_of
@@ -408,6 +409,7 @@ def plan_environment(services: Services, repository_id: int, loaded: Environment
 
     failures: dict[Stage, str] = {}
     plan = pipeline.plan_stages(services, loaded, adapt=adapt, errors=failures)
+    discard_artifacts(plan)  # a preview is never applied: its saved plan files are not kept
     errors = {stage.value: message for stage, message in failures.items()}
     return EnvironmentPreview(stages=plan.summary(), errors=errors,
                               fingerprint=None if errors else plan.content_fingerprint, credentials=credentials)

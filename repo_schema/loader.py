@@ -304,7 +304,7 @@ def declared_outputs(module_dir: Path) -> set[str]:
 def _check_outputs(root: Path, env: Environment, document: SourceDocument) -> Iterator[Issue]:
     spec = env.spec
     references: list[tuple[FieldPath, str]] = []
-    if spec.configuration:
+    if spec.configuration and spec.configuration.inventory_from.terraform_output:
         references.append((("spec", "configuration", "inventoryFrom", "terraformOutput"),
                            spec.configuration.inventory_from.terraform_output))
     if spec.cluster and spec.cluster.kubeconfig_from.terraform_output:

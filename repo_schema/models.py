@@ -170,15 +170,38 @@ class Connection(Model):
     user: str | None = None
     port: Annotated[int, Field(ge=1, le=65535)] = 22
     private_key_ref: SecretRef | None = None
+    known_hosts_ref: SecretRef | None = Field(default=None, description="The nodes' host keys (known_hosts lines): "
+                                              "host key checking is then strict against exactly these.")
     become: bool = False
     host_overrides: dict[str, HostOverride] = Field(default_factory=dict)
 
 
+class InventorySource(Model):
+    """Where the configuration stage's nodes come from: an output of this environment's Terraform,
+    a YAML file in the repo, or a stored secret — each a list of `{name, address, groups?, vars?}`."""
+
+    terraform_output: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")] | None = None
+    file: RepoPath | None = None
+    secret: Annotated[str, Field(pattern=SECRET_NAME_PATTERN)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> InventorySource:
+        if sum(value is not None for value in (self.terraform_output, self.file, self.secret)) != 1:
+            raise ValueError("set exactly one of `terraformOutput`, `file` or `secret`")
+        return self
+
+    @property
+    def describe(self) -> str:
+        if self.terraform_output is not None:
+            return f"Terraform output `{self.terraform_output}`"
+        return f"inventory file {self.file}" if self.file is not None else f"stored secret {self.secret!r}"
+
+
 class ConfigurationSpec(Model):
-    """Stage 2: an Ansible playbook run against the nodes Terraform created."""
+    """Stage 2: an Ansible playbook run against the nodes Terraform created (or a static list)."""
 
     playbook: RepoPath
-    inventory_from: TerraformOutputRef
+    inventory_from: InventorySource
     extra_vars: SecretVariables = Field(default_factory=dict, description="Values may be `{secretRef: NAME}`.")
     connection: Connection | None = None
     timeout: Duration = timedelta(minutes=15)

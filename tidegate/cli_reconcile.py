@@ -220,6 +220,8 @@ def show(sync_id: Annotated[int, typer.Argument(help="Sync id.")],
 
 
 def print_sync(view: SyncView, *, logs: bool = False) -> None:
+    from providers.ansible.stage import UNPREDICTABLE  # loads Ansible's modules: only when a sync is shown
+
     out.print(f"sync #{view.id} {view.environment} at {(view.revision or '-')[:12]}: {view.status} "
               f"(trigger {view.trigger})", markup=False)
     if view.fingerprint:
@@ -228,6 +230,8 @@ def print_sync(view: SyncView, *, logs: bool = False) -> None:
         out.print(f"  {stage}: {plan.get('summary')}", markup=False)
         for change in plan.get("changes", [])[:200]:
             out.print(f"    {change['action']:<8} {change['address']}", markup=False)
+            if str(change.get("diff") or "").startswith(UNPREDICTABLE):
+                out.print(f"             {UNPREDICTABLE}", markup=False)
     for result in view.stages:
         seconds = f" in {result.seconds:.1f}s" if result.seconds is not None else ""
         counts = ", ".join(f"{count} {outcome}" for outcome, count in (result.summary.get("counts") or {}).items())

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from reconciler import secrets
+from reconciler.rendering.age import generate_identity
 from store import SecretBox, SecretKeyError
 from store.rotation import rotate, rotate_key_file
 from tidegate.client import os_login
@@ -150,6 +151,23 @@ def rotate_key() -> None:
     if settings.secret_key is not None:
         out.print("every value now opens with the first key: remove the old key(s) from TIDEGATE_SECRET_KEY",
                   markup=False)
+
+
+@secret_app.command("age-key")
+def age_key(name: Annotated[str, typer.Argument(help="The stored secret to hold the identity.")],
+            repo: RepoOption = None, env: EnvOption = None) -> None:
+    """Generate an age identity for SOPS, store it as secret NAME, print its public key (the
+    recipient for .sops.yaml). The identity itself is never printed."""
+    scope = _scope(repo, env)
+    identity, recipient = generate_identity()
+    store = _store(Settings())
+    try:
+        with store.database.session(write=True) as session:
+            info = secrets.set_secret(session, store.secrets, name, scope, identity + "\n", _actor())
+    except secrets.SecretError as error:
+        raise _fail(error) from None
+    err.print(f"secret {info.name} set for {_describe(info.scope)}: an age identity; its recipient:", markup=False)
+    sys.stdout.write(recipient + "\n")
 
 
 @secret_app.command("new-key")

@@ -118,6 +118,10 @@ def _plan_configuration(loaded: LoadedRepo, env: str, settings: Settings, *, san
                   "with the reconciler; use --sandbox to plan against throwaway stand-ins", markup=False)
         raise typer.Exit(2)
     output_name = spec.configuration.inventory_from.terraform_output
+    if output_name is None:
+        err.print(f"{env}: the inventory is {spec.configuration.inventory_from.describe}, not a Terraform output; "
+                  "the sandbox plan needs Terraform's nodes", markup=False)
+        raise typer.Exit(2)
     backend = loaded.backend(env)
     started = time.monotonic()
     try:

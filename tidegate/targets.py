@@ -20,7 +20,7 @@ import yaml
 
 from reconciler.secrets import StoredSecrets
 from reconciler.targets import Connection, TargetsError
-from repo_schema.models import ConfigurationSpec
+from repo_schema.models import ConfigurationSpec, SecretRef
 from sandbox.aws import AwsEndpoints
 from tidegate.extras import require_sandbox
 from tidegate.settings import Settings
@@ -66,16 +66,24 @@ class RealTargets:
 
     def configuration(self, repository: str, environment: str, nodes: Sequence[Mapping[str, Any]],
                       spec: ConfigurationSpec) -> Connection:
-        ref = spec.connection.private_key_ref if spec.connection is not None else None
-        if ref is not None and ref.env:
-            key = os.environ.get(ref.env)
-            if not key:
-                raise TargetsError(f"{environment}: connection.privateKeyRef.env names {ref.env}, which is not set")
-            return Connection({}, {"ssh_private_key": key})
-        if ref is not None and ref.secret:
-            key = self.secret(repository, environment, ref.secret, "connection.privateKeyRef.secret")
-            return Connection({}, {"ssh_private_key": key})
-        return Connection({}, {})
+        connection = spec.connection
+        key = self._reference(repository, environment, "connection.privateKeyRef",
+                              connection.private_key_ref if connection is not None else None)
+        known_hosts = self._reference(repository, environment, "connection.knownHostsRef",
+                                      connection.known_hosts_ref if connection is not None else None)
+        return Connection({} if known_hosts is None else {"known_hosts": known_hosts},
+                          {} if key is None else {"ssh_private_key": key})
+
+    def _reference(self, repository: str, environment: str, where: str, ref: SecretRef | None) -> str | None:
+        """The value a `{secret: NAME}` or `{env: VARIABLE}` reference names (None without one)."""
+        if ref is None:
+            return None
+        if ref.secret:
+            return self.secret(repository, environment, ref.secret, f"{where}.secret")
+        value = os.environ.get(ref.env or "")
+        if not value:
+            raise TargetsError(f"{environment}: {where}.env names {ref.env}, which is not set")
+        return value
 
     def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:
         if kubeconfig is None:

@@ -53,7 +53,8 @@ class InventoryNode:
 def nodes_from_output(value: Any, output_name: str = "nodes") -> list[InventoryNode]:
     """Read and check the Terraform output; every problem is reported at once."""
     if not isinstance(value, list):
-        raise InventoryError(f"Terraform output `{output_name}` must be a list of nodes, got {type(value).__name__}")
+        source = output_name if " " in output_name else f"Terraform output `{output_name}`"
+        raise InventoryError(f"{source} must be a list of nodes, got {type(value).__name__}")
     problems: list[str] = []
     nodes: list[InventoryNode] = []
     seen: set[str] = set()

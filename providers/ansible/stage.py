@@ -28,7 +28,7 @@ What the context must carry (plain values; the composition root fills them):
 * `spec`: a `ConfigurationInputs`, resolved once by the reconciler: the environment's
   `configuration` section as the typed model (`playbook`, `inventory_from`, `extra_vars`, its
   `connection` already layered over the repo's default, `timeout`) and `nodes`, the value of the
-  Terraform output `inventory_from.terraform_output` names (a list of `{name, address, groups,
+  Terraform output, file or stored secret `inventory_from` names (a list of `{name, address, groups,
   vars?}`, checked here);
 * `workdir`: the rendered checkout; `playbook` is relative to it;
 * `credentials["ssh_private_key"]`: the private key text (written to a 0600 file for the run
@@ -170,7 +170,8 @@ def resolve(context: StageContext[ConfigurationInputs]) -> ResolvedInputs:
     if not playbook.is_file():
         raise AnsibleStageError(f"playbook {spec.playbook} does not exist in the checkout")
 
-    nodes = nodes_from_output(list(context.spec.nodes), spec.inventory_from.terraform_output)
+    source = spec.inventory_from
+    nodes = nodes_from_output(list(context.spec.nodes), source.terraform_output or source.describe)
     settings = context.settings
     connection = merge_connection(spec.connection, settings.get("connection"))
     if connection.type == "local" and settings.get("untrusted_head"):

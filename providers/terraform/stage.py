@@ -174,7 +174,10 @@ class TerraformStage:
                            sensitive_outputs=outputs.sensitive, log="\n".join(run.runner.transcript))
 
     def observe(self, context: StageContext[TerraformSpec]) -> list[DriftItem]:
-        return self.check_drift(context).items
+        check = self.check_drift(context)
+        if check.correction is not None and check.correction.artifact is not None:
+            check.correction.artifact.unlink(missing_ok=True)  # a plan file holds unmasked values
+        return check.items
 
     def watch(self, context: StageContext[TerraformSpec], on_change: Callable[[LiveChange], None]) -> Watcher | None:
         """No live view: cloud APIs have no watch; drift is found on the schedule (`plan`)."""

@@ -127,3 +127,13 @@ def test_rotate_key_with_the_setting_needs_the_new_key_listed_first(initialised:
     assert code == 0, err
     assert "remove the old key(s) from TIDEGATE_SECRET_KEY" in out
     assert resolver(initialised, SecretBox(new_key)).resolve("infra", "x", "api-token") == TOKEN
+
+
+def test_age_key_stores_a_new_identity_and_prints_only_its_recipient(initialised: Path) -> None:
+    code, out, err = run("secret", "age-key", "sops-age", "--repo", "infra")
+    assert code == 0, err
+    recipient = out.strip()
+    assert recipient.startswith("age1") and "\n" not in recipient
+    identity = resolver(initialised).resolve("infra", "staging", "sops-age")
+    assert identity is not None and identity.startswith("AGE-SECRET-KEY-1")
+    assert identity.strip() not in out + err

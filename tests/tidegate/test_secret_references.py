@@ -192,3 +192,51 @@ def test_encrypted_files_without_a_decryption_key_fail_the_stage_saying_what_to_
     with pytest.raises(TargetsError, match=r"sets decryption\.secretRef"):
         contexts.workloads(load_repo(repo), run(repo, tmp_path), RealTargets(Settings(data_dir=tmp_path), all_set),
                            check_checkout(repo).environments["staging"], {})
+
+
+CONFIGURATION_ONLY = """\
+apiVersion: tidegate.dev/v1alpha1
+kind: Environment
+metadata: {name: staging}
+spec:
+  configuration:
+    playbook: ansible/site.yml
+    inventoryFrom: {source}
+    connection: {user: deploy, privateKeyRef: {secret: deploy-key}}
+"""
+NODES = "- {name: node-1, address: 198.51.100.7, groups: [web]}\n"
+
+
+@pytest.mark.parametrize("source", ["{file: inventory/nodes.yaml}", "{secret: static-nodes}"], ids=["file", "secret"])
+def test_a_configuration_only_environment_takes_its_nodes_from_a_file_or_a_secret(
+        repo: Path, tmp_path: Path, all_set: StoredSecrets, source: str) -> None:
+    (repo / "environments/staging.yaml").write_text(CONFIGURATION_ONLY.replace("{source}", source))
+    (repo / "inventory").mkdir()
+    (repo / "inventory/nodes.yaml").write_text(NODES)
+    put(all_set, "static-nodes", NODES, Scope("infra"))
+    loaded, issues = check_repo(repo)
+    assert loaded is not None and not issues, issues
+
+    context = contexts.configuration(loaded, run(repo, tmp_path), RealTargets(Settings(data_dir=tmp_path), all_set),
+                                     {})
+
+    assert context is not None, "not deferred: no Terraform output is awaited"
+    assert context.spec.nodes == [{"name": "node-1", "address": "198.51.100.7", "groups": ["web"]}]
+
+
+@pytest.mark.parametrize(("text", "message"), [("{name: node-1}", "must be a YAML list of nodes"),
+                                               ("- [unclosed", "not YAML")], ids=["not-a-list", "not-yaml"])
+def test_a_static_inventory_that_is_not_a_list_of_nodes_is_an_error_naming_the_file(
+        repo: Path, tmp_path: Path, all_set: StoredSecrets, text: str, message: str) -> None:
+    (repo / "environments/staging.yaml").write_text(CONFIGURATION_ONLY.replace("{source}", "{file: nodes.yaml}"))
+    (repo / "nodes.yaml").write_text(text)
+    with pytest.raises(TargetsError, match=f"nodes.yaml: {message}"):
+        contexts.configuration(load_repo(repo), run(repo, tmp_path), RealTargets(Settings(data_dir=tmp_path),
+                                                                                 all_set), {})
+
+
+def test_inventory_from_names_exactly_one_source(repo: Path) -> None:
+    (repo / "environments/staging.yaml").write_text(
+        CONFIGURATION_ONLY.replace("{source}", "{file: nodes.yaml, secret: static-nodes}"))
+    _, issues = check_repo(repo)
+    assert any("set exactly one of `terraformOutput`, `file` or `secret`" in str(issue) for issue in issues), issues

@@ -89,6 +89,8 @@ class Shape:
 SHAPES = [
     pytest.param(Shape("copy_then_lineinfile.yml", "Set the log level", "does not exist",
                        {"etc/app/app.conf": "port = 8080\nlog_level = debug\n"}), id="copy-then-lineinfile"),
+    pytest.param(Shape("copy_then_lineinfile_no_log.yml", "Set the log level", "(output hidden by no_log)",
+                       {"etc/app/app.conf": "port = 8080\nlog_level = debug\n"}), id="copy-then-lineinfile-no-log"),
     pytest.param(Shape("package_then_service.yml", "Start appd", "Could not find the requested service appd",
                        {"run/appd.pid": "running\n"}), id="package-then-service"),
     pytest.param(Shape("directory_then_template.yml", "Point current at the release", "src file does not exist",

@@ -5,6 +5,7 @@ naming the file, when tampered with or the key is wrong."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def manifests_of(sops_repo: SopsRepo, path: str) -> dict[str, list[Manifest]]:
     return {"web": list(rendered.manifests)}
 
 
-def secret_of(manifests: dict[str, list[Manifest]]) -> Manifest:
+def secret_of(manifests: Mapping[str, Sequence[Manifest]]) -> Manifest:
     return next(item for item in manifests["web"] if item.body["kind"] == "Secret")
 
 

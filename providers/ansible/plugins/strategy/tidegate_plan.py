@@ -33,6 +33,9 @@ DOCUMENTATION = """
         - Used by Tidegate for the check run of a plan; see the module docstring.
 """
 
+#: What Ansible writes in place of a no_log result (providers/ansible/events.py reads it back).
+CENSORED = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
+
 #: The key a result gains when its failure follows an earlier change on its host.
 MARKER = "tidegate_depends_on_earlier_changes"
 
@@ -52,6 +55,13 @@ class _Results(deque[Any]):
                 # `_task` is this result's own copy of the task (normalize_task_result): only this
                 # host's result is affected.
                 task_result._task.ignore_errors = True
+                if task_result._result.get("_ansible_no_log") or task_result._task.no_log:
+                    # Ansible's own censoring keeps only `changed`, `attempts` and `retries`: censor
+                    # it here instead, keeping the marker, so a no_log task is still reported as
+                    # unpredictable (with nothing of its output).
+                    task_result._result = {"censored": CENSORED, "changed": False, "failed": True,
+                                           "_ansible_no_log": False}
+                    task_result._task.no_log = False
                 task_result._result[MARKER] = True
         elif task_result.is_changed() and not task_result.is_skipped() and not task_result.is_unreachable():
             self.changed_hosts.add(host)
