@@ -2,8 +2,8 @@
 
 A real git config repo (the example repo, two commits by different authors) is registered as
 `infra`; `staging` is synced to the head and has an open drift report; `production` runs the older
-commit and has a sync of the head awaiting approval with a plan. Sealed columns hold recognisable
-secrets, so tests can prove no page or response ever shows them.
+commit and has a sync of the head awaiting approval with a plan; one global stored secret is set.
+Sealed columns hold recognisable secrets, so tests can prove no page or response ever shows them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from dashboard.identity import Grant, add_member, bind, create_user, ensure_group, issue_token
+from reconciler import secrets
 from reconciler.runtime import Services
 from store import (
     DriftItemRow,
@@ -43,6 +44,8 @@ from store import (
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "infra-repo"
 SECRET_OUTPUT = "SECRET-KUBECONFIG-c2VjcmV0"
 SECRET_PAYLOAD = "SECRET-PLAN-PAYLOAD-cGF5bG9hZA"
+SECRET_STORED = "SECRET-STORED-VALUE-c3RvcmVk"
+"""The value of the world's one stored secret (`registry-password`, global): never shown, only its fingerprint."""
 PASSWORD = "correct horse battery"
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -101,6 +104,7 @@ def build_world(services: Services, tmp: Path) -> World:
     with services.database.session() as session:
         _people(session, world)
         _environments(session, services, world, repo_path)
+        secrets.set_secret(session, services.secrets, "registry-password", secrets.Scope(), SECRET_STORED, "root")
     return world
 
 
