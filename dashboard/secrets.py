@@ -28,10 +28,13 @@ def _out(info: secrets.SecretInfo) -> s.SecretOut:
 
 
 def _scope(repository: str | None, environment: str | None) -> secrets.Scope:
+    """The scope the request names; an environment without its repository is blamed on `repository`,
+    the field a client has to fill in (the reconciler says `scope`, which no request carries)."""
     try:
         return secrets.Scope(repository, environment)
     except secrets.SecretError as error:
-        raise Refusal(422, str(error), field=error.field) from None
+        field = "repository" if error.field == "scope" else error.field
+        raise Refusal(422, str(error), field=field) from None
 
 
 def admin_scope(scope: secrets.Scope) -> str:
