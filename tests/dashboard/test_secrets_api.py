@@ -14,9 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from dashboard.identity import Grant, bind, create_user, issue_token
-from store import AuditEvent, Role
-from tests.dashboard.world import SECRET_STORED, World
+from store import AuditEvent
+from tests.dashboard.world import SECRET_STORED, World, add_environment_admin
 
 VALUE = 'kube-token "ünïcode"\\path\nline-two=c2VjcmV0'
 ENV_SECRET = {"repository": "infra", "environment": "staging"}
@@ -39,11 +38,7 @@ def assert_never_shown(text: str, value: str = VALUE) -> None:
 @pytest.fixture
 def stager(world: World) -> dict[str, str]:
     """The headers of `ed`, an admin of infra/staging only (a role binding `admin` on that scope)."""
-    with world.services.database.session() as session:
-        user = create_user(session, "ed", email="ed@example.com")
-        bind(session, "user:ed", Grant(Role.ADMIN, "infra/staging"))
-        token = issue_token(session, user, "tests")[1]
-    return {"Authorization": f"Bearer {token}"}
+    return add_environment_admin(world)
 
 
 def put(client: TestClient, headers: dict[str, str], name: str, **body: Any) -> Any:

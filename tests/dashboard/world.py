@@ -63,6 +63,11 @@ PEOPLE: dict[str, tuple[str | None, list[str], list[str]]] = {
 """alice wrote the change production awaits; andy may approve in general but is not in the policy."""
 
 
+ENVIRONMENT_ADMIN = "ed"
+"""An admin of infra/staging only, added by `add_environment_admin` where a test needs one (not in
+PEOPLE: tests count on root holding the one admin binding)."""
+
+
 def git(repo: Path, *args: str, author: str = "Bob Builder <bob@example.com>") -> str:
     name, _, email = author.partition(" <")
     env = {"PATH": os.environ["PATH"], "HOME": str(repo), "GIT_AUTHOR_NAME": name,
@@ -96,6 +101,16 @@ class World:
 
     def auth(self, user: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+
+def add_environment_admin(world: World, scope: str = "infra/staging") -> dict[str, str]:
+    """`ed` with a role binding `admin` on `scope` (and the world's password); returns ed's API headers
+    (not kept in `world.tokens`, which every copy of the world shares)."""
+    with world.services.database.session() as session:
+        user = create_user(session, ENVIRONMENT_ADMIN, email="ed@example.com", password=PASSWORD)
+        bind(session, f"user:{ENVIRONMENT_ADMIN}", Grant(Role.ADMIN, scope))
+        token = issue_token(session, user, "tests")[1]
+    return {"Authorization": f"Bearer {token}"}
 
 
 def build_world(services: Services, tmp: Path) -> World:
