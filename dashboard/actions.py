@@ -41,6 +41,7 @@ class Refusal(HTTPException):
             detail = [{"loc": ["body", field], "msg": message, "type": "value_error"}]
         super().__init__(code, detail)
         self.message = message
+        self.field = field
 
 
 def require(principal: Principal, permission: Permission, scope: str = "*") -> None:

@@ -1,8 +1,9 @@
 """The dashboard's HTTP surface: `create_router(services, settings)` for `tidegate serve` to mount.
 
 Composition only: it derives the session key, builds the shared objects and includes the API, the
-pages and /metrics. Settings arrive as an object with `data_dir`, `secret_key` and `public_url`
-(`tidegate.settings.Settings`), described by a Protocol because this layer may not import `tidegate`.
+pages (the secrets page too: it builds on `dashboard.pages`) and /metrics. Settings arrive as an
+object with `data_dir`, `secret_key` and `public_url` (`tidegate.settings.Settings`), described by a
+Protocol because this layer may not import `tidegate`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dashboard.auth import Authenticator
 from dashboard.context import Context
 from dashboard.metrics import render
 from dashboard.pages import create_pages
+from dashboard.secret_pages import create_secret_pages
 from dashboard.sessions import Sessions
 from dashboard.throttle import LoginThrottle
 from dashboard.usage import TokenUsage
@@ -61,6 +63,7 @@ def create_router(services: Services, settings: DashboardSettings) -> APIRouter:
     router = APIRouter()
     router.include_router(create_api(ctx))
     router.include_router(create_pages(ctx))
+    router.include_router(create_secret_pages(ctx))
     caller = Depends(ctx.auth.api)
 
     @router.get("/metrics", tags=["metrics"], response_class=Response,

@@ -25,6 +25,7 @@ from dashboard.context import Context
 from dashboard.identity import user_by_name
 from dashboard.passwords import verify_password
 from dashboard.schemas import AuditOut
+from dashboard.secrets import administers_any
 from dashboard.sessions import COOKIE, LOGIN_COOKIE, MAX_AGE
 from dashboard.throttle import ThrottleUnavailable
 from store import ApprovalDecision, ApprovalSource, AuditEvent, DriftStatus, Plan, Preview, Stage, SyncLifecycle
@@ -44,7 +45,8 @@ ACTIVE = (SyncLifecycle.PENDING, SyncLifecycle.PLANNING, SyncLifecycle.AWAITING_
 
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals.update(badge=presentation.badge, pretty=presentation.pretty,
-                             side_by_side=presentation.side_by_side, line_class=presentation.diff_line_class)
+                             side_by_side=presentation.side_by_side, line_class=presentation.diff_line_class,
+                             administers_any=administers_any)
 
 
 def safe_next(target: str | None) -> str:

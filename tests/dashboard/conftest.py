@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from dashboard.app import create_router
 from reconciler.runtime import Services
 from store import Database, SecretBox
-from tests.dashboard.world import World, build_world
+from tests.dashboard.world import World, add_stored_secret, build_world
 from tests.support.doubles import NoTargets, RecordingQueue
 from tests.support.redis_server import start_redis
 from tidegate.redis_server import EmbeddedRedis, redis_client
@@ -63,6 +63,7 @@ def world_template(tmp_path_factory: pytest.TempPathFactory, redis_server: Embed
     key = SecretBox.generate_key()
     services = make_services(root / "data", redis_server, key)
     world = build_world(services, root)
+    add_stored_secret(services)
     services.database.dispose()
     return world, key
 

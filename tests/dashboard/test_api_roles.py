@@ -63,6 +63,7 @@ READS = {
     "user": Call("GET", "/api/v1/users/vera", ADMIN_ONLY),
     "groups": Call("GET", "/api/v1/groups", ADMIN_ONLY),
     "role-bindings": Call("GET", "/api/v1/role-bindings", ADMIN_ONLY),
+    "secrets": Call("GET", "/api/v1/secrets", FILTERED),
     "healthz": Call("GET", "/healthz", everyone(200, anonymous=200)),
 }
 
@@ -88,6 +89,10 @@ ACTIONS = {
     "delete-group": Call("DELETE", "/api/v1/groups/platform-leads", everyone(403, root=204)),
     "bind": Call("POST", "/api/v1/role-bindings", everyone(403, root=201),
                  {"subject": "group:platform-leads", "role": "viewer", "scope": "infra/staging"}),
+    "set-secret": Call("PUT", "/api/v1/secrets/deploy-key", ADMIN_ONLY, {"value": "s3cret"}),
+    "set-env-secret": Call("PUT", "/api/v1/secrets/deploy-key", ADMIN_ONLY,
+                           {"value": "s3cret", "repository": "infra", "environment": "staging"}),
+    "delete-secret": Call("DELETE", "/api/v1/secrets/registry-password", everyone(403, root=204)),
 }
 
 
@@ -123,3 +128,12 @@ def test_a_user_without_roles_sees_no_environments(shared_client: Any) -> None:
     world, client = shared_client
     assert client.get("/api/v1/environments", headers=world.auth("nobody")).json() == []
     assert client.get("/api/v1/approvals", headers=world.auth("nobody")).json() == []
+
+
+@pytest.mark.parametrize("role", ["nobody", "vera", "otto", "paula"])
+def test_only_admins_see_stored_secrets_even_by_name(shared_client: Any, role: str) -> None:
+    """The secrets list is filtered to what the caller administers: the world's global secret is root's alone."""
+    world, client = shared_client
+    assert client.get("/api/v1/secrets", headers=world.auth(role)).json() == []
+    assert [s["name"] for s in client.get("/api/v1/secrets", headers=world.auth("root")).json()] == [
+        "registry-password"]

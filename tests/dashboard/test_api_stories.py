@@ -22,7 +22,7 @@ from store import (
     SyncLifecycle,
     WebhookDelivery,
 )
-from tests.dashboard.world import SECRET_OUTPUT, SECRET_PAYLOAD, World
+from tests.dashboard.world import SECRET_OUTPUT, SECRET_PAYLOAD, SECRET_STORED, World
 from tests.support.doubles import RecordingQueue
 
 
@@ -377,7 +377,7 @@ def every_get_path(world: World) -> list[str]:
             "/api/v1/approvals", "/api/v1/drift-reports?status=open", "/api/v1/drift-reports?status=resolved",
             f"/api/v1/drift-reports/{ids['drift']}", f"/api/v1/plans/{ids['plan']}", "/api/v1/audit",
             "/api/v1/previews", f"/api/v1/previews/{ids['preview']}",
-            "/api/v1/users", "/metrics",
+            "/api/v1/users", "/api/v1/secrets", "/metrics",
             *(f"/api/v1/syncs/{ids[k]}" for k in ("pending", "staging_old", "staging_head", "production_old")),
             *(f"/api/v1/syncs/{ids[k]}/logs" for k in ("staging_old", "staging_head"))]
 
@@ -387,7 +387,7 @@ def test_no_response_ever_holds_a_sealed_secret(shared_client: Any) -> None:
     for path in every_get_path(world):
         response = client.get(path, headers=world.auth("root"))
         assert response.status_code == 200, path
-        for secret in (SECRET_OUTPUT, SECRET_PAYLOAD, "gAAAAA"):  # gAAAAA: how every Fernet token starts
+        for secret in (SECRET_OUTPUT, SECRET_PAYLOAD, SECRET_STORED, "gAAAAA"):  # gAAAAA: how every Fernet token starts
             assert secret not in response.text, path
         assert '"outputs"' not in response.text.replace('"outcomes"', "") and '"payload"' not in response.text
 

@@ -7,11 +7,15 @@ approval (which queues an apply on the recording queue) the test plays the worke
 what `reconciler.pipeline` writes while applying and on success (stage rows with logs, the sync's
 lifecycle through `reconciler.syncs.transition`, the environment's synced revision and status).
 
+A second story: root sets a stored secret through the /secrets form, sees its fingerprint and never
+its value, and deletes it.
+
 Screenshots are kept in test-artifacts/dashboard/ at the repository root (gitignored).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import threading
@@ -25,6 +29,7 @@ import uvicorn
 from reconciler import syncs
 from store import Health, Stage, StageStatus, Sync, SyncLifecycle, SyncStageResult, utcnow
 from tests.dashboard.conftest import make_app
+from tests.dashboard.test_secrets_api import assert_never_shown
 from tests.dashboard.world import PASSWORD, World
 from tests.support.doubles import RecordingQueue
 
@@ -157,4 +162,40 @@ def test_an_approver_signs_in_reads_drift_and_approves_production_until_it_is_sy
     expect(card.locator('[data-word="Synced"]')).to_be_visible(timeout=15_000)
     assert overview.evaluate("window.__notReloaded") is True
     overview.screenshot(path=str(ARTIFACTS / "06-overview-synced.png"), full_page=True)
+    context.close()
+
+
+def test_an_admin_sets_a_secret_in_the_form_sees_its_fingerprint_never_its_value_and_deletes_it(
+        server: str, browser: object, world: World) -> None:
+    """root signs in, opens Secrets from the nav, sets a multi-line secret for infra/staging, finds its row
+    with a fingerprint while the page's HTML holds the value in no form, then deletes it from its row."""
+    expect = playwright_api.expect
+    value = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE=\n-----END OPENSSH PRIVATE KEY-----"
+    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(f"{server}/login")
+    page.fill("input[name=username]", "root")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+
+    page.click("nav >> text=Secrets")
+    expect(page).to_have_url(f"{server}/secrets")
+    form = page.locator("form.secret-form")
+    form.get_by_label("Name").fill("deploy-key")
+    form.get_by_label("Scope").select_option("infra/staging")
+    form.get_by_label("Value").fill(value)
+    form.get_by_role("button", name="Set secret").click()
+
+    row = page.locator('tr[data-secret="infra/staging:deploy-key"]')
+    expect(row).to_be_visible()
+    expect(row.locator("code.fingerprint")).to_have_text(re.compile(r"^hmac-sha256:[0-9a-f]{16}$"))
+    expect(form.get_by_label("Value")).to_have_value("")
+    assert_never_shown(page.content(), value)
+    page.screenshot(path=str(ARTIFACTS / "07-secret-set.png"), full_page=True)
+
+    row.locator("button:has-text('Delete')").click()
+    expect(page.locator(".notice")).to_contain_text("Secret deploy-key deleted from infra/staging")
+    expect(page.locator('tr[data-secret="infra/staging:deploy-key"]')).to_have_count(0)
+    expect(page.locator('tr[data-secret="*:registry-password"]')).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "08-secret-deleted.png"), full_page=True)
     context.close()

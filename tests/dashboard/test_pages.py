@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from store import Preview
-from tests.dashboard.world import PASSWORD, SECRET_OUTPUT, SECRET_PAYLOAD, World
+from tests.dashboard.world import PASSWORD, SECRET_OUTPUT, SECRET_PAYLOAD, SECRET_STORED, World
 from tests.support.doubles import RecordingQueue
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
@@ -33,7 +33,7 @@ def pages(world: World) -> dict[str, str]:
             "sync": f"/syncs/{ids['staging_head']}", "pending-sync": f"/syncs/{ids['pending']}",
             "plan": f"/plans/{ids['plan']}", "drift-list": "/drift", "drift": f"/drift/{ids['drift']}",
             "approvals": "/approvals", "audit": "/audit", "previews": "/previews",
-            "preview": f"/previews/{ids['preview']}"}
+            "preview": f"/previews/{ids['preview']}", "secrets": "/secrets"}
 
 
 def test_a_browser_without_a_session_is_sent_to_the_login_form(client: TestClient, world: World) -> None:
@@ -72,13 +72,13 @@ def test_a_login_form_without_its_csrf_token_is_refused(client: TestClient) -> N
 
 
 @pytest.mark.parametrize("page", ["overview", "staging", "production", "sync", "pending-sync", "plan",
-                                  "drift-list", "drift", "approvals", "audit", "previews", "preview"])
+                                  "drift-list", "drift", "approvals", "audit", "previews", "preview", "secrets"])
 def test_every_page_renders_for_a_viewer_without_secrets(client: TestClient, world: World, page: str) -> None:
     sign_in(client, "vera")
     response = client.get(pages(world)[page])
     assert response.status_code == 200
     assert response.headers["content-security-policy"].startswith("default-src 'self'")
-    for secret in (SECRET_OUTPUT, SECRET_PAYLOAD, "gAAAAA"):
+    for secret in (SECRET_OUTPUT, SECRET_PAYLOAD, SECRET_STORED, "gAAAAA"):
         assert secret not in response.text
 
 

@@ -2,8 +2,9 @@
 
 A real git config repo (the example repo, two commits by different authors) is registered as
 `infra`; `staging` is synced to the head and has an open drift report; `production` runs the older
-commit and has a sync of the head awaiting approval with a plan. Sealed columns hold recognisable
-secrets, so tests can prove no page or response ever shows them.
+commit and has a sync of the head awaiting approval with a plan; the dashboard tests add one global
+stored secret (`add_stored_secret`). Sealed columns hold recognisable secrets, so tests can prove no
+page or response ever shows them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from dashboard.identity import Grant, add_member, bind, create_user, ensure_group, issue_token
+from reconciler import secrets
 from reconciler.runtime import Services
 from store import (
     DriftItemRow,
@@ -43,6 +45,8 @@ from store import (
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "infra-repo"
 SECRET_OUTPUT = "SECRET-KUBECONFIG-c2VjcmV0"
 SECRET_PAYLOAD = "SECRET-PLAN-PAYLOAD-cGF5bG9hZA"
+SECRET_STORED = "SECRET-STORED-VALUE-c3RvcmVk"
+"""The value of the world's one stored secret (`registry-password`, global): never shown, only its fingerprint."""
 PASSWORD = "correct horse battery"
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -58,6 +62,11 @@ PEOPLE: dict[str, tuple[str | None, list[str], list[str]]] = {
     "nobody": ("nobody@example.com", [], []),
 }
 """alice wrote the change production awaits; andy may approve in general but is not in the policy."""
+
+
+ENVIRONMENT_ADMIN = "ed"
+"""An admin of infra/staging only, added by `add_environment_admin` where a test needs one (not in
+PEOPLE: tests count on root holding the one admin binding)."""
 
 
 def git(repo: Path, *args: str, author: str = "Bob Builder <bob@example.com>") -> str:
@@ -95,6 +104,16 @@ class World:
         return {"Authorization": f"Bearer {self.tokens[user]}"}
 
 
+def add_environment_admin(world: World, scope: str = "infra/staging") -> dict[str, str]:
+    """`ed` with a role binding `admin` on `scope` (and the world's password); returns ed's API headers
+    (not kept in `world.tokens`, which every copy of the world shares)."""
+    with world.services.database.session() as session:
+        user = create_user(session, ENVIRONMENT_ADMIN, email="ed@example.com", password=PASSWORD)
+        bind(session, f"user:{ENVIRONMENT_ADMIN}", Grant(Role.ADMIN, scope))
+        token = issue_token(session, user, "tests")[1]
+    return {"Authorization": f"Bearer {token}"}
+
+
 def build_world(services: Services, tmp: Path) -> World:
     repo_path, old, head = make_config_repo(tmp)
     world = World(services, old_sha=old, head_sha=head)
@@ -102,6 +121,15 @@ def build_world(services: Services, tmp: Path) -> World:
         _people(session, world)
         _environments(session, services, world, repo_path)
     return world
+
+
+def add_stored_secret(services: Services) -> None:
+    """The global stored secret `registry-password` (value SECRET_STORED), set by root.
+
+    Only the dashboard tests' world holds it: other suites build this world too and compare its whole
+    audit log, which this adds a `secret.set` entry to."""
+    with services.database.session() as session:
+        secrets.set_secret(session, services.secrets, "registry-password", secrets.Scope(), SECRET_STORED, "root")
 
 
 def _people(session: Session, world: World) -> None:
