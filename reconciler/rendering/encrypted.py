@@ -15,18 +15,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from providers.kubernetes.schema import PlainManifest
 from reconciler.rendering.manifest import Manifest
 from reconciler.rendering.sops import SopsError, decrypt, decrypt_text, encrypted_format, is_mac_mismatch
+from repo_schema.issues import Issue, Location
 
 Identity = Callable[[], str]
 """Returns the age identity (resolved only when something encrypted is found)."""
 
 AUTOLOADED_TFVARS = ("terraform.tfvars", "terraform.tfvars.json")
+SOPS_CONFIG = ".sops.yaml"
+MAX_CHECKED_FILES = 20_000
 
 
 def is_encrypted(body: Mapping[str, Any]) -> bool:
@@ -105,3 +111,44 @@ def encrypted_variables(checkout: Path, module: str, identity: Identity) -> dict
         found.update({f"TF_VAR_{name}": value if isinstance(value, str) else json.dumps(value)
                       for name, value in values.items() if name != "sops"})
     return found
+
+
+def unencrypted_by_rule(root: Path) -> list[Issue]:
+    """Files the repo's `.sops.yaml` says are encrypted (a creation rule's `path_regex` matches
+    them) that are not: committed plaintext is refused before anything renders or applies it."""
+    config = root / SOPS_CONFIG
+    if not config.is_file():
+        return []
+    patterns, issues = _creation_patterns(config)
+    if not patterns:
+        return issues
+    for path in _repo_files(root):
+        relative = path.relative_to(root).as_posix()
+        rule = next((pattern for pattern in patterns if pattern.search(relative)), None)
+        if rule is None or relative == SOPS_CONFIG:
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if encrypted_format(path, text) is None:
+            issues.append(Issue(Location(relative), "<file>", f"{SOPS_CONFIG} says files matching "
+                                f"{rule.pattern!r} are SOPS-encrypted, but this one is not: encrypt it "
+                                f"(sops --encrypt --in-place {relative}) before committing"))
+    return issues
+
+
+def _creation_patterns(config: Path) -> tuple[list[re.Pattern[str]], list[Issue]]:
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        rules = data.get("creation_rules") or [] if isinstance(data, dict) else []
+        patterns = [re.compile(str(rule["path_regex"])) for rule in rules
+                    if isinstance(rule, dict) and rule.get("path_regex")]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, re.error, AttributeError) as error:
+        return [], [Issue(Location(SOPS_CONFIG), "creation_rules", f"cannot be read: {str(error).splitlines()[0]}")]
+    return patterns, []
+
+
+def _repo_files(root: Path) -> Iterator[Path]:
+    for count, path in enumerate(sorted(root.rglob("*"))):
+        if count >= MAX_CHECKED_FILES:
+            return
+        if ".git" not in path.relative_to(root).parts and path.is_file() and not path.is_symlink():
+            yield path

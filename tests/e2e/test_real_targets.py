@@ -24,13 +24,22 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
+from reconciler import previews
+from reconciler.previews import PreviewRequest
 from reconciler.rendering.age import generate_identity
 from reconciler.rendering.sops import find_sops
 from sandbox.aws import AwsEndpoints, AwsSandbox
 from sandbox.kube.runner import KubeSandbox
 from sandbox.kube.runner import kubeconfig as emulator_kubeconfig
 from sandbox.nodes import SshNodes
+from store import GitHost, Repository
+from tests.support.git_host import git_host_server
+from tests.support.redis_server import start_redis
+from tidegate.serve import create_app
+from tidegate.settings import Settings
+from tidegate.worker import build_services
 
 pytestmark = pytest.mark.integration
 
@@ -83,10 +92,12 @@ resource "aws_s3_bucket" "app" {
   bucket = var.bucket
 }
 
+# Write-only (Terraform 1.11): the value reaches AWS and never Terraform's state or plan.
 resource "aws_ssm_parameter" "db_password" {
-  name  = "/${var.bucket}/db-password"
-  type  = "SecureString"
-  value = var.db_password
+  name             = "/${var.bucket}/db-password"
+  type             = "SecureString"
+  value_wo         = var.db_password
+  value_wo_version = 1
 }
 
 output "nodes" { value = var.nodes }
@@ -102,6 +113,8 @@ PLAYBOOK = """\
       ansible.builtin.copy:
         dest: "{{ node_prefix }}/app.conf"
         content: "[app]\\nlog_level = {{ log_level }}\\n"
+        mode: "0600"
+        force: false
     - name: add the API token to it
       ansible.builtin.lineinfile:
         path: "{{ node_prefix }}/app.conf"
@@ -111,7 +124,7 @@ PLAYBOOK = """\
       ansible.builtin.copy:
         dest: "{{ node_prefix }}/app-bin"
         content: "#!/bin/sh\\necho app\\n"
-        mode: "0644"
+        mode: "0755"
     - name: enable it (a service-like step on what the install put there)
       ansible.builtin.file:
         path: "{{ node_prefix }}/app-bin"
@@ -264,7 +277,7 @@ def synced(targets: Targets, user: User, tmp_path_factory: pytest.TempPathFactor
     assert targets.kube.certs is not None
     kubeconfig.write_text(yaml.safe_dump(emulator_kubeconfig(targets.kube.url, targets.kube.token,
                                                              targets.kube.certs.ca_pem)))
-    key = root.parent / "age.key"
+    key = Path(user.env["TIDEGATE_DATA_DIR"]).parent / "age-identity"
     key.write_text(identity + "\n")
     user.ok("init")
     scope = ["--repo", REPOSITORY, "--env", ENVIRONMENT]
@@ -274,7 +287,6 @@ def synced(targets: Targets, user: User, tmp_path_factory: pytest.TempPathFactor
     user.ok("secret", "set", "sops-age", "--repo", REPOSITORY, "--from-file", str(key))
     user.ok("secret", "set", "api-token", *scope, "--stdin", stdin=API_TOKEN)
     user.ok("secret", "set", "aws-secret-key", "--stdin", stdin=AWS_SECRET)
-    key.unlink()
 
     done = user.run("up", "--no-sandbox", "--repo", str(root), "--exit-when-synced", "--timeout", str(UP_TIMEOUT),
                     timeout=UP_TIMEOUT + 120)
@@ -325,11 +337,11 @@ def test_the_existing_cluster_got_the_workloads_with_the_secret_decrypted(synced
 def test_the_plan_said_which_tasks_depend_on_earlier_changes(synced: Path, user: User) -> None:
     view = user.status()
     shown = user.ok("show", str(view["last_sync"]))
-    for task in ("add the API token to it", "enable it (a service-like step on what the install put there)",
-                 "template a file into it"):
-        line = next((line for line in shown.splitlines() if task in line), None)
-        assert line is not None, shown
-    assert shown.count("cannot be predicted in check mode — depends on earlier changes") >= 3, shown
+    lines = shown.splitlines()
+    dependent = {lines[index - 1].split("node-1/", 1)[1] for index, line in enumerate(lines)
+                 if line.strip() == "cannot be predicted in check mode — depends on earlier changes"}
+    assert dependent == {"add the API token to it", "enable it (a service-like step on what the install put there)"}
+    assert any(line.split() == ["create", "node-1/template", "a", "file", "into", "it"] for line in lines), shown
     assert API_TOKEN not in shown
 
 
@@ -351,3 +363,83 @@ def test_a_second_sync_changes_nothing(synced: Path, user: User) -> None:
     finally:
         os.killpg(up.pid, signal.SIGINT)
         up.wait(timeout=60)
+
+
+def forms(value: str) -> set[str]:
+    """A secret as it could be written: plain, JSON-escaped, base64 (both alphabets, padded or not)."""
+    found = {value, json.dumps(value)[1:-1]}
+    for encoded in (base64.b64encode(value.encode()), base64.urlsafe_b64encode(value.encode())):
+        found |= {encoded.decode(), encoded.decode().rstrip("=")}
+    return {form for form in found if len(form) >= 8}
+
+
+def secrets_of(targets: Targets, user: User) -> dict[str, str]:
+    """Every stored secret and SOPS-decrypted value, by name (multi-line ones by their key material)."""
+    found = {"api token": API_TOKEN, "aws secret key": AWS_SECRET, "sops tfvars value": DB_PASSWORD,
+             "sops secret value": SECRET_PASSWORD, "cluster token": targets.kube.token,
+             "age identity": Path(user.env["TIDEGATE_DATA_DIR"], "..", "age-identity").resolve().read_text().strip()}
+    key_lines = [line for line in targets.nodes.private_key.read_text().splitlines() if "PRIVATE KEY" not in line]
+    found |= {f"ssh key line {index}": line for index, line in enumerate(key_lines) if len(line) >= 20}
+    return found
+
+
+def written_by_tidegate(data: Path) -> Iterator[tuple[str, bytes]]:
+    for path in sorted(data.rglob("*")):
+        if path.is_file() and not path.is_symlink() and not path.is_socket():
+            yield str(path.relative_to(data)), path.read_bytes()
+
+
+def test_no_secret_is_written_anywhere_after_a_sync_and_a_preview(synced: Path, user: User, targets: Targets,
+                                                                  tmp_path: Path) -> None:
+    """The store, every file of the data dir (logs, checkouts, caches, run and work directories),
+    the PR comment and status of a preview, the API's answers and the CLI's output hold none of the
+    stored secrets, the age identity or a SOPS-decrypted value, in any of their forms."""
+    data = Path(user.env["TIDEGATE_DATA_DIR"])
+    said = [user.ok("status"), user.ok("history", ENVIRONMENT), user.ok("secret", "list")]
+    said += [user.ok("show", str(number)) for number in (1, 2)]
+    user.ok("user", "add", "root", "--role", "admin")
+    token = user.ok("token", "create", "--user", "root").strip()
+    with start_redis(tmp_path / "redis") as redis, \
+            git_host_server(GitHost.GITHUB, "acme/realrepo", token="gh-host-token") as host:
+        settings = Settings(data_dir=data, redis_url=redis.client_url)
+        services = build_services(settings)
+        with services.database.session(write=True) as session:
+            repository = session.query(Repository).one()
+            repository.host, repository.host_api_url = GitHost.GITHUB, host.api_url
+            repository.host_repository, repository.host_token = "acme/realrepo", services.secrets.seal("gh-host-token")
+            repository_id, base = repository.id, repository.head_sha
+        head = commit_on_branch(synced, "feature", "apps/web/workload.yaml",
+                                WORKLOAD.replace("mode: real-targets", "mode: previewed"))
+        host.add_collaborator("alice", "write")
+        host.add_pull(7, author="alice", head_sha=head)
+        previews.run(services, PreviewRequest(repository_id=repository_id, number=7, head_sha=head, base_ref="main",
+                                              base_sha=base, author="alice"))
+        comments = [str(comment.get("body", "")) for comment in host.comments.get(7, {}).values()]
+        assert comments and "previewed" in comments[-1], comments
+        said += [*comments, json.dumps(host.statuses)]
+        with TestClient(create_app(settings, services)) as api:
+            headers = {"Authorization": f"Bearer {token}"}
+            for path in ("/api/v1/environments", f"/api/v1/environments/{REPOSITORY}/{ENVIRONMENT}",
+                         f"/api/v1/environments/{REPOSITORY}/{ENVIRONMENT}/syncs", "/api/v1/syncs/1",
+                         "/api/v1/syncs/1/logs", "/api/v1/syncs/2", "/api/v1/previews", "/api/v1/audit",
+                         "/api/v1/secrets"):
+                answer = api.get(path, headers=headers)
+                assert answer.status_code == 200, (path, answer.text)
+                said.append(answer.text)
+
+    leaks = [(name, where) for name, value in secrets_of(targets, user).items() for form in forms(value)
+             for where, content in [*written_by_tidegate(data), *(("output", text.encode()) for text in said)]
+             if form.encode() in content]
+    assert leaks == []
+
+
+def commit_on_branch(root: Path, branch: str, path: str, content: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Alice", "GIT_AUTHOR_EMAIL": "alice@example.test",
+           "GIT_COMMITTER_NAME": "Alice", "GIT_COMMITTER_EMAIL": "alice@example.test"}
+    subprocess.run(["git", "checkout", "-q", "-b", branch], cwd=root, check=True)
+    (root / path).write_text(content)
+    subprocess.run(["git", "commit", "-q", "-am", "preview me"], cwd=root, env=env, check=True)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    subprocess.run(["git", "checkout", "-q", "main"], cwd=root, check=True)
+    return sha

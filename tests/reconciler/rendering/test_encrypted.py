@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.desired import check_checkout
 from reconciler.rendering.age import generate_identity
 from reconciler.rendering.encrypted import decrypt_manifests, encrypted_variables, is_encrypted
 from reconciler.rendering.manifest import Manifest
@@ -127,3 +128,33 @@ def test_only_secrets_are_decrypted_so_no_value_lands_in_a_diff_that_is_not_mask
                       .replace("stringData:", "data:").replace("type: Opaque\n", ""))
     with pytest.raises(SopsError, match="only v1 Secrets may be SOPS-encrypted, not 'ConfigMap'"):
         decrypt_manifests(manifests_of(sops_repo, "apps/web"), sops_repo.root, lambda: sops_repo.keys.identity)
+
+
+ENVIRONMENT = """\
+apiVersion: tidegate.dev/v1alpha1
+kind: Environment
+metadata: {name: dev}
+spec:
+  workloads: [{name: web, path: apps/web}]
+"""
+
+
+@pytest.mark.parametrize("encrypted", [True, False], ids=["encrypted", "committed-in-plain-text"])
+def test_a_file_the_sops_rules_cover_must_be_encrypted(sops_repo: SopsRepo, encrypted: bool) -> None:
+    sops_repo.repo.write(".sops.yaml", f"""\
+        creation_rules:
+          - path_regex: secret\\.yaml$
+            encrypted_regex: ^(data|stringData)$
+            age: {sops_repo.keys.recipient}
+        """)
+    sops_repo.repo.write("environments/dev.yaml", ENVIRONMENT)
+    if encrypted:
+        sops_repo.encrypt("apps/web/secret.yaml", SECRET)
+    else:
+        sops_repo.repo.write("apps/web/secret.yaml", SECRET)
+
+    issues = [str(issue) for issue in check_checkout(sops_repo.root).issues]
+
+    assert issues == ([] if encrypted else [
+        "apps/web/secret.yaml:1:1: <file>: .sops.yaml says files matching 'secret\\\\.yaml$' are SOPS-encrypted, but "
+        "this one is not: encrypt it (sops --encrypt --in-place apps/web/secret.yaml) before committing"])
