@@ -51,7 +51,7 @@ def test_workloads_plan_with_sandbox_uses_the_kubeconfig_terraform_really_output
     assert "+ create   apps/Deployment/web/web" in result.stdout
     assert "+ create   platform.example.test/BackupPolicy/web/web-nightly" in result.stdout
     assert "# namespace web is created by this sync" in result.stdout  # the readable diff is shown
-    assert "staging workloads: changes (+9 ~0 -0, 9 objects)" in result.stdout
+    assert "staging workloads: changes (+10 ~0 -0, 10 objects)" in result.stdout
 
 
 def test_workloads_plan_without_sandbox_says_what_it_needs(data_dir: Path) -> None:
