@@ -173,6 +173,8 @@ class Connection(Model):
     known_hosts_ref: SecretRef | None = Field(default=None, description="The nodes' host keys (known_hosts lines): "
                                               "host key checking is then strict against exactly these.")
     become: bool = False
+    become_password_ref: SecretRef | None = Field(default=None, description="The sudo/become password "
+                                                  "(ansible_become_password), handed over like a secret extra var.")
     host_overrides: dict[str, HostOverride] = Field(default_factory=dict)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from providers.ansible.stage import EXTRA_VAR_CREDENTIAL
 from reconciler.secrets import StoredSecrets
 from reconciler.targets import Connection, TargetsError
 from repo_schema.models import ConfigurationSpec, SecretRef
@@ -71,8 +72,12 @@ class RealTargets:
                               connection.private_key_ref if connection is not None else None)
         known_hosts = self._reference(repository, environment, "connection.knownHostsRef",
                                       connection.known_hosts_ref if connection is not None else None)
-        return Connection({} if known_hosts is None else {"known_hosts": known_hosts},
-                          {} if key is None else {"ssh_private_key": key})
+        become = self._reference(repository, environment, "connection.becomePasswordRef",
+                                 connection.become_password_ref if connection is not None else None)
+        credentials = {} if key is None else {"ssh_private_key": key}
+        if become is not None:
+            credentials[f"{EXTRA_VAR_CREDENTIAL}ansible_become_password"] = become
+        return Connection({} if known_hosts is None else {"known_hosts": known_hosts}, credentials)
 
     def _reference(self, repository: str, environment: str, where: str, ref: SecretRef | None) -> str | None:
         """The value a `{secret: NAME}` or `{env: VARIABLE}` reference names (None without one)."""

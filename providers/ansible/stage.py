@@ -33,8 +33,9 @@ What the context must carry (plain values; the composition root fills them):
 * `workdir`: the rendered checkout; `playbook` is relative to it;
 * `credentials["ssh_private_key"]`: the private key text (written to a 0600 file for the run
   only, then deleted);
-* `credentials["extra_var:<name>"]`: the value of an extra var the repo gives as `{secretRef: NAME}`
-  (masked in every output like any credential; plans and their details keep the reference);
+* `credentials["extra_var:<name>"]`: the value of an extra var the repo gives as `{secretRef: NAME}`,
+  or one the targets add (`ansible_become_password` from `connection.becomePasswordRef`): written
+  to a 0600 file for the run only, masked in every output like any credential; plans keep the reference;
 * `settings` (optional): `connection` (layered over the spec's: user, port, hostOverrides ...),
   `host_vars` (`{node: {var: value}}`, e.g. a sandbox node's `node_prefix`), `known_hosts` (text;
   makes host key checking strict against exactly these keys), `host_key_checking` (bool),
@@ -183,7 +184,7 @@ def resolve(context: StageContext[ConfigurationInputs]) -> ResolvedInputs:
         name = f"secret {ref.secret!r}" if ref.secret else f"env {ref.env!r}"
         raise AnsibleStageError(f"connection.privateKeyRef names {name}, but no private key was provided")
     inventory = build_inventory(nodes, connection, settings.get("host_vars") or {})
-    extra_vars, secret_vars = _extra_vars(spec.extra_vars, context.credentials)
+    extra_vars, secret_vars = extra_vars_of(spec.extra_vars, context.credentials)
     timeout = float(settings.get("timeout") or spec.timeout.total_seconds())
     run_settings = RunSettings(
         forks=int(settings.get("forks") or max(5, min(50, len(nodes)))),
@@ -212,7 +213,7 @@ def resolve(context: StageContext[ConfigurationInputs]) -> ResolvedInputs:
     )
 
 
-def _extra_vars(declared: Mapping[str, Any], credentials: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+def extra_vars_of(declared: Mapping[str, Any], credentials: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """The spec's plain extra vars, and the values handed over for each `{secretRef: NAME}` one."""
     plain: dict[str, Any] = {}
     secret: dict[str, str] = {}
@@ -224,6 +225,10 @@ def _extra_vars(declared: Mapping[str, Any], credentials: Mapping[str, str]) -> 
             secret[name] = credentials[f"{EXTRA_VAR_CREDENTIAL}{name}"]
         else:
             raise AnsibleStageError(f"extraVars.{name} names the stored secret {ref!r}, but no value was provided")
+    for key, value in credentials.items():  # ones the targets add themselves (the become password)
+        name = key.removeprefix(EXTRA_VAR_CREDENTIAL)
+        if key.startswith(EXTRA_VAR_CREDENTIAL) and name not in declared:
+            secret[name] = value
     return plain, secret
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from providers.ansible.stage import extra_vars_of
 from reconciler import contexts, secrets
 from reconciler.contexts import Run
 from reconciler.desired import DesiredState, check_checkout
@@ -240,3 +241,22 @@ def test_inventory_from_names_exactly_one_source(repo: Path) -> None:
         CONFIGURATION_ONLY.replace("{source}", "{file: nodes.yaml, secret: static-nodes}"))
     _, issues = check_repo(repo)
     assert any("set exactly one of `terraformOutput`, `file` or `secret`" in str(issue) for issue in issues), issues
+
+
+def test_the_become_password_comes_from_a_stored_secret_as_a_secret_extra_var(
+        repo: Path, tmp_path: Path, all_set: StoredSecrets) -> None:
+    environment = repo / "environments/staging.yaml"
+    environment.write_text(environment.read_text().replace(
+        "      privateKeyRef: {secret: deploy-key}\n",
+        "      privateKeyRef: {secret: deploy-key}\n      become: true\n      becomePasswordRef: {secret: sudo}\n"))
+    put(all_set, "sudo", "become-pa55", Scope("infra", "staging"))
+    nodes = {"nodes": [{"name": "node-1", "address": "198.51.100.7"}]}
+
+    context = contexts.configuration(load_repo(repo), run(repo, tmp_path), RealTargets(Settings(data_dir=tmp_path),
+                                                                                      all_set), nodes)
+
+    assert context is not None
+    assert context.credentials["extra_var:ansible_become_password"] == "become-pa55"
+    plain, secret = extra_vars_of(context.spec.spec.extra_vars, context.credentials)
+    assert secret == {"api_token": API_TOKEN, "ansible_become_password": "become-pa55"}
+    assert "ansible_become_password" not in plain
