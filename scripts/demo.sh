@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up this machine, then reconcile examples/infra-repo end to end with
-# `tidegate up` (Redis, SQLite, worker, scheduler and the sandbox stand-ins on this machine):
+# `tidegate up` (Redis, SQLite, worker, scheduler and the sandbox stand-ins on this machine), its
+# Secret and Terraform variables file SOPS-encrypted with an age key the demo creates and stores:
 # staging applies by itself; production waits for approval, is approved, and applies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,9 +13,6 @@ mkdir -p "$TIDEGATE_DATA_DIR"
 repo=examples/infra-repo
 tg=.venv/bin/tidegate
 deadline=$((SECONDS + ${DEMO_TIMEOUT:-1500}))
-
-echo "== validate $repo"
-$tg validate "$repo"
 
 echo "== an age key for SOPS: tidegate secret age-key sops-age --repo infra-repo (kept encrypted in the store)"
 $tg init >/dev/null
@@ -37,6 +35,7 @@ done
 git -C "$seeded" init -q -b main
 git -C "$seeded" add -A
 git -C "$seeded" -c user.name=Tidegate -c user.email=demo@tidegate.invalid commit -q -m "Seed from $repo (SOPS-encrypted)"
+echo "== validate it"
 $tg validate "$seeded"
 $tg secret list
 
