@@ -416,12 +416,17 @@ def _wait(local: Client, sync_id: int, timeout: float) -> bool:
 def resume(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")]) -> None:
     """Resume auto-sync (after a rollback): an environment behind its desired revision is synced to it
     at once (unless its repo says `automated: false`), and the repository is polled now."""
+    connected = client()
     try:
-        sync_id = client().resume(environment)
+        sync_id = connected.resume(environment)
     except ClientError as error:
         raise _fail(error) from None
-    started = f"; sync #{sync_id} brings it to its desired revision" if sync_id is not None else ""
-    out.print(f"{environment}: auto-sync resumed{started}", markup=False)
+    if sync_id is None:
+        out.print(f"{environment}: auto-sync resumed", markup=False)
+        return
+    target = (connected.show_sync(sync_id).revision or "its desired revision")[:12]
+    out.print(f"{environment}: auto-sync resumed; sync #{sync_id} queued to bring {environment} back to {target}",
+              markup=False)
 
 
 AS_HELP = ("Decide as this user: only an admin may (audited `admin X as Y`), or anyone in the local "

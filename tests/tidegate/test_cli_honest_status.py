@@ -187,3 +187,17 @@ def test_wide_output_adds_columns(story: Story) -> None:
 def test_the_deprecated_status_json_still_prints_one_object_per_line(story: Story) -> None:
     [line] = tidegate("status", "--json").splitlines()
     assert json.loads(line)["name"] == "staging"
+
+
+def test_resume_after_a_rollback_queues_the_sync_back_to_the_desired_revision(story: Story) -> None:
+    rolled_back(story)
+    story.queue.sent.clear()
+    said = tidegate("resume", "staging")
+    assert said.strip() == f"staging: auto-sync resumed; sync #4 queued to bring staging back to {story.head[:12]}"
+    assert story.queue.sent == [("plan", 4), ("poll", story.repository_id)]
+    assert "auto-sync paused" not in tidegate("status")
+
+
+def test_resume_of_an_environment_at_its_desired_revision_queues_no_sync(story: Story) -> None:
+    assert tidegate("resume", "staging").strip() == "staging: auto-sync resumed"
+    assert story.queue.sent == [("poll", story.repository_id)]
