@@ -87,13 +87,13 @@ def _reading(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
 
     @router.get("/environments/{repository}/{environment}/syncs", tags=["syncs"], summary="Sync history")
     def history(repository: str, environment: str, caller: Principal = caller_dep,
-                limit: Limit = 50) -> list[s.SyncBrief]:
+                limit: Limit = 50) -> list[s.SyncRowOut]:
         with db.session() as session:
             env = find_environment(session, repository, environment)
             require(caller, Permission.READ, views.key_of(env))
             query = (select(Sync).where(Sync.environment_id == env.id)
                      .order_by(Sync.created_at.desc(), Sync.id.desc()).limit(limit))
-            return [views.sync_brief(row) for row in session.scalars(query)]
+            return views.sync_rows(session, env, session.scalars(query))
 
     @router.get("/syncs/{sync_id}", tags=["syncs"], summary="A sync with its per-stage results and logs")
     def sync(sync_id: Id, caller: Principal = caller_dep) -> s.SyncOut:

@@ -123,11 +123,22 @@ class ApprovalOut(Out):
     created_at: datetime
 
 
-class SyncOut(SyncBrief):
+class SyncRowOut(SyncBrief):
+    """A line of an environment's sync history: the brief plus what people ask of it next."""
+
+    commit_subject: str = Field(default="", description="The first line of the synced commit's message.")
+    rollback: bool = Field(default=False, description="Asked for as a rollback (a sync of a given revision, "
+                                                      "which paused auto-sync); its trigger is `manual`.")
+    approved_by: list[str] = Field(default_factory=list,
+                                   description="Who approved its plan (distinct, first approval first).")
+    approved_at: datetime | None = Field(default=None, description="When the last approver approved.")
+    fingerprint: str | None = Field(default=None, description="The fingerprint of the plan it carries.")
+
+
+class SyncOut(SyncRowOut):
     environment: str
     revision_detail: RevisionOut | None
     plan_id: int | None
-    fingerprint: str | None
     stages: list[StageStateOut]
     approvals: list[ApprovalOut]
 
@@ -145,6 +156,8 @@ class PlanStageOut(Out):
     fingerprint: str | None
     unchanged: int
     changes: list[ChangeOut]
+    planned_after_apply: bool = Field(default=False, description="A stage that was deferred, planned once "
+                                                                 "infrastructure applied (its changes are that plan).")
 
 
 class PlanOut(Out):

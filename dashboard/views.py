@@ -8,7 +8,7 @@ credentials) are never touched here.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dashboard import schemas as s
+from reconciler import history
 from reconciler.status import status_of
 from store import (
     Approval,
@@ -72,6 +73,20 @@ def sync_brief(row: Sync) -> s.SyncBrief:
                        started_at=row.started_at, finished_at=row.finished_at, error=row.error)
 
 
+def sync_row(session: Session, row: Sync, rollbacks: set[int]) -> s.SyncRowOut:
+    """A history line; `rollbacks` are the ids of the environment's rollback syncs (`history.rollback_ids`)."""
+    approved = history.approved(session, row)
+    return s.SyncRowOut(**sync_brief(row).model_dump(), commit_subject=history.commit_subject(row),
+                        rollback=row.id in rollbacks, approved_by=list(approved.by), approved_at=approved.at,
+                        fingerprint=row.plan.fingerprint if row.plan else None)
+
+
+def sync_rows(session: Session, env: Environment, rows: Iterable[Sync]) -> list[s.SyncRowOut]:
+    """An environment's history lines (its rollbacks looked up once)."""
+    rollbacks = history.rollback_ids(session, env)
+    return [sync_row(session, row, rollbacks) for row in rows]
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -103,9 +118,9 @@ def approval(row: Approval) -> s.ApprovalOut:
 
 def sync(session: Session, row: Sync, *, with_logs: bool = True) -> s.SyncOut:
     decisions = approvals_for(session, row.plan.fingerprint) if row.plan else []
-    return s.SyncOut(**sync_brief(row).model_dump(), environment=key_of(row.environment),
+    line = sync_row(session, row, history.rollback_ids(session, row.environment))
+    return s.SyncOut(**line.model_dump(), environment=key_of(row.environment),
                      revision_detail=revision(row.revision), plan_id=row.plan_id,
-                     fingerprint=row.plan.fingerprint if row.plan else None,
                      stages=stages_of(row, with_log=with_logs), approvals=[approval(a) for a in decisions])
 
 
@@ -142,7 +157,8 @@ def plan_stages(stages: Any) -> list[s.PlanStageOut]:
         out.append(s.PlanStageOut(stage=str(name), summary=str(data.get("summary", "")),
                                   deferred=bool(data.get("deferred", False)),
                                   fingerprint=fingerprint if isinstance(fingerprint, str) else None,
-                                  unchanged=unchanged if isinstance(unchanged, int) else 0, changes=changes))
+                                  unchanged=unchanged if isinstance(unchanged, int) else 0, changes=changes,
+                                  planned_after_apply=bool(data.get("planned_after_apply", False))))
     order = {stage.value: index for index, stage in enumerate(Stage)}
     return sorted(out, key=lambda stage: order.get(stage.stage, len(order)))
 

@@ -48,6 +48,8 @@ from store.queries import record_audit
 log = logging.getLogger(__name__)
 SHA = re.compile(r"^[0-9a-fA-F]{7,64}$")
 MAX_COMMENT = 2000
+ROLLBACK_ACTION = "sync.rollback"
+"""The audit action of a rollback: the one record that tells it from a sync-now (both are `manual`)."""
 
 
 # --- refusals ---------------------------------------------------------------------------------------------
@@ -140,7 +142,8 @@ def rollback(services: Services, principal: Principal, name: EnvironmentName, re
         env = session.get_one(Environment, env_id)
         target = repositories.revision_by_sha(services, session, env.repository, sha)
         env.auto_sync_paused = True
-        requested = _request(session, principal, env, target, SyncTrigger.MANUAL, "sync.rollback", {"paused": True})
+        requested = _request(session, principal, env, target, SyncTrigger.MANUAL, ROLLBACK_ACTION,
+                             {"paused": True})
     return _queued(services, requested)
 
 

@@ -24,11 +24,13 @@ from tidegate.cli_secrets import register as register_secrets
 from tidegate.cli_terraform import register as register_terraform
 from tidegate.cli_users import register as register_users
 from tidegate.extras import SandboxMissing
+from tidegate.help_format import quiet_flags
 from tidegate.serve import serve
 from tidegate.settings import Settings
 from tidegate.up import up
 from tidegate.wiring import install_local_seal, open_store
 
+quiet_flags()
 app = typer.Typer(
     name="tidegate",
     help="GitOps reconciler for whole environments: Terraform -> Ansible -> Kubernetes.",

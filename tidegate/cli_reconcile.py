@@ -8,12 +8,14 @@ import json
 import os
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from enum import StrEnum
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import select
@@ -135,7 +137,41 @@ def repo_list() -> None:
 
 # --- status and history ----------------------------------------------------------------------
 
-def status_line(view: EnvironmentView) -> str:
+class Output(StrEnum):
+    """`-o`: a document for scripts (json, yaml) or a wider table for people."""
+
+    json = "json"
+    yaml = "yaml"
+    wide = "wide"
+
+
+OUTPUT_HELP = "json or yaml: one document (a list, or the sync object) for scripts; wide: more columns."
+OutputOption = Annotated[Output | None, typer.Option("--output", "-o", help=OUTPUT_HELP)]
+
+
+def plain(value: Any) -> Any:
+    """A view (dataclass) as JSON/YAML-ready data: datetimes in ISO-8601, tuples as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def print_document(value: Any, output: Output) -> None:
+    """One JSON or YAML document on stdout (nothing else goes there, so it parses as a whole)."""
+    data = plain(value)
+    if output is Output.yaml:
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    else:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def status_line(view: EnvironmentView, *, wide: bool = False) -> str:
     status = f"[{_STATUS_COLOUR.get(view.sync_status, 'white')}]{view.sync_status:<16}[/]"
     health = f"[{_HEALTH_COLOUR.get(view.health, 'white')}]{view.health:<11}[/]"
     revision = (view.revision or "-")[:12]
@@ -148,46 +184,92 @@ def status_line(view: EnvironmentView) -> str:
         extra.append(f"last sync #{view.last_sync} {view.last_sync_status}")
     if view.message and view.last_sync_status in ("failed", "pending"):
         extra.append(escape(view.message))
-    return f"{escape(view.name):<12} {revision:<12} {status} {health} {'; '.join(extra)}"
+    line = f"{escape(view.name):<12} {revision:<12} {status} {health} {'; '.join(extra)}"
+    if wide:
+        line = f"{escape(view.repository):<12} {escape(view.name):<12} {revision:<12} " \
+               f"{(view.last_sync_revision or '-')[:12]:<12} {status} {health} {'; '.join(extra)}"
+    return line
 
 
-def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per environment.")] = False) -> None:
+def status(as_json: Annotated[bool, typer.Option("--json", help="Deprecated (use -o json): one JSON object per "
+                                                 "environment, one per line.")] = False,
+           output: OutputOption = None) -> None:
     """One line per environment: name, revision, sync status, health; then any worker that cannot
-    seal repository code (it refuses every sync), on stderr with --json."""
+    seal repository code (it refuses every sync), on stderr with -o json/yaml."""
     connected = client()
     views = connected.status()
-    if views and not as_json:
-        out.print(f"[bold]{'ENVIRONMENT':<12} {'REVISION':<12} {'SYNC STATUS':<16} {'HEALTH':<11} NOTES[/]")
-    for view in views:
-        if as_json:
+    document = as_json or output in (Output.json, Output.yaml)
+    if as_json:
+        for view in views:
             sys.stdout.write(json.dumps(dataclasses.asdict(view)) + "\n")
-        else:
-            out.print(status_line(view))
+    elif output in (Output.json, Output.yaml):
+        print_document(views, output)
+    else:
+        _status_table(views, wide=output is Output.wide)
     for report in connected.workers():
         if not report.sealed:
             message = f"worker {report.worker} refuses repository code: {report.reason}"
-            if as_json:
+            if document:
                 sys.stderr.write(message + "\n")
             else:
                 out.print(f"[red]{escape(message)}[/]")
 
 
+def _status_table(views: list[EnvironmentView], *, wide: bool) -> None:
+    if views:
+        head = f"{'ENVIRONMENT':<12} {'REVISION':<12} {'SYNC STATUS':<16} {'HEALTH':<11} NOTES"
+        if wide:
+            head = (f"{'REPOSITORY':<12} {'ENVIRONMENT':<12} {'REVISION':<12} {'LAST SYNC OF':<12} "
+                    f"{'SYNC STATUS':<16} {'HEALTH':<11} NOTES")
+        out.print(f"[bold]{head}[/]")
+    for view in views:
+        out.print(status_line(view, wide=wide))
+
+
 def history(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")],
-            limit: Annotated[int, typer.Option(help="How many syncs.")] = 20) -> None:
-    """An environment's syncs, newest first."""
+            limit: Annotated[int, typer.Option(help="How many syncs.")] = 20,
+            output: OutputOption = None) -> None:
+    """An environment's syncs, newest first: trigger (`rollback` for `sync --revision`), how long it
+    took, the commit's subject, who approved it, and why it failed if it did."""
     try:
         views = client().history(environment, limit)
     except ClientError as error:
         raise _fail(error) from None
+    if output in (Output.json, Output.yaml):
+        print_document(views, output)
+        return
+    wide = output is Output.wide
     if views:
-        out.print(f"[bold]{'SYNC':<6} {'CREATED':<19} {'REVISION':<12} {'TRIGGER':<8} {'STATUS':<18} {'TOOK':>7}  "
-                  "MESSAGE[/]")
+        out.print(f"[bold]{history_header(wide=wide)}[/]")
     for view in views:
-        when = view.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        rev = (view.revision or "-")[:12]
-        took = duration(view.finished_at - view.created_at) if view.finished_at is not None else "-"
-        out.print(f"#{view.id:<5} {when} {rev:<12} {view.trigger:<8} {view.status:<18} {took:>7}  "
-                  f"{escape(first_line(view.error or '', 100))}")
+        out.print(history_line(view, wide=wide), markup=False)
+
+
+def history_header(*, wide: bool = False) -> str:
+    fingerprint = f"{'FINGERPRINT':<16} " if wide else ""
+    return (f"{'SYNC':<6} {'CREATED':<19} {'REVISION':<12} {'TRIGGER':<8} {'STATUS':<18} {'TOOK':>7}  "
+            f"{fingerprint}{'COMMIT':<{COMMIT_WIDTH}} {'APPROVED BY':<{APPROVERS_WIDTH}} MESSAGE")
+
+
+COMMIT_WIDTH = 40
+APPROVERS_WIDTH = 16
+
+
+def history_line(view: SyncView, *, wide: bool = False) -> str:
+    """One sync as a history row (plain text: commit subjects and messages are not markup)."""
+    took = duration(view.finished_at - view.created_at) if view.finished_at is not None else "-"
+    trigger = "rollback" if view.rollback else view.trigger
+    fingerprint = f"{(view.fingerprint or '-')[:16]:<16} " if wide else ""
+    subject = first_line(view.commit_subject, COMMIT_WIDTH) or "-"
+    approvers = first_line(", ".join(view.approvers), APPROVERS_WIDTH) or "-"
+    return (f"#{view.id:<5} {when(view.created_at)} {(view.revision or '-')[:12]:<12} {trigger:<8} "
+            f"{view.status:<18} {took:>7}  {fingerprint}{subject:<{COMMIT_WIDTH}} {approvers:<{APPROVERS_WIDTH}} "
+            f"{first_line(view.error or '', 100)}").rstrip()
+
+
+def when(moment: datetime) -> str:
+    """A stored time (UTC) as the tables print it."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def duration(span: timedelta) -> str:
@@ -210,28 +292,39 @@ def first_line(text: str, width: int) -> str:
 
 
 def show(sync_id: Annotated[int, typer.Argument(help="Sync id.")],
-         logs: Annotated[bool, typer.Option("--logs", help="Print each stage's log.")] = False) -> None:
-    """One sync: its plan (per stage, each change), per-stage results and, with --logs, the logs."""
+         logs: Annotated[bool, typer.Option("--logs", help="Print each stage's log.")] = False,
+         diff: Annotated[bool, typer.Option("--diff", help="Print each change's diff (secrets masked).")] = False,
+         output: OutputOption = None) -> None:
+    """One sync: who approved it, its plan (per stage, each change; --diff: with its diff), per-stage
+    results and, with --logs, the logs."""
     try:
         view = client().show_sync(sync_id)
     except ClientError as error:
         raise _fail(error) from None
-    print_sync(view, logs=logs)
+    if output in (Output.json, Output.yaml):
+        print_document(view, output)
+        return
+    print_sync(view, logs=logs, diffs=diff)
 
 
-def print_sync(view: SyncView, *, logs: bool = False) -> None:
-    from providers.ansible.stage import UNPREDICTABLE  # loads Ansible's modules: only when a sync is shown
+DEFERRED = "planned after infrastructure applies"
+"""What a stored plan says of a stage deferred until infrastructure applied (`reconciler.plans`)."""
 
+
+def print_sync(view: SyncView, *, logs: bool = False, diffs: bool = False) -> None:
     out.print(f"sync #{view.id} {view.environment} at {(view.revision or '-')[:12]}: {view.status} "
-              f"(trigger {view.trigger})", markup=False)
+              f"(trigger {'rollback' if view.rollback else view.trigger})", markup=False)
+    if view.commit_subject:
+        out.print(f"commit {view.commit_subject}", markup=False)
+    if view.approvers:
+        at = f" at {when(view.approved_at)} UTC" if view.approved_at else ""
+        out.print(f"approved by {', '.join(view.approvers)}{at}", markup=False)
     if view.fingerprint:
         out.print(f"plan fingerprint {view.fingerprint}", markup=False)
+    finished = {result.stage for result in view.stages if result.status == "succeeded"}
     for stage, plan in view.plan.items():
-        out.print(f"  {stage}: {plan.get('summary')}", markup=False)
-        for change in plan.get("changes", [])[:200]:
-            out.print(f"    {change['action']:<8} {change['address']}", markup=False)
-            if str(change.get("diff") or "").startswith(UNPREDICTABLE):
-                out.print(f"             {UNPREDICTABLE}", markup=False)
+        out.print(f"  {stage}: {plan_summary(plan, applied=stage in finished)}", markup=False)
+        _print_changes(plan.get("changes", []), diffs=diffs)
     for result in view.stages:
         seconds = f" in {result.seconds:.1f}s" if result.seconds is not None else ""
         counts = ", ".join(f"{count} {outcome}" for outcome, count in (result.summary.get("counts") or {}).items())
@@ -241,6 +334,30 @@ def print_sync(view: SyncView, *, logs: bool = False) -> None:
             out.print(result.log, markup=False)
     if view.error:
         out.print(f"error: {view.error}", markup=False)
+
+
+def plan_summary(plan: dict[str, Any], *, applied: bool) -> str:
+    """A stage's plan line. A stage deferred until infrastructure applied reads in the past tense once
+    it succeeded: the pipeline now stores its real plan then (`planned_after_apply`), older syncs kept
+    only "planned after infrastructure applies", which is no longer true of them."""
+    summary = str(plan.get("summary") or "")
+    if plan.get("planned_after_apply"):
+        return f"{summary} (planned after infrastructure applied)"
+    if (plan.get("deferred") or summary == DEFERRED) and applied:
+        return "planned after infrastructure applied"
+    return summary
+
+
+def _print_changes(changes: list[dict[str, Any]], *, diffs: bool) -> None:
+    from providers.ansible.stage import UNPREDICTABLE  # loads Ansible's modules: only when a sync is shown
+
+    for change in changes[:200]:
+        out.print(f"    {change['action']:<8} {change['address']}", markup=False)
+        diff = str(change.get("diff") or "")
+        if diffs and diff:
+            out.print("\n".join(f"        {line}" for line in diff.splitlines()), markup=False)
+        elif diff.startswith(UNPREDICTABLE):
+            out.print(f"             {UNPREDICTABLE}", markup=False)
 
 
 def drift(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")]) -> None:
@@ -299,12 +416,17 @@ def _wait(local: Client, sync_id: int, timeout: float) -> bool:
 def resume(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")]) -> None:
     """Resume auto-sync (after a rollback): an environment behind its desired revision is synced to it
     at once (unless its repo says `automated: false`), and the repository is polled now."""
+    connected = client()
     try:
-        sync_id = client().resume(environment)
+        sync_id = connected.resume(environment)
     except ClientError as error:
         raise _fail(error) from None
-    started = f"; sync #{sync_id} brings it to its desired revision" if sync_id is not None else ""
-    out.print(f"{environment}: auto-sync resumed{started}", markup=False)
+    if sync_id is None:
+        out.print(f"{environment}: auto-sync resumed", markup=False)
+        return
+    target = (connected.show_sync(sync_id).revision or "its desired revision")[:12]
+    out.print(f"{environment}: auto-sync resumed; sync #{sync_id} queued to bring {environment} back to {target}",
+              markup=False)
 
 
 AS_HELP = ("Decide as this user: only an admin may (audited `admin X as Y`), or anyone in the local "

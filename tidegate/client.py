@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import select
 
-from reconciler import approvals, commands, sealing
+from reconciler import approvals, commands, history, sealing
 from reconciler.access import AccessRefused, Principal, local_principal
 from reconciler.commands import EnvironmentName
 from reconciler.runtime import QueueUnavailable, Services
@@ -71,6 +71,14 @@ class SyncView:
     fingerprint: str | None
     plan: dict[str, Any] = field(default_factory=dict)
     stages: list[StageView] = field(default_factory=list)
+    commit_subject: str = ""
+    """The first line of the synced commit's message."""
+    approvers: tuple[str, ...] = ()
+    """Who approved its plan (distinct, first approval first); empty when nobody did."""
+    approved_at: datetime | None = None
+    """When the last approver approved."""
+    rollback: bool = False
+    """Asked for as a rollback (`sync --revision`, which paused auto-sync); its trigger is still `manual`."""
 
 
 @dataclass(frozen=True)
@@ -155,14 +163,16 @@ class LocalClient:
     def history(self, environment: str, limit: int = 20) -> list[SyncView]:
         with self.services.database.session() as session:
             env = self._find(session, environment)
-            return [_sync_view(sync, with_logs=False) for sync in sync_history(session, env.id, limit)]
+            rollbacks = history.rollback_ids(session, env)
+            return [_sync_view(session, sync, rollbacks, with_logs=False)
+                    for sync in sync_history(session, env.id, limit)]
 
     def show_sync(self, sync_id: int) -> SyncView:
         with self.services.database.session() as session:
             sync = session.get(Sync, sync_id)
             if sync is None:
                 raise ClientError(f"no sync {sync_id}")
-            return _sync_view(sync, with_logs=True)
+            return _sync_view(session, sync, history.rollback_ids(session, sync.environment), with_logs=True)
 
     def drift(self, environment: str) -> list[DriftView]:
         with self.services.database.session() as session:
@@ -255,10 +265,13 @@ def _answered(command: Callable[[], T]) -> T:
         raise ClientError(str(refused)) from None
 
 
-def _sync_view(sync: Sync, *, with_logs: bool) -> SyncView:
+def _sync_view(session: Any, sync: Sync, rollbacks: set[int], *, with_logs: bool) -> SyncView:
+    """A sync as the CLI shows it; `rollbacks` are the ids of its environment's rollback syncs."""
     stages = [StageView(r.stage.value, r.status.value, r.summary,
                         (r.finished_at - r.started_at).total_seconds() if r.finished_at and r.started_at else None,
                         r.log if with_logs else "") for r in sorted(sync.stage_results, key=lambda r: r.id)]
+    approved = history.approved(session, sync)
     return SyncView(sync.id, sync.environment.name, sync.revision.sha if sync.revision else None, sync.trigger.value,
                     sync.status.value, sync.created_at, sync.finished_at, sync.error,
-                    sync.plan.fingerprint if sync.plan else None, sync.plan.stages if sync.plan else {}, stages)
+                    sync.plan.fingerprint if sync.plan else None, sync.plan.stages if sync.plan else {}, stages,
+                    history.commit_subject(sync), approved.by, approved.at, sync.id in rollbacks)

@@ -79,6 +79,8 @@ class HttpClient:
             plan = self._call("GET", f"/plans/{row['plan_id']}")
             view.plan.update({stage["stage"]: {"summary": "planned after infrastructure applies"
                                                if stage["deferred"] else stage["summary"],
+                                               "deferred": stage["deferred"],
+                                               "planned_after_apply": stage.get("planned_after_apply", False),
                                                "changes": stage["changes"]} for stage in plan["stages"]})
         return view
 
@@ -120,10 +122,12 @@ class HttpClient:
 def _sync(row: dict[str, Any], environment: str) -> SyncView:
     stages = [StageView(s["stage"], s["status"] or "pending", {"counts": s.get("counts", {}), "plan": s.get("plan")},
                         s.get("seconds"), s.get("log") or "") for s in row.get("stages", [])]
-    finished = row.get("finished_at")
+    finished, approved_at = row.get("finished_at"), row.get("approved_at")
     return SyncView(row["id"], environment, row.get("revision"), row["trigger"], row["status"],
                     datetime.fromisoformat(row["created_at"]), datetime.fromisoformat(finished) if finished else None,
-                    row.get("error"), row.get("fingerprint"), {}, stages)
+                    row.get("error"), row.get("fingerprint"), {}, stages, row.get("commit_subject", ""),
+                    tuple(row.get("approved_by", [])), datetime.fromisoformat(approved_at) if approved_at else None,
+                    bool(row.get("rollback", False)))
 
 
 def _decision_body(comment: str, as_user: str | None) -> dict[str, Any]:

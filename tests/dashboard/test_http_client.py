@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.dashboard.world import World
-from tidegate.client import ClientError
+from tidegate.client import ClientError, LocalClient, SyncView
 from tidegate.http_client import HttpClient
 
 
@@ -57,3 +57,25 @@ def test_a_busy_store_answer_is_retried_after_the_time_the_server_names() -> Non
 
     http = HttpClient("http://tidegate.test", "token", transport=httpx.MockTransport(server))
     assert http.status() == [] and seen == ["/api/v1/environments"] * 3
+
+
+def test_history_says_the_same_over_http_as_in_process(client: TestClient, world: World) -> None:
+    """Who approved, the commit's subject and a rollback come from the API as the local client reads
+    them from the store: `tidegate history` must not depend on where it runs."""
+    _client(client, world, "paula").approve(world.ids["pending"], "looks right")
+    _client(client, world, "otto").sync("infra/staging", world.old_sha)  # a rollback
+    local = LocalClient(world.services, login="vera")
+    for environment in ("infra/staging", "infra/production"):
+        remote = _client(client, world, "vera").history(environment)
+        assert [_said(view) for view in remote] == [_said(view) for view in local.history(environment)]
+    rollback, *_ = _client(client, world, "vera").history("infra/staging")
+    assert rollback.rollback and rollback.trigger == "manual"
+    assert rollback.commit_subject == "Bootstrap staging and production"
+    shown = _client(client, world, "vera").show_sync(world.ids["pending"])
+    assert shown.approvers == ("paula",) and shown.approved_at is not None
+    assert _said(shown) == _said(local.show_sync(world.ids["pending"]))
+
+
+def _said(view: SyncView) -> tuple[object, ...]:
+    return (view.id, view.revision, view.trigger, view.status, view.commit_subject, view.approvers, view.approved_at,
+            view.rollback, view.fingerprint)

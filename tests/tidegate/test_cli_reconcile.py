@@ -105,8 +105,9 @@ def test_history_has_a_header_and_says_how_long_a_sync_took(data_dir: Path, redi
         sync.finished_at = sync.created_at + timedelta(minutes=3, seconds=7)
     database.dispose()
     lines = run(data_dir, redis_server, "history", "staging").stdout.splitlines()
-    assert lines[0].split() == ["SYNC", "CREATED", "REVISION", "TRIGGER", "STATUS", "TOOK", "MESSAGE"]
-    assert lines[1].startswith("#1 ") and " succeeded " in lines[1] and lines[1].rstrip().endswith("3m07s")
+    assert lines[0].split() == ["SYNC", "CREATED", "REVISION", "TRIGGER", "STATUS", "TOOK", "COMMIT", "APPROVED",
+                                "BY", "MESSAGE"]
+    assert lines[1].startswith("#1 ") and " succeeded " in lines[1] and " 3m07s  scale web " in lines[1]
 
 
 @pytest.mark.parametrize("text,width,shown", [
