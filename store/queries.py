@@ -55,6 +55,16 @@ def open_drift_reports(session: Session, environment_id: int) -> Sequence[DriftR
     return session.scalars(query).all()
 
 
+def drift_reports_of(session: Session, environment_id: int, *, include_resolved: bool = False,
+                     limit: int = 100) -> Sequence[DriftReport]:
+    """An environment's drift reports, newest first: the open ones, or with `include_resolved` all."""
+    query = (select(DriftReport).where(DriftReport.environment_id == environment_id)
+             .order_by(DriftReport.created_at.desc(), DriftReport.id.desc()).limit(limit))
+    if not include_resolved:
+        query = query.where(DriftReport.status == DriftStatus.OPEN)
+    return session.scalars(query).all()
+
+
 @dataclass(frozen=True)
 class DriftDecision:
     """What people decided about a drift report, as the audit log recorded it (the report row only
