@@ -170,8 +170,9 @@ def item_lines(item: dict[str, Any]) -> list[str]:
     if desired is None and live is None:
         return [f"{where}: would change (the check gave no values)"]
     whole = is_whole(item)
-    return [f"{where}: desired {value_text(desired, whole=whole, live=False)}, "
-            f"live {value_text(live, whole=whole, live=True)}"]
+    wanted, found = value_text(desired, whole=whole, live=False), value_text(live, whole=whole, live=True)
+    unseen = " (they differ only in whitespace)" if wanted == found else ""
+    return [f"{where}: desired {wanted}, live {found}{unseen}"]
 
 
 def address_text(item: dict[str, Any]) -> str:
@@ -223,7 +224,8 @@ def value_text(value: Any, *, whole: bool, live: bool) -> str:
     if isinstance(value, str):
         if whole and value in ("present", "absent"):
             return value
-        text = json.dumps(value, ensure_ascii=False) if _ambiguous(value) else value
+        line = value.strip("\n")  # a one-line file's final newline is not part of what people read
+        text = json.dumps(line, ensure_ascii=False) if _ambiguous(line) else line
     else:
         text = json.dumps(value, ensure_ascii=False, sort_keys=True)
     return first_line(text, VALUE_WIDTH)
