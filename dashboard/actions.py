@@ -112,8 +112,8 @@ class Actions:
         with self.services.database.session() as session:
             return result, find_sync(session, sync_id).status
 
-    def accept_drift(self, principal: Principal, report_id: int) -> None:
-        answered(lambda: commands.accept_drift(self.services, principal, report_id))
+    def accept_drift(self, principal: Principal, report_id: int, comment: str = "") -> None:
+        answered(lambda: commands.accept_drift(self.services, principal, report_id, comment))
 
     def heal_drift(self, principal: Principal, report_id: int) -> commands.SyncRequested:
         return answered(lambda: commands.heal(self.services, principal, report_id))

@@ -35,6 +35,7 @@ from store import (
     Sync,
     SyncLifecycle,
 )
+from store.queries import drift_decisions
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": s.ErrorOut} for code in (400, 401, 403, 404, 409, 422, 429, 503)
@@ -149,15 +150,17 @@ def _reading(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
             if environment is not None:
                 repository, _, name = environment.partition("/")
                 env_id = find_environment(session, repository, name).id
-            return [views.drift_report(r) for r in views.drift_reports(session, report_status, env_id, limit)
+            rows = [r for r in views.drift_reports(session, report_status, env_id, limit)
                     if caller.can(Permission.READ, views.key_of(r.environment))]
+            decisions = drift_decisions(session, rows)
+            return [views.drift_report(r, decisions.get(r.id)) for r in rows]
 
     @router.get("/drift-reports/{report_id}", tags=["drift"], summary="A drift report: desired and live per item")
     def drift_report(report_id: Id, caller: Principal = caller_dep) -> s.DriftReportDetail:
         with db.session() as session:
             row = find_report(session, report_id)
             require(caller, Permission.READ, views.key_of(row.environment))
-            return views.drift_detail(row)
+            return views.drift_detail(row, drift_decisions(session, [row]).get(row.id))
 
     @router.get("/audit", tags=["audit"], summary="The audit log, newest first")
     def audit(caller: Principal = caller_dep, limit: Limit = 100,
@@ -229,8 +232,9 @@ def _acting(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
 
     @router.post("/drift-reports/{report_id}/accept", tags=["drift"],
                  summary="Accept the live state: resolve the report without changing anything")
-    def accept(report_id: Id, caller: Principal = caller_dep) -> s.ActionOut:
-        actions.accept_drift(caller, report_id)
+    def accept(report_id: Id, caller: Principal = caller_dep,
+               body: Annotated[s.DriftAcceptIn | None, Body()] = None) -> s.ActionOut:
+        actions.accept_drift(caller, report_id, body.comment if body else "")
         return s.ActionOut(message=f"drift report {report_id} accepted")
 
     @router.post("/drift-reports/{report_id}/heal", tags=["drift"], status_code=202,

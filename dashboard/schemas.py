@@ -198,6 +198,9 @@ class DriftReportOut(Out):
     created_at: datetime
     resolved_at: datetime | None
     items_by_stage: dict[str, int]
+    accepted_by: str | None = Field(default=None, description="Who accepted the live state (audit actor).")
+    accepted_comment: str = Field(default="", description="Why, as they said when accepting.")
+    heal_sync_id: int | None = Field(default=None, description="The sync a heal requested, if any.")
 
 
 class DriftReportDetail(DriftReportOut):
@@ -338,6 +341,10 @@ class DecisionIn(In):
     as_user: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]{1,64}$",
                                 description="Decide as this user (admins on * only; audited as `admin X as Y`). "
                                 "The user must pass every rule themself.")
+
+
+class DriftAcceptIn(In):
+    comment: str = Field(default="", max_length=2000, description="Why the live state is kept (audited).")
 
 
 class DecisionOut(Out):

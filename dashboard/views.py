@@ -35,7 +35,7 @@ from store import (
     SyncStageResult,
     User,
 )
-from store.queries import approvals_for, latest_sync, open_drift_reports
+from store.queries import DriftDecision, approvals_for, latest_sync, open_drift_reports
 
 
 def key_of(env: Environment) -> str:
@@ -187,11 +187,16 @@ def awaiting_approval(session: Session) -> Sequence[Sync]:
     return session.scalars(query).all()
 
 
-def drift_report(row: DriftReport) -> s.DriftReportOut:
+def drift_report(row: DriftReport, decision: DriftDecision | None = None) -> s.DriftReportOut:
+    """A report; with `decision` (from `store.queries.drift_decisions`) also who accepted it and which
+    sync heals it, which only the audit log knows."""
     counts = Counter(item.stage.value for item in row.items)
+    decision = decision or DriftDecision()
     return s.DriftReportOut(id=row.id, environment=key_of(row.environment), revision=row.revision.sha,
                             status=row.status, resolution=row.resolution, created_at=row.created_at,
-                            resolved_at=row.resolved_at, items_by_stage=dict(counts))
+                            resolved_at=row.resolved_at, items_by_stage=dict(counts),
+                            accepted_by=decision.accepted_by, accepted_comment=decision.comment,
+                            heal_sync_id=decision.heal_sync_id)
 
 
 def drift_item(row: DriftItemRow) -> s.DriftItemOut:
@@ -199,9 +204,9 @@ def drift_item(row: DriftItemRow) -> s.DriftItemOut:
                           live=row.live)
 
 
-def drift_detail(row: DriftReport) -> s.DriftReportDetail:
+def drift_detail(row: DriftReport, decision: DriftDecision | None = None) -> s.DriftReportDetail:
     items = sorted(row.items, key=lambda i: (list(Stage).index(i.stage), i.address, i.field))
-    return s.DriftReportDetail(**drift_report(row).model_dump(), items=[drift_item(i) for i in items])
+    return s.DriftReportDetail(**drift_report(row, decision).model_dump(), items=[drift_item(i) for i in items])
 
 
 def drift_reports(session: Session, status: DriftStatus | None, environment_id: int | None = None,

@@ -179,15 +179,19 @@ def resume(services: Services, principal: Principal, name: EnvironmentName) -> R
     return Resumed(started)
 
 
-def accept_drift(services: Services, principal: Principal, report_id: int) -> None:
+def accept_drift(services: Services, principal: Principal, report_id: int, comment: str = "") -> None:
     """Keep the live state as it is: the report is resolved without changing anything, and the same
-    live values at this revision are not reported again."""
+    live values at this revision are not reported again. The comment (why) goes into the audit entry,
+    the one record of who accepted the drift."""
+    if len(comment) > MAX_COMMENT:
+        raise Invalid(f"at most {MAX_COMMENT} characters", field="comment")
     with services.database.session(write=True) as session:
         report = _open_report(session, principal, report_id)
         report.status, report.resolution, report.resolved_at = (DriftStatus.RESOLVED, DriftResolution.ACCEPTED,
                                                                 utcnow())
         record_audit(session, actor=principal.audit_name, action="drift.accepted", target=key_of(report.environment),
-                     details={"report_id": report.id, "items": len(report.items)})
+                     details={"report_id": report.id, "items": len(report.items), **({"comment": comment}
+                                                                                     if comment else {})})
 
 
 def heal(services: Services, principal: Principal, report_id: int) -> SyncRequested:

@@ -7,6 +7,7 @@ whether an approval counts) is the job of the layers above.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -52,6 +53,49 @@ def open_drift_reports(session: Session, environment_id: int) -> Sequence[DriftR
         .order_by(DriftReport.created_at, DriftReport.id)
     )
     return session.scalars(query).all()
+
+
+def drift_reports_of(session: Session, environment_id: int, *, include_resolved: bool = False,
+                     limit: int = 100) -> Sequence[DriftReport]:
+    """An environment's drift reports, newest first: the open ones, or with `include_resolved` all."""
+    query = (select(DriftReport).where(DriftReport.environment_id == environment_id)
+             .order_by(DriftReport.created_at.desc(), DriftReport.id.desc()).limit(limit))
+    if not include_resolved:
+        query = query.where(DriftReport.status == DriftStatus.OPEN)
+    return session.scalars(query).all()
+
+
+@dataclass(frozen=True)
+class DriftDecision:
+    """What people decided about a drift report, as the audit log recorded it (the report row only
+    keeps the resolution, not who accepted it, why, or which sync heals it)."""
+
+    accepted_by: str | None = None
+    comment: str = ""
+    heal_sync_id: int | None = None
+
+
+def drift_decisions(session: Session, reports: Sequence[DriftReport]) -> dict[int, DriftDecision]:
+    """Per report id, the latest `drift.accepted` and `drift.heal` audit entries about it (one query for
+    all the reports, matched on the environment target and the `report_id` detail)."""
+    if not reports:
+        return {}
+    targets = {f"{r.environment.repository.name}/{r.environment.name}" for r in reports}
+    wanted = {r.id for r in reports}
+    query = (select(AuditEvent)
+             .where(AuditEvent.action.in_(("drift.accepted", "drift.heal")), AuditEvent.target.in_(targets))
+             .order_by(AuditEvent.at, AuditEvent.id))
+    found: dict[int, DriftDecision] = {}
+    for event in session.scalars(query):
+        report_id = (event.details or {}).get("report_id")
+        if report_id not in wanted:
+            continue
+        seen = found.get(report_id, DriftDecision())
+        if event.action == "drift.accepted":
+            found[report_id] = replace(seen, accepted_by=event.actor, comment=str(event.details.get("comment") or ""))
+        else:
+            found[report_id] = replace(seen, heal_sync_id=event.details.get("sync_id"))
+    return found
 
 
 def approvals_for(session: Session, fingerprint: str) -> Sequence[Approval]:

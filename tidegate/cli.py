@@ -18,6 +18,7 @@ from repo_schema.export import json_schema
 from repo_schema.issues import Issue
 from store import MigrationError, SecretKeyError
 from tidegate.cli_ansible import register as register_ansible
+from tidegate.cli_drift import register as register_drift
 from tidegate.cli_kube import register as register_kube
 from tidegate.cli_reconcile import register as register_reconcile
 from tidegate.cli_secrets import register as register_secrets
@@ -136,6 +137,7 @@ register_terraform(app, sandbox_app)
 register_kube(sandbox_app)
 register_ansible(sandbox_app)
 register_reconcile(app)
+register_drift(app)
 register_users(app)
 register_secrets(app)
 app.command("up")(up)

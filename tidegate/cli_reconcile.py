@@ -360,21 +360,6 @@ def _print_changes(changes: list[dict[str, Any]], *, diffs: bool) -> None:
             out.print(f"             {UNPREDICTABLE}", markup=False)
 
 
-def drift(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")]) -> None:
-    """Open drift reports of an environment, item by item."""
-    try:
-        reports = client().drift(environment)
-    except ClientError as error:
-        raise _fail(error) from None
-    if not reports:
-        out.print(f"{environment}: no open drift", markup=False)
-    for report in reports:
-        out.print(f"drift report #{report.id} at {report.revision[:12]} ({len(report.items)} items)", markup=False)
-        for item in report.items:
-            out.print(f"  {item['stage']:<15} {item['address']} {item['field']}: desired {item['desired']!r} "
-                      f"live {item['live']!r}", markup=False)
-
-
 # --- acting ----------------------------------------------------------------------------------
 
 def sync(
@@ -489,7 +474,7 @@ def beat() -> None:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(repo_app, name="repo")
-    for command in (status, history, show, drift, sync, resume, approve, reject, worker, beat):
+    for command in (status, history, show, sync, resume, approve, reject, worker, beat):
         app.command(command.__name__)(command)
 
 

@@ -25,8 +25,17 @@ from reconciler.commands import EnvironmentName
 from reconciler.runtime import QueueUnavailable, Services
 from reconciler.sealing import SealReport
 from reconciler.status import status_of
-from store import ApprovalDecision, ApprovalSource, Environment, Repository, StoreBusy, Sync
-from store.queries import open_drift_reports, sync_history
+from store import (
+    ApprovalDecision,
+    ApprovalSource,
+    DriftReport,
+    Environment,
+    Repository,
+    Stage,
+    StoreBusy,
+    Sync,
+)
+from store.queries import DriftDecision, drift_decisions, drift_reports_of, open_drift_reports, sync_history
 
 
 class ClientError(ValueError):
@@ -86,8 +95,17 @@ class DriftView:
     id: int
     revision: str
     status: str
+    """`open` or `resolved`, as the store keeps it (a report being healed is still open)."""
     created_at: datetime
     items: list[dict[str, Any]]
+    """`stage`, `address`, `field`, `desired`, `live` per item, in stage order (as the API sorts them)."""
+    environment: str = ""
+    resolution: str | None = None
+    """How it was (or is being) closed: `accepted`, `healed` or `resynced`."""
+    resolved_at: datetime | None = None
+    accepted_by: str | None = None
+    accepted_comment: str = ""
+    heal_sync_id: int | None = None
 
 
 class Client(Protocol):
@@ -97,10 +115,12 @@ class Client(Protocol):
     def resume(self, environment: str) -> int | None: ...
     def history(self, environment: str, limit: int = 20) -> list[SyncView]: ...
     def show_sync(self, sync_id: int) -> SyncView: ...
-    def drift(self, environment: str) -> list[DriftView]: ...
+    def drift(self, environment: str, include_resolved: bool = False) -> list[DriftView]: ...
     def approve(self, sync_id: int, comment: str = "", as_user: str | None = None) -> approvals.Decision: ...
     def reject(self, sync_id: int, comment: str = "", as_user: str | None = None) -> approvals.Decision: ...
     def poll(self, repository: str | None = None) -> list[str]: ...
+    def accept_drift(self, report_id: int, comment: str = "") -> None: ...
+    def heal_drift(self, report_id: int) -> int: ...
 
 
 P = ParamSpec("P")
@@ -174,13 +194,14 @@ class LocalClient:
                 raise ClientError(f"no sync {sync_id}")
             return _sync_view(session, sync, history.rollback_ids(session, sync.environment), with_logs=True)
 
-    def drift(self, environment: str) -> list[DriftView]:
+    def drift(self, environment: str, include_resolved: bool = False) -> list[DriftView]:
+        """An environment's open drift reports (with `include_resolved`, the resolved ones too), newest
+        first like the API lists them."""
         with self.services.database.session() as session:
             env = self._find(session, environment)
-            return [DriftView(r.id, r.revision.sha, r.status.value, r.created_at,
-                              [{"stage": i.stage.value, "address": i.address, "field": i.field,
-                                "desired": i.desired, "live": i.live} for i in r.items])
-                    for r in open_drift_reports(session, env.id)]
+            reports = drift_reports_of(session, env.id, include_resolved=include_resolved)
+            decisions = drift_decisions(session, reports)
+            return [_drift_view(report, decisions.get(report.id, DriftDecision())) for report in reports]
 
     # -- acting ------------------------------------------------------------------------------
 
@@ -221,6 +242,18 @@ class LocalClient:
                 raise ClientError(f"the work queue is unavailable, so nothing was recorded; try again ({error})"
                                   ) from None
         return names
+
+    @retried_when_busy()
+    def accept_drift(self, report_id: int, comment: str = "") -> None:
+        """Keep the live state (the dashboard's Accept), as the person at the terminal."""
+        principal = self._principal()
+        _answered(partial(commands.accept_drift, self.services, principal, report_id, comment))
+
+    @retried_when_busy()
+    def heal_drift(self, report_id: int) -> int:
+        """Sync the drifted revision again (the dashboard's Heal); the id of the sync that heals."""
+        principal = self._principal()
+        return _answered(partial(commands.heal, self.services, principal, report_id)).sync_id
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -275,3 +308,15 @@ def _sync_view(session: Any, sync: Sync, rollbacks: set[int], *, with_logs: bool
                     sync.status.value, sync.created_at, sync.finished_at, sync.error,
                     sync.plan.fingerprint if sync.plan else None, sync.plan.stages if sync.plan else {}, stages,
                     history.commit_subject(sync), approved.by, approved.at, sync.id in rollbacks)
+
+
+def _drift_view(report: DriftReport, decision: DriftDecision) -> DriftView:
+    """A report as the API's detail shows it: items in stage order, then by address and field."""
+    stages = list(Stage)
+    items = sorted(report.items, key=lambda i: (stages.index(i.stage), i.address, i.field))
+    return DriftView(report.id, report.revision.sha, report.status.value, report.created_at,
+                     [{"stage": i.stage.value, "address": i.address, "field": i.field, "desired": i.desired,
+                       "live": i.live} for i in items],
+                     f"{report.environment.repository.name}/{report.environment.name}",
+                     report.resolution.value if report.resolution else None, report.resolved_at,
+                     decision.accepted_by, decision.comment, decision.heal_sync_id)

@@ -84,15 +84,16 @@ class HttpClient:
                                                "changes": stage["changes"]} for stage in plan["stages"]})
         return view
 
-    def drift(self, environment: str) -> list[DriftView]:
+    def drift(self, environment: str, include_resolved: bool = False) -> list[DriftView]:
+        """The API lists one status at a time: open, then (with `include_resolved`) resolved, merged
+        newest first like the local client; each report's items come from its detail."""
         env = self._environment(environment)
-        reports = self._call("GET", f"/drift-reports?status=open&environment={env['repository']}/{env['name']}")
-        out = []
-        for brief in reports:
-            report = self._call("GET", f"/drift-reports/{brief['id']}")
-            out.append(DriftView(report["id"], report["revision"], report["status"],
-                                 datetime.fromisoformat(report["created_at"]), report["items"]))
-        return out
+        key = f"{env['repository']}/{env['name']}"
+        statuses = ("open", "resolved") if include_resolved else ("open",)
+        briefs = [brief for wanted in statuses
+                  for brief in self._call("GET", f"/drift-reports?status={wanted}&environment={key}")]
+        briefs.sort(key=lambda brief: (datetime.fromisoformat(brief["created_at"]), brief["id"]), reverse=True)
+        return [_drift(self._call("GET", f"/drift-reports/{brief['id']}")) for brief in briefs[:100]]
 
     def sync(self, environment: str, revision: str | None = None) -> int:
         env = self._environment(environment)
@@ -118,6 +119,12 @@ class HttpClient:
             self._call("POST", f"/repositories/{name}/poll")
         return names
 
+    def accept_drift(self, report_id: int, comment: str = "") -> None:
+        self._call("POST", f"/drift-reports/{report_id}/accept", {"comment": comment} if comment else None)
+
+    def heal_drift(self, report_id: int) -> int:
+        return int(self._call("POST", f"/drift-reports/{report_id}/heal")["sync_id"])
+
 
 def _sync(row: dict[str, Any], environment: str) -> SyncView:
     stages = [StageView(s["stage"], s["status"] or "pending", {"counts": s.get("counts", {}), "plan": s.get("plan")},
@@ -137,3 +144,11 @@ def _decision_body(comment: str, as_user: str | None) -> dict[str, Any]:
 def _decision(row: dict[str, Any]) -> Decision:
     return Decision(row["sync_id"], row["fingerprint"], row["approvals"], row["required"], row["approved"],
                     row.get("detail") or "", row.get("queued", True))
+
+
+def _drift(row: dict[str, Any]) -> DriftView:
+    resolved = row.get("resolved_at")
+    items = [{key: item[key] for key in ("stage", "address", "field", "desired", "live")} for item in row["items"]]
+    return DriftView(row["id"], row["revision"], row["status"], datetime.fromisoformat(row["created_at"]), items,
+                     row["environment"], row.get("resolution"), datetime.fromisoformat(resolved) if resolved else None,
+                     row.get("accepted_by"), row.get("accepted_comment") or "", row.get("heal_sync_id"))
