@@ -45,10 +45,9 @@ up=$!
 stop() { kill -INT "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true; }
 trap stop EXIT
 
-# field ENV KEY: one field of `tidegate status --json` for an environment.
-field() { $tg status --json 2>/dev/null | python3 -c "import json,sys
-for line in sys.stdin:
-    view = json.loads(line)
+# field ENV KEY: one field of `tidegate status -o json` for an environment.
+field() { $tg status -o json 2>/dev/null | python3 -c "import json,sys
+for view in json.load(sys.stdin):
     if view['name'] == '$1': print(view['$2'])"; }
 wait_for() {  # wait_for ENV SYNC_STATUS [HEALTH]
   until [ "$(field "$1" sync_status)" = "$2" ] && { [ -z "${3:-}" ] || [ "$(field "$1" health)" = "$3" ]; }; do

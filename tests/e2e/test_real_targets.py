@@ -254,7 +254,7 @@ class User:
         return done.stdout
 
     def status(self) -> dict[str, object]:
-        views = [json.loads(line) for line in self.ok("status", "--json").splitlines() if line.strip()]
+        views = json.loads(self.ok("status", "-o", "json"))
         return next(view for view in views if view["name"] == ENVIRONMENT)
 
 
