@@ -1,12 +1,17 @@
 """Schema migrations, run from code: callers need no alembic.ini, only a database URL.
 
 The Alembic environment lives inside the package (`store/migrations/`), so an installed wheel can
-upgrade its own database. Upgrades take a lock first (an advisory lock on PostgreSQL, the write
-lock on SQLite) so that an API, a worker and a scheduler starting together migrate once.
+upgrade its own database. Upgrades take a lock first (an advisory lock on PostgreSQL; on SQLite an
+exclusive lock on a file beside the database, then the write lock) so that an API, a worker and a
+scheduler starting together migrate once. The file lock matters on SQLite: a second connection
+opened while the first migrates a new database asks for the write lock while holding a read lock,
+which SQLite refuses at once ("database is locked") rather than wait, to avoid a deadlock.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Connection, text
+from sqlalchemy import URL, Connection, make_url, text
 
 from store.engine import create_database_engine
 
@@ -70,14 +75,32 @@ def current_revision(url: str | URL) -> str | None:
 @contextmanager
 def migration_connection(url: str | URL) -> Iterator[Connection]:
     """A locked transaction to migrate in; committed only if the migrations left no dangling keys."""
-    engine = create_database_engine(url, foreign_keys=False, sqlite_begin="BEGIN IMMEDIATE")
+    with _sqlite_file_lock(url):
+        engine = create_database_engine(url, foreign_keys=False, sqlite_begin="BEGIN IMMEDIATE")
+        try:
+            with engine.begin() as connection:
+                _lock(connection)
+                yield connection
+                _check_foreign_keys(connection)
+        finally:
+            engine.dispose()
+
+
+@contextmanager
+def _sqlite_file_lock(url: str | URL) -> Iterator[None]:
+    """Hold `<database>.migrate.lock` exclusively (SQLite files only; a no-op elsewhere)."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" \
+            or parsed.query.get("mode") == "memory":
+        yield
+        return
+    fd = os.open(f"{database}.migrate.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        with engine.begin() as connection:
-            _lock(connection)
-            yield connection
-            _check_foreign_keys(connection)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
-        engine.dispose()
+        os.close(fd)
 
 
 def _lock(connection: Connection) -> None:
