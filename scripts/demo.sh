@@ -84,3 +84,8 @@ echo "== tidegate history production"
 $tg history production
 echo
 echo "demo done: both environments Synced and Healthy. Stopping tidegate up (Ctrl-C)."
+echo
+echo "To look around (the store stays in $TIDEGATE_DATA_DIR):"
+echo "  export TIDEGATE_DATA_DIR=$TIDEGATE_DATA_DIR PATH=$PWD/.venv/bin:\$PATH"
+echo "  tidegate status; tidegate history production; tidegate show $pending --diff"
+echo "  tidegate secret list; tidegate drift staging --all"
