@@ -50,7 +50,7 @@ T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 PLAN = {
     "infrastructure": {"summary": "+0 ~1 -0", "fingerprint": "f-infra", "changes": [
         {"address": "aws_security_group.nodes", "action": "update",
-         "diff": "  ~ ingress.0.cidr_blocks\n    - 10.0.0.0/16\n    + 10.0.0.0/8"}]},
+         "diff": "  ~ ingress.0.cidr_blocks\n    - 198.51.100.0/25\n    + 198.51.100.0/24"}]},
     "configuration": {"deferred": True, "summary": "planned after infrastructure applies", "changes": [],
                       "fingerprint": "f-conf"},
 }
@@ -154,8 +154,8 @@ def test_show_says_who_approved_and_prints_diffs_on_request(story: Story) -> Non
     assert "approved by paula at 2026-11-20 09:01:00 UTC" in shown
     assert ("    update   aws_security_group.nodes\n"
             "          ~ ingress.0.cidr_blocks\n"
-            "            - 10.0.0.0/16\n"
-            "            + 10.0.0.0/8\n") in shown
+            "            - 198.51.100.0/25\n"
+            "            + 198.51.100.0/24\n") in shown
     assert "configuration: planned after infrastructure applied\n" in shown and "applies" not in shown
     plain = tidegate("show", "2")
     assert "approved by" not in plain and "ingress" not in tidegate("show", "1")
