@@ -19,6 +19,7 @@ from providers.ansible.inventory import merge_connection
 from providers.ansible.stage import EXTRA_VAR_CREDENTIAL, ConfigurationInputs
 from providers.kubernetes.diff import IgnoreRule
 from providers.kubernetes.inventory import from_json as inventory_from_json
+from providers.kubernetes.memory import from_json as memory_from_json
 from providers.kubernetes.stage import DEFAULT_NAMESPACE, WorkloadSettings, WorkloadsInputs
 from providers.stage import Stage, StageContext
 from providers.terraform.spec import TerraformBackend, TerraformSpec
@@ -178,7 +179,8 @@ def needs_infrastructure_outputs(repo: LoadedRepo, environment: str) -> bool:
 
 
 def workloads(repo: LoadedRepo, run: Run, targets: Targets, desired: DesiredState, outputs: Mapping[str, Any],
-              inventory: Any = None, *, take_over: bool = False) -> StageContext[WorkloadsInputs] | None:
+              inventory: Any = None, *, take_over: bool = False, memory: Any = None,
+              ) -> StageContext[WorkloadsInputs] | None:
     """The workloads context, or None while the cluster's kubeconfig output is not known yet.
 
     `take_over` (self-heal) forces server-side apply conflicts on every workload: whoever changed a
@@ -196,7 +198,8 @@ def workloads(repo: LoadedRepo, run: Run, targets: Targets, desired: DesiredStat
     with _sops_errors():
         manifests = decrypt_manifests(_manifests(desired), run.checkout, _identity(repo, run, targets))
     return StageContext(run.environment, run.revision, run.checkout, run.artifacts,
-                        spec=workloads_inputs(repo, run.environment, manifests, inventory, take_over=take_over),
+                        spec=workloads_inputs(repo, run.environment, manifests, inventory, take_over=take_over,
+                                             memory=memory),
                         settings=dict(connection.settings), credentials=dict(connection.credentials))
 
 
@@ -215,12 +218,14 @@ def _manifests(desired: DesiredState) -> dict[str, Sequence[Any]]:
 
 
 def workloads_inputs(repo: LoadedRepo, environment: str, manifests: Mapping[str, Sequence[Any]],
-                     inventory: Any = None, *, take_over: bool = False) -> WorkloadsInputs:
+                     inventory: Any = None, *, take_over: bool = False, memory: Any = None) -> WorkloadsInputs:
     """The workloads stage's typed input: rendered manifests, each workload's settings, the
-    environment's prune policy and the inventory the stage last recorded (its JSON form)."""
+    environment's prune policy, and the inventory and per-object memory the stage last recorded
+    (their JSON forms; see `providers/kubernetes/memory.py`)."""
     settings = workload_settings(repo.environments[environment].spec.workloads, take_over=take_over)
     return WorkloadsInputs(manifests=manifests, workloads=settings, prune=repo.sync_policy(environment).prune,
-                           inventory=inventory_from_json(inventory) if inventory is not None else None)
+                           inventory=inventory_from_json(inventory) if inventory is not None else None,
+                           memory=memory_from_json(memory))
 
 
 def stages_of(repo: LoadedRepo, environment: str) -> Sequence[Stage]:
@@ -270,9 +275,10 @@ def _configuration(source: Source) -> StageContext[Any] | None:
 
 
 def _workloads(source: Source) -> StageContext[Any] | None:
+    recorded = source.recorded.get(Stage.WORKLOADS, {})
     return workloads(source.repo, source.run, source.targets, source.desired,
-                     source.recorded.get(Stage.INFRASTRUCTURE, {}),
-                     source.recorded.get(Stage.WORKLOADS, {}).get("inventory"), take_over=source.take_over)
+                     source.recorded.get(Stage.INFRASTRUCTURE, {}), recorded.get("inventory"),
+                     take_over=source.take_over, memory=recorded.get("applied"))
 
 
 WIRINGS: dict[Stage, Wiring] = {

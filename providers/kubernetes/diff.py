@@ -25,6 +25,7 @@ import yaml
 from providers.kubernetes.client import KubeClient, KubeError
 from providers.kubernetes.labels import drop_tracking, untracked
 from providers.kubernetes.ordering import ObjectRef, ref_of
+from providers.kubernetes.snapshot import UNSEEN, Unseen
 from providers.stage import MASK, Action
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -252,14 +253,17 @@ def _replacement(ref: ObjectRef, body: Mapping[str, Any], live: Mapping[str, Any
 
 
 def compare(client: KubeClient, body: Mapping[str, Any], rules: Sequence[IgnoreRule] = (),
-            *, force: bool = False) -> Comparison:
+            *, force: bool = False, known: Mapping[str, Any] | Unseen | None = UNSEEN) -> Comparison:
     """Dry-run apply `body` (namespace already injected) and compare with the live object.
 
-    An answer 422 naming immutable fields is a `replace` (the stage decides whether it may do one).
+    `known` is the live object when the caller has just read it (a snapshot's LIST); otherwise it
+    is read here. An answer 422 naming immutable fields is a `replace` (the stage decides whether it
+    may do one).
     """
     ref = ref_of(body)
     metadata = body.get("metadata") or {}
-    live = client.get(str(body.get("apiVersion", "")), ref.kind, ref.name, metadata.get("namespace"))
+    live = (client.get(str(body.get("apiVersion", "")), ref.kind, ref.name, metadata.get("namespace"))
+            if known is UNSEEN else known)
     conflict = ""
     try:
         try:

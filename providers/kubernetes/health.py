@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from providers.kubernetes import snapshot
 from providers.kubernetes.client import KubeClient, KubeError, UnknownKind
 from providers.kubernetes.ordering import ref_of
+from providers.kubernetes.snapshot import UNSEEN, Snapshot, Unseen
 from repo_schema.vocabulary import Health as Health  # re-exported: the one Health word
 
 
@@ -230,31 +232,70 @@ class Report:
         return [item for item in self.objects if item.health not in (Health.HEALTHY, Health.SUSPENDED)]
 
 
-def assess(client: KubeClient, objects: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
-    """Read each (workload, desired body) from the API and judge it."""
+def _judge(client: KubeClient, body: Mapping[str, Any], live: Mapping[str, Any] | Unseen | None) -> tuple[Health, str]:
+    ref = ref_of(body)
+    try:
+        if live is UNSEEN:
+            live = client.get(str(body.get("apiVersion", "")), ref.kind, ref.name, ref.namespace or None)
+        return health_of(live)
+    except UnknownKind:
+        return Health.MISSING, "kind not served"
+    except KubeError as error:
+        return Health.UNKNOWN, str(error)
+
+
+def _kinds(objects: Iterable[tuple[str, Mapping[str, Any]]]) -> set[tuple[str, str]]:
+    return {(str(body.get("apiVersion", "")), str(body.get("kind", ""))) for _, body in objects}
+
+
+def _read(client: KubeClient, objects: Sequence[tuple[str, Mapping[str, Any]]],
+          label_selector: str | None) -> Snapshot:
+    if label_selector is None:
+        return Snapshot()
+    namespaces = {ref_of(body).namespace for _, body in objects}
+    try:
+        return snapshot.read(client, _kinds(objects), label_selector, namespaces)
+    except KubeError:
+        return Snapshot()  # each object is then read on its own, and its error shown on it
+
+
+def assess(client: KubeClient, objects: Sequence[tuple[str, Mapping[str, Any]]], *,
+           label_selector: str | None = None) -> Report:
+    """Read each (workload, desired body) from the API and judge it: with `label_selector`, one
+    LIST per kind (objects it does not return are read on their own), else one GET per object."""
+    live = _read(client, objects, label_selector)
     report = Report()
     for workload, body in objects:
-        ref = ref_of(body)
-        try:
-            live = client.get(str(body.get("apiVersion", "")), ref.kind, ref.name, ref.namespace or None)
-            health, reason = health_of(live)
-        except UnknownKind:
-            health, reason = Health.MISSING, "kind not served"
-        except KubeError as error:
-            health, reason = Health.UNKNOWN, str(error)
-        report.objects.append(ObjectHealth(workload, ref.address, health, reason))
+        health, reason = _judge(client, body, live.get(ref_of(body)))
+        report.objects.append(ObjectHealth(workload, ref_of(body).address, health, reason))
     return report
 
 
+SETTLED = (Health.HEALTHY, Health.SUSPENDED)
+MAX_INTERVAL = 1.0
+
+
 def wait(client: KubeClient, objects: Sequence[tuple[str, Mapping[str, Any]]], *, timeout: float,
-         interval: float = 0.1) -> Report:
-    """Poll until everything is Healthy (or Suspended); stop at the first Degraded or at the timeout."""
+         interval: float = 0.1, label_selector: str | None = None) -> Report:
+    """Poll until everything is Healthy (or Suspended); stop at the first Degraded or at the timeout.
+
+    Each round reads only what is not settled yet (one LIST per kind with `label_selector`), and
+    the pause between rounds grows from `interval` to a second: a rollout that takes a minute costs
+    about sixty rounds, not six hundred."""
     deadline = time.monotonic() + timeout
+    judged: dict[int, ObjectHealth] = {}
+    pause = interval
     while True:
-        report = assess(client, objects)
-        if report.environment in (Health.HEALTHY, Health.SUSPENDED, Health.DEGRADED):
+        pending = [(index, item) for index, item in enumerate(objects)
+                   if index not in judged or judged[index].health not in SETTLED]
+        round_report = assess(client, [item for _, item in pending], label_selector=label_selector)
+        for (index, _), found in zip(pending, round_report.objects, strict=True):
+            judged[index] = found
+        report = Report([judged[index] for index in range(len(objects))])
+        if report.environment in (*SETTLED, Health.DEGRADED):
             return report
         if time.monotonic() >= deadline:
             report.timed_out = True
             return report
-        time.sleep(interval)
+        time.sleep(pause)
+        pause = min(MAX_INTERVAL, pause * 1.5)

@@ -32,14 +32,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from providers.kubernetes import health as health_rules
 from providers.kubernetes import inventory as inv
-from providers.kubernetes import labels
+from providers.kubernetes import labels, snapshot
+from providers.kubernetes import memory as remembered
 from providers.kubernetes.client import KubeClient, KubeError, PermissionDenied, UnknownKind
 from providers.kubernetes.diff import (
     Comparison,
@@ -50,17 +52,20 @@ from providers.kubernetes.diff import (
     normalise,
     render_diff,
 )
+from providers.kubernetes.memory import Memory, Remembered, live_digest, sent_digest
 from providers.kubernetes.ordering import (
     ObjectRef,
     crd_kinds,
     crd_scope_namespaced,
     group_of,
+    kind_rank,
     ref_of,
     sort_for_apply,
     sort_for_prune,
     with_namespace,
 )
 from providers.kubernetes.schema import PlainManifest, validate_manifests
+from providers.kubernetes.snapshot import UNSEEN, Snapshot, Unseen
 from providers.kubernetes.watch import DriftEvent, LiveWatcher
 from providers.stage import (
     Action,
@@ -81,6 +86,9 @@ from repo_schema.issues import Location
 PRUNE_ANNOTATION = "tidegate.dev/prune"
 REPLACE_ANNOTATION = "tidegate.dev/replace"
 DEFAULT_NAMESPACE = "default"
+PARALLEL = 16
+"""Requests in flight at once within one wave (dry runs, applies): the API server, not our one
+process, bounds how fast a large environment goes."""
 SAFE_TO_REPLACE = frozenset({("", "ConfigMap"), ("", "Secret")})
 """Kinds replaced without asking when a change touches an immutable field: an immutable ConfigMap's
 or Secret's new data is meant to be a new object (pods that mounted the old one keep running). A
@@ -130,6 +138,11 @@ class Prepared:
     def ref(self) -> ObjectRef:
         return ref_of(self.body)
 
+    @property
+    def sent(self) -> str:
+        """The digest the memory keeps of what is sent (`memory.sent_digest`)."""
+        return sent_digest(self.body, self.force, self.rules)
+
 
 @dataclass(frozen=True)
 class WorkloadSettings:
@@ -152,6 +165,9 @@ class WorkloadsInputs:
     workloads: Mapping[str, WorkloadSettings] = field(default_factory=dict)
     prune: bool = True
     inventory: inv.Inventory | None = None
+    memory: Memory = field(default_factory=dict)
+    """What the last apply sent and left per object (`memory.py`; it returned it in
+    `outputs["applied"]`): objects it shows unchanged are not dry-run."""
 
     def settings(self, workload: str) -> WorkloadSettings:
         """A workload's settings, the environment's `sync.prune` included."""
@@ -178,6 +194,57 @@ def _refused_replacements(prepared: Sequence[Prepared], comparisons: Sequence[Co
             if r.action is Action.replace and not may_replace(p.body, r.raw_live)]
 
 
+def _conflict_error(prepared: Prepared, conflict: str) -> str:
+    ref = prepared.ref
+    return (f"{prepared.source}: {ref.kind} {ref.namespace}/{ref.name}: {conflict} "
+            f"(set forceConflicts on workload {prepared.workload} to take these fields over)")
+
+
+Item = TypeVar("Item")
+T = TypeVar("T")
+
+Applied = tuple[Outcome, str, "dict[str, Any] | None", "str | None"]
+"""One write's outcome, log line, the object as the API answered it, and the failure (None)."""
+
+
+@dataclass
+class Step:
+    """What apply does with one object: the action, the live object it acts on, and why it is
+    refused (a conflict without force, a plan the live object no longer matches)."""
+
+    prepared: Prepared
+    action: Action
+    live: dict[str, Any] | None
+    conflict: str = ""
+    immutable: str = ""
+    fresh: bool = True
+    """Compared again at apply (False: the plan's own result, the live object unchanged since)."""
+    stale: str = ""
+
+
+def _waves(steps: Sequence[Step]) -> list[list[Step]]:
+    """Consecutive steps of one kind tier (they are in apply order): a tier starts only once the
+    one before it is written — namespaces before their objects, CRDs before their resources."""
+    waves: list[list[Step]] = []
+    rank: int | None = None
+    for step in steps:
+        tier = kind_rank(str(step.prepared.body.get("kind", "")))
+        if tier != rank or step.prepared.body.get("kind") == "CustomResourceDefinition":
+            waves.append([])
+            rank = tier
+        waves[-1].append(step)
+    return waves
+
+
+def _seen_live(prepared: Prepared, live: Mapping[str, Any] | None) -> str | None:
+    """The digest of the live object as a comparison sees it (None: there is none)."""
+    return live_digest(live, prepared.rules) if live is not None else None
+
+
+def _seen(prepared: Prepared, result: Comparison) -> str | None:
+    return _seen_live(prepared, result.raw_live)
+
+
 def _source(manifest: Any) -> str:
     location = getattr(manifest, "location", None)
     return f"{location.file}:{location.line}" if location is not None else "<unknown>"
@@ -201,8 +268,10 @@ class KubernetesStage:
     name = Stage.WORKLOADS
 
     def __init__(self, *, connect: Callable[[StageContext[WorkloadsInputs]], KubeClient] | None = None,
-                 crd_timeout: float = 60.0, poll_interval: float = 0.05, delete_timeout: float = 120.0) -> None:
+                 crd_timeout: float = 60.0, poll_interval: float = 0.05, delete_timeout: float = 120.0,
+                 parallel: int = PARALLEL) -> None:
         self._connect = connect or connect_from_context
+        self.parallel = parallel
         self.crd_timeout = crd_timeout
         self.poll_interval = poll_interval
         self.delete_timeout = delete_timeout
@@ -258,10 +327,20 @@ class KubernetesStage:
             raise StageError(errors)
         return sort_for_apply(out, lambda p: p.body)
 
-    def _compare(self, client: KubeClient, prepared: Prepared) -> Comparison:
+    def _compare(self, client: KubeClient, prepared: Prepared, live: Snapshot | None = None,
+                 memory: Memory | None = None) -> Comparison:
+        """One object against live: no request when the memory shows it unchanged, a dry run
+        against the snapshot's copy when the snapshot holds it, else a GET and a dry run."""
         if prepared.pending:
             return Comparison(prepared.ref, normalise(prepared.body, prepared.rules), None)
-        return compare(client, prepared.body, prepared.rules, force=prepared.force)
+        found = live.get(prepared.ref) if live is not None else UNSEEN
+        if not isinstance(found, Unseen):
+            known = (memory or {}).get(prepared.ref.address)
+            if known is not None and known.sent == prepared.sent:
+                same = normalise(found, prepared.rules)
+                if known.left == digest(same):
+                    return Comparison(prepared.ref, same, same, found)
+        return compare(client, prepared.body, prepared.rules, force=prepared.force, known=found)
 
     def _previous(self, client: KubeClient, context: StageContext[WorkloadsInputs]) -> inv.Inventory:
         stored = context.spec.inventory
@@ -269,8 +348,16 @@ class KubernetesStage:
             return stored
         return inv.read(client, context.environment)
 
+    def _snapshot(self, client: KubeClient, context: StageContext[WorkloadsInputs], prepared: Sequence[Prepared],
+                  previous: inv.Inventory) -> Snapshot:
+        """The environment's live objects: one LIST per kind it has or had (`snapshot.py`)."""
+        refs = [p.ref for p in prepared if not p.pending] + [ref for refs in previous.values() for ref in refs]
+        return snapshot.read(client, {(ref.api_version, ref.kind) for ref in refs},
+                             labels.selector(context.environment), {ref.namespace for ref in refs})
+
     def _stale(self, client: KubeClient, context: StageContext[WorkloadsInputs], prepared: Sequence[Prepared],
-               previous: inv.Inventory) -> tuple[list[tuple[str, ObjectRef]], list[tuple[str, ObjectRef, str]]]:
+               previous: inv.Inventory, live: Snapshot) -> tuple[list[tuple[str, ObjectRef]],
+                                                               list[tuple[str, ObjectRef, str]]]:
         """(to delete, left alone with the reason) — previous inventory minus the new desired set."""
         desired = {p.ref.key for p in prepared}
         delete: list[tuple[str, ObjectRef]] = []
@@ -282,13 +369,15 @@ class KubernetesStage:
                 if not context.spec.settings(workload).prune:
                     kept.append((workload, ref, "prune is off for this workload or environment"))
                     continue
-                try:
-                    live = client.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
-                except UnknownKind:
-                    live = None
-                if live is None:
+                found: dict[str, Any] | Unseen | None = live.get(ref)
+                if isinstance(found, Unseen):
+                    try:
+                        found = client.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
+                    except UnknownKind:
+                        found = None
+                if found is None:
                     continue
-                annotations = (live.get("metadata") or {}).get("annotations") or {}
+                annotations = (found.get("metadata") or {}).get("annotations") or {}
                 if annotations.get(PRUNE_ANNOTATION) == "disabled":
                     kept.append((workload, ref, f"annotated {PRUNE_ANNOTATION}: disabled"))
                     continue
@@ -307,12 +396,13 @@ class KubernetesStage:
         client = self._connect(context)
         try:
             prepared = self.prepare(client, context)
-            comparisons, errors = self._compare_all(client, prepared, validate=False)
+            previous = self._previous(client, context)
+            live = self._snapshot(client, context, prepared, previous)
+            comparisons, errors = self._compare_all(client, prepared, live, context.spec.memory, validate=False)
             errors += _refused_replacements(prepared, comparisons)
             if errors:
                 raise StageError(errors)
-            previous = self._previous(client, context)
-            delete, kept = self._stale(client, context, prepared, previous)
+            delete, kept = self._stale(client, context, prepared, previous, live)
         finally:
             client.close()
         changes: list[Change] = []
@@ -341,13 +431,17 @@ class KubernetesStage:
                               "objects": details["objects"], "delete": details["delete"]})
         # No live_state: the digest already covers every normalised live-versus-desired diff, and the
         # objects' resourceVersions move with every status write (they would void approvals for
-        # nothing); apply re-compares the objects itself to refuse a stale plan.
+        # nothing); apply compares the live objects' digests with `seen` to refuse a stale plan.
         details["live_versions"] = live_versions
+        details["seen"] = {p.ref.address: _seen(p, r) for p, r in zip(prepared, comparisons, strict=True)
+                           if not p.pending}
+        details["conflicts"] = {p.ref.address: r.conflict for p, r in zip(prepared, comparisons, strict=True)
+                                if r.conflict}
         return StagePlan(self.name, changes, plan_digest, details=details)
 
-    def _compare_all(self, client: KubeClient, prepared: Sequence[Prepared],
+    def _compare_all(self, client: KubeClient, prepared: Sequence[Prepared], live: Snapshot, memory: Memory,
                      *, validate: bool) -> tuple[list[Comparison], list[str]]:
-        comparisons: list[Comparison] = []
+        """Every object compared (up to `parallel` dry runs in flight); errors name file:line."""
         errors: list[str] = []
         offline = [p for p in prepared if p.pending]
         if offline:
@@ -356,18 +450,31 @@ class KubernetesStage:
                     [p.manifest if p.manifest is not None else PlainManifest(p.body, Location(p.source))
                      for p in offline], crds=known_crds):
                 errors.append(str(issue))
-        for p in prepared:
+
+        def one(p: Prepared) -> Comparison | str:
             try:
-                result = self._compare(client, p)
+                return self._compare(client, p, live, memory)
             except KubeError as error:
-                errors.append(_api_error(p, error))
+                return _api_error(p, error)
+
+        comparisons: list[Comparison] = []
+        for p, result in zip(prepared, self._map(one, prepared), strict=True):
+            if isinstance(result, str):
+                errors.append(result)
                 comparisons.append(Comparison(p.ref, None, None))
                 continue
             if validate and result.conflict and not p.force and result.action is not Action.replace:
-                errors.append(f"{p.source}: {p.ref.kind} {p.ref.namespace}/{p.ref.name}: {result.conflict} "
-                              f"(set forceConflicts on workload {p.workload} to take these fields over)")
+                errors.append(_conflict_error(p, result.conflict))
             comparisons.append(result)
         return comparisons, errors
+
+    def _map(self, fn: Callable[[Item], T], items: Sequence[Item]) -> list[T]:
+        """`fn` over `items` in order, `parallel` at a time (one thread when there is one item)."""
+        if self.parallel <= 1 or len(items) <= 1:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(items)),
+                                thread_name_prefix="tidegate-kube") as pool:
+            return list(pool.map(fn, items))
 
     def apply(self, context: StageContext[WorkloadsInputs], plan: StagePlan) -> StageResult:
         with _contract():
@@ -388,69 +495,99 @@ class KubernetesStage:
                                 list(ws.rules), manifest, str(item.get("pending") or "")))
         return out
 
+    def _recheck(self, client: KubeClient, prepared: Sequence[Prepared], live: Snapshot,
+                 plan: StagePlan) -> tuple[list[Step], list[str], list[str]]:
+        """Each object's step: the plan's own result where the live object is as the plan saw it
+        (no second dry run), a new comparison where it is not. (steps, errors, stale reasons)."""
+        planned = {change.address: change for change in plan.changes}
+        seen: Mapping[str, str | None] = plan.details.get("seen") or {}
+        conflicts: Mapping[str, str] = plan.details.get("conflicts") or {}
+        planned_fields: Mapping[str, list[str]] = plan.details.get("fields") or {}
+
+        def one(p: Prepared) -> Step | str:
+            address = p.ref.address
+            change = planned.get(address)
+            if p.pending or change is None:
+                return Step(p, change.action if change is not None else Action.create, None)
+            try:
+                found: dict[str, Any] | Unseen | None = live.get(p.ref)
+                if address in seen and isinstance(found, Unseen) and seen[address] is None:
+                    found = client.get(p.body["apiVersion"], p.ref.kind, p.ref.name, p.ref.namespace or None)
+                if address in seen and not isinstance(found, Unseen) and _seen_live(p, found) == seen[address]:
+                    return Step(p, change.action, found, conflicts.get(address, ""), fresh=False)
+                result = self._compare(client, p, live)
+            except KubeError as error:
+                return _api_error(p, error)
+            step = Step(p, result.action, result.raw_live, result.conflict, result.immutable)
+            if result.action is not change.action:
+                step.stale = f"{address}: planned {change.action}, now {result.action}"
+            elif result.action is Action.update and result.fields != planned_fields.get(address, []):
+                step.stale = (f"{address}: planned changes to {', '.join(planned_fields.get(address, []))}; "
+                              f"now to {', '.join(result.fields)}")
+            return step
+
+        steps: list[Step] = []
+        errors: list[str] = []
+        for result in self._map(one, prepared):
+            if isinstance(result, str):
+                errors.append(result)
+                continue
+            steps.append(result)
+        for step in steps:
+            p = step.prepared
+            if step.conflict and not p.force and step.action is not Action.replace:
+                errors.append(_conflict_error(p, step.conflict))
+            if step.action is Action.replace and not may_replace(p.body, step.live):
+                errors.append(f"{p.source}: {p.ref.kind} {p.ref.namespace + '/' if p.ref.namespace else ''}"
+                              f"{p.ref.name}: {step.immutable or 'a change to an immutable field'} (set the "
+                              f"annotation {REPLACE_ANNOTATION}: enabled on this manifest to delete and recreate it)")
+        return steps, errors, [step.stale for step in steps if step.stale]
+
     def _apply(self, client: KubeClient, context: StageContext[WorkloadsInputs], plan: StagePlan) -> StageResult:
         prepared = self._from_plan(context, plan)
-        planned = {change.address: change for change in plan.changes}
-        outcomes: dict[str, Outcome] = {}
-        log: list[str] = []
+        previous = inv.from_json(plan.details.get("previous"))
         # 1. validate the whole set before the first write
         # objects whose namespace or CRD the plan expected to create may exist by now
         for p in prepared:
             if p.pending and _ready(client, p):
                 p.pending = ""
-        comparisons, errors = self._compare_all(client, prepared, validate=True)
-        errors += _refused_replacements(prepared, comparisons)
+        live = self._snapshot(client, context, prepared, previous)
+        steps, errors, stale = self._recheck(client, prepared, live, plan)
         if errors:
             return StageResult(self.name, {p.ref.address: Outcome.skipped for p in prepared}, succeeded=False,
                                error="validation failed, nothing was applied:\n" + "\n".join(errors),
                                log="\n".join(errors))
         # 2. refuse a stale plan
-        stale = []
-        for p, result in zip(prepared, comparisons, strict=True):
-            change = planned.get(p.ref.address)
-            if change is None or p.pending:
-                continue
-            # creates: the server allocates (clusterIP, ...) anew on every dry run; compare the action
-            planned_fields = (plan.details.get("fields") or {}).get(p.ref.address, [])
-            if result.action is not change.action:
-                stale.append(f"{p.ref.address}: planned {change.action}, now {result.action}")
-            elif result.action is Action.update and result.fields != planned_fields:
-                stale.append(f"{p.ref.address}: planned changes to {', '.join(planned_fields)}; "
-                             f"now to {', '.join(result.fields)}")
         if stale:
             raise StalePlan("the plan is stale (the cluster changed since it was planned); plan again:\n"
                             + "\n".join(stale))
-        # 3. apply in kind order, only what differs
-        applied: inv.Inventory = {}
+        # 3. apply in kind order, only what differs: one wave per kind tier, `parallel` at a time
+        outcomes: dict[str, Outcome] = {}
+        log: list[str] = []
+        memory: Memory = {}
         error: str | None = None
-        for p, result in zip(prepared, comparisons, strict=True):
-            address = p.ref.address
-            try:
-                if p.pending:
-                    self._wait_ready(client, p)
-                    result = self._compare(client, Prepared(**{**p.__dict__, "pending": ""}))
-                if result.action is Action.no_op:
-                    outcomes[address] = Outcome.unchanged
-                elif result.action is Action.replace:
-                    self._replace(client, p, result)
-                    outcomes[address] = Outcome.created
-                    log.append(f"{address}: replaced (deleted, then created)")
-                else:
-                    client.apply(p.body, force=p.force)
-                    outcomes[address] = Outcome.created if result.action is Action.create else Outcome.configured
-                    log.append(f"{address}: {outcomes[address]}")
-                if p.body.get("kind") == "CustomResourceDefinition":
-                    self._wait_established(client, str(p.body["metadata"]["name"]))
-            except (KubeError, TimeoutError) as failure:
-                message = _api_error(p, failure) if isinstance(failure, KubeError) else f"{p.source}: {failure}"
-                error = message
-                log.append(message)
+        done: set[str] = set()
+        for wave in _waves(steps):
+            for step, (outcome, line, answered, failure) in zip(wave, self._map_steps(client, wave), strict=True):
+                address = step.prepared.ref.address
+                if failure is not None:
+                    error = error or failure
+                    log.append(failure)
+                    continue
+                outcomes[address] = outcome
+                if line:
+                    log.append(line)
+                done.add(address)
+                if answered is not None:
+                    memory[address] = Remembered(step.prepared.sent, live_digest(answered, step.prepared.rules))
+            if error is not None:
                 break
-            applied.setdefault(p.workload, []).append(p.ref)
+        applied: inv.Inventory = {}
         for p in prepared:
             outcomes.setdefault(p.ref.address, Outcome.skipped)
+            if p.ref.address in done:
+                applied.setdefault(p.workload, []).append(p.ref)
         # 4. prune (only after a complete apply)
-        previous = inv.from_json(plan.details.get("previous"))
         remaining: inv.Inventory = {}
         if error is not None:
             # keep everything we may own: what we applied plus the whole previous inventory
@@ -458,28 +595,7 @@ class KubernetesStage:
                 keys = {r.key for r in applied.get(workload, [])}
                 applied.setdefault(workload, []).extend(r for r in refs if r.key not in keys)
         else:
-            for item in plan.details.get("delete") or []:
-                ref = ObjectRef.from_dict(item)
-                workload = str(item["workload"])
-                try:
-                    live = client.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
-                    annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
-                    if live is not None and annotations.get(PRUNE_ANNOTATION) == "disabled":
-                        outcomes[ref.address] = Outcome.skipped
-                        continue
-                    if live is not None:
-                        client.delete(ref.api_version, ref.kind, ref.name, ref.namespace or None)
-                    after = client.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
-                except (KubeError, UnknownKind) as failure:
-                    log.append(f"{ref.address}: not deleted: {failure}")
-                    remaining.setdefault(workload, []).append(ref)
-                    outcomes[ref.address] = Outcome.skipped
-                    continue
-                if after is not None and (after.get("metadata") or {}).get("uid") == (live or {}).get(
-                        "metadata", {}).get("uid"):
-                    remaining.setdefault(workload, []).append(ref)  # terminating: confirm next sync
-                outcomes[ref.address] = Outcome.deleted
-                log.append(f"{ref.address}: deleted")
+            self._prune(client, plan, outcomes, log, remaining)
         new_inventory: inv.Inventory = {w: list(refs) for w, refs in applied.items()}
         for workload, refs in remaining.items():
             new_inventory.setdefault(workload, []).extend(refs)
@@ -488,12 +604,13 @@ class KubernetesStage:
         except KubeError as failure:
             log.append(f"inventory not stored in the cluster: {failure}")
             error = error or str(failure)
-        outputs: dict[str, Any] = {"inventory": inv.to_json(new_inventory)}
+        outputs: dict[str, Any] = {"inventory": inv.to_json(new_inventory), "applied": remembered.to_json(memory)}
         health: str | None = str(health_rules.Health.DEGRADED) if error is not None else None
         wait_timeout = context.settings.get("wait_timeout")
         if error is None and wait_timeout is not None:
             report = health_rules.wait(client, [(p.workload, p.body) for p in prepared],
-                                       timeout=float(wait_timeout), interval=self.poll_interval)
+                                       timeout=float(wait_timeout), interval=self.poll_interval,
+                                       label_selector=labels.selector(context.environment))
             outputs["health"] = {"environment": str(report.environment),
                                  "workloads": {w: str(h) for w, h in report.workloads.items()}}
             health = str(report.environment)
@@ -504,6 +621,66 @@ class KubernetesStage:
         return StageResult(self.name, outcomes, outputs=outputs, log="\n".join(log), succeeded=error is None,
                            error=error, health=health)
 
+    def _map_steps(self, client: KubeClient, wave: Sequence[Step]) -> list[Applied]:
+        """A wave's outcomes in order: unchanged objects cost nothing, the others are written
+        `parallel` at a time."""
+        return self._map(lambda step: self._apply_one(client, step), wave)
+
+    def _apply_one(self, client: KubeClient, step: Step) -> Applied:
+        """Write one object (waiting first for what it needs): its outcome, a log line, the object
+        as the API answered it, or the failure."""
+        p = step.prepared
+        address = p.ref.address
+        action, live = step.action, step.live
+        try:
+            if p.pending:
+                self._wait_ready(client, p)
+                result = self._compare(client, replace(p, pending=""))
+                action, live = result.action, result.raw_live
+            if action is Action.no_op:
+                return Outcome.unchanged, "", live, None
+            if action is Action.replace:
+                answered = self._replace(client, p, live)
+                line = f"{address}: replaced (deleted, then created)"
+                outcome = Outcome.created
+            else:
+                answered = client.apply(p.body, force=p.force)
+                outcome = Outcome.created if action is Action.create else Outcome.configured
+                line = f"{address}: {outcome}"
+            if p.body.get("kind") == "CustomResourceDefinition":
+                self._wait_established(client, str(p.body["metadata"]["name"]))
+        except (KubeError, TimeoutError) as failure:
+            return Outcome.skipped, "", None, (_api_error(p, failure) if isinstance(failure, KubeError)
+                                                else f"{p.source}: {failure}")
+        return outcome, line, answered, None
+
+    def _prune(self, client: KubeClient, plan: StagePlan, outcomes: dict[str, Outcome], log: list[str],
+               remaining: inv.Inventory) -> None:
+        """Delete what the plan prunes (reverse kind order); what is still terminating stays in
+        `remaining` so the next sync confirms it is gone."""
+        for item in plan.details.get("delete") or []:
+            ref = ObjectRef.from_dict(item)
+            workload = str(item["workload"])
+            try:
+                live = client.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
+                annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
+                if live is not None and annotations.get(PRUNE_ANNOTATION) == "disabled":
+                    outcomes[ref.address] = Outcome.skipped
+                    continue
+                if live is not None:
+                    client.delete(ref.api_version, ref.kind, ref.name, ref.namespace or None)
+                after = client.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
+            except (KubeError, UnknownKind) as failure:
+                log.append(f"{ref.address}: not deleted: {failure}")
+                remaining.setdefault(workload, []).append(ref)
+                outcomes[ref.address] = Outcome.skipped
+                continue
+            if after is not None and (after.get("metadata") or {}).get("uid") == (live or {}).get(
+                    "metadata", {}).get("uid"):
+                remaining.setdefault(workload, []).append(ref)  # terminating: confirm next sync
+            outcomes[ref.address] = Outcome.deleted
+            log.append(f"{ref.address}: deleted")
+
     def observe(self, context: StageContext[WorkloadsInputs]) -> list[DriftItem]:
         """Live differences from the desired set, through the same comparison as `plan`."""
         with _contract():
@@ -513,7 +690,8 @@ class KubernetesStage:
         client = self._connect(context)
         try:
             prepared = self.prepare(client, context)
-            comparisons, errors = self._compare_all(client, prepared, validate=False)
+            live = self._snapshot(client, context, prepared, {})
+            comparisons, errors = self._compare_all(client, prepared, live, context.spec.memory, validate=False)
         finally:
             client.close()
         if errors:
@@ -525,7 +703,8 @@ class KubernetesStage:
         client = self._connect(context)
         try:
             prepared = self.prepare(client, context)
-            return health_rules.assess(client, [(p.workload, p.body) for p in prepared])
+            return health_rules.assess(client, [(p.workload, p.body) for p in prepared],
+                                       label_selector=labels.selector(context.environment))
         finally:
             client.close()
 
@@ -550,11 +729,11 @@ class KubernetesStage:
                 raise TimeoutError(f"CustomResourceDefinition {name} not Established after {self.crd_timeout:g}s")
             time.sleep(self.poll_interval)
 
-    def _replace(self, client: KubeClient, prepared: Prepared, result: Comparison) -> None:
+    def _replace(self, client: KubeClient, prepared: Prepared, live: Mapping[str, Any] | None) -> dict[str, Any]:
         """Delete (dependents first), wait until the object is gone, then create it anew."""
         ref = prepared.ref
         api_version = str(prepared.body.get("apiVersion", ""))
-        uid = ((result.raw_live or {}).get("metadata") or {}).get("uid")
+        uid = ((live or {}).get("metadata") or {}).get("uid")
         client.delete(api_version, ref.kind, ref.name, ref.namespace or None, propagation="Foreground")
         deadline = time.monotonic() + self.delete_timeout
         while True:
@@ -564,7 +743,7 @@ class KubernetesStage:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"replacing {ref.address}: still not deleted after {self.delete_timeout:g}s")
             time.sleep(self.poll_interval)
-        client.apply(prepared.body, force=prepared.force)
+        return client.apply(prepared.body, force=prepared.force)
 
     def _wait_ready(self, client: KubeClient, prepared: Prepared) -> None:
         deadline = time.monotonic() + self.crd_timeout

@@ -170,7 +170,9 @@ def test_a_permanent_403_fails_clearly(kube: KubeSandbox, kubeconfig: Path, tmp_
     kube.inject(status=403, verb="patch")
     result = stage.apply(ctx, plan)
     assert not result.succeeded and "permission denied (403)" in (result.error or "")
-    assert real_writes(kube) == []
+    # the plan's dry run validated the object; the one write is refused and never retried
+    assert len(real_writes(kube)) == 1
+    assert stage_client(kubeconfig).get("v1", "ConfigMap", "a", "default") is None
 
 
 def test_conflicts_are_reported_and_forced_only_with_force_conflicts(
