@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -98,6 +99,9 @@ class Row:
     writes: int | None = None
     requests: int | None = None
     note: str = ""
+    mix: str = ""
+    emulator_cpu: float = 0.0
+    """CPU seconds the emulator spent in the phase (it shares the two cores with what is measured)."""
 
 
 # --- the config repo --------------------------------------------------------------------------
@@ -276,6 +280,20 @@ class System:
         """Every request the emulator logged (reads, dry runs, writes; discovery included)."""
         return len(self.kube.requests())
 
+    def mix(self, top: int = 8) -> str:
+        """What the requests were, most frequent first: `verb resource` (dry runs marked)."""
+        counts = Counter(f"{r['verb'] or r['method'].lower()}{' (dry run)' if r['dry_run'] else ''} "
+                         f"{r['resource'] or 'discovery'}" for r in self.kube.requests())
+        return ", ".join(f"{what} {count}" for what, count in counts.most_common(top))
+
+    def emulator_cpu(self) -> float:
+        """CPU seconds the emulator's thread (its event loop: every request and controller) has used."""
+        thread = self.kube._thread
+        if thread is None or thread.native_id is None:
+            return 0.0
+        fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def writes(self) -> int:
         """Requests to the emulator that changed state: dry runs excluded, discovery and reads are not writes."""
         return sum(1 for w in self.kube.writes() if not w["dry_run"])
@@ -319,11 +337,12 @@ def wait_synced(system: System, envs: list[str], sha: str, timeout: float, what:
 
 def cold_sync(system: System, shape: Shape, repository_id: int, sha: str, timeout: float) -> Row:
     system.kube.clear_requests()
+    cpu = system.emulator_cpu()
     started = time.monotonic()
     system.services.queue.poll(repository_id)
     finished = wait_synced(system, shape.env_names(), sha, timeout, "cold sync")
     return Row("cold sync (poll → all Synced/Healthy)", finished - started, shape.objects, shape.apps,
-               system.writes(), system.requests())
+               system.writes(), system.requests(), mix=system.mix(), emulator_cpu=system.emulator_cpu() - cpu)
 
 
 def request_sync(system: System, env: str, attempts: int = 20) -> int:
@@ -341,6 +360,7 @@ def request_sync(system: System, env: str, attempts: int = 20) -> int:
 def noop_resync(system: System, shape: Shape, timeout: float) -> Row:
     """A manual sync of the synced revision per environment: planned, applied, nothing written."""
     system.kube.clear_requests()
+    cpu = system.emulator_cpu()
     started = time.monotonic()
     ids = dict(zip(shape.env_names(), (request_sync(system, env) for env in shape.env_names()), strict=True))
 
@@ -362,21 +382,28 @@ def noop_resync(system: System, shape: Shape, timeout: float) -> Row:
             counts[outcome] = counts.get(outcome, 0) + count
     return Row("no-op resync (manual sync, same revision)", end - started, shape.objects, shape.apps,
                system.writes(), system.requests(), note=f"plans {plans}, apply outcomes {json.dumps(counts)}; "
-               f"replaced by the sweeper: {replaced or 'none'}")
+               f"replaced by the sweeper: {replaced or 'none'}", mix=system.mix(),
+               emulator_cpu=system.emulator_cpu() - cpu)
 
 
 def commit_to_applied(system: System, shape: Shape, root: Path, generations: Iterator[int], samples: int,
                       timeout: float, label: str) -> Row:
     """`samples` commits, each waited for; the row holds the median, the note every sample."""
     seconds, writes, requests = [], [], []
+    cpu, mix = 0.0, ""
     for _ in range(samples):
         system.kube.clear_requests()
+        before = system.emulator_cpu()
         sha, started = commit_change(root, shape, next(generations))
         seconds.append(wait_synced(system, shape.env_names(), sha, timeout, label) - started)
+        cpu += system.emulator_cpu() - before
         writes.append(system.writes())
         requests.append(system.requests())
+        if requests[-1] == max(requests):
+            mix = system.mix()
     return Row(label, statistics.median(seconds), None, None, max(writes), max(requests),
-               note="samples " + ", ".join(f"{s:.2f}" for s in seconds) + " s; writes per commit " + str(writes))
+               note="samples " + ", ".join(f"{s:.2f}" for s in seconds) + " s; writes per commit " + str(writes)
+               + "; requests per commit " + str(requests), mix=mix, emulator_cpu=cpu / max(1, samples))
 
 
 def with_beat(system: System, repository_id: int) -> Iterator[None]:
@@ -466,6 +493,8 @@ def shown(row: Row) -> Row:
     """Each phase's figure as soon as it is measured, so a later failure does not lose it."""
     print(f"# {row.phase}: {row.seconds:.2f} s, writes {row.writes}, requests {row.requests}, "
           f"load {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
+    print(f"# emulator: {1000 * row.emulator_cpu / max(1, row.requests or 0):.2f} ms CPU per request "
+          f"({row.emulator_cpu:.2f} s CPU in {row.phase.split(' (')[0]}); requests: {row.mix}", flush=True)
     return row
 
 

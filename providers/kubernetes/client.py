@@ -9,6 +9,9 @@ API's verdict on what we sent. A 403 is permanent: it fails at once with `Permis
 
 from __future__ import annotations
 
+import atexit
+import hashlib
+import json
 import os
 import random
 import shutil
@@ -126,9 +129,7 @@ class KubeClient:
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
         self._dynamic: Any = None
-        # a private discovery cache: the default file in /tmp is keyed by host:port only, so a
-        # different server on a reused port (or a CRD deleted since) would be answered from it
-        self._cache_dir = tempfile.mkdtemp(prefix="tidegate-discovery-")
+        self._cache_file = _discovery_cache(api_client)
 
     @classmethod
     def connect(
@@ -179,8 +180,7 @@ class KubeClient:
     @property
     def dynamic(self) -> Any:
         if self._dynamic is None:
-            self._dynamic = self.call(DynamicClient, self.api_client,
-                                      cache_file=os.path.join(self._cache_dir, "discovery.json"), what="discovery")
+            self._dynamic = self.call(DynamicClient, self.api_client, cache_file=self._cache_file, what="discovery")
         return self._dynamic
 
     def resource(self, api_version: str, kind: str) -> Any:
@@ -214,8 +214,11 @@ class KubeClient:
         resource = self.resource(api_version, kind)
         result = _plain(self.call(resource.get, namespace=namespace or None, label_selector=label_selector,
                                   serializer=_as_dict, _request_timeout=self.timeout, what=f"list {kind}"))
-        items = result.get("items") or []
-        return [item for item in items if isinstance(item, dict)]
+        items = [item for item in result.get("items") or [] if isinstance(item, dict)]
+        for item in items:  # a list's items do not repeat them; every comparison needs them
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return items
 
     def apply(self, body: Mapping[str, Any], *, dry_run: bool = False, force: bool = False) -> dict[str, Any]:
         """Server-side apply as field manager `tidegate` (dryRun=All when `dry_run`)."""
@@ -248,7 +251,30 @@ class KubeClient:
 
     def close(self) -> None:
         self.api_client.close()
-        shutil.rmtree(self._cache_dir, ignore_errors=True)
+
+
+_CACHE_DIR: str | None = None
+
+
+def _discovery_cache(api_client: Any) -> str:
+    """This process's discovery cache file for one server and identity.
+
+    Every plan, apply and health wait opens its own client; without a shared cache each one would
+    re-discover every API group (some forty requests). The library's default file in /tmp is keyed
+    by host:port only, so a different server on a reused port would be answered from it: the key
+    here also covers the credentials and the CA, and the directory is this process's own. A kind
+    the cache does not know makes `resource` refresh it once (a CRD created since)."""
+    global _CACHE_DIR
+    if _CACHE_DIR is None:
+        _CACHE_DIR = tempfile.mkdtemp(prefix="tidegate-discovery-")
+        atexit.register(shutil.rmtree, _CACHE_DIR, True)
+    configuration = api_client.configuration
+    ca = b""
+    if configuration.ssl_ca_cert and os.path.exists(str(configuration.ssl_ca_cert)):
+        ca = Path(str(configuration.ssl_ca_cert)).read_bytes()
+    identity = json.dumps([configuration.host, sorted((configuration.api_key or {}).items()),
+                           str(configuration.cert_file or ""), hashlib.sha256(ca).hexdigest()], default=str)
+    return os.path.join(_CACHE_DIR, hashlib.sha256(identity.encode()).hexdigest() + ".json")
 
 
 def _as_dict(_client: Any, data: Any) -> Any:

@@ -81,14 +81,21 @@ def write(client: KubeClient, environment: str, inventory: Mapping[str, Iterable
     """
     writes = 0
     current = {workload: list(refs) for workload, refs in inventory.items()}
-    if any(current.values()) and client.get("v1", "Namespace", NAMESPACE) is None:
-        client.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        writes += 1
+    if not any(current.values()):
+        live_maps: dict[str, dict[str, Any]] = {}
+    else:
+        # one LIST answers both whether the namespace exists and what each ConfigMap holds now
+        live_maps = {str((item.get("metadata") or {}).get("name")): item
+                     for item in client.list("v1", "ConfigMap", NAMESPACE, label_selector=(
+                         f"{INVENTORY_LABEL}=true,{ENVIRONMENT_LABEL}={label_value(environment)}"))}
+        if not live_maps and client.get("v1", "Namespace", NAMESPACE) is None:
+            client.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+            writes += 1
     for workload, refs in current.items():
         if not refs:
             continue
         body = _body(environment, workload, refs)
-        live = client.get("v1", "ConfigMap", body["metadata"]["name"], NAMESPACE)
+        live = live_maps.get(body["metadata"]["name"])
         if live is not None and compare_bodies(ObjectRef("", "ConfigMap", NAMESPACE, body["metadata"]["name"]),
                                                {**body, "metadata": {**live["metadata"], **body["metadata"],
                                                 "labels": {**(live["metadata"].get("labels") or {}),

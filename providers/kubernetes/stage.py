@@ -287,7 +287,7 @@ class KubernetesStage:
         crds = crd_kinds(all_bodies)
         new_namespaces = {str((b.get("metadata") or {}).get("name"))
                           for b in all_bodies if b.get("kind") == "Namespace"}
-        live_namespaces: dict[str, bool] = {}
+        live_namespaces: dict[str, bool] | None = None
         errors: list[str] = []
         out: list[Prepared] = []
         seen: dict[tuple[str, str, str, str], str] = {}
@@ -312,9 +312,10 @@ class KubernetesStage:
                                                      context.environment, workload)
                 namespace = str(copied["metadata"].get("namespace") or "")
                 if namespace and not pending:
-                    if namespace not in live_namespaces:
-                        live_namespaces[namespace] = client.get("v1", "Namespace", namespace) is not None
-                    if not live_namespaces[namespace] and namespace in new_namespaces:
+                    if live_namespaces is None:  # one LIST for all, on the first namespaced object
+                        live_namespaces = {str((item.get("metadata") or {}).get("name")): True
+                                           for item in client.list("v1", "Namespace")}
+                    if not live_namespaces.get(namespace) and namespace in new_namespaces:
                         pending = f"namespace {namespace} is created by this sync"
                 prepared = Prepared(workload, copied, _source(manifest), ws.force, list(ws.rules), manifest, pending)
                 key = prepared.ref.key
@@ -548,8 +549,9 @@ class KubernetesStage:
         previous = inv.from_json(plan.details.get("previous"))
         # 1. validate the whole set before the first write
         # objects whose namespace or CRD the plan expected to create may exist by now
+        ready: set[str] = set()
         for p in prepared:
-            if p.pending and _ready(client, p):
+            if p.pending and _ready(client, p, ready):
                 p.pending = ""
         live = self._snapshot(client, context, prepared, previous)
         steps, errors, stale = self._recheck(client, prepared, live, plan)
@@ -568,7 +570,8 @@ class KubernetesStage:
         error: str | None = None
         done: set[str] = set()
         for wave in _waves(steps):
-            for step, (outcome, line, answered, failure) in zip(wave, self._map_steps(client, wave), strict=True):
+            for step, (outcome, line, answered, failure) in zip(wave, self._map_steps(client, wave, ready),
+                                                                strict=True):
                 address = step.prepared.ref.address
                 if failure is not None:
                     error = error or failure
@@ -621,12 +624,12 @@ class KubernetesStage:
         return StageResult(self.name, outcomes, outputs=outputs, log="\n".join(log), succeeded=error is None,
                            error=error, health=health)
 
-    def _map_steps(self, client: KubeClient, wave: Sequence[Step]) -> list[Applied]:
+    def _map_steps(self, client: KubeClient, wave: Sequence[Step], ready: set[str]) -> list[Applied]:
         """A wave's outcomes in order: unchanged objects cost nothing, the others are written
         `parallel` at a time."""
-        return self._map(lambda step: self._apply_one(client, step), wave)
+        return self._map(lambda step: self._apply_one(client, step, ready), wave)
 
-    def _apply_one(self, client: KubeClient, step: Step) -> Applied:
+    def _apply_one(self, client: KubeClient, step: Step, ready: set[str]) -> Applied:
         """Write one object (waiting first for what it needs): its outcome, a log line, the object
         as the API answered it, or the failure."""
         p = step.prepared
@@ -634,9 +637,13 @@ class KubernetesStage:
         action, live = step.action, step.live
         try:
             if p.pending:
-                self._wait_ready(client, p)
-                result = self._compare(client, replace(p, pending=""))
-                action, live = result.action, result.raw_live
+                # its namespace or CRD is new: it was validated offline, the write validates it now
+                self._wait_ready(client, p, ready)
+                live = client.get(str(p.body["apiVersion"]), p.ref.kind, p.ref.name, p.ref.namespace or None)
+                action = Action.create
+                if live is not None:  # created by someone else meanwhile: compared like any other
+                    result = self._compare(client, replace(p, pending=""))
+                    action, live = result.action, result.raw_live
             if action is Action.no_op:
                 return Outcome.unchanged, "", live, None
             if action is Action.replace:
@@ -745,24 +752,29 @@ class KubernetesStage:
             time.sleep(self.poll_interval)
         return client.apply(prepared.body, force=prepared.force)
 
-    def _wait_ready(self, client: KubeClient, prepared: Prepared) -> None:
+    def _wait_ready(self, client: KubeClient, prepared: Prepared, ready: set[str]) -> None:
         deadline = time.monotonic() + self.crd_timeout
-        while not _ready(client, prepared):
+        while not _ready(client, prepared, ready):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{prepared.pending}, but it is not ready after {self.crd_timeout:g}s")
             time.sleep(self.poll_interval)
 
 
-def _ready(client: KubeClient, prepared: Prepared) -> bool:
-    """Whether what made an object pending (its namespace, its CRD) is now served."""
+def _ready(client: KubeClient, prepared: Prepared, ready: set[str]) -> bool:
+    """Whether what made an object pending (its namespace, its CRD) is now served. `ready` keeps
+    what one apply has already found ready: a thousand objects in a new namespace ask once."""
     ref = prepared.ref
+    if ref.namespace and f"namespace {ref.namespace}" in ready:
+        return True
     try:
         client.resource(str(prepared.body.get("apiVersion", "")), ref.kind)
     except UnknownKind:
         return False
     if ref.namespace:
         live = client.get("v1", "Namespace", ref.namespace)
-        return live is not None and not (live.get("metadata") or {}).get("deletionTimestamp")
+        if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
+            return False
+        ready.add(f"namespace {ref.namespace}")
     return True
 
 

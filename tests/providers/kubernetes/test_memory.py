@@ -93,7 +93,8 @@ def test_an_unchanged_environment_plans_without_a_request_per_object(
 
     assert set(actions(plan).values()) == {Action.no_op}
     assert per_object(kube) == []
-    assert sorted(r["resource"] for r in kube.requests(verb="list")) == ["configmaps", "deployments"]
+    # the namespaces (are they there?), and the live objects of each kind
+    assert sorted(r["resource"] for r in kube.requests(verb="list")) == ["configmaps", "deployments", "namespaces"]
 
 
 def test_a_status_write_by_a_controller_does_not_cost_a_dry_run(
