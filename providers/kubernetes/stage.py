@@ -550,8 +550,9 @@ class KubernetesStage:
         # 1. validate the whole set before the first write
         # objects whose namespace or CRD the plan expected to create may exist by now
         ready: set[str] = set()
+        absent: set[str] = set()
         for p in prepared:
-            if p.pending and _ready(client, p, ready):
+            if p.pending and _ready(client, p, ready, absent):
                 p.pending = ""
         live = self._snapshot(client, context, prepared, previous)
         steps, errors, stale = self._recheck(client, prepared, live, plan)
@@ -578,6 +579,8 @@ class KubernetesStage:
                     log.append(failure)
                     continue
                 outcomes[address] = outcome
+                if outcome is Outcome.created and step.prepared.ref.kind == "Namespace" and not step.prepared.ref.group:
+                    ready.add(f"created namespace {step.prepared.ref.name}")
                 if line:
                     log.append(line)
                 done.add(address)
@@ -639,7 +642,9 @@ class KubernetesStage:
             if p.pending:
                 # its namespace or CRD is new: it was validated offline, the write validates it now
                 self._wait_ready(client, p, ready)
-                live = client.get(str(p.body["apiVersion"]), p.ref.kind, p.ref.name, p.ref.namespace or None)
+                # in a namespace this apply created, nothing of ours can be there yet: no GET
+                live = None if f"created namespace {p.ref.namespace}" in ready else client.get(
+                    str(p.body["apiVersion"]), p.ref.kind, p.ref.name, p.ref.namespace or None)
                 action = Action.create
                 if live is not None:  # created by someone else meanwhile: compared like any other
                     result = self._compare(client, replace(p, pending=""))
@@ -760,12 +765,15 @@ class KubernetesStage:
             time.sleep(self.poll_interval)
 
 
-def _ready(client: KubeClient, prepared: Prepared, ready: set[str]) -> bool:
+def _ready(client: KubeClient, prepared: Prepared, ready: set[str], absent: set[str] | None = None) -> bool:
     """Whether what made an object pending (its namespace, its CRD) is now served. `ready` keeps
-    what one apply has already found ready: a thousand objects in a new namespace ask once."""
+    what one apply has already found ready, `absent` (before the first write) what it found
+    missing: a thousand objects in a new namespace ask once."""
     ref = prepared.ref
     if ref.namespace and f"namespace {ref.namespace}" in ready:
         return True
+    if absent is not None and ref.namespace and f"namespace {ref.namespace}" in absent:
+        return False
     try:
         client.resource(str(prepared.body.get("apiVersion", "")), ref.kind)
     except UnknownKind:
@@ -773,6 +781,8 @@ def _ready(client: KubeClient, prepared: Prepared, ready: set[str]) -> bool:
     if ref.namespace:
         live = client.get("v1", "Namespace", ref.namespace)
         if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
+            if absent is not None:
+                absent.add(f"namespace {ref.namespace}")
             return False
         ready.add(f"namespace {ref.namespace}")
     return True

@@ -66,20 +66,36 @@ class LiveWatcher:
         self._groups: dict[tuple[str, str, str], set[tuple[str, str, str, str]]] = {}
         for body in objects:
             ref = ref_of(body)
-            self._groups.setdefault((str(body.get("apiVersion", "")), ref.kind, ref.namespace), set()).add(ref.key)
+            # label-selected: one watch per kind across namespaces (the selector keeps it to ours)
+            where = "" if label_selector else ref.namespace
+            self._groups.setdefault((str(body.get("apiVersion", "")), ref.kind, where), set()).add(ref.key)
 
     def start(self) -> LiveWatcher:
-        ready = []
-        for (api_version, kind, namespace), keys in self._groups.items():
-            started = threading.Event()
-            thread = threading.Thread(target=self._run, args=(api_version, kind, namespace, keys, started),
-                                      name=f"tidegate-watch-{kind}-{namespace}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-            ready.append(started)
+        ready = [self._spawn(api_version, kind, namespace, keys)
+                 for (api_version, kind, namespace), keys in self._groups.items()]
         for started in ready:
             started.wait(timeout=10)
         return self
+
+    def _spawn(self, api_version: str, kind: str, namespace: str,
+               keys: set[tuple[str, str, str, str]]) -> threading.Event:
+        started = threading.Event()
+        thread = threading.Thread(target=self._run, args=(api_version, kind, namespace, keys, started),
+                                  name=f"tidegate-watch-{kind}-{namespace or 'all'}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return started
+
+    def _per_namespace(self, api_version: str, kind: str, keys: set[tuple[str, str, str, str]],
+                       started: threading.Event) -> None:
+        """A cluster-wide watch the credentials may not hold (403): one per namespace instead."""
+        by_namespace: dict[str, set[tuple[str, str, str, str]]] = {}
+        for key in keys:
+            by_namespace.setdefault(key[2], set()).add(key)
+        ready = [self._spawn(api_version, kind, namespace, own) for namespace, own in by_namespace.items()]
+        for event in ready:
+            event.wait(timeout=10)
+        started.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -100,7 +116,7 @@ class LiveWatcher:
 
     def _list(self, resource: Any, namespace: str) -> tuple[dict[tuple[str, str, str, str], dict[str, Any]], str]:
         result = self.client.call(resource.get, namespace=namespace or None, label_selector=self.label_selector,
-                                  what=f"list {resource.kind}")
+                                  serializer=lambda _client, data: data, what=f"list {resource.kind}")
         raw = result.to_dict() if hasattr(result, "to_dict") else dict(result)
         items = {ref_of(item).key: item for item in raw.get("items") or []
                  if isinstance(item, dict)}
@@ -170,6 +186,9 @@ class LiveWatcher:
                     self._watchers.remove(watcher)
             except Exception as error:
                 failure = error if isinstance(error, KubeError) else as_kube_error(error, f"watch {kind}")
+                if failure.status == 403 and not namespace and first and any(key[2] for key in keys):
+                    self._per_namespace(api_version, kind, keys, started)
+                    return
                 if failure.status == 410:
                     resource_version = ""  # history compacted: relist and resync
                     continue
