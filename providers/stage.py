@@ -83,6 +83,10 @@ class StageContext(Generic[S]):
     spec: S
     credentials: Mapping[str, str] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
+    superseded: Callable[[], str | None] | None = None
+    """Asked now and then during a long wait that is not the stage's own work (a health wait): a
+    reason to stop waiting — a newer revision of the environment is ready to plan — or None. What
+    was written stays written; the stage says it stopped waiting and why."""
 
 
 @dataclass

@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -310,6 +311,11 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
     _finish_succeeded(services, sync_id, lease, health)
 
 
+def _superseded(services: Services, sync_id: int) -> str | None:
+    with services.database.session() as session:
+        return syncs.newer_revision(session, session.get_one(Sync, sync_id))
+
+
 def _still_gated(services: Services, sync_id: int) -> bool:
     """Whether the sync's environment is gated (a re-planned later stage then asks again); when the
     policy cannot be read, it is taken to be gated."""
@@ -340,6 +346,7 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Environ
     context = loaded.context(stage)
     if context is None:
         return StageResult(stage, {}, succeeded=False, error="inputs unknown")
+    context = replace(context, superseded=lambda: _superseded(services, sync_id))
     try:
         result: StageResult = services.stages(stage).apply(context, plan)
     except StalePlan as error:  # nothing of the plan was applied: it is planned again

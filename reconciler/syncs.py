@@ -63,6 +63,21 @@ def active_syncs(session: Session, environment_id: int) -> Sequence[Sync]:
     return session.scalars(query).all()
 
 
+def newer_revision(session: Session, sync: Sync) -> str | None:
+    """Why `sync`'s health wait should stop: a later sync of the same environment, for another
+    revision, waits to plan (None when there is none). Flux cancels a health check the same way, so
+    a fix pushed during a failing rollout is applied without waiting out the timeout."""
+    query = (select(Sync).where(Sync.environment_id == sync.environment_id, Sync.id > sync.id,
+                                Sync.revision_id != sync.revision_id,
+                                Sync.status.in_((L.PENDING, L.PLANNING)))
+             .order_by(Sync.id.desc()).limit(1))
+    newer = session.scalars(query).first()
+    if newer is None:
+        return None
+    sha = newer.revision.sha[:12] if newer.revision is not None else "a newer revision"
+    return f"sync #{newer.id} of {sha} is ready to plan"
+
+
 def request(session: Session, environment: Environment, revision: Revision, trigger: SyncTrigger) -> tuple[Sync, bool]:
     """The sync that will bring `environment` to `revision`: an active one for that revision if there
     is one (requests are idempotent), else a new pending one. Older active syncs that have not

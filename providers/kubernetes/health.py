@@ -218,6 +218,8 @@ class ObjectHealth:
 class Report:
     objects: list[ObjectHealth] = field(default_factory=list)
     timed_out: bool = False
+    cancelled: str = ""
+    """Why the wait stopped before everything was healthy (a newer revision is ready to plan)."""
 
     @property
     def workloads(self) -> dict[str, Health]:
@@ -276,12 +278,14 @@ MAX_INTERVAL = 1.0
 
 
 def wait(client: KubeClient, objects: Sequence[tuple[str, Mapping[str, Any]]], *, timeout: float,
-         interval: float = 0.1, label_selector: str | None = None) -> Report:
+         interval: float = 0.1, label_selector: str | None = None,
+         stop: Callable[[], str | None] | None = None) -> Report:
     """Poll until everything is Healthy (or Suspended); stop at the first Degraded or at the timeout.
 
     Each round reads only what is not settled yet (one LIST per kind with `label_selector`), and
     the pause between rounds grows from `interval` to a second: a rollout that takes a minute costs
-    about sixty rounds, not six hundred."""
+    about sixty rounds, not six hundred. `stop` is asked between rounds; a reason ends the wait
+    (`Report.cancelled`), as Flux cancels a health check when a newer revision arrives."""
     deadline = time.monotonic() + timeout
     judged: dict[int, ObjectHealth] = {}
     pause = interval
@@ -296,6 +300,10 @@ def wait(client: KubeClient, objects: Sequence[tuple[str, Mapping[str, Any]]], *
             return report
         if time.monotonic() >= deadline:
             report.timed_out = True
+            return report
+        reason = stop() if stop is not None else None
+        if reason:
+            report.cancelled = reason
             return report
         time.sleep(pause)
         pause = min(MAX_INTERVAL, pause * 1.5)

@@ -616,10 +616,14 @@ class KubernetesStage:
         if error is None and wait_timeout is not None:
             report = health_rules.wait(client, [(p.workload, p.body) for p in prepared],
                                        timeout=float(wait_timeout), interval=self.poll_interval,
-                                       label_selector=labels.selector(context.environment))
+                                       label_selector=labels.selector(context.environment),
+                                       stop=context.superseded)
             outputs["health"] = {"environment": str(report.environment),
                                  "workloads": {w: str(h) for w, h in report.workloads.items()}}
             health = str(report.environment)
+            if report.cancelled:
+                outputs["health"]["cancelled"] = report.cancelled
+                log.append(f"health wait cancelled ({report.environment} so far): {report.cancelled}")
             problems = [f"{o.address}: {o.health}: {o.reason}" for o in report.problems()]
             if report.environment is health_rules.Health.DEGRADED or report.timed_out:
                 error = (f"not healthy after {float(wait_timeout):g}s:\n" if report.timed_out

@@ -160,3 +160,21 @@ def test_a_platform_lead_without_the_approver_role_cannot_approve(services: Serv
             session.delete(binding)
     with pytest.raises(approvals.ApprovalRefused, match="lacks the approve permission on infra/production"):
         approvals.decide(services, sync_id, principal(services, "bob"), ApprovalDecision.APPROVE)
+
+
+def test_an_applying_sync_learns_that_a_newer_revision_waits_to_plan(services: Services,
+                                                                    environment: tuple[int, int]) -> None:
+    first = _request(services, environment)
+    with services.database.session() as session:
+        sync = session.get_one(Sync, first)
+        sync.status = L.APPLYING  # as a worker mid-health-wait has it
+        assert syncs.newer_revision(session, sync) is None
+        env = session.get_one(Environment, environment[0])
+        newer = Revision(repository_id=env.repository_id, ref="main", sha="c" * 40,
+                         committed_at=env.repository.created_at)
+        session.add(newer)
+        session.flush()
+        fresh, _ = syncs.request(session, env, newer, SyncTrigger.POLL)
+        session.flush()
+        assert sync.status is L.APPLYING  # an applying sync is never superseded, only told
+        assert syncs.newer_revision(session, sync) == f"sync #{fresh.id} of {'c' * 12} is ready to plan"

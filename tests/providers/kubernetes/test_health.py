@@ -129,3 +129,22 @@ def test_failing_rollout_is_degraded_with_its_reason_and_wait_stops_early(kube: 
     assert "ProgressDeadlineExceeded" in problem.reason
     healthy = wait(client, [("web", good)], timeout=20, interval=0.02)
     assert healthy.environment is Health.HEALTHY
+
+
+def test_a_health_wait_stops_when_told_a_newer_revision_waits_and_says_why(tmp_path: Path) -> None:
+    with KubeSandbox(controller_delay=None) as quiet:  # no controllers: the rollout never finishes
+        kubeconfig = quiet.write_kubeconfig(tmp_path / "kubeconfig")
+        client = KubeClient.connect(path=kubeconfig)
+        client.apply(_deployment("web"))
+        asked: list[float] = []
+
+        def stop() -> str | None:
+            asked.append(time.monotonic())
+            return "sync #7 of abc is ready to plan" if len(asked) >= 3 else None
+
+        started = time.monotonic()
+        report = wait(client, [("web", _deployment("web"))], timeout=60, interval=0.02, stop=stop)
+        client.close()
+    assert time.monotonic() - started < 10
+    assert report.cancelled == "sync #7 of abc is ready to plan" and not report.timed_out
+    assert report.environment is Health.PROGRESSING and len(asked) == 3
