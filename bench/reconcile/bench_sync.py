@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -299,6 +300,55 @@ class System:
         return sum(1 for w in self.kube.writes() if not w["dry_run"])
 
 
+class RssSampler:
+    """The largest resident set of any worker process (Celery's parent and its pool children),
+    sampled every 100 ms from /proc while a phase runs."""
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+        self.peak: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _processes(self) -> dict[int, str]:
+        roots = {p.pid: name for name, p in self.system.processes.items() if name.startswith("worker")}
+        found = dict(roots)
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) in roots:
+                found[int(stat.parent.name)] = f"{roots[int(fields[1])]} pool process"
+        return found
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            for pid, role in self._processes().items():
+                try:
+                    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines()
+                                if x.startswith("VmRSS:"))
+                except (OSError, StopIteration):
+                    continue
+                kib = int(line.split()[1])
+                self.peak[role] = max(self.peak.get(role, 0), kib)
+
+    def summary(self) -> str:
+        if not self.peak:
+            return "not sampled"
+        role, kib = max(self.peak.items(), key=lambda item: item[1])
+        return f"{kib / 1024:.0f} MiB max ({role}); " + ", ".join(
+            f"{name} {value / 1024:.0f} MiB" for name, value in sorted(self.peak.items()))
+
+
 # --- waiting ----------------------------------------------------------------------------------
 
 
@@ -478,8 +528,11 @@ def run(args: argparse.Namespace, data: Path) -> list[Row]:
         system.start(shape.env_names())
         repository_id = system.register(root)
         system.wait_ready()
-        rows = [shown(cold_sync(system, shape, repository_id, sha, args.timeout)),
-                shown(noop_resync(system, shape, args.timeout))]
+        with RssSampler(system) as rss:
+            rows = [shown(cold_sync(system, shape, repository_id, sha, args.timeout))]
+        rows[0].note = f"worker RSS during the cold sync: {rss.summary()}"
+        print(f"# worker RSS during the cold sync: {rss.summary()} (goal ≤ 300 MiB)", flush=True)
+        rows.append(shown(noop_resync(system, shape, args.timeout)))
         with contextmanager(with_beat)(system, repository_id):
             rows.append(shown(commit_to_applied(system, shape, root, generations, args.commits, args.timeout,
                                                 "commit → applied, beat polling at 1 s")))

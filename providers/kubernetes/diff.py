@@ -189,9 +189,13 @@ class Comparison:
     """Tracking labels the live object lacks: an update, but neither a diff line nor drift."""
     immutable: str = ""
     """The API's 422 when the change touches fields that cannot change in place: a `replace`."""
+    seen: str = ""
+    """The live object's digest when the stage's memory already knew it (an unchanged object)."""
 
     @property
     def action(self) -> Action:
+        if self.seen:
+            return Action.no_op
         if self.live is None:
             return Action.create
         if self.immutable:

@@ -18,9 +18,9 @@ becomes `tidegate`: Tidegate is what applies it). Prune never trusts them: owner
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping
+from copy import deepcopy
 from typing import Any
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -39,9 +39,11 @@ def tracking_labels(environment: str, workload: str) -> dict[str, str]:
     return {MANAGED_BY: MANAGER, ENVIRONMENT_LABEL: label_value(environment), WORKLOAD_LABEL: label_value(workload)}
 
 
-def with_tracking_labels(body: Mapping[str, Any], environment: str, workload: str) -> dict[str, Any]:
-    """A deep copy of `body` carrying the tracking labels (over any value the manifest gave them)."""
-    copied = copy.deepcopy(dict(body))
+def with_tracking_labels(body: Mapping[str, Any], environment: str, workload: str, *,
+                         copy: bool = True) -> dict[str, Any]:
+    """`body` carrying the tracking labels (over any value the manifest gave them): a deep copy,
+    or with `copy=False` a body the caller already owns (only its metadata is replaced)."""
+    copied = deepcopy(dict(body)) if copy else dict(body)
     metadata = dict(copied.get("metadata") or {})
     metadata["labels"] = {**dict(metadata.get("labels") or {}), **tracking_labels(environment, workload)}
     copied["metadata"] = metadata

@@ -33,6 +33,9 @@ class Remembered:
 
     sent: str
     left: str
+    version: str = ""
+    """The resourceVersion it left: while the live object still has it, it is the very object
+    (no need to normalise it to know); a status write moves it, and the digest decides."""
 
 
 Memory = dict[str, Remembered]
@@ -51,7 +54,7 @@ def live_digest(live: Mapping[str, Any], rules: Sequence[IgnoreRule]) -> str:
 
 
 def to_json(memory: Mapping[str, Remembered]) -> dict[str, list[str]]:
-    return {address: [item.sent, item.left] for address, item in sorted(memory.items())}
+    return {address: [item.sent, item.left, item.version] for address, item in sorted(memory.items())}
 
 
 def from_json(data: Any) -> Memory:
@@ -60,6 +63,6 @@ def from_json(data: Any) -> Memory:
         return {}
     out: Memory = {}
     for address, pair in data.items():
-        if isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(v, str) for v in pair):
-            out[str(address)] = Remembered(pair[0], pair[1])
+        if isinstance(pair, (list, tuple)) and len(pair) in (2, 3) and all(isinstance(v, str) for v in pair):
+            out[str(address)] = Remembered(*pair)
     return out

@@ -220,6 +220,8 @@ class Step:
     fresh: bool = True
     """Compared again at apply (False: the plan's own result, the live object unchanged since)."""
     stale: str = ""
+    seen: str | None = None
+    """The live object's digest as the plan saw it (what the memory keeps for an unchanged one)."""
 
 
 def _waves(steps: Sequence[Step]) -> list[list[Step]]:
@@ -242,7 +244,18 @@ def _seen_live(prepared: Prepared, live: Mapping[str, Any] | None) -> str | None
 
 
 def _seen(prepared: Prepared, result: Comparison) -> str | None:
+    """`_seen_live` of the comparison's live object, without normalising it a second time."""
+    if result.raw_live is None:
+        return None
+    if result.seen:
+        return result.seen
+    if result.live is not None and not result.immutable:  # `live` is the normalised raw_live
+        return digest(result.live)
     return _seen_live(prepared, result.raw_live)
+
+
+def _version(obj: Mapping[str, Any] | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _source(manifest: Any) -> str:
@@ -288,6 +301,7 @@ class KubernetesStage:
         new_namespaces = {str((b.get("metadata") or {}).get("name"))
                           for b in all_bodies if b.get("kind") == "Namespace"}
         live_namespaces: dict[str, bool] | None = None
+        scopes: dict[tuple[str, str], bool] = {}
         errors: list[str] = []
         out: list[Prepared] = []
         seen: dict[tuple[str, str, str, str], str] = {}
@@ -298,7 +312,9 @@ class KubernetesStage:
                 api_version, kind = str(body.get("apiVersion", "")), str(body.get("kind", ""))
                 pending = ""
                 try:
-                    namespaced = client.namespaced(api_version, kind)
+                    if (api_version, kind) not in scopes:
+                        scopes[(api_version, kind)] = client.namespaced(api_version, kind)
+                    namespaced = scopes[(api_version, kind)]
                 except UnknownKind:
                     crd = crds.get((group_of(api_version), kind))
                     if crd is None:
@@ -309,7 +325,7 @@ class KubernetesStage:
                     pending = f"its CustomResourceDefinition {(crd.get('metadata') or {}).get('name')} " \
                               "is created by this sync"
                 copied = labels.with_tracking_labels(with_namespace(body, ws.namespace, namespaced),
-                                                     context.environment, workload)
+                                                     context.environment, workload, copy=False)
                 namespace = str(copied["metadata"].get("namespace") or "")
                 if namespace and not pending:
                     if live_namespaces is None:  # one LIST for all, on the first namespaced object
@@ -338,9 +354,11 @@ class KubernetesStage:
         if not isinstance(found, Unseen):
             known = (memory or {}).get(prepared.ref.address)
             if known is not None and known.sent == prepared.sent:
+                if known.version and known.version == _version(found):  # the very object it left
+                    return Comparison(prepared.ref, None, None, found, seen=known.left)
                 same = normalise(found, prepared.rules)
                 if known.left == digest(same):
-                    return Comparison(prepared.ref, same, same, found)
+                    return Comparison(prepared.ref, same, same, found, seen=known.left)
         return compare(client, prepared.body, prepared.rules, force=prepared.force, known=found)
 
     def _previous(self, client: KubeClient, context: StageContext[WorkloadsInputs]) -> inv.Inventory:
@@ -504,6 +522,7 @@ class KubernetesStage:
         seen: Mapping[str, str | None] = plan.details.get("seen") or {}
         conflicts: Mapping[str, str] = plan.details.get("conflicts") or {}
         planned_fields: Mapping[str, list[str]] = plan.details.get("fields") or {}
+        versions: Mapping[str, str | None] = plan.details.get("live_versions") or {}
 
         def one(p: Prepared) -> Step | str:
             address = p.ref.address
@@ -514,8 +533,11 @@ class KubernetesStage:
                 found: dict[str, Any] | Unseen | None = live.get(p.ref)
                 if address in seen and isinstance(found, Unseen) and seen[address] is None:
                     found = client.get(p.body["apiVersion"], p.ref.kind, p.ref.name, p.ref.namespace or None)
-                if address in seen and not isinstance(found, Unseen) and _seen_live(p, found) == seen[address]:
-                    return Step(p, change.action, found, conflicts.get(address, ""), fresh=False)
+                if address in seen and not isinstance(found, Unseen) and (
+                        (found is not None and _version(found) == versions.get(address))
+                        or _seen_live(p, found) == seen[address]):
+                    return Step(p, change.action, found, conflicts.get(address, ""), fresh=False,
+                                seen=seen[address])
                 result = self._compare(client, p, live)
             except KubeError as error:
                 return _api_error(p, error)
@@ -585,7 +607,9 @@ class KubernetesStage:
                     log.append(line)
                 done.add(address)
                 if answered is not None:
-                    memory[address] = Remembered(step.prepared.sent, live_digest(answered, step.prepared.rules))
+                    left = step.seen if outcome is Outcome.unchanged and step.seen else live_digest(
+                        answered, step.prepared.rules)
+                    memory[address] = Remembered(step.prepared.sent, left, _version(answered))
             if error is not None:
                 break
         applied: inv.Inventory = {}
