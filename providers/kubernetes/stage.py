@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -134,11 +135,12 @@ class Prepared:
     pending: str = ""
     """Why it cannot be dry-run yet ("namespace web is created by this sync", "CRD ...")."""
 
-    @property
+    @cached_property
     def ref(self) -> ObjectRef:
+        """The object's identity (its body's namespace and name never change once prepared)."""
         return ref_of(self.body)
 
-    @property
+    @cached_property
     def sent(self) -> str:
         """The digest the memory keeps of what is sent (`memory.sent_digest`)."""
         return sent_digest(self.body, self.force, self.rules)
@@ -350,16 +352,26 @@ class KubernetesStage:
         against the snapshot's copy when the snapshot holds it, else a GET and a dry run."""
         if prepared.pending:
             return Comparison(prepared.ref, normalise(prepared.body, prepared.rules), None)
+        remembered = self._remembered(prepared, live, memory)
+        if remembered is not None:
+            return remembered
         found = live.get(prepared.ref) if live is not None else UNSEEN
-        if not isinstance(found, Unseen):
-            known = (memory or {}).get(prepared.ref.address)
-            if known is not None and known.sent == prepared.sent:
-                if known.version and known.version == _version(found):  # the very object it left
-                    return Comparison(prepared.ref, None, None, found, seen=known.left)
-                same = normalise(found, prepared.rules)
-                if known.left == digest(same):
-                    return Comparison(prepared.ref, same, same, found, seen=known.left)
         return compare(client, prepared.body, prepared.rules, force=prepared.force, known=found)
+
+    @staticmethod
+    def _remembered(prepared: Prepared, live: Snapshot | None, memory: Memory | None) -> Comparison | None:
+        """The no-request answer: unchanged, when the memory shows the object as the last apply
+        sent and left it (None: it must be compared)."""
+        if prepared.pending or live is None or not memory:
+            return None
+        found = live.get(prepared.ref)
+        known = memory.get(prepared.ref.address)
+        if isinstance(found, Unseen) or found is None or known is None or known.sent != prepared.sent:
+            return None
+        if known.version and known.version == _version(found):  # the very object it left
+            return Comparison(prepared.ref, None, None, found, seen=known.left)
+        same = normalise(found, prepared.rules)
+        return Comparison(prepared.ref, same, same, found, seen=known.left) if known.left == digest(same) else None
 
     def _previous(self, client: KubeClient, context: StageContext[WorkloadsInputs]) -> inv.Inventory:
         stored = context.spec.inventory
@@ -476,8 +488,11 @@ class KubernetesStage:
             except KubeError as error:
                 return _api_error(p, error)
 
+        def quick(p: Prepared) -> Comparison | str | None:
+            return self._remembered(p, live, memory)
+
         comparisons: list[Comparison] = []
-        for p, result in zip(prepared, self._map(one, prepared), strict=True):
+        for p, result in zip(prepared, self._map(one, prepared, quick), strict=True):
             if isinstance(result, str):
                 errors.append(result)
                 comparisons.append(Comparison(p.ref, None, None))
@@ -487,13 +502,21 @@ class KubernetesStage:
             comparisons.append(result)
         return comparisons, errors
 
-    def _map(self, fn: Callable[[Item], T], items: Sequence[Item]) -> list[T]:
-        """`fn` over `items` in order, `parallel` at a time (one thread when there is one item)."""
-        if self.parallel <= 1 or len(items) <= 1:
-            return [fn(item) for item in items]
-        with ThreadPoolExecutor(max_workers=min(self.parallel, len(items)),
-                                thread_name_prefix="tidegate-kube") as pool:
-            return list(pool.map(fn, items))
+    def _map(self, fn: Callable[[Item], T], items: Sequence[Item],
+             quick: Callable[[Item], T | None] | None = None) -> list[T]:
+        """`fn` over `items` in order, `parallel` at a time; items `quick` answers without a
+        request (not None) stay on this thread (a pool costs more than they do)."""
+        answered = [quick(item) if quick is not None else None for item in items]
+        slow = [index for index, result in enumerate(answered) if result is None]
+        if self.parallel <= 1 or len(slow) <= 1:
+            computed = [fn(items[index]) for index in slow]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.parallel, len(slow)),
+                                    thread_name_prefix="tidegate-kube") as pool:
+                computed = list(pool.map(fn, [items[index] for index in slow]))
+        for index, result in zip(slow, computed, strict=True):
+            answered[index] = result
+        return [result for result in answered if result is not None]
 
     def apply(self, context: StageContext[WorkloadsInputs], plan: StagePlan) -> StageResult:
         with _contract():
@@ -524,20 +547,28 @@ class KubernetesStage:
         planned_fields: Mapping[str, list[str]] = plan.details.get("fields") or {}
         versions: Mapping[str, str | None] = plan.details.get("live_versions") or {}
 
-        def one(p: Prepared) -> Step | str:
+        def as_planned(p: Prepared, found: dict[str, Any] | Unseen | None) -> Step | None:
+            """The plan's own step when the live object is as it saw it (no request)."""
             address = p.ref.address
             change = planned.get(address)
             if p.pending or change is None:
                 return Step(p, change.action if change is not None else Action.create, None)
+            if address in seen and not isinstance(found, Unseen) and (
+                    (found is not None and _version(found) == versions.get(address))
+                    or _seen_live(p, found) == seen[address]):
+                return Step(p, change.action, found, conflicts.get(address, ""), fresh=False, seen=seen[address])
+            return None
+
+        def one(p: Prepared) -> Step | str:
+            address = p.ref.address
+            change = planned[address]
             try:
                 found: dict[str, Any] | Unseen | None = live.get(p.ref)
                 if address in seen and isinstance(found, Unseen) and seen[address] is None:
                     found = client.get(p.body["apiVersion"], p.ref.kind, p.ref.name, p.ref.namespace or None)
-                if address in seen and not isinstance(found, Unseen) and (
-                        (found is not None and _version(found) == versions.get(address))
-                        or _seen_live(p, found) == seen[address]):
-                    return Step(p, change.action, found, conflicts.get(address, ""), fresh=False,
-                                seen=seen[address])
+                step = as_planned(p, found)
+                if step is not None:
+                    return step
                 result = self._compare(client, p, live)
             except KubeError as error:
                 return _api_error(p, error)
@@ -551,7 +582,7 @@ class KubernetesStage:
 
         steps: list[Step] = []
         errors: list[str] = []
-        for result in self._map(one, prepared):
+        for result in self._map(one, prepared, lambda p: as_planned(p, live.get(p.ref))):
             if isinstance(result, str):
                 errors.append(result)
                 continue
@@ -658,7 +689,12 @@ class KubernetesStage:
     def _map_steps(self, client: KubeClient, wave: Sequence[Step], ready: set[str]) -> list[Applied]:
         """A wave's outcomes in order: unchanged objects cost nothing, the others are written
         `parallel` at a time."""
-        return self._map(lambda step: self._apply_one(client, step, ready), wave)
+        def unchanged(step: Step) -> Applied | None:
+            if step.action is Action.no_op and not step.prepared.pending:
+                return Outcome.unchanged, "", step.live, None
+            return None
+
+        return self._map(lambda step: self._apply_one(client, step, ready), wave, unchanged)
 
     def _apply_one(self, client: KubeClient, step: Step, ready: set[str]) -> Applied:
         """Write one object (waiting first for what it needs): its outcome, a log line, the object
