@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,10 +20,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from providers.stage import Outcome, Stage, StageContext, StagePlan, StageResult, StalePlan
-from reconciler import repositories, syncs
+from reconciler import fingerprints, repositories, syncs
 from reconciler.errors import Busy, PlanningFailed, Transient, classify
 from reconciler.locks import EnvironmentLock, Lease, LockLost
-from reconciler.plans import EnvironmentPlan, decode, discard_artifacts, encode, same_changes, stage_summary
+from reconciler.plans import (
+    EnvironmentPlan,
+    Unchanged,
+    decode,
+    discard_artifacts,
+    encode,
+    same_changes,
+    stage_summary,
+)
 from reconciler.policies import EffectivePolicy, PolicyUnavailable, effective_policy
 from reconciler.promotion import waiting_on
 from reconciler.runtime import Services
@@ -128,8 +136,9 @@ def _plan_locked(services: Services, sync_id: int, lease: Lease) -> bool:
         repo_name, env_name, sha = repository.name, env.name, revision.sha
         heal = sync.trigger is SyncTrigger.DRIFT
         gate = _gate(services, session, env, sha, loaded_repo)
+        skip = fingerprints.skippable(services, session, sync)
     loaded = open_session(services, repo_name, env_name, sha, root, recorded, take_over=heal)
-    plan = plan_stages(services, loaded)
+    plan = plan_stages(services, loaded, skip=skip)
     try:
         return _store_plan(services, sync_id, lease, plan, gate)
     finally:
@@ -170,8 +179,11 @@ credentials, no state lock)."""
 
 
 def plan_stages(services: Services, loaded: EnvironmentSession, *, adapt: Adapt | None = None,
-                errors: dict[Stage, str] | None = None) -> EnvironmentPlan:
-    """Every stage in pipeline order; a stage whose inputs are not known yet is deferred.
+                errors: dict[Stage, str] | None = None,
+                skip: Mapping[Stage, fingerprints.LastApply] | None = None) -> EnvironmentPlan:
+    """Every stage in pipeline order; a stage whose inputs are not known yet is deferred, and a stage
+    of `skip` whose input fingerprint is still the one its last successful apply recorded is left
+    out unplanned (`plan.unchanged`).
 
     The one way a plan is made, for syncs and previews alike. A sync stops at the first stage that
     cannot plan (its error, transient or not, is raised); a preview passes `errors` and every
@@ -182,6 +194,12 @@ def plan_stages(services: Services, loaded: EnvironmentSession, *, adapt: Adapt 
             context = loaded.context(stage)
             if context is None:
                 plan.deferred[stage] = loaded.inputs_digest(stage)
+                continue
+            last = (skip or {}).get(stage)
+            inputs = loaded.input_fingerprint(stage) if last is not None else None
+            if last is not None and inputs is not None and inputs == last.inputs:
+                plan.unchanged[stage] = Unchanged(last.sync_id, inputs)
+                log.info("%s: %s not planned: %s", loaded.run.environment, stage.value, plan.unchanged[stage].reason)
                 continue
             if adapt is not None:
                 context = adapt(stage, context)
@@ -259,7 +277,7 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
         repo_name, env_name, sha = env.repository.name, env.name, revision.sha
         heal = sync.trigger is SyncTrigger.DRIFT
         root = repositories.checkout(services, env.repository, sha)
-        stages_present = [*plan.stages, *plan.deferred]
+        stages_present = [*plan.stages, *plan.deferred, *plan.unchanged]
         for word in Stage:
             if word in stages_present:
                 session.add(SyncStageResult(sync_id=sync.id, stage=word, status=StageStatus.PENDING))
@@ -275,6 +293,10 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
     health: str | None = None
     for stage in loaded.stages:
         approved = plan.stages.get(stage)
+        unchanged = plan.unchanged.get(stage)
+        if unchanged is not None and _still_unchanged(loaded, stage, unchanged, moved):
+            _leave_out(services, sync_id, stage, unchanged)
+            continue
         if approved is None or loaded.reads(stage) & moved:
             try:
                 fresh = _replan(services, loaded, stage)
@@ -289,7 +311,8 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
                                f"{', '.join(sorted(s.value for s in loaded.reads(stage)))} applied (check the "
                                "outputs the environment names)", stage)
                 return
-            if approval_required and approved is not None and not same_changes(approved, fresh):
+            if approval_required and ((approved is not None and not same_changes(approved, fresh))
+                                      or (unchanged is not None and fresh.has_changes)):
                 _ask_again(services, sync_id, lease, plan, stage, fresh)
                 return
             if approved is None:
@@ -308,6 +331,27 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
         if loaded.record(stage, result.outputs):
             moved.add(stage)
     _finish_succeeded(services, sync_id, lease, health)
+
+
+def _still_unchanged(loaded: EnvironmentSession, stage: Stage, unchanged: Unchanged, moved: set[Stage]) -> bool:
+    """A stage left out of the plan stays out unless an earlier stage's apply just changed the
+    outputs it reads so that its input fingerprint moved (it is then planned now, as a deferred
+    stage is, and a gated environment is asked again if that plan has changes)."""
+    if not loaded.reads(stage) & moved:
+        return True
+    try:
+        return loaded.input_fingerprint(stage) == unchanged.inputs
+    except Exception:  # its context cannot be built now: planning it says why
+        return False
+
+
+def _leave_out(services: Services, sync_id: int, stage: Stage, unchanged: Unchanged) -> None:
+    """Record a stage left out, and why, as the sync's result for it (nothing of it ran)."""
+    with services.database.session() as session:
+        row = _stage_row(session, sync_id, stage)
+        row.status = StageStatus.SKIPPED
+        row.summary = {"plan": f"skipped: {unchanged.reason}", "counts": {}, "outcomes": {}, "error": None,
+                       "skipped": unchanged.reason}
 
 
 def _still_gated(services: Services, sync_id: int) -> bool:
@@ -340,6 +384,7 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Environ
     context = loaded.context(stage)
     if context is None:
         return StageResult(stage, {}, succeeded=False, error="inputs unknown")
+    inputs = loaded.input_fingerprint(stage)
     try:
         result: StageResult = services.stages(stage).apply(context, plan)
     except StalePlan as error:  # nothing of the plan was applied: it is planned again
@@ -356,9 +401,10 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Environ
         row.log = result.log[-200_000:]
         row.summary = _result_summary(plan, result)
         if result.succeeded or result.outputs:  # a failed apply's partial outputs are the truth too
-            row.outputs = services.secrets.seal(json.dumps({"values": result.outputs,
-                                                             "sensitive": sorted(result.sensitive_outputs)},
-                                                            default=str))
+            record: dict[str, Any] = {"values": result.outputs, "sensitive": sorted(result.sensitive_outputs)}
+            if result.succeeded and inputs is not None:  # what a later sync compares to leave the stage out
+                record[fingerprints.INPUTS_KEY] = inputs
+            row.outputs = services.secrets.seal(json.dumps(record, default=str))
     return result
 
 
@@ -399,6 +445,7 @@ def _ask_again(services: Services, sync_id: int, lease: Lease, plan: Environment
     sync waits for an approval of the new one."""
     plan.stages[stage] = fresh
     plan.deferred.pop(stage, None)
+    plan.unchanged.pop(stage, None)
     with services.database.session() as session:
         sync = session.get_one(Sync, sync_id)
         if sync.plan is not None:
