@@ -289,13 +289,14 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
     approval_required = _still_gated(services, sync_id)
     moved: set[Stage] = set()
     """Stages whose recorded outputs this apply changed: the stages that read them are planned again."""
-    applied_any = False
+    applied_any = left_out = False
     health: str | None = None
     for stage in loaded.stages:
         approved = plan.stages.get(stage)
         unchanged = plan.unchanged.get(stage)
         if unchanged is not None and _still_unchanged(loaded, stage, unchanged, moved):
             _leave_out(services, sync_id, stage, unchanged)
+            left_out = True
             continue
         if approved is None or loaded.reads(stage) & moved:
             try:
@@ -330,7 +331,7 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
         health = result.health or health
         if loaded.record(stage, result.outputs):
             moved.add(stage)
-    _finish_succeeded(services, sync_id, lease, health)
+    _finish_succeeded(services, sync_id, lease, health, left_out=left_out)
 
 
 def _still_unchanged(loaded: EnvironmentSession, stage: Stage, unchanged: Unchanged, moved: set[Stage]) -> bool:
@@ -498,7 +499,10 @@ def _finish_failed(services: Services, sync_id: int, lease: Lease, error: str, s
                      details={"error": error[:2000]})
 
 
-def _finish_succeeded(services: Services, sync_id: int, lease: Lease, health: str | None) -> None:
+def _finish_succeeded(services: Services, sync_id: int, lease: Lease, health: str | None, *,
+                      left_out: bool = False) -> None:
+    """`left_out`: stages were left out unchanged; when none that ran judged health, the health the
+    last apply of those stages left stands (a sync that ran no workloads stage did not look)."""
     with services.database.session() as session:
         sync = session.get_one(Sync, sync_id)
         syncs.transition(sync, L.SUCCEEDED, lease)
@@ -506,7 +510,8 @@ def _finish_succeeded(services: Services, sync_id: int, lease: Lease, health: st
         env.synced_revision_id = sync.revision_id
         if env.desired_revision_id is None or not env.auto_sync_paused:
             env.desired_revision_id = env.desired_revision_id or sync.revision_id
-        env.health = _health(health, Health.HEALTHY)  # as the stages that judge health saw it
+        if health is not None or not left_out:
+            env.health = _health(health, Health.HEALTHY)  # as the stages that judge health saw it
         resolution = DriftResolution.HEALED if sync.trigger is SyncTrigger.DRIFT else DriftResolution.RESYNCED
         for report in open_drift_reports(session, env.id):
             report.status, report.resolution, report.resolved_at = DriftStatus.RESOLVED, resolution, utcnow()

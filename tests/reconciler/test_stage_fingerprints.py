@@ -23,7 +23,7 @@ from reconciler.runtime import Services
 from reconciler.syncs import L
 from reconciler.targets import Connection
 from repo_schema.models import ConfigurationSpec
-from store import DriftItemRow, DriftReport, Environment, Revision, Sync, SyncTrigger
+from store import DriftItemRow, DriftReport, Environment, Health, Revision, Sync, SyncTrigger
 from tests.reconciler.conftest import EXAMPLE
 from tests.support.git_server import commit_and_push
 
@@ -252,3 +252,15 @@ def test_a_stage_left_out_is_planned_once_the_infrastructure_outputs_it_reads_mo
                                     ("plan", WORKLOADS), ("apply", WORKLOADS)]
     assert staging.plan(sync_id)["configuration"].get("planned_after_apply")
     assert staging.results(sync_id)[0] is L.SUCCEEDED
+
+
+def test_a_sync_that_left_the_workloads_out_keeps_the_health_their_last_apply_saw(staging: Staging) -> None:
+    with staging.services.database.session() as session:
+        session.get_one(Environment, staging.environment_id).health = Health.PROGRESSING
+    revision = staging.commit("infrastructure/terraform/cluster/network.tf", _append("# only Terraform"))
+
+    staging.sync(SyncTrigger.POLL, revision)
+
+    assert _planned(staging.calls.take()) == [INFRA]
+    with staging.services.database.session() as session:
+        assert session.get_one(Environment, staging.environment_id).health is Health.PROGRESSING
