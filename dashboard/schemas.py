@@ -84,6 +84,8 @@ class StageStateOut(Out):
     finished_at: datetime | None = None
     seconds: float | None = None
     log: str | None = Field(default=None, description="The stage's log (secrets masked); only in sync detail.")
+    skipped: str | None = Field(default=None, description="Why a skipped stage did not run, when it was left "
+                                                           "out: e.g. `inputs unchanged since sync #12`.")
 
 
 class EnvironmentOut(Out):
@@ -158,6 +160,8 @@ class PlanStageOut(Out):
     changes: list[ChangeOut]
     planned_after_apply: bool = Field(default=False, description="A stage that was deferred, planned once "
                                                                  "infrastructure applied (its changes are that plan).")
+    skipped: str | None = Field(default=None, description="Why the stage was left out of the plan (not planned, "
+                                                           "not applied): e.g. `inputs unchanged since sync #12`.")
 
 
 class PlanOut(Out):

@@ -99,11 +99,12 @@ def stage_state(stage: Stage, row: SyncStageResult | None, *, with_log: bool) ->
     counts = {str(k): v for k, v in _dict(summary.get("counts")).items() if isinstance(v, int)}
     outcomes = {str(k): str(v) for k, v in _dict(summary.get("outcomes")).items()}
     error = summary.get("error")
+    skipped = summary.get("skipped")
     seconds = (row.finished_at - row.started_at).total_seconds() if row.finished_at and row.started_at else None
     return s.StageStateOut(stage=stage, status=row.status, plan=plan if isinstance(plan, str) else "",
                            counts=counts, outcomes=outcomes, error=error if isinstance(error, str) else None,
                            started_at=row.started_at, finished_at=row.finished_at, seconds=seconds,
-                           log=row.log if with_log else None)
+                           log=row.log if with_log else None, skipped=skipped if isinstance(skipped, str) else None)
 
 
 def stages_of(sync: Sync | None, *, with_log: bool = False) -> list[s.StageStateOut]:
@@ -154,11 +155,13 @@ def plan_stages(stages: Any) -> list[s.PlanStageOut]:
                                diff=str(c.get("diff", ""))) for c in data.get("changes", []) if isinstance(c, dict)]
         unchanged = data.get("unchanged")
         fingerprint = data.get("fingerprint")
+        skipped = data.get("skipped")
         out.append(s.PlanStageOut(stage=str(name), summary=str(data.get("summary", "")),
                                   deferred=bool(data.get("deferred", False)),
                                   fingerprint=fingerprint if isinstance(fingerprint, str) else None,
                                   unchanged=unchanged if isinstance(unchanged, int) else 0, changes=changes,
-                                  planned_after_apply=bool(data.get("planned_after_apply", False))))
+                                  planned_after_apply=bool(data.get("planned_after_apply", False)),
+                                  skipped=skipped if isinstance(skipped, str) and skipped else None))
     order = {stage.value: index for index, stage in enumerate(Stage)}
     return sorted(out, key=lambda stage: order.get(stage.stage, len(order)))
 

@@ -7,6 +7,7 @@ observation see the same spec, the same inputs and the same connection settings.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from reconciler.desired import DesiredState
 from reconciler.rendering.encrypted import decrypt_manifests, encrypted_variables
 from reconciler.rendering.inputs import render_tfvars
 from reconciler.rendering.sops import SopsError
+from reconciler.sources.paths import configuration_paths, infrastructure_paths
 from reconciler.targets import Targets, TargetsError
 from repo_schema.loader import LoadedRepo
 from repo_schema.models import ConfigurationSpec, EnvironmentSpec, WorkloadSpec, secret_ref
@@ -256,13 +258,18 @@ class Source:
 class Wiring:
     """How the reconciler feeds one stage, so that callers loop over stages with no per-stage code:
     whether an environment defines it, which earlier stages' recorded outputs its context reads,
-    how its context is built (None: those outputs are not known yet, so the stage is deferred), and
-    what a deferred stage's approval covers (its rendered inputs)."""
+    how its context is built (None: those outputs are not known yet, so the stage is deferred),
+    what a deferred stage's approval covers (its rendered inputs, with the files of `paths`), which
+    files of the checkout it reads, and what else of its built context its plan depends on (its
+    `settles`: the stage's own input and connection settings, never its own recorded outputs) —
+    together the stage's input fingerprint (`EnvironmentSession.input_fingerprint`)."""
 
     defined: Callable[[EnvironmentSpec], bool]
     reads: frozenset[Stage]
     build: Callable[[Source], StageContext[Any] | None]
     covers: Callable[[DesiredState], Any]
+    paths: Callable[[LoadedRepo, str], frozenset[str]]
+    settles: Callable[[StageContext[Any]], Any]
 
 
 def _infrastructure(source: Source) -> StageContext[Any] | None:
@@ -281,16 +288,47 @@ def _workloads(source: Source) -> StageContext[Any] | None:
                      take_over=source.take_over, memory=recorded.get("applied"))
 
 
+def _terraform_settles(context: StageContext[Any]) -> Any:
+    """The Terraform input beyond the module's files: variables, backend, timeout, provider mirror
+    (its paths relative to the checkout, which is another directory at every revision)."""
+    spec: TerraformSpec = context.spec
+    return {"vars": dict(spec.vars), "tfvars": spec.tfvars, "timeout": spec.timeout, "offline": spec.offline,
+            "backend": dataclasses.asdict(spec.backend) if spec.backend else None,
+            "mirror": [_portable(path, context.workdir) for path in spec.mirror_paths]}
+
+
+def _ansible_settles(context: StageContext[Any]) -> Any:
+    """The configuration section (connection layered over the repo's default) and the nodes."""
+    inputs: ConfigurationInputs = context.spec
+    return {"spec": inputs.spec.model_dump(mode="json", by_alias=True), "nodes": [dict(n) for n in inputs.nodes]}
+
+
+def _workloads_settles(context: StageContext[Any]) -> Any:
+    """Each workload's settings and the prune policy; not the inventory (the stage's own output:
+    every apply moves it) and not the manifests (`covers` has them as the repo renders them)."""
+    inputs: WorkloadsInputs = context.spec
+    return {"workloads": {name: dataclasses.asdict(settings) for name, settings in sorted(inputs.workloads.items())},
+            "prune": inputs.prune}
+
+
+def _portable(path: str, checkout: Path) -> str:
+    candidate, root = Path(path).resolve(), checkout.resolve()
+    return candidate.relative_to(root).as_posix() if candidate.is_relative_to(root) else path
+
+
 WIRINGS: dict[Stage, Wiring] = {
     Stage.INFRASTRUCTURE: Wiring(
         defined=lambda spec: spec.infrastructure is not None, reads=frozenset(), build=_infrastructure,
-        covers=lambda desired: {"path": desired.infrastructure_path, "vars": desired.tfvars}),
+        covers=lambda desired: {"path": desired.infrastructure_path, "vars": desired.tfvars},
+        paths=infrastructure_paths, settles=_terraform_settles),
     Stage.CONFIGURATION: Wiring(
         defined=lambda spec: spec.configuration is not None, reads=frozenset({Stage.INFRASTRUCTURE}),
-        build=_configuration, covers=lambda desired: {"playbook": desired.playbook, "vars": desired.extra_vars}),
+        build=_configuration, covers=lambda desired: {"playbook": desired.playbook, "vars": desired.extra_vars},
+        paths=configuration_paths, settles=_ansible_settles),
     Stage.WORKLOADS: Wiring(
         defined=lambda spec: bool(spec.workloads), reads=frozenset({Stage.INFRASTRUCTURE}), build=_workloads,
-        covers=lambda desired: {"manifests": [m.body for w in desired.workloads.values() for m in w.manifests]}),
+        covers=lambda desired: {"manifests": [m.body for w in desired.workloads.values() for m in w.manifests]},
+        paths=lambda repo, environment: frozenset(), settles=_workloads_settles),
 }
 
 

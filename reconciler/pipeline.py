@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -21,10 +21,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from providers.stage import Outcome, Stage, StageContext, StagePlan, StageResult, StalePlan
-from reconciler import repositories, syncs
+from reconciler import fingerprints, repositories, syncs
 from reconciler.errors import Busy, PlanningFailed, Transient, classify
 from reconciler.locks import EnvironmentLock, Lease, LockLost
-from reconciler.plans import EnvironmentPlan, decode, discard_artifacts, encode, same_changes, stage_summary
+from reconciler.plans import (
+    EnvironmentPlan,
+    Unchanged,
+    decode,
+    discard_artifacts,
+    encode,
+    same_changes,
+    stage_summary,
+)
 from reconciler.policies import EffectivePolicy, PolicyUnavailable, effective_policy
 from reconciler.promotion import waiting_on
 from reconciler.runtime import Services
@@ -129,8 +137,9 @@ def _plan_locked(services: Services, sync_id: int, lease: Lease) -> bool:
         repo_name, env_name, sha = repository.name, env.name, revision.sha
         heal = sync.trigger is SyncTrigger.DRIFT
         gate = _gate(services, session, env, sha, loaded_repo)
+        skip = fingerprints.skippable(services, session, sync)
     loaded = open_session(services, repo_name, env_name, sha, root, recorded, take_over=heal)
-    plan = plan_stages(services, loaded)
+    plan = plan_stages(services, loaded, skip=skip)
     try:
         return _store_plan(services, sync_id, lease, plan, gate)
     finally:
@@ -171,8 +180,11 @@ credentials, no state lock)."""
 
 
 def plan_stages(services: Services, loaded: EnvironmentSession, *, adapt: Adapt | None = None,
-                errors: dict[Stage, str] | None = None) -> EnvironmentPlan:
-    """Every stage in pipeline order; a stage whose inputs are not known yet is deferred.
+                errors: dict[Stage, str] | None = None,
+                skip: Mapping[Stage, fingerprints.LastApply] | None = None) -> EnvironmentPlan:
+    """Every stage in pipeline order; a stage whose inputs are not known yet is deferred, and a stage
+    of `skip` whose input fingerprint is still the one its last successful apply recorded is left
+    out unplanned (`plan.unchanged`).
 
     The one way a plan is made, for syncs and previews alike. A sync stops at the first stage that
     cannot plan (its error, transient or not, is raised); a preview passes `errors` and every
@@ -183,6 +195,12 @@ def plan_stages(services: Services, loaded: EnvironmentSession, *, adapt: Adapt 
             context = loaded.context(stage)
             if context is None:
                 plan.deferred[stage] = loaded.inputs_digest(stage)
+                continue
+            last = (skip or {}).get(stage)
+            inputs = loaded.input_fingerprint(stage) if last is not None else None
+            if last is not None and inputs is not None and inputs == last.inputs:
+                plan.unchanged[stage] = Unchanged(last.sync_id, inputs)
+                log.info("%s: %s not planned: %s", loaded.run.environment, stage.value, plan.unchanged[stage].reason)
                 continue
             if adapt is not None:
                 context = adapt(stage, context)
@@ -260,7 +278,7 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
         repo_name, env_name, sha = env.repository.name, env.name, revision.sha
         heal = sync.trigger is SyncTrigger.DRIFT
         root = repositories.checkout(services, env.repository, sha)
-        stages_present = [*plan.stages, *plan.deferred]
+        stages_present = [*plan.stages, *plan.deferred, *plan.unchanged]
         for word in Stage:
             if word in stages_present:
                 session.add(SyncStageResult(sync_id=sync.id, stage=word, status=StageStatus.PENDING))
@@ -272,10 +290,15 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
     approval_required = _still_gated(services, sync_id)
     moved: set[Stage] = set()
     """Stages whose recorded outputs this apply changed: the stages that read them are planned again."""
-    applied_any = False
+    applied_any = left_out = False
     health: str | None = None
     for stage in loaded.stages:
         approved = plan.stages.get(stage)
+        unchanged = plan.unchanged.get(stage)
+        if unchanged is not None and _still_unchanged(loaded, stage, unchanged, moved):
+            _leave_out(services, sync_id, stage, unchanged)
+            left_out = True
+            continue
         if approved is None or loaded.reads(stage) & moved:
             try:
                 fresh = _replan(services, loaded, stage)
@@ -290,7 +313,8 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
                                f"{', '.join(sorted(s.value for s in loaded.reads(stage)))} applied (check the "
                                "outputs the environment names)", stage)
                 return
-            if approval_required and approved is not None and not same_changes(approved, fresh):
+            if approval_required and ((approved is not None and not same_changes(approved, fresh))
+                                      or (unchanged is not None and fresh.has_changes)):
                 _ask_again(services, sync_id, lease, plan, stage, fresh)
                 return
             if approved is None:
@@ -308,7 +332,28 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
         health = result.health or health
         if loaded.record(stage, result.outputs):
             moved.add(stage)
-    _finish_succeeded(services, sync_id, lease, health)
+    _finish_succeeded(services, sync_id, lease, health, left_out=left_out)
+
+
+def _still_unchanged(loaded: EnvironmentSession, stage: Stage, unchanged: Unchanged, moved: set[Stage]) -> bool:
+    """A stage left out of the plan stays out unless an earlier stage's apply just changed the
+    outputs it reads so that its input fingerprint moved (it is then planned now, as a deferred
+    stage is, and a gated environment is asked again if that plan has changes)."""
+    if not loaded.reads(stage) & moved:
+        return True
+    try:
+        return loaded.input_fingerprint(stage) == unchanged.inputs
+    except Exception:  # its context cannot be built now: planning it says why
+        return False
+
+
+def _leave_out(services: Services, sync_id: int, stage: Stage, unchanged: Unchanged) -> None:
+    """Record a stage left out, and why, as the sync's result for it (nothing of it ran)."""
+    with services.database.session() as session:
+        row = _stage_row(session, sync_id, stage)
+        row.status = StageStatus.SKIPPED
+        row.summary = {"plan": f"skipped: {unchanged.reason}", "counts": {}, "outcomes": {}, "error": None,
+                       "skipped": unchanged.reason}
 
 
 def _superseded(services: Services, sync_id: int) -> str | None:
@@ -346,6 +391,7 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Environ
     context = loaded.context(stage)
     if context is None:
         return StageResult(stage, {}, succeeded=False, error="inputs unknown")
+    inputs = loaded.input_fingerprint(stage)
     context = replace(context, superseded=lambda: _superseded(services, sync_id))
     try:
         result: StageResult = services.stages(stage).apply(context, plan)
@@ -363,9 +409,10 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Environ
         row.log = result.log[-200_000:]
         row.summary = _result_summary(plan, result)
         if result.succeeded or result.outputs:  # a failed apply's partial outputs are the truth too
-            row.outputs = services.secrets.seal(json.dumps({"values": result.outputs,
-                                                             "sensitive": sorted(result.sensitive_outputs)},
-                                                            default=str))
+            record: dict[str, Any] = {"values": result.outputs, "sensitive": sorted(result.sensitive_outputs)}
+            if result.succeeded and inputs is not None:  # what a later sync compares to leave the stage out
+                record[fingerprints.INPUTS_KEY] = inputs
+            row.outputs = services.secrets.seal(json.dumps(record, default=str))
     return result
 
 
@@ -406,6 +453,7 @@ def _ask_again(services: Services, sync_id: int, lease: Lease, plan: Environment
     sync waits for an approval of the new one."""
     plan.stages[stage] = fresh
     plan.deferred.pop(stage, None)
+    plan.unchanged.pop(stage, None)
     with services.database.session() as session:
         sync = session.get_one(Sync, sync_id)
         if sync.plan is not None:
@@ -458,7 +506,10 @@ def _finish_failed(services: Services, sync_id: int, lease: Lease, error: str, s
                      details={"error": error[:2000]})
 
 
-def _finish_succeeded(services: Services, sync_id: int, lease: Lease, health: str | None) -> None:
+def _finish_succeeded(services: Services, sync_id: int, lease: Lease, health: str | None, *,
+                      left_out: bool = False) -> None:
+    """`left_out`: stages were left out unchanged; when none that ran judged health, the health the
+    last apply of those stages left stands (a sync that ran no workloads stage did not look)."""
     with services.database.session() as session:
         sync = session.get_one(Sync, sync_id)
         syncs.transition(sync, L.SUCCEEDED, lease)
@@ -466,7 +517,8 @@ def _finish_succeeded(services: Services, sync_id: int, lease: Lease, health: st
         env.synced_revision_id = sync.revision_id
         if env.desired_revision_id is None or not env.auto_sync_paused:
             env.desired_revision_id = env.desired_revision_id or sync.revision_id
-        env.health = _health(health, Health.HEALTHY)  # as the stages that judge health saw it
+        if health is not None or not left_out:
+            env.health = _health(health, Health.HEALTHY)  # as the stages that judge health saw it
         resolution = DriftResolution.HEALED if sync.trigger is SyncTrigger.DRIFT else DriftResolution.RESYNCED
         for report in open_drift_reports(session, env.id):
             report.status, report.resolution, report.resolved_at = DriftStatus.RESOLVED, resolution, utcnow()

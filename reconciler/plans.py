@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,26 +26,46 @@ MAX_DIFF = 20_000
 """Characters of one change's diff kept in the summary the API and UI show."""
 
 
+@dataclass(frozen=True)
+class Unchanged:
+    """A stage left out of a plan: its input fingerprint is the one its last successful apply recorded
+    (reconciler/fingerprints.py), so it is neither planned nor applied."""
+
+    since_sync: int
+    """The sync whose apply of the stage recorded these inputs."""
+    inputs: str
+    """The stage's input fingerprint."""
+
+    @property
+    def reason(self) -> str:
+        return f"inputs unchanged since sync #{self.since_sync}"
+
+
 @dataclass
 class EnvironmentPlan:
-    """The stage plans of one environment for one revision (`deferred` stages have no plan yet)."""
+    """The stage plans of one environment for one revision (`deferred` stages have no plan yet;
+    `unchanged` ones are not planned at all: their inputs did not change since they last applied)."""
 
     revision: str
     stages: dict[Stage, StagePlan] = field(default_factory=dict)
     deferred: dict[Stage, str] = field(default_factory=dict)
     """Stage → digest of its rendered inputs, for stages planned only after the infrastructure applies."""
+    unchanged: dict[Stage, Unchanged] = field(default_factory=dict)
 
     def stage_fingerprint(self, stage: Stage) -> str:
         """What an approval of this stage binds to: its plan's digest and the live state it was made
-        against (a stage that binds none, as the workloads stage, leaves `live_state` empty)."""
+        against (a stage that binds none, as the workloads stage, leaves `live_state` empty); for a
+        stage left out, the inputs it was left out with."""
         if stage in self.deferred:
             return digest({"deferred": self.deferred[stage]})
+        if stage in self.unchanged:
+            return digest({"unchanged": self.unchanged[stage].inputs})
         plan = self.stages[stage]
         return digest({"digest": plan.digest, **({"live": plan.live_state} if plan.live_state else {})})
 
     @property
     def fingerprint(self) -> str:
-        names = sorted([*self.stages, *self.deferred])
+        names = sorted([*self.stages, *self.deferred, *self.unchanged])
         return digest({"revision": self.revision, "stages": {n.value: self.stage_fingerprint(n) for n in names}})
 
     @property
@@ -54,7 +74,7 @@ class EnvironmentPlan:
 
         Two revisions with the same content fingerprint plan the same changes against the same live
         state; a PR review of a head counts for the merged revision only when they agree (Atlantis'
-        "undiverged" rule)."""
+        "undiverged" rule). Stages left out do nothing and are not part of it."""
         return content_fingerprint({n.value: self.stage_fingerprint(n) for n in [*self.stages, *self.deferred]})
 
     @property
@@ -68,6 +88,10 @@ class EnvironmentPlan:
             if stage in self.deferred:
                 out[stage.value] = {"deferred": True, "summary": "planned after infrastructure applies",
                                     "changes": [], "fingerprint": self.stage_fingerprint(stage)}
+            elif stage in self.unchanged:
+                reason = self.unchanged[stage].reason
+                out[stage.value] = {"skipped": reason, "summary": f"skipped: {reason}", "changes": [],
+                                    "unchanged": 0, "fingerprint": self.stage_fingerprint(stage)}
             elif stage in self.stages:
                 out[stage.value] = stage_summary(self.stages[stage], self.stage_fingerprint(stage))
         return out
@@ -88,10 +112,14 @@ def content_fingerprint(stage_fingerprints: Mapping[str, str]) -> str:
     return digest({"stages": dict(sorted(stage_fingerprints.items()))})
 
 
-def summary_content_fingerprint(summary: Mapping[str, Any]) -> str | None:
-    """`content_fingerprint` of a stored plan summary (`Plan.stages`, a preview's stages); None if incomplete."""
+def summary_content_fingerprint(summary: Mapping[str, Any], only: Collection[str] | None = None) -> str | None:
+    """`content_fingerprint` of a stored plan summary (`Plan.stages`, a preview's stages); None if
+    incomplete. Stages left out (`skipped`) are not part of it; `only` restricts it to those stages
+    (a preview's plan compared with a merged plan that left some stages out)."""
     stages: dict[str, str] = {}
     for name, stage in summary.items():
+        if (isinstance(stage, Mapping) and stage.get("skipped")) or (only is not None and name not in only):
+            continue
         value = stage.get("fingerprint") if isinstance(stage, Mapping) else None
         if not isinstance(value, str) or not value:
             return None
@@ -112,6 +140,8 @@ def encode(plan: EnvironmentPlan) -> str:
     return json.dumps({
         "revision": plan.revision,
         "deferred": {stage.value: value for stage, value in plan.deferred.items()},
+        "unchanged": {stage.value: {"since_sync": value.since_sync, "inputs": value.inputs}
+                      for stage, value in plan.unchanged.items()},
         "stages": {stage.value: _stage_to_json(stage_plan) for stage, stage_plan in plan.stages.items()},
     }, default=str)
 
@@ -130,6 +160,8 @@ def decode(text: str) -> EnvironmentPlan:
     return EnvironmentPlan(
         revision=data["revision"],
         deferred={Stage(stage): value for stage, value in data.get("deferred", {}).items()},
+        unchanged={Stage(stage): Unchanged(int(value["since_sync"]), str(value["inputs"]))
+                   for stage, value in data.get("unchanged", {}).items()},
         stages={Stage(stage): _stage_from_json(value) for stage, value in data.get("stages", {}).items()},
     )
 

@@ -9,6 +9,7 @@ plan, its apply, a later drift check and a pull request's preview see the same i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from reconciler import contexts
 from reconciler.contexts import Recorded, Run, Source
 from reconciler.desired import DesiredState, check_checkout
 from reconciler.errors import PlanningFailed
+from reconciler.fingerprints import files_digest
 from reconciler.runtime import Services
 from repo_schema.loader import LoadedRepo
 from store import Sync, SyncStageResult
@@ -67,10 +69,33 @@ class EnvironmentSession:
         return replace(built, settings={**built.settings, **missing}) if missing else built
 
     def inputs_digest(self, stage: Stage) -> str:
-        """What a deferred stage's approval covers: its rendered inputs. The revision is not part of
-        it (the plan's fingerprint binds the revision), so a PR head and its merge commit that render
-        the same inputs agree on it."""
-        return digest(contexts.WIRINGS[stage].covers(self.desired))
+        """What a deferred stage's approval covers: its rendered inputs and the files it reads (a
+        Terraform module's .tf files, the playbook's roles). The revision is not part of it (the
+        plan's fingerprint binds the revision), so a PR head and its merge commit that render the
+        same inputs agree on it."""
+        wiring = contexts.WIRINGS[stage]
+        return digest({"rendered": wiring.covers(self.desired),
+                       "files": files_digest(self.run.checkout, wiring.paths(self.repo, self.environment))})
+
+    def input_fingerprint(self, stage: Stage) -> str | None:
+        """Everything the stage's plan depends on from our side (reconciler/fingerprints.py): its
+        inputs digest, the recorded outputs of the stages it reads, its target's connection settings
+        and its credentials as digests only. None while the stage is deferred. A heal's take-over
+        is left out: healing does not change what the stage is given."""
+        source = Source(self.repo, self.run, self.desired, self.recorded, self.targets)
+        wiring = contexts.WIRINGS[stage]
+        built = wiring.build(source)
+        if built is None:
+            return None
+        remember(*built.credentials.values())
+        return digest({
+            "inputs": self.inputs_digest(stage),
+            "reads": {read.value: self.recorded.get(read, {}) for read in sorted(wiring.reads)},
+            "spec": wiring.settles(built),
+            "settings": {**self.settings, **built.settings},
+            "credentials": {name: hashlib.sha256(value.encode()).hexdigest()
+                            for name, value in sorted(built.credentials.items())},
+        })
 
     def reads(self, stage: Stage) -> frozenset[Stage]:
         """The earlier stages whose recorded outputs the stage's context is built from."""

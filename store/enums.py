@@ -49,8 +49,9 @@ class StageStatus(StrEnum):
     """Progress of one stage inside a sync.
 
     Reuses the sync lifecycle's words where they mean the same thing, plus `skipped` (a stage the
-    environment does not define, or one not reached because an earlier stage failed), so no new
-    word for an existing meaning enters the vocabulary.
+    environment does not define, one not reached because an earlier stage failed, or one left out
+    because its inputs did not change since it last applied: its summary then says so under
+    `skipped`), so no new word for an existing meaning enters the vocabulary.
     """
 
     PENDING = "pending"

@@ -328,8 +328,9 @@ def print_sync(view: SyncView, *, logs: bool = False, diffs: bool = False) -> No
     for result in view.stages:
         seconds = f" in {result.seconds:.1f}s" if result.seconds is not None else ""
         counts = ", ".join(f"{count} {outcome}" for outcome, count in (result.summary.get("counts") or {}).items())
-        out.print(f"  result {result.stage}: {result.status}{seconds}{': ' + counts if counts else ''}",
-                  markup=False)
+        why = result.summary.get("skipped") if result.status == "skipped" else None
+        out.print(f"  result {result.stage}: {result.status}{seconds}{': ' + counts if counts else ''}"
+                  f"{f' ({why})' if why else ''}", markup=False)
         if logs and result.log:
             out.print(result.log, markup=False)
     if view.error:

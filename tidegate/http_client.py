@@ -81,6 +81,7 @@ class HttpClient:
                                                if stage["deferred"] else stage["summary"],
                                                "deferred": stage["deferred"],
                                                "planned_after_apply": stage.get("planned_after_apply", False),
+                                               **({"skipped": stage["skipped"]} if stage.get("skipped") else {}),
                                                "changes": stage["changes"]} for stage in plan["stages"]})
         return view
 
@@ -127,7 +128,9 @@ class HttpClient:
 
 
 def _sync(row: dict[str, Any], environment: str) -> SyncView:
-    stages = [StageView(s["stage"], s["status"] or "pending", {"counts": s.get("counts", {}), "plan": s.get("plan")},
+    stages = [StageView(s["stage"], s["status"] or "pending",
+                        {"counts": s.get("counts", {}), "plan": s.get("plan"),
+                         **({"skipped": s["skipped"]} if s.get("skipped") else {})},
                         s.get("seconds"), s.get("log") or "") for s in row.get("stages", [])]
     finished, approved_at = row.get("finished_at"), row.get("approved_at")
     return SyncView(row["id"], environment, row.get("revision"), row["trigger"], row["status"],

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -88,12 +88,13 @@ def recount(services: Services, request: RecountRequest) -> RecountOutcome:
         awaiting = _syncs(session, request.repository_id, shas, (SyncLifecycle.AWAITING_APPROVAL,))
         outcome.waiting = not awaiting and bool(_syncs(session, request.repository_id, shas, _PLANNING)
                                                 or not _revision_known(session, request.repository_id, shas))
-        targets = [(sync.id, sync.environment.name, summary_content_fingerprint(sync.plan.stages if sync.plan else {}))
-                   for sync in awaiting]
+        targets = [Target(sync.id, sync.environment.name, summary_content_fingerprint(stages), host_kind,
+                          _runs(stages))
+                   for sync in awaiting for stages in [sync.plan.stages if sync.plan else {}]]
         reviewed = _reviewed(session, request)
-    for sync_id, environment, fingerprint in targets:
+    for target in targets:
         for review in approving:
-            _count(services, Target(sync_id, environment, fingerprint, host_kind), review, pr, reviewed, outcome)
+            _count(services, target, review, pr, reviewed, outcome)
     return outcome
 
 
@@ -105,6 +106,8 @@ class Target:
     environment: str
     fingerprint: str | None
     host: GitHost
+    runs: frozenset[str] | None = None
+    """The stages the merged plan runs (None: all); those it left out, inputs unchanged, apply nothing."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,16 @@ class Reviewed:
 
     head_sha: str
     fingerprints: dict[str, str | None]
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per environment, the preview's plan summary per stage (its per-stage fingerprints)."""
+
+    def fingerprint(self, environment: str, runs: frozenset[str] | None) -> str | None:
+        """The preview's content fingerprint of `environment`, over the stages `runs` when the merged
+        plan left others out (their inputs unchanged, they apply nothing: what runs is what was reviewed)."""
+        planned = self.fingerprints.get(environment)
+        if planned is None or runs is None or environment not in self.stages:
+            return planned
+        return summary_content_fingerprint(self.stages[environment], only=runs)
 
 
 def _mark_merged(services: Services, request: RecountRequest, host: GitHost, pr: PullRequest,
@@ -135,7 +148,9 @@ def _reviewed(session: Session, request: RecountRequest) -> Reviewed | None:
         return None
     environments: dict[str, Any] = preview.environments if isinstance(preview.environments, dict) else {}
     return Reviewed(preview.head_sha, {str(name): data.get("fingerprint") if isinstance(data, dict) else None
-                                       for name, data in environments.items()})
+                                       for name, data in environments.items()},
+                    {str(name): data["stages"] for name, data in environments.items()
+                     if isinstance(data, dict) and isinstance(data.get("stages"), dict)})
 
 
 def approving_reviews(reviews: Sequence[Review], pr: PullRequest) -> list[Review]:
@@ -178,11 +193,17 @@ def _count(services: Services, target: Target, review: Review, pr: PullRequest, 
     outcome.counted.append(principal.name)
 
 
+def _runs(stages: dict[str, Any]) -> frozenset[str] | None:
+    """The stages a stored plan runs, when it left some out (None: it runs every stage it has)."""
+    left_out = {name for name, stage in stages.items() if isinstance(stage, dict) and stage.get("skipped")}
+    return frozenset(set(stages) - left_out) if left_out else None
+
+
 def _diverged(target: Target, head: str, reviewed: Reviewed | None) -> str | None:
     """Why the reviewed head's plan cannot stand for the merged revision's (None: it can)."""
     if reviewed is None or reviewed.head_sha != head:
         return f"no preview of the reviewed head {head[:12]}: what was reviewed cannot be compared with the merged plan"
-    planned = reviewed.fingerprints.get(target.environment)
+    planned = reviewed.fingerprint(target.environment, target.runs)
     if planned is None:
         return f"the preview of {head[:12]} did not plan {target.environment}"
     if target.fingerprint is None or planned != target.fingerprint:

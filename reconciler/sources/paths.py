@@ -36,13 +36,28 @@ def paths_read(repo: LoadedRepo, environment: str) -> frozenset[str]:
     reads = {REPO_CONFIG_FILE}
     if environment in repo.sources:
         reads.add(repo.sources[environment].file)
-    if spec.infrastructure is not None:
-        reads.update(_terraform_dirs(root, spec.infrastructure.path))
-    if spec.configuration is not None:
-        reads.update(_safe(posixpath.dirname(spec.configuration.playbook) or "."))
+    reads.update(infrastructure_paths(repo, environment))
+    reads.update(configuration_paths(repo, environment))
     for workload in spec.workloads:
         reads.update(_workload_paths(root, workload.path))
     return frozenset(_without_covered(reads))
+
+
+def infrastructure_paths(repo: LoadedRepo, environment: str) -> frozenset[str]:
+    """The Terraform root module's directory and every local module it sources (none without the stage)."""
+    infrastructure = repo.environments[environment].spec.infrastructure
+    return frozenset(_terraform_dirs(repo.root.resolve(), infrastructure.path) if infrastructure else ())
+
+
+def configuration_paths(repo: LoadedRepo, environment: str) -> frozenset[str]:
+    """The playbook's directory (its roles, group_vars, ansible.cfg) and a static inventory file."""
+    configuration = repo.environments[environment].spec.configuration
+    if configuration is None:
+        return frozenset()
+    reads = set(_safe(posixpath.dirname(configuration.playbook) or "."))
+    if configuration.inventory_from.file is not None:
+        reads.update(_safe(configuration.inventory_from.file))
+    return frozenset(reads)
 
 
 def reads_changed(repo: LoadedRepo, environment: str, changed: Iterable[str]) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from providers.stage import Action, Change, Stage, StagePlan
-from reconciler.plans import EnvironmentPlan, decode, encode, same_changes, summary_content_fingerprint
+from reconciler.plans import EnvironmentPlan, Unchanged, decode, encode, same_changes, summary_content_fingerprint
 
 INFRA, CONF, WORK = Stage.INFRASTRUCTURE, Stage.CONFIGURATION, Stage.WORKLOADS
 
@@ -96,3 +96,18 @@ def test_a_saved_plan_file_travels_in_the_payload_to_a_machine_that_lacks_it(tmp
     again = decode(payload)
     assert again.stages[INFRA].artifact == saved and saved.read_bytes() == b"\x00binary plan"
     assert saved.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_stage_left_out_unchanged_survives_the_sealed_round_trip_and_says_why_in_the_summary() -> None:
+    plan = EnvironmentPlan("r1", {WORK: _plan(WORK, ("apps/ConfigMap/web/settings", Action.update, "~"))},
+                           unchanged={INFRA: Unchanged(since_sync=4, inputs="i1")})
+    back = decode(encode(plan))
+    assert back.unchanged == plan.unchanged and back.fingerprint == plan.fingerprint
+    shown = plan.summary()["infrastructure"]
+    assert (shown["skipped"], shown["summary"], shown["changes"]) == (
+        "inputs unchanged since sync #4", "skipped: inputs unchanged since sync #4", [])
+    assert plan.has_changes and not EnvironmentPlan("r1", unchanged=plan.unchanged).has_changes
+    moved = EnvironmentPlan("r1", dict(plan.stages), unchanged={INFRA: Unchanged(since_sync=4, inputs="i2")})
+    assert moved.fingerprint != plan.fingerprint, "an approval binds the inputs a stage was left out with"
+    assert summary_content_fingerprint(plan.summary()) == plan.content_fingerprint == \
+        EnvironmentPlan("r2", dict(plan.stages)).content_fingerprint, "a stage left out does nothing"

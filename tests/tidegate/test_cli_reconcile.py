@@ -32,7 +32,8 @@ from store import (
 from tests.reconciler.conftest import EXAMPLE, add_people, make_repo_by
 from tests.support.git_server import files_of
 from tests.support.redis_server import start_redis
-from tidegate.cli_reconcile import duration, first_line
+from tidegate.cli_reconcile import duration, first_line, print_sync
+from tidegate.client import StageView, SyncView
 from tidegate.redis_server import EmbeddedRedis, redis_client
 
 
@@ -169,3 +170,23 @@ def test_refused_approvals_queue_nothing_and_say_why(data_dir: Path, redis_serve
 def test_an_unknown_environment_is_a_clear_error(data_dir: Path, redis_server: EmbeddedRedis) -> None:
     result = run(data_dir, redis_server, "history", "qa")
     assert result.returncode == 1 and "unknown environment 'qa'" in result.stderr
+
+
+@pytest.mark.parametrize(("status", "summary", "shown"), [
+    pytest.param("skipped", {"skipped": "inputs unchanged since sync #3"},
+                 "result infrastructure: skipped (inputs unchanged since sync #3)", id="left-out-unchanged"),
+    pytest.param("skipped", {}, "result infrastructure: skipped\n", id="not-reached-after-a-failure"),
+])
+def test_show_says_why_a_stage_was_skipped(capsys: pytest.CaptureFixture[str], status: str,
+                                           summary: dict[str, str], shown: str) -> None:
+    reason = summary.get("skipped")
+    plan = {"infrastructure": {"summary": f"skipped: {reason}", "skipped": reason, "changes": []}} if reason else {}
+    view = SyncView(5, "infra/staging", "a" * 40, "poll", "succeeded", datetime(2026, 11, 1, tzinfo=UTC), None, None,
+                    "fp", plan, [StageView("infrastructure", status, summary, None)])
+
+    print_sync(view)
+
+    printed = capsys.readouterr().out
+    assert shown in printed
+    if reason:
+        assert f"infrastructure: skipped: {reason}" in printed

@@ -241,3 +241,29 @@ def test_a_recount_of_a_merged_pull_request_closes_its_preview(merged: Merged) -
 
     with merged.services.database.session() as session:
         assert session.scalars(select(Preview.state)).one() == "merged"
+
+
+@pytest.mark.parametrize(("preview_workloads", "counts"), [
+    pytest.param("f-work", True, id="the-stage-it-runs-planned-the-same"),
+    pytest.param("f-work-other", False, id="the-stage-it-runs-planned-differently"),
+])
+def test_a_merged_plan_that_left_an_unchanged_stage_out_is_compared_on_the_stages_it_runs(
+        merged: Merged, preview_workloads: str, counts: bool) -> None:
+    """The preview plans every stage; the merged sync leaves out the infrastructure (its inputs did
+    not change since it last applied), so it applies nothing there: the review stands for what runs."""
+    left_out = {**STAGES, "infrastructure": {"skipped": "inputs unchanged since sync #3", "changes": [],
+                                             "summary": "skipped: inputs unchanged since sync #3",
+                                             "fingerprint": "f-unchanged"}}
+    reviewed = {**STAGES, "workloads": {**STAGES["workloads"], "fingerprint": preview_workloads}}
+    with merged.services.database.session() as session:
+        sync = session.get_one(Sync, merged.sync_id)
+        assert sync.plan is not None
+        sync.plan.stages = left_out
+        session.scalars(select(Preview)).one().environments = {"production": {
+            "stages": reviewed, "errors": {}, "fingerprint": summary_content_fingerprint(reviewed)}}
+    merged.host.add_review(7, "bob", "APPROVED", PR_HEAD)
+
+    counted, refused, _ = merged.recount()
+
+    assert (counted == ["bob"]) is counts, refused
+    assert (merged.sync().status is SyncLifecycle.APPROVED) is counts
