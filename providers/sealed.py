@@ -108,6 +108,10 @@ class Confinement:
     network: bool = True
     limits: Limits = field(default_factory=Limits)
     identity: Identity = Identity.RUNNER
+    hostname: str | None = None
+    """The host name inside the seal (its own UTS namespace); None keeps this machine's. Terraform
+    writes `user@hostname` into the state locks it takes, so a name unique to one run lets that run
+    recognise its own lock."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,8 @@ class Seal:
         namespaces = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent"]
         if not confinement.network:
             namespaces.append("--unshare-net")
+        if confinement.hostname is not None:
+            namespaces += ["--hostname", confinement.hostname]
         command = [self.bwrap, *namespaces, *mounts, "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
                    "--", "prlimit", *confinement.limits.prlimit_args(), "--"]
         if confinement.identity is Identity.RUNNER:

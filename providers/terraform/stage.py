@@ -4,6 +4,9 @@
   (lineage/serial) it was computed against, read from the plan file itself.
 * `apply` applies only that saved file, after checking that the state has not moved since; a
   stale plan, or a state lock held by someone else, is refused with a clear error.
+* A state lock that a run's own terraform command took and left behind (it could not release it,
+  or the AWS SDK retried the conditional write that took it, so that terraform waited on its own
+  lock) is released by that run, by its ID, at once: it blocks everyone and nobody holds it.
 * `observe` / `check_drift` run `plan -detailed-exitcode`: exit 2 means live differs from the
   configuration; the differences are read per address and attribute, and the correcting plan is
   kept so that it can be approved and applied as is.
@@ -15,7 +18,9 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +66,7 @@ _OUTCOME = {
 }
 _LOCK_FIELD = re.compile(r"^\s*(ID|Path|Operation|Who|Version|Created|Info):[ \t]*(.*)$", re.MULTILINE)
 _DEFAULT_LOCK_TIMEOUT = 300.0
+_RELEASE_REASON = re.compile(r"Error message:\s*(.*?)(?:\n\s*Lock Info:|\n\s*\n|$)", re.DOTALL)
 _UNREACHABLE = re.compile(
     r"connection refused|dial tcp|no such host|i/o timeout|connection reset|send request failed|"
     r"network is unreachable|exceeded maximum number of attempts",
@@ -78,11 +84,15 @@ class BackendUnreachable(contract.Transient, TerraformError):
 
 
 class StateLocked(contract.Transient, TerraformError):
-    """Terraform could not take the state lock: someone else holds it."""
+    """Terraform could not take the state lock (someone else holds it), or could not release its own.
 
-    def __init__(self, message: str, lock: Mapping[str, str], cause: TerraformError):
+    `ours` is true when the lock is provably the one this run's own (finished) terraform command
+    took: it failed to release it, or it is named after the run's own sealed host name."""
+
+    def __init__(self, message: str, lock: Mapping[str, str], cause: TerraformError, *, ours: bool = False):
         super().__init__(message, cause.diagnostics, cause.returncode)
         self.lock = dict(lock)
+        self.ours = ours
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,9 @@ class _Run:
     backend: dict[str, Any] = field(default_factory=dict)
     retries: int = 3
     retry_delay: float = 2.0
+    lock_host: str | None = None
+    """The host name this run's sealed terraform commands see (and write into the locks they take,
+    as `user@host`); None when they run unsealed, under this machine's own name."""
 
 
 class TerraformStage:
@@ -233,15 +246,16 @@ class TerraformStage:
         env = clean_environment({**context.credentials, "TF_CLI_CONFIG_FILE": str(workspace.cli_config)},
                                 self.base_env)
         binary = str(settings.get("terraform_binary") or "terraform")
+        lock_host = run_hostname() if self.seal.status().sealed else None
         runner = Runner(workspace.module, env, binary=binary, timeout=spec.timeout, grace=self.grace,
                         on_line=self.on_line, masker=masker, seal=self.seal,
-                        confinement=self._confinement(context, workspace, roots, binary))
+                        confinement=self._confinement(context, workspace, roots, binary, lock_host))
         lock_timeout = settings.get("lock_timeout")
         if lock_timeout is None:
             lock_timeout = spec.backend.lock_timeout if spec.backend is not None else _DEFAULT_LOCK_TIMEOUT
         run = _Run(spec, workspace, runner, float(lock_timeout), backend,
                    retries=int(settings.get("backend_retries", 3)),
-                   retry_delay=float(settings.get("backend_retry_delay", 2.0)))
+                   retry_delay=float(settings.get("backend_retry_delay", 2.0)), lock_host=lock_host)
         try:
             if self._retrying(run, lambda: workspace.init(runner)):
                 log.info("terraform init done for %s", context.environment)
@@ -279,14 +293,28 @@ class TerraformStage:
         return self._locked(run, error) or error
 
     def _checked(self, run: _Run, args: list[str], ok: tuple[int, ...] = (0,), *, retry: bool = True) -> RunResult:
+        """Run a command; a state lock it left behind is released. With `retry` (commands that
+        change no state) the command then runs once more; an apply is not repeated."""
         def call() -> RunResult:
-            try:
-                return run.runner.run(args, ok=ok)
-            except TerraformError as error:
-                raise self._locked(run, error) or error from error
+            released = False
+            while True:
+                try:
+                    return run.runner.run(args, ok=ok)
+                except TerraformError as error:
+                    locked = self._locked(run, error)
+                    if locked is None:
+                        raise
+                    if locked.ours and not released and self._release(run, locked, args[0]):
+                        released = True
+                        if retry:
+                            continue
+                        raise StateLocked(f"{locked}; that lock was this run's own and is released: run again",
+                                          locked.lock, error, ours=True) from error
+                    raise locked from error
         return self._retrying(run, call) if retry else call()
 
     def _locked(self, run: _Run, error: TerraformError) -> StateLocked | None:
+        """A StateLocked for a failure to take the state lock or to release it, else None."""
         lock_errors = [d for d in error.diagnostics if "state lock" in d.summary.lower()]
         if not lock_errors:
             return None
@@ -295,21 +323,45 @@ class TerraformStage:
         table = run.backend.get("dynamodb_table")
         where = f"DynamoDB table {table!r}" if table else ("S3 lock file" if run.backend.get("use_lockfile")
                                                             else "the state backend")
+        if "releasing" in lock_errors[0].summary.lower():
+            # Terraform took this lock and could not release it. When the lock it names is the one
+            # it held (not "does not match existing lock"), that lock is this command's own.
+            reason = _RELEASE_REASON.search(detail)
+            ours = bool(lock.get("ID")) and "does not match" not in detail
+            message = (f"terraform could not release its state lock in {where}: lock {lock.get('ID', '?')} "
+                       f"for {lock.get('Operation', '?')}"
+                       + (f" ({' '.join(reason.group(1).split())})" if reason else ""))
+            return StateLocked(message, lock, error, ours=ours)
+        ours = bool(lock.get("ID")) and run.lock_host is not None and lock.get("Who", "").endswith(f"@{run.lock_host}")
         message = (f"state is locked in {where}: lock {lock.get('ID', '?')} held by {lock.get('Who', '?')} "
                    f"for {lock.get('Operation', '?')} since {lock.get('Created', '?')} "
                    f"(waited {run.lock_timeout:g}s)")
-        return StateLocked(message, lock, error)
+        return StateLocked(message, lock, error, ours=ours)
+
+    def _release(self, run: _Run, locked: StateLocked, command: str) -> bool:
+        """Release, by its ID, a lock this run's own terraform command left behind (its process has
+        exited, so nobody holds it). `force-unlock ID` deletes the lock only while it is still that
+        one: a lock someone else has taken since is never touched."""
+        lock_id = locked.lock["ID"]
+        log.warning("terraform %s left its own state lock %s behind (%s); releasing it", command, lock_id, locked)
+        try:
+            self._retrying(run, lambda: run.runner.run(["force-unlock", "-force", lock_id]))
+        except TerraformError as error:
+            log.error("could not release this run's own state lock %s: %s", lock_id, error)
+            return False
+        return True
 
     @staticmethod
     def _confinement(context: StageContext[TerraformSpec], workspace: Workspace, roots: list[Path],
-                     binary: str) -> sealed.Confinement:
+                     binary: str, hostname: str | None = None) -> sealed.Confinement:
         """Terraform sees its workspace and plan files (writable), the provider mirrors and its
         binary (read only), and the network (providers talk to their APIs): not the checkout,
-        whose module it runs from the workspace's copy, and nothing of the worker's."""
+        whose module it runs from the workspace's copy, and nothing of the worker's. Its host name
+        is the run's own (`run_hostname`), so that the locks it takes name this run."""
         found = shutil.which(binary)
         tools = [Path(os.path.realpath(found)).parent] if found else []
         return sealed.Confinement(cwd=workspace.module, readable=(*roots, *tools),
-                                  writable=(workspace.root, TerraformStage._plans_dir(context)))
+                                  writable=(workspace.root, TerraformStage._plans_dir(context)), hostname=hostname)
 
     @staticmethod
     def _plans_dir(context: StageContext[TerraformSpec]) -> Path:
@@ -355,6 +407,13 @@ class TerraformStage:
                 sensitive.add(name)
                 run.runner.masker.add(*_strings(output.get("value")))
         return Outputs(values, frozenset(sensitive))
+
+
+def run_hostname() -> str:
+    """A host name unique to one run: this machine's (so a lock still says where it was taken)
+    and a random suffix, e.g. `vm-tf3f9a0c21d4`."""
+    machine = socket.gethostname().split(".")[0][:40] or "host"
+    return f"{machine}-tf{secrets.token_hex(5)}"
 
 
 def _unreachable(error: TerraformError) -> bool:

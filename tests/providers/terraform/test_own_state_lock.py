@@ -1,0 +1,144 @@
+"""A state lock that a run's own terraform command left behind is released by that run.
+
+Two ways a `terraform plan` leaves its own DynamoDB lock, both seen through a proxy in front of moto
+that fails chosen DynamoDB calls:
+
+* it cannot release the lock (every attempt of the DeleteItem fails): terraform reports "Error
+  releasing the state lock" and exits, the lock stays;
+* the AWS SDK retries the conditional PutItem that took the lock after its answer was lost: the
+  retry finds the lock the first attempt wrote, and terraform waits `-lock-timeout` on its own lock.
+
+Left there, the lock blocks every later run of the environment ("state is locked … held by
+tidegate-runner@… for OperationTypePlan"), though nobody holds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import socket
+import struct
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from providers.stage import StageContext
+from providers.terraform import TerraformBackend, TerraformSpec, TerraformStage
+from sandbox.aws import AwsEndpoints
+
+
+class FaultyProxy:
+    """HTTP proxy to moto; `faults[(operation, n)]` fails the n-th call of a DynamoDB operation:
+    "refuse" resets the connection before moto sees it, "lose" after moto answered."""
+
+    def __init__(self, upstream: str, faults: dict[tuple[str, int], str]) -> None:
+        host, port = upstream.rsplit("/", 1)[1].split(":")
+        self.faults = faults
+        self.calls: dict[str, int] = {}
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                operation = (self.headers.get("X-Amz-Target") or "").rpartition(".")[2]
+                with proxy.lock:
+                    proxy.calls[operation] = count = proxy.calls.get(operation, 0) + 1
+                fault = proxy.faults.get((operation, count))
+                if fault == "refuse":
+                    return self.reset()
+                upstream = http.client.HTTPConnection(host, int(port), timeout=60)
+                upstream.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
+                answer = upstream.getresponse()
+                data = answer.read()
+                upstream.close()
+                if fault == "lose":
+                    return self.reset()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def reset(self) -> None:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+                self.connection.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> FaultyProxy:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def state_key() -> str:
+    return f"own-lock/{uuid.uuid4().hex}/terraform.tfstate"
+
+
+@pytest.fixture
+def lock_items(aws: AwsEndpoints, state_key: str) -> Iterator[Any]:
+    def items() -> list[dict[str, Any]]:
+        table = aws.client("dynamodb")
+        found = table.get_item(TableName=aws.lock_table, Key={"LockID": {"S": f"{aws.bucket}/{state_key}"}})
+        return [found["Item"]] if "Item" in found else []
+    yield items
+
+
+def _context(simple_stack: Any, aws: AwsEndpoints, proxy: FaultyProxy, state_key: str) -> StageContext[TerraformSpec]:
+    proxied = dataclasses.replace(aws, url=proxy.url)
+    return StageContext(
+        environment="dev", revision="0" * 40, workdir=simple_stack.checkout, artifacts=simple_stack.artifacts,
+        spec=TerraformSpec(path="infra", vars={"name": "web"}, timeout=180,
+                           backend=TerraformBackend(type="s3", bucket=aws.bucket, key=state_key, region=aws.region,
+                                                    dynamodb_table=aws.lock_table, lock_timeout=2)),
+        settings={"terraform_plugin_dirs": simple_stack.plugin_dirs, "backend_config": proxied.backend_settings(),
+                  "backend_retry_delay": 0.5},
+        credentials=proxied.stage_credentials(),
+    )
+
+
+def test_a_plan_that_could_not_release_its_lock_releases_it_and_plans(
+        stage: TerraformStage, simple_stack: Any, aws: AwsEndpoints, state_key: str, lock_items: Any) -> None:
+    # terraform's S3 backend makes 5 attempts at each call: all of the release's fail
+    faults = {("DeleteItem", n): "refuse" for n in range(1, 6)}
+    with FaultyProxy(aws.url, faults) as proxy:
+        plan = stage.plan(_context(simple_stack, aws, proxy, state_key))
+
+    assert proxy.calls["DeleteItem"] > 5  # the release failed, then the lock was released by its ID
+    assert {change.address for change in plan.changes} == {"terraform_data.app", "terraform_data.db"}
+    assert lock_items() == []
+
+
+def test_a_plan_that_waited_on_its_own_lock_releases_it_and_plans(
+        stage: TerraformStage, simple_stack: Any, aws: AwsEndpoints, state_key: str, lock_items: Any) -> None:
+    if not stage.seal.status().sealed:
+        pytest.skip("a lock names its own run only when terraform runs sealed, under the run's host name")
+    # moto takes the lock, its answer is lost; the SDK's retry of the conditional write then fails
+    # on that lock, and terraform waits -lock-timeout on its own lock
+    with FaultyProxy(aws.url, {("PutItem", 1): "lose"}) as proxy:
+        plan = stage.plan(_context(simple_stack, aws, proxy, state_key))
+
+    assert proxy.calls["PutItem"] > 2  # the lost write, its retry, and the plan's second run
+    assert {change.address for change in plan.changes} == {"terraform_data.app", "terraform_data.db"}
+    assert lock_items() == []
