@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from providers import stage as contract
-from providers.stage import DriftItem, StageContext, StageFailed
+from providers.stage import DriftItem, Stage, StageContext, StageFailed
 from reconciler import pipeline, repositories, syncs
 from reconciler.errors import Busy
 from reconciler.runtime import Services
@@ -49,8 +49,31 @@ class Observation:
     """Items left out because people accepted exactly that live value at this revision."""
 
 
+WATCH = "watch"
+
+
+def watch_trigger(stage: Stage) -> str:
+    """The trigger of a check a live watch asked for: it names the watched stage."""
+    return f"{WATCH}:{stage.value}"
+
+
+def watched_stages(trigger: str) -> frozenset[Stage] | None:
+    """The stages a check looks at: only the watched stage for a watch event (its objects changed;
+    the others cannot have, as far as the event says — planning Terraform and checking every node
+    to confirm one Deployment's drift would cost a minute); every stage otherwise (the schedule, a
+    person)."""
+    kind, _, stage = trigger.partition(":")
+    if kind != WATCH or not stage:
+        return None
+    try:
+        return frozenset({Stage(stage)})
+    except ValueError:
+        return None
+
+
 def check(services: Services, environment_id: int, trigger: str = "schedule") -> Observation:
-    """Observe the environment's synced revision; record the report; ask for a heal when allowed."""
+    """Observe the environment's synced revision (the stages `watched_stages` names); record the
+    report; ask for a heal when allowed."""
     with services.database.session() as session:
         env = session.get_one(Environment, environment_id)
         observation = Observation(env.name)
@@ -67,21 +90,26 @@ def check(services: Services, environment_id: int, trigger: str = "schedule") ->
     try:
         with pipeline.locked(services, repo_name, env_name):
             loaded = open_session(services, repo_name, env_name, sha, root, recorded)
-            observation.items, observation.errors = _observe_all(services, loaded)
+            only = watched_stages(trigger)
+            observation.items, observation.errors = _observe_all(services, loaded, only)
     except Busy as busy:
         observation.skipped = str(busy)
         return observation
-    heal = record(services, environment_id, observation, loaded.repo.sync_policy(env_name).self_heal, trigger)
+    heal = record(services, environment_id, observation, loaded.repo.sync_policy(env_name).self_heal, trigger,
+                  observed=only)
     if heal is not None:
         services.queue.plan(heal)
         observation.heal_sync_id = heal
     return observation
 
 
-def _observe_all(services: Services, loaded: EnvironmentSession) -> tuple[list[DriftItem], list[str]]:
+def _observe_all(services: Services, loaded: EnvironmentSession,
+                 only: frozenset[Stage] | None = None) -> tuple[list[DriftItem], list[str]]:
     items: list[DriftItem] = []
     errors: list[str] = []
     for stage in loaded.stages:
+        if only is not None and stage not in only:
+            continue
         context = loaded.context(stage)
         if context is None:
             continue
@@ -104,9 +132,10 @@ def observe_stage(stage: contract.StageProvider, context: StageContext[Any]) -> 
 
 
 def record(services: Services, environment_id: int, observation: Observation, self_heal: bool,
-           trigger: str) -> int | None:
+           trigger: str, *, observed: frozenset[Stage] | None = None) -> int | None:
     """Keep the observation as the environment's open drift report (or resolve it when clean); the id
-    of a correcting sync to queue when `self_heal` asked for one."""
+    of a correcting sync to queue when `self_heal` asked for one. An observation of some stages
+    (`observed`) replaces only their items: the report keeps what the others last found."""
     with services.database.session() as session:
         env = session.get_one(Environment, environment_id)
         open_reports = list(open_drift_reports(session, env.id))
@@ -114,7 +143,11 @@ def record(services: Services, environment_id: int, observation: Observation, se
         fresh = [item for item in observation.items if _key(item.stage.value, item.address, item.field, item.live)
                  not in accepted]
         observation.accepted, observation.items = len(observation.items) - len(fresh), fresh
-        if not observation.items:
+        kept = [] if observed is None else [
+            DriftItem(row.stage, row.address, row.field, row.desired, row.live)
+            for report in open_reports if report.revision_id == env.synced_revision_id
+            for row in report.items if row.stage not in observed]
+        if not observation.items and not kept:
             for report in open_reports:
                 report.status, report.resolved_at = DriftStatus.RESOLVED, utcnow()
                 report.resolution = report.resolution or DriftResolution.RESYNCED
@@ -126,7 +159,7 @@ def record(services: Services, environment_id: int, observation: Observation, se
             session.add(found)
         report = found
         report.items = [DriftRow(stage=i.stage, address=i.address, field=i.field,
-                                 desired=_json(i.desired), live=_json(i.live)) for i in observation.items]
+                                 desired=_json(i.desired), live=_json(i.live)) for i in [*kept, *observation.items]]
         session.flush()
         observation.report_id = report.id
         record_audit(session, actor="tidegate", action="drift.reported", target=f"{env.repository.name}/{env.name}",

@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from providers.stage import LiveChange, Watcher
+from drift.detect import watch_trigger
+from providers.stage import LiveChange, Stage, Watcher
 from reconciler import repositories
 from reconciler.locks import LeaderLock
 from reconciler.runtime import Services
@@ -104,7 +106,7 @@ class LiveWatches:
         watchers: list[Watcher] = []
         for stage in loaded.stages:  # every stage that has a live view watches what it manages
             context = loaded.context(stage)
-            watcher = self.services.stages(stage).watch(context, lambda event: self._on_event(env_id, event)) \
+            watcher = self.services.stages(stage).watch(context, self._listener(env_id, stage)) \
                 if context is not None else None
             if watcher is not None:
                 watchers.append(watcher)
@@ -113,14 +115,17 @@ class LiveWatches:
         log.info("live watches: watching %s/%s at %s", repo_name, env_name, sha[:12])
         return _Watchers(watchers)
 
-    def _on_event(self, env_id: int, event: LiveChange) -> None:
+    def _listener(self, env_id: int, stage: Stage) -> Callable[[LiveChange], None]:
+        return lambda event: self._on_event(env_id, stage, event)
+
+    def _on_event(self, env_id: int, stage: Stage, event: LiveChange) -> None:
         now = time.monotonic()
         with self._lock:
             if now - self._last_queued.get(env_id, -1e9) < self.debounce:
                 return
             self._last_queued[env_id] = now
         log.info("live watches: environment %s: %s %s %s", env_id, event.address, event.reason, ",".join(event.fields))
-        self.services.queue.drift(env_id, "watch")
+        self.services.queue.drift(env_id, watch_trigger(stage))
 
 
 def stand_for_election(services: Services, stop: threading.Event, *, ttl: float = 15.0) -> threading.Thread:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
-from drift.detect import Observation, record
+from drift.detect import Observation, record, watch_trigger, watched_stages
 from providers.stage import DriftItem, Stage
 from reconciler.runtime import Services
 from reconciler.status import status_of
@@ -70,3 +71,31 @@ def test_accepted_drift_is_not_reported_again_until_its_live_value_moves(service
     assert moved.accepted == 0 and moved.report_id is not None
     assert _state(services, environment) == (SyncStatus.DRIFTED, [(DriftStatus.RESOLVED, [5]),
                                                                   (DriftStatus.OPEN, [7])])
+
+
+def _bucket(live: Any) -> DriftItem:
+    return DriftItem(Stage.INFRASTRUCTURE, "aws_s3_bucket.artifacts", "tags.team", "platform", live)
+
+
+@pytest.mark.parametrize(("trigger", "only"), [
+    ("watch:workloads", frozenset({Stage.WORKLOADS})),
+    ("watch:configuration", frozenset({Stage.CONFIGURATION})),
+    ("watch", None), ("schedule", None), ("manual", None), ("watch:nonsense", None),
+], ids=["workloads-watch", "configuration-watch", "legacy-watch", "schedule", "manual", "unknown-stage"])
+def test_a_watch_event_checks_only_the_watched_stage_everything_else_checks_all(
+        trigger: str, only: frozenset[Stage] | None) -> None:
+    assert watched_stages(trigger) == only
+    if only is not None:
+        assert watched_stages(watch_trigger(next(iter(only)))) == only
+
+
+def test_a_check_of_the_watched_stage_keeps_what_the_schedule_found_in_the_others(
+        services: Services, environment: tuple[int, int]) -> None:
+    _synced(services, environment)
+    _observe(services, environment, _bucket("someone"), _replicas(5))
+    healed = Observation("production")  # the watch's check: the Deployment is back, the bucket not looked at
+    record(services, environment[0], healed, self_heal=False, trigger="watch:workloads",
+           observed=frozenset({Stage.WORKLOADS}))
+    assert _state(services, environment) == (SyncStatus.DRIFTED, [(DriftStatus.OPEN, ["someone"])])
+    record(services, environment[0], Observation("production"), self_heal=False, trigger="schedule")
+    assert _state(services, environment) == (SyncStatus.SYNCED, [(DriftStatus.RESOLVED, ["someone"])])
