@@ -44,12 +44,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from sqlalchemy import select  # noqa: E402
+
+from providers.stage import Stage  # noqa: E402
 from reconciler import repositories  # noqa: E402
+from reconciler.plans import decode  # noqa: E402
 from reconciler.runtime import Services  # noqa: E402
 from reconciler.schedule import NEXT_POLL  # noqa: E402
 from reconciler.sources.watch import LocalRefWatcher  # noqa: E402
 from sandbox.kube.runner import KubeSandbox  # noqa: E402
-from store import Repository, StoreBusy  # noqa: E402
+from store import Environment, Plan, Repository, StoreBusy  # noqa: E402
 from tidegate.client import EnvironmentView, LocalClient  # noqa: E402
 from tidegate.redis_server import EmbeddedRedis  # noqa: E402
 from tidegate.settings import Settings  # noqa: E402
@@ -286,6 +290,40 @@ class System:
         counts = Counter(f"{r['verb'] or r['method'].lower()}{' (dry run)' if r['dry_run'] else ''} "
                          f"{r['resource'] or 'discovery'}" for r in self.kube.requests())
         return ", ".join(f"{what} {count}" for what, count in counts.most_common(top))
+
+    def kubectl_diff(self, envs: list[str], phase: str) -> None:
+        """`kubectl diff --server-side` (field manager tidegate) of every environment's desired set,
+        as its latest workloads plan holds it (namespaces and tracking labels in): must be empty."""
+        kubeconfig = self.kube.write_kubeconfig(self.data / "bench-kubeconfig")
+        objects = 0
+        started = time.monotonic()
+        for env in envs:
+            bodies = self.desired_bodies(env)
+            objects += len(bodies)
+            manifest = self.data / f"desired-{env}.yaml"
+            manifest.write_text("---\n".join(yaml.safe_dump(body) for body in bodies))
+            diff = subprocess.run([str(ROOT / ".venv" / "bin" / "kubectl"), "--kubeconfig", str(kubeconfig),
+                                   "--cache-dir", str(self.data / "kubectl-cache"), "diff", "--server-side",
+                                   "--field-manager", "tidegate", "-f", str(manifest)],
+                                  capture_output=True, text=True, timeout=1800)
+            if diff.returncode != 0:
+                raise BenchFailed(f"kubectl diff --server-side of {env} after {phase} is not empty "
+                                  f"(exit {diff.returncode}):\n{(diff.stdout + diff.stderr)[:2000]}")
+        print(f"# kubectl diff --server-side after {phase.split(' (')[0]}: empty for {len(envs)} environment(s), "
+              f"{objects} objects ({time.monotonic() - started:.0f} s, not timed)", flush=True)
+
+    def desired_bodies(self, env: str) -> list[dict[str, Any]]:
+        """The bodies the environment's latest workloads plan applies (as Tidegate sends them)."""
+        with self.services.database.session() as session:
+            rows = session.scalars(select(Plan).join(Environment).where(Environment.name == env)
+                                   .order_by(Plan.id.desc())).all()
+            for row in rows:
+                if row.payload is None:
+                    continue
+                plan = decode(self.services.secrets.unseal(row.payload)).stages.get(Stage.WORKLOADS)
+                if plan is not None:
+                    return [dict(item["body"]) for item in plan.details.get("objects") or []]
+        raise BenchFailed(f"{env}: no workloads plan in the store")
 
     def emulator_cpu(self) -> float:
         """CPU seconds the emulator's thread (its event loop: every request and controller) has used."""
@@ -532,13 +570,17 @@ def run(args: argparse.Namespace, data: Path) -> list[Row]:
             rows = [shown(cold_sync(system, shape, repository_id, sha, args.timeout))]
         rows[0].note = f"worker RSS during the cold sync: {rss.summary()}"
         print(f"# worker RSS during the cold sync: {rss.summary()} (goal ≤ 300 MiB)", flush=True)
+        system.kubectl_diff(shape.env_names(), rows[-1].phase)
         rows.append(shown(noop_resync(system, shape, args.timeout)))
+        system.kubectl_diff(shape.env_names(), rows[-1].phase)
         with contextmanager(with_beat)(system, repository_id):
             rows.append(shown(commit_to_applied(system, shape, root, generations, args.commits, args.timeout,
                                                 "commit → applied, beat polling at 1 s")))
+        system.kubectl_diff(shape.env_names(), rows[-1].phase)
         with contextmanager(with_watch)(system, repository_id, root):
             rows.append(shown(commit_to_applied(system, shape, root, generations, args.commits, args.timeout,
                                                 "commit → applied, local ref watch")))
+        system.kubectl_diff(shape.env_names(), rows[-1].phase)
     return rows
 
 
