@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from reconciler import pollstats
+from reconciler import observations, pollstats
 from reconciler.runtime import Services
 from reconciler.status import status_of
 from store import (
@@ -121,7 +121,8 @@ def _environments(session: Session) -> Iterator[Metric]:
     family = GaugeMetricFamily("tidegate_environment_info", "One per environment, with its sync status and health.",
                                labels=["repository", "environment", "sync_status", "health"])
     for repository, env in session.execute(select(Repository.name, Environment).join(Repository)):
-        family.add_metric([repository, env.name, status_of(session, env).value, env.health.value], 1)
+        family.add_metric([repository, env.name, status_of(session, env).value,
+                           observations.observed(env).health.value], 1)
     yield family
 
 

@@ -95,7 +95,10 @@ class EnvironmentOut(Out):
     revision: RevisionOut | None = Field(description="The synced revision.")
     desired_revision: RevisionOut | None
     sync_status: SyncStatus
-    health: Health
+    health: Health = Field(description="From the last look at the live world; Unknown when it is stale or "
+                                       "Tidegate has not looked since it started (`observation` says which).")
+    observed_at: datetime | None = Field(default=None, description="When the live world was last read.")
+    observation: str = Field(default="", description="Why health is Unknown, or what the last look could not see.")
     auto_sync_paused: bool
     open_drift_reports: int
     open_drift_items: int

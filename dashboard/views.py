@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dashboard import schemas as s
-from reconciler import history
+from reconciler import history, observations
 from reconciler.status import status_of
 from store import (
     Approval,
@@ -135,9 +135,11 @@ def environment(session: Session, env: Environment, *, detail: bool = False) -> 
     reports = open_drift_reports(session, env.id)
     last = latest_sync(session, env.id)
     pending = pending_sync(session, env)
+    seen = observations.observed(env)
     return s.EnvironmentDetail(
         repository=env.repository.name, name=env.name, key=key_of(env), revision=revision(env.synced_revision),
-        desired_revision=revision(env.desired_revision), sync_status=status_of(session, env), health=env.health,
+        desired_revision=revision(env.desired_revision), sync_status=status_of(session, env), health=seen.health,
+        observed_at=seen.observed_at, observation=seen.reason,
         auto_sync_paused=env.auto_sync_paused, open_drift_reports=len(reports),
         open_drift_items=sum(len(r.items) for r in reports), last_sync=sync_brief(last) if last else None,
         pending_approval=pending.id if pending else None, stages=stages_of(last) if detail else [])

@@ -22,8 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from providers import stage as contract
-from providers.stage import DriftItem, Stage, StageContext, StageFailed
-from reconciler import pipeline, repositories, syncs
+from providers.stage import Assesses, DriftItem, LiveHealth, Stage, StageContext, StageFailed
+from reconciler import observations, pipeline, repositories, syncs
 from reconciler.errors import Busy
 from reconciler.runtime import Services
 from reconciler.session import EnvironmentSession, open_session, recorded_outputs
@@ -42,6 +42,9 @@ class Observation:
     environment: str
     items: list[DriftItem] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    health: list[LiveHealth] = field(default_factory=list)
+    """What the stages that judge health found live, per object."""
+    assessed: bool = False
     report_id: int | None = None
     heal_sync_id: int | None = None
     skipped: str | None = None
@@ -50,6 +53,7 @@ class Observation:
 
 
 WATCH = "watch"
+STARTUP = "startup"
 
 
 def watch_trigger(stage: Stage) -> str:
@@ -91,12 +95,16 @@ def check(services: Services, environment_id: int, trigger: str = "schedule") ->
         with pipeline.locked(services, repo_name, env_name):
             loaded = open_session(services, repo_name, env_name, sha, root, recorded)
             only = watched_stages(trigger)
+            if trigger == STARTUP:  # a fresh look at health after a (re)start: the stages that judge it
+                only = frozenset(stage for stage in loaded.stages if isinstance(services.stages(stage), Assesses))
             observation.items, observation.errors = _observe_all(services, loaded, only)
+            _assess(services, loaded, observation, only)
     except Busy as busy:
         observation.skipped = str(busy)
         return observation
-    heal = record(services, environment_id, observation, loaded.repo.sync_policy(env_name).self_heal, trigger,
-                  observed=only)
+    policy = loaded.repo.sync_policy(env_name)
+    heal = record(services, environment_id, observation, policy.self_heal, trigger, observed=only,
+                  stale_after=2 * policy.drift_interval.total_seconds())
     if heal is not None:
         services.queue.plan(heal)
         observation.heal_sync_id = heal
@@ -120,6 +128,24 @@ def _observe_all(services: Services, loaded: EnvironmentSession,
     return items, errors
 
 
+def _assess(services: Services, loaded: EnvironmentSession, observation: Observation,
+            only: frozenset[Stage] | None) -> None:
+    """Per object health from the stages that can judge it (Kubernetes: kstatus of the live
+    objects; a missing one is Missing)."""
+    for stage in loaded.stages:
+        provider = services.stages(stage)
+        if (only is not None and stage not in only) or not isinstance(provider, Assesses):
+            continue
+        context = loaded.context(stage)
+        if context is None:
+            continue
+        observation.assessed = True
+        try:
+            observation.health.extend(provider.assess(context))
+        except Exception as error:
+            observation.errors.append(f"{stage.value}: health not judged: {error}")
+
+
 def observe_stage(stage: contract.StageProvider, context: StageContext[Any]) -> tuple[list[DriftItem], str | None]:
     """One stage's drift items and, when it could not look everywhere, why — with what it did find
     (one unreachable host leaves the other hosts' drift in the report)."""
@@ -132,12 +158,14 @@ def observe_stage(stage: contract.StageProvider, context: StageContext[Any]) -> 
 
 
 def record(services: Services, environment_id: int, observation: Observation, self_heal: bool,
-           trigger: str, *, observed: frozenset[Stage] | None = None) -> int | None:
+           trigger: str, *, observed: frozenset[Stage] | None = None, stale_after: float | None = None) -> int | None:
     """Keep the observation as the environment's open drift report (or resolve it when clean); the id
     of a correcting sync to queue when `self_heal` asked for one. An observation of some stages
     (`observed`) replaces only their items: the report keeps what the others last found."""
     with services.database.session() as session:
         env = session.get_one(Environment, environment_id)
+        observations.record(session, env, observation.health, observation.errors, assessed=observation.assessed,
+                            stale_after=stale_after)
         open_reports = list(open_drift_reports(session, env.id))
         accepted = _accepted(session, env)
         fresh = [item for item in observation.items if _key(item.stage.value, item.address, item.field, item.live)

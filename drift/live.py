@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from drift.detect import watch_trigger
+from drift.detect import STARTUP, watch_trigger
 from providers.stage import LiveChange, Stage, Watcher
-from reconciler import repositories
+from reconciler import observations, repositories
 from reconciler.locks import LeaderLock
 from reconciler.runtime import Services
 from reconciler.session import open_session, recorded_outputs
@@ -60,8 +60,10 @@ class LiveWatches:
         self._lock = threading.Lock()
 
     def lead(self, lost: threading.Event) -> None:
-        """Run until `lost` is set (leadership gone or the worker stopping)."""
+        """Run until `lost` is set (leadership gone or the worker stopping). A new leader first asks
+        for a look at every synced environment: what the last run saw may be gone."""
         log.info("live watches: this worker leads")
+        self.look_again()
         try:
             while not lost.is_set():
                 self.reconcile()
@@ -84,6 +86,15 @@ class LiveWatches:
                     continue
                 if watcher is not None:
                     self.watched[env_id] = _Watched(revision, watcher)
+
+    def look_again(self) -> None:
+        """Every synced environment's health is Unknown until a drift check (queued here) looks."""
+        with self.services.database.session() as session:
+            envs = list(session.scalars(select(Environment).where(Environment.synced_revision_id.is_not(None))))
+            observations.request(session, envs)
+            ids = [env.id for env in envs]
+        for env_id in ids:
+            self.services.queue.drift(env_id, STARTUP)
 
     def stop_all(self) -> None:
         for watched in self.watched.values():

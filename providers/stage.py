@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from repo_schema.vocabulary import Health as Health  # re-exported: the one Health word
 from repo_schema.vocabulary import Stage as Stage  # re-exported: the one Stage word
@@ -191,6 +191,25 @@ class Watcher(Protocol):
     """A running live watch; the caller stops it."""
 
     def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LiveHealth:
+    """One managed thing's health as a stage read it live (a Health word and why), and the group
+    it belongs to (a workload, a host)."""
+
+    address: str
+    health: str
+    reason: str = ""
+    group: str = ""
+
+
+@runtime_checkable
+class Assesses(Protocol):
+    """A stage that can judge its managed objects' health from the live world (Kubernetes:
+    kstatus). Stages without one add nothing to an environment's health but their errors."""
+
+    def assess(self, context: StageContext[Any]) -> list[LiveHealth]: ...
 
 
 class StageProvider(Protocol):

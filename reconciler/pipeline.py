@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from providers.stage import Outcome, Stage, StageContext, StagePlan, StageResult, StalePlan
-from reconciler import fingerprints, repositories, syncs
+from reconciler import fingerprints, observations, repositories, syncs
 from reconciler.errors import Busy, PlanningFailed, Transient, classify
 from reconciler.locks import EnvironmentLock, Lease, LockLost
 from reconciler.plans import (
@@ -519,6 +519,7 @@ def _finish_succeeded(services: Services, sync_id: int, lease: Lease, health: st
             env.desired_revision_id = env.desired_revision_id or sync.revision_id
         if health is not None or not left_out:
             env.health = _health(health, Health.HEALTHY)  # as the stages that judge health saw it
+            observations.seen_by_sync(session, env, env.health)
         resolution = DriftResolution.HEALED if sync.trigger is SyncTrigger.DRIFT else DriftResolution.RESYNCED
         for report in open_drift_reports(session, env.id):
             report.status, report.resolution, report.resolved_at = DriftStatus.RESOLVED, resolution, utcnow()

@@ -132,6 +132,9 @@ class Environment(Base):
     drift_reports: Mapped[list[DriftReport]] = relationship(
         back_populates="environment", cascade="all, delete-orphan", passive_deletes=True
     )
+    observation: Mapped[Observation | None] = relationship(
+        back_populates="environment", cascade="all, delete-orphan", passive_deletes=True, uselist=False
+    )
 
 
 class Plan(Base):
@@ -220,6 +223,30 @@ class DriftReport(Base):
     items: Mapped[list[DriftItemRow]] = relationship(
         back_populates="report", cascade="all, delete-orphan", passive_deletes=True
     )
+
+
+class Observation(Base):
+    """The last look at an environment's live world, one row per environment.
+
+    `observed_at` is when a drift check (or a sync's health wait) last read the live objects;
+    `requested_at` when Tidegate (re)started and asked for a fresh look: until an observation is
+    newer, the environment's health is not known. `stale_after` (two drift intervals, seconds)
+    says when an observation is too old to stand for the live world. `objects` is per object
+    `{stage, group, address, health, reason}`; `error` why the last look could not see everything.
+    """
+
+    __tablename__ = "observations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete=CASCADE), unique=True)
+    observed_at: Mapped[datetime | None]
+    requested_at: Mapped[datetime | None]
+    stale_after: Mapped[float | None]
+    health: Mapped[Health] = mapped_column(WordEnum(Health), default=Health.UNKNOWN)
+    error: Mapped[str] = mapped_column(RedactedText(), default="")
+    objects: Mapped[Any] = mapped_column(RedactedJSON(none_as_null=True), nullable=True)
+
+    environment: Mapped[Environment] = relationship(back_populates="observation")
 
 
 class DriftItemRow(Base):

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
@@ -184,11 +184,27 @@ def status_line(view: EnvironmentView, *, wide: bool = False) -> str:
         extra.append(f"last sync #{view.last_sync} {view.last_sync_status}")
     if view.message and view.last_sync_status in ("failed", "pending"):
         extra.append(escape(view.message))
-    line = f"{escape(view.name):<12} {revision:<12} {status} {health} {'; '.join(extra)}"
+    if view.observation:
+        extra.append(escape(view.observation.splitlines()[0]))
+    observed = f"{observed_ago(view.observed_at):<13}"
+    line = f"{escape(view.name):<12} {revision:<12} {status} {health} {observed} {'; '.join(extra)}"
     if wide:
         line = f"{escape(view.repository):<12} {escape(view.name):<12} {revision:<12} " \
-               f"{(view.last_sync_revision or '-')[:12]:<12} {status} {health} {'; '.join(extra)}"
+               f"{(view.last_sync_revision or '-')[:12]:<12} {status} {health} {observed} {'; '.join(extra)}"
     return line
+
+
+def observed_ago(moment: str | None, now: datetime | None = None) -> str:
+    """When the live world was last read, as an age ("12s ago", "3m ago", "never")."""
+    if not moment:
+        return "never"
+    seen = datetime.fromisoformat(moment)
+    seen = seen if seen.tzinfo else seen.replace(tzinfo=UTC)
+    seconds = max(0, int(((now or datetime.now(UTC)) - seen).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
 
 
 def status(as_json: Annotated[bool, typer.Option("--json", help="Deprecated (use -o json): one JSON object per "
@@ -217,10 +233,10 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Deprecated (use
 
 def _status_table(views: list[EnvironmentView], *, wide: bool) -> None:
     if views:
-        head = f"{'ENVIRONMENT':<12} {'REVISION':<12} {'SYNC STATUS':<16} {'HEALTH':<11} NOTES"
+        head = f"{'ENVIRONMENT':<12} {'REVISION':<12} {'SYNC STATUS':<16} {'HEALTH':<11} {'LAST OBSERVED':<13} NOTES"
         if wide:
             head = (f"{'REPOSITORY':<12} {'ENVIRONMENT':<12} {'REVISION':<12} {'LAST SYNC OF':<12} "
-                    f"{'SYNC STATUS':<16} {'HEALTH':<11} NOTES")
+                    f"{'SYNC STATUS':<16} {'HEALTH':<11} {'LAST OBSERVED':<13} NOTES")
         out.print(f"[bold]{head}[/]")
     for view in views:
         out.print(status_line(view, wide=wide))

@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import select
 
-from reconciler import approvals, commands, history, sealing
+from reconciler import approvals, commands, history, observations, sealing
 from reconciler.access import AccessRefused, Principal, local_principal
 from reconciler.commands import EnvironmentName
 from reconciler.runtime import QueueUnavailable, Services
@@ -56,6 +56,10 @@ class EnvironmentView:
     message: str = ""
     last_sync_revision: str | None = None
     """The commit the last sync is of (its SHA)."""
+    observed_at: str | None = None
+    """When the live world was last read (ISO 8601, UTC); None: never."""
+    observation: str = ""
+    """Why health is Unknown (stale, not looked at since start), or what the last look could not see."""
 
 
 @dataclass(frozen=True)
@@ -282,12 +286,14 @@ class LocalClient:
         message = ""
         if last and last[0].error:
             message = last[0].error.splitlines()[0][:200]
+        seen = observations.observed(env)
         return EnvironmentView(
             env.repository.name, env.name, env.synced_revision.sha if env.synced_revision else None,
-            status_of(session, env).value, env.health.value, env.auto_sync_paused,
+            status_of(session, env).value, seen.health.value, env.auto_sync_paused,
             len(open_drift_reports(session, env.id)),
             last[0].id if last else None, last[0].status.value if last else None, message,
-            last[0].revision.sha if last and last[0].revision else None)
+            last[0].revision.sha if last and last[0].revision else None,
+            seen.observed_at.isoformat() if seen.observed_at else None, seen.reason)
 
 
 def _answered(command: Callable[[], T]) -> T:

@@ -64,7 +64,8 @@ class HttpClient:
             views.append(EnvironmentView(
                 e["repository"], e["name"], (e.get("revision") or {}).get("sha"), e["sync_status"], e["health"],
                 e["auto_sync_paused"], e["open_drift_reports"], last.get("id"), last.get("status"),
-                ((last.get("error") or "").splitlines() or [""])[0][:200], last.get("revision")))
+                ((last.get("error") or "").splitlines() or [""])[0][:200], last.get("revision"),
+                e.get("observed_at"), e.get("observation") or ""))
         return views
 
     def history(self, environment: str, limit: int = 20) -> list[SyncView]:

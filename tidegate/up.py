@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import select
 
-from reconciler import repositories
+from reconciler import observations, repositories
 from reconciler.sources.watch import LocalRefWatcher
 from repo_schema.issues import InvalidRepo
 from repo_schema.loader import LoadedRepo, load_repo
@@ -181,7 +181,9 @@ def _run(settings: Settings, stack: ExitStack, repo: Path, exit_when_synced: boo
         for issue in invalid.issues:
             err.print(str(issue), markup=False)
         return 1
-    open_store(settings)
+    store = open_store(settings)
+    with store.database.session() as db:  # what an earlier run saw may be gone: look again first
+        observations.request(db)
     redis = stack.enter_context(EmbeddedRedis(data / "redis"))
     err.print(f"redis: {redis.socket_path}", markup=False)
     env = {**os.environ, "TIDEGATE_DATA_DIR": str(data), "TIDEGATE_REDIS_URL": redis.client_url}

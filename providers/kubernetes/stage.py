@@ -72,6 +72,7 @@ from providers.stage import (
     Action,
     Change,
     DriftItem,
+    LiveHealth,
     Outcome,
     Stage,
     StageContext,
@@ -773,6 +774,13 @@ class KubernetesStage:
         if errors:
             raise StageError(errors)
         return drift_items(comparisons)
+
+    def assess(self, context: StageContext[WorkloadsInputs]) -> list[LiveHealth]:
+        """Every desired object's health from the live objects (one LIST per kind): Missing when
+        it is not there, kstatus otherwise."""
+        with _contract():
+            report = self.health(context)
+        return [LiveHealth(item.address, str(item.health), item.reason, item.workload) for item in report.objects]
 
     def health(self, context: StageContext[WorkloadsInputs]) -> health_rules.Report:
         """Health of every desired object, per workload and for the environment."""
