@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from store.enums import (
@@ -241,7 +241,7 @@ class Observation(Base):
     environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete=CASCADE), unique=True)
     observed_at: Mapped[datetime | None]
     requested_at: Mapped[datetime | None]
-    stale_after: Mapped[float | None]
+    stale_after: Mapped[float | None] = mapped_column(Float)
     health: Mapped[Health] = mapped_column(WordEnum(Health), default=Health.UNKNOWN)
     error: Mapped[str] = mapped_column(RedactedText(), default="")
     objects: Mapped[Any] = mapped_column(RedactedJSON(none_as_null=True), nullable=True)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -28,7 +29,8 @@ def upgrade() -> None:
         sa.Column("stale_after", sa.Float(), nullable=True),
         sa.Column("health", sa.String(32), nullable=False),
         sa.Column("error", sa.Text(), nullable=False),
-        sa.Column("objects", sa.JSON(), nullable=True),
+        sa.Column("objects", sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql"),
+                  nullable=True),
         sa.ForeignKeyConstraint(["environment_id"], ["environments.id"],
                                 name=op.f("fk_observations_environment_id_environments"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_observations")),
