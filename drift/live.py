@@ -51,7 +51,7 @@ class _Watched:
 class LiveWatches:
     """The leader's work: keep one watcher per synced environment, queue drift checks on events."""
 
-    def __init__(self, services: Services, *, refresh: float = 10.0, debounce: float = 1.0) -> None:
+    def __init__(self, services: Services, *, refresh: float = 2.0, debounce: float = 1.0) -> None:
         self.services = services
         self.refresh = refresh
         self.debounce = debounce

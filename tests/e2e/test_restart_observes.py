@@ -21,12 +21,14 @@ from providers.kubernetes.ordering import sort_for_prune
 from providers.stage import Stage
 from reconciler import observations
 from reconciler.session import recorded_outputs
-from store import Environment
+from store import Environment, Role, RoleBinding, User
 from tests.support.system import Bootstrap, System, _stop, wait_for
+from tidegate.client import LocalClient
 
 ENVIRONMENTS = ("staging", "production")
 HEALED = ("Synced", "Healthy")
 GONE = ("Drifted", "Missing")
+OPERATOR = "restart-operator"
 
 
 def _empty_cluster(system: System, environment: str) -> int:
@@ -45,6 +47,13 @@ def _empty_cluster(system: System, environment: str) -> int:
     finally:
         client.close()
     return len(refs)
+
+
+def _operator(system: System) -> LocalClient:
+    with system.services.database.session() as session:
+        if session.scalars(select(User).where(User.name == OPERATOR)).one_or_none() is None:
+            session.add_all([User(name=OPERATOR), RoleBinding(subject=f"user:{OPERATOR}", role=Role.OPERATOR)])
+    return LocalClient(system.services, login=OPERATOR)
 
 
 @contextmanager
@@ -91,9 +100,10 @@ def test_a_restart_on_emptied_clusters_shows_drifted_missing_then_heals_staging(
         before_gone = states[name][:states[name].index(GONE)]
         assert HEALED not in before_gone, f"{name} claimed Synced Healthy before looking: {states[name]}"
     assert system.view("production").health == "Missing"
-    # production waits for a person: heal it through its gate, so the shared system is whole again
+    # production waits for a person: an operator heals it through its gate (the platform lead
+    # approves), so the shared system is whole again
     report = next(r for r in system.client.drift("production") if r.status == "open")
-    heal = system.client.heal_drift(report.id)
+    heal = _operator(system).heal_drift(report.id)
     wait_for(lambda: next((s for s in system.syncs("production") if s.id == heal
                            and s.status == "awaiting_approval"), None), 300, "production's heal plan", system)
     system.client.approve(heal, "restore after the restart test")
