@@ -32,11 +32,13 @@ class LogOutput(StrEnum):
     json = "json"
 
 
+OUTPUT_HELP = "json: one document (with -f: one object a line, the status last)."
+
+
 def logs(sync_id: Annotated[int, typer.Argument(help="Sync id (`tidegate history ENV` lists them).")],
          follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing lines as the stages "
                                               "produce them, until the sync has finished.")] = False,
-         output: Annotated[LogOutput | None, typer.Option("--output", "-o", help="json: one document (with -f: one object a "
-                                                          "line, the status last).")] = None) -> None:
+         output: Annotated[LogOutput | None, typer.Option("--output", "-o", help=OUTPUT_HELP)] = None) -> None:
     """A sync's stage logs, each line prefixed with its stage; -f follows a running sync."""
     connected = client()
     try:
