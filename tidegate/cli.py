@@ -18,6 +18,7 @@ from repo_schema.export import json_schema
 from repo_schema.issues import Issue
 from store import MigrationError, SecretKeyError
 from tidegate.cli_ansible import register as register_ansible
+from tidegate.cli_diff import register as register_diff
 from tidegate.cli_drift import register as register_drift
 from tidegate.cli_kube import register as register_kube
 from tidegate.cli_logs import register as register_logs
@@ -140,6 +141,7 @@ register_ansible(sandbox_app)
 register_reconcile(app)
 register_drift(app)
 register_logs(app)
+register_diff(app)
 register_users(app)
 register_secrets(app)
 app.command("up")(up)

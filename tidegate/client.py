@@ -22,6 +22,7 @@ from sqlalchemy import select
 from reconciler import approvals, commands, history, sealing
 from reconciler.access import AccessRefused, Principal, local_principal
 from reconciler.commands import EnvironmentName
+from reconciler.diffs import DiffFailed, EnvironmentDiff, diff_environment
 from reconciler.runtime import QueueUnavailable, Services
 from reconciler.sealing import SealReport
 from reconciler.status import status_of
@@ -142,6 +143,7 @@ class Client(Protocol):
     def accept_drift(self, report_id: int, comment: str = "") -> None: ...
     def heal_drift(self, report_id: int) -> int: ...
     def follow_logs(self, sync_id: int, follow: bool = True) -> Iterator[LogEvent]: ...
+    def diff(self, environment: str) -> EnvironmentDiff: ...
 
 
 P = ParamSpec("P")
@@ -247,6 +249,14 @@ class LocalClient:
                 raise ClientError(f"no sync {sync_id}")
             return sync.status.value, {r.stage.value: r.log or "" for r in sorted(sync.stage_results,
                                                                                   key=lambda r: r.id)}
+
+    def diff(self, environment: str) -> EnvironmentDiff:
+        """What a sync of the environment's desired revision would change now (planned read-only
+        here, with this machine's stage settings; nothing is stored)."""
+        try:
+            return diff_environment(self.services, EnvironmentName.parse(environment))
+        except (DiffFailed, commands.CommandRefused) as refused:
+            raise ClientError(str(refused)) from None
 
     # -- acting ------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from reconciler.approvals import Decision
+from reconciler.diffs import EnvironmentDiff
 from reconciler.sealing import SealReport
 from tidegate.client import (
     FINISHED,
@@ -160,6 +161,11 @@ class HttpClient:
             if status is None or status in FINISHED or not follow:
                 yield LogEnd(status or "unknown")
                 return
+
+    def diff(self, environment: str) -> EnvironmentDiff:
+        """Not offered by the API yet: planning runs where the stages' settings and tools are."""
+        raise ClientError("`tidegate diff` plans in-process, on a machine with the data directory and the stage "
+                          "tools: unset TIDEGATE_SERVER there")
 
     def _events(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """(event name, data) of a server-sent event stream; an error status is a ClientError."""

@@ -54,7 +54,8 @@ def stored(database: Database, row_id: int) -> str:
 
 def test_five_thousand_lines_are_a_handful_of_writes_not_five_thousand(row: tuple[Database, int]) -> None:
     database, row_id = row
-    with CountedLiveLog(database, row_id, batch=500) as live:
+    live = CountedLiveLog(database, row_id, batch=500)
+    with live:
         for n in range(5000):
             live(f"Deployment web-{n}: configured")
     assert stored(database, row_id).splitlines() == [f"Deployment web-{n}: configured" for n in range(5000)]
