@@ -24,6 +24,7 @@ from dashboard.approval_policies import add_policy_routes
 from dashboard.context import Context
 from dashboard.people import add_people_routes
 from dashboard.secrets import add_secret_routes
+from reconciler.livelogs import INTERVAL
 from store import (
     ApprovalDecision,
     ApprovalSource,
@@ -43,6 +44,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 Limit = Annotated[int, Query(ge=1, le=500, description="At most this many, newest first.")]
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 FINISHED = (SyncLifecycle.SUCCEEDED, SyncLifecycle.FAILED, SyncLifecycle.SUPERSEDED)
+LIVE_LOG_PERIOD = INTERVAL
+"""Seconds between two looks at a running sync's logs: the pace its lines reach the store."""
 
 
 def create_api(ctx: Context) -> APIRouter:
@@ -273,7 +276,7 @@ def _logs(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
                             sent[stage] = len(text)
                     if state in FINISHED or not follow:
                         break
-                    await anyio.sleep(1.0)
+                    await anyio.sleep(LIVE_LOG_PERIOD)
             yield _event("end", {"status": state.value})
 
         return StreamingResponse(events(), media_type="text/event-stream",

@@ -87,6 +87,10 @@ class StageContext(Generic[S]):
     """Asked now and then during a long wait that is not the stage's own work (a health wait): a
     reason to stop waiting — a newer revision of the environment is ready to plan — or None. What
     was written stays written; the stage says it stopped waiting and why."""
+    on_line: Callable[[str], None] | None = None
+    """Where a stage sends each line of its log the moment it has it (secrets already masked), so
+    people can follow a long apply; the whole log is still returned in the `StageResult`. Called
+    from any thread; None when nobody follows."""
 
 
 @dataclass

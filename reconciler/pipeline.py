@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from providers.stage import Outcome, Stage, StageContext, StagePlan, StageResult, StalePlan
 from reconciler import fingerprints, observations, repositories, syncs
 from reconciler.errors import Busy, PlanningFailed, Transient, classify
+from reconciler.livelogs import LIMIT, LiveLog
 from reconciler.locks import EnvironmentLock, Lease, LockLost
 from reconciler.plans import (
     EnvironmentPlan,
@@ -388,25 +389,29 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Environ
         if not lease.check():
             raise LockLost(f"lost the environment lock before applying {stage.value}")
         row.status, row.started_at = StageStatus.APPLYING, utcnow()
+        session.flush()
+        row_id = row.id
     context = loaded.context(stage)
     if context is None:
         return StageResult(stage, {}, succeeded=False, error="inputs unknown")
     inputs = loaded.input_fingerprint(stage)
-    context = replace(context, superseded=lambda: _superseded(services, sync_id))
-    try:
-        result: StageResult = services.stages(stage).apply(context, plan)
-    except StalePlan as error:  # nothing of the plan was applied: it is planned again
-        result = StageResult(stage, {}, succeeded=False, error=f"stale plan: {error}", stale=True)
-    except Exception as error:  # never retried blindly: recorded on the stage, the sync fails with it
-        result = StageResult(stage, {}, succeeded=False, error=str(classify(stage, error)))
-    finally:
-        discard_artifacts(plan)
+    with LiveLog(services.database, row_id) as live:  # lines reach the store while the stage runs
+        context = replace(context, superseded=lambda: _superseded(services, sync_id), on_line=live)
+        try:
+            result: StageResult = services.stages(stage).apply(context, plan)
+        except StalePlan as error:  # nothing of the plan was applied: it is planned again
+            result = StageResult(stage, {}, succeeded=False, error=f"stale plan: {error}", stale=True)
+        except Exception as error:  # never retried blindly: recorded on the stage, the sync fails with it
+            result = StageResult(stage, {}, succeeded=False, error=str(classify(stage, error)))
+        finally:
+            discard_artifacts(plan)
     with services.database.session() as session:
         row = _stage_row(session, sync_id, stage)
         row.status = StageStatus.SUCCEEDED if result.succeeded else StageStatus.FAILED
         row.finished_at = utcnow()
         remember_all(result.outputs.get(name) for name in result.sensitive_outputs)
-        row.log = result.log[-200_000:]
+        if not live.streamed:  # a stage that streamed has its log in the row already, line by line
+            row.log = result.log[-LIMIT:]
         row.summary = _result_summary(plan, result)
         if result.succeeded or result.outputs:  # a failed apply's partial outputs are the truth too
             record: dict[str, Any] = {"values": result.outputs, "sensitive": sorted(result.sensitive_outputs)}

@@ -18,8 +18,10 @@ from repo_schema.export import json_schema
 from repo_schema.issues import Issue
 from store import MigrationError, SecretKeyError
 from tidegate.cli_ansible import register as register_ansible
+from tidegate.cli_diff import register as register_diff
 from tidegate.cli_drift import register as register_drift
 from tidegate.cli_kube import register as register_kube
+from tidegate.cli_logs import register as register_logs
 from tidegate.cli_reconcile import register as register_reconcile
 from tidegate.cli_secrets import register as register_secrets
 from tidegate.cli_terraform import register as register_terraform
@@ -138,6 +140,8 @@ register_kube(sandbox_app)
 register_ansible(sandbox_app)
 register_reconcile(app)
 register_drift(app)
+register_logs(app)
+register_diff(app)
 register_users(app)
 register_secrets(app)
 app.command("up")(up)

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
@@ -26,6 +25,7 @@ from reconciler.sources.git import safe_url
 from store import GitHost, Repository
 from tidegate.client import Client, ClientError, EnvironmentView, LocalClient, SyncView
 from tidegate.http_client import HttpClient
+from tidegate.progress import watch_sync
 from tidegate.settings import Settings
 from tidegate.wiring import missing_store
 from tidegate.worker import build_services, install, make_app
@@ -400,19 +400,13 @@ def sync(
 
 
 def _wait(local: Client, sync_id: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        view = local.show_sync(sync_id)
-        if view.status != last:
-            err.print(f"sync #{sync_id}: {view.status}", markup=False)
-            last = view.status
-        if view.status in ("succeeded", "failed", "superseded", "awaiting_approval"):
-            print_sync(view)
-            return view.status == "succeeded"
-        time.sleep(1.0)
-    err.print(f"sync #{sync_id}: still {last} after {timeout:g}s", markup=False)
-    return False
+    """Watch the sync (stage, step, elapsed, counts) until it settles; True when it succeeded."""
+    view = watch_sync(local, sync_id, timeout, err)
+    if view is None:
+        err.print(f"sync #{sync_id}: not settled after {timeout:g}s", markup=False)
+        return False
+    print_sync(view)
+    return view.status == "succeeded"
 
 
 def resume(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")]) -> None:
@@ -438,10 +432,14 @@ AS_HELP = ("Decide as this user: only an admin may (audited `admin X as Y`), or 
 
 def approve(sync_id: Annotated[int, typer.Argument(help="The sync awaiting approval.")],
             user: Annotated[str | None, typer.Option("--as", help=AS_HELP)] = None,
-            comment: Annotated[str, typer.Option(help="Why.")] = "") -> None:
+            comment: Annotated[str, typer.Option(help="Why.")] = "",
+            wait: Annotated[bool, typer.Option("--wait", help="Once approved, watch the apply until it ends; "
+                                               "exit 1 unless it succeeded.")] = False,
+            timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 1800.0) -> None:
     """Approve the one plan fingerprint a sync awaiting approval carries."""
+    connected = client()
     try:
-        decision = client().approve(sync_id, comment, as_user=user)
+        decision = connected.approve(sync_id, comment, as_user=user)
     except ClientError as error:
         raise _fail(error) from None
     state = ("approved: applying" if decision.queued else "approved: applies once the broker is back") \
@@ -449,6 +447,8 @@ def approve(sync_id: Annotated[int, typer.Argument(help="The sync awaiting appro
     out.print(f"sync #{sync_id} plan {decision.fingerprint[:16]}: {state}", markup=False)
     if decision.detail and not decision.approved:
         out.print(f"  {decision.detail}", markup=False)
+    if wait and decision.approved:
+        raise typer.Exit(0 if _wait(connected, sync_id, timeout) else 1)
 
 
 def reject(sync_id: Annotated[int, typer.Argument(help="The sync awaiting approval.")],

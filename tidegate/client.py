@@ -11,7 +11,7 @@ import functools
 import getpass
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -22,6 +22,7 @@ from sqlalchemy import select
 from reconciler import approvals, commands, history, observations, sealing
 from reconciler.access import AccessRefused, Principal, local_principal
 from reconciler.commands import EnvironmentName
+from reconciler.diffs import DiffFailed, EnvironmentDiff, diff_environment
 from reconciler.runtime import QueueUnavailable, Services
 from reconciler.sealing import SealReport
 from reconciler.status import status_of
@@ -112,6 +113,26 @@ class DriftView:
     heal_sync_id: int | None = None
 
 
+@dataclass(frozen=True)
+class LogChunk:
+    """What one stage's log gained: whole lines, in order (a stage's log only grows)."""
+
+    stage: str
+    text: str
+
+
+@dataclass(frozen=True)
+class LogEnd:
+    """The last event of a followed log: the sync's status when the following stopped."""
+
+    status: str
+
+
+LogEvent = LogChunk | LogEnd
+FINISHED = ("succeeded", "failed", "superseded")
+"""Sync lifecycle words after which its logs grow no more."""
+
+
 class Client(Protocol):
     def status(self) -> list[EnvironmentView]: ...
     def workers(self) -> list[SealReport]: ...
@@ -125,6 +146,8 @@ class Client(Protocol):
     def poll(self, repository: str | None = None) -> list[str]: ...
     def accept_drift(self, report_id: int, comment: str = "") -> None: ...
     def heal_drift(self, report_id: int) -> int: ...
+    def follow_logs(self, sync_id: int, follow: bool = True) -> Iterator[LogEvent]: ...
+    def diff(self, environment: str) -> EnvironmentDiff: ...
 
 
 P = ParamSpec("P")
@@ -206,6 +229,38 @@ class LocalClient:
             reports = drift_reports_of(session, env.id, include_resolved=include_resolved)
             decisions = drift_decisions(session, reports)
             return [_drift_view(report, decisions.get(report.id, DriftDecision())) for report in reports]
+
+    def follow_logs(self, sync_id: int, follow: bool = True, interval: float = 0.5) -> Iterator[LogEvent]:
+        """What each stage's log gained since the last look, every `interval` seconds (the pace at
+        which a running stage's lines reach the store), until the sync has finished; without
+        `follow`, what there is now. Ends with the sync's status."""
+        sent: dict[str, int] = {}
+        while True:
+            status, logs = self._logs(sync_id)
+            for stage, text in logs.items():
+                if len(text) > sent.get(stage, 0):
+                    yield LogChunk(stage, text[sent.get(stage, 0):])
+                    sent[stage] = len(text)
+            if status in FINISHED or not follow:
+                yield LogEnd(status)
+                return
+            time.sleep(interval)
+
+    def _logs(self, sync_id: int) -> tuple[str, dict[str, str]]:
+        with self.services.database.session() as session:
+            sync = session.get(Sync, sync_id)
+            if sync is None:
+                raise ClientError(f"no sync {sync_id}")
+            return sync.status.value, {r.stage.value: r.log or "" for r in sorted(sync.stage_results,
+                                                                                  key=lambda r: r.id)}
+
+    def diff(self, environment: str) -> EnvironmentDiff:
+        """What a sync of the environment's desired revision would change now (planned read-only
+        here, with this machine's stage settings; nothing is stored)."""
+        try:
+            return diff_environment(self.services, EnvironmentName.parse(environment))
+        except (DiffFailed, commands.CommandRefused) as refused:
+            raise ClientError(str(refused)) from None
 
     # -- acting ------------------------------------------------------------------------------
 

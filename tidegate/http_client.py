@@ -7,15 +7,28 @@ server honours for admins only (audited `admin X as Y`).
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import httpx
 
 from reconciler.approvals import Decision
+from reconciler.diffs import EnvironmentDiff
 from reconciler.sealing import SealReport
-from tidegate.client import ClientError, DriftView, EnvironmentView, StageView, SyncView
+from tidegate.client import (
+    FINISHED,
+    ClientError,
+    DriftView,
+    EnvironmentView,
+    LogChunk,
+    LogEnd,
+    LogEvent,
+    StageView,
+    SyncView,
+)
 
 BUSY_RETRIES = 10
 
@@ -126,6 +139,50 @@ class HttpClient:
 
     def heal_drift(self, report_id: int) -> int:
         return int(self._call("POST", f"/drift-reports/{report_id}/heal")["sync_id"])
+
+    def follow_logs(self, sync_id: int, follow: bool = True) -> Iterator[LogEvent]:
+        """The server-sent events of `GET /syncs/{id}/logs` (the dashboard's live logs). The server
+        stops following after its timeout; this connects again, and since every connection starts
+        from the beginning of each stage's log, only what was not seen yet is passed on."""
+        sent: dict[str, int] = {}
+        while True:
+            status: str | None = None
+            received: dict[str, int] = {}  # where in each stage's log this connection is
+            for name, data in self._events(f"/syncs/{sync_id}/logs?follow={'true' if follow else 'false'}"):
+                if name == "end":
+                    status = str(data["status"])
+                    break
+                stage, text = str(data["stage"]), str(data["text"])
+                start = received.get(stage, 0)
+                fresh = text[max(0, sent.get(stage, 0) - start):]
+                if fresh:
+                    yield LogChunk(stage, fresh)
+                received[stage] = start + len(text)
+                sent[stage] = max(sent.get(stage, 0), received[stage])
+            if status is None or status in FINISHED or not follow:
+                yield LogEnd(status or "unknown")
+                return
+
+    def diff(self, environment: str) -> EnvironmentDiff:
+        """Not offered by the API yet: planning runs where the stages' settings and tools are."""
+        raise ClientError("`tidegate diff` plans in-process, on a machine with the data directory and the stage "
+                          "tools: unset TIDEGATE_SERVER there")
+
+    def _events(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(event name, data) of a server-sent event stream; an error status is a ClientError."""
+        with self.http.stream("GET", path, timeout=httpx.Timeout(30.0, read=None)) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ClientError(f"{response.status_code}: {response.text}")
+            name, data = "message", ""
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    name = line.partition(":")[2].strip()
+                elif line.startswith("data:"):
+                    data += line.partition(":")[2].strip()
+                elif not line and data:
+                    yield name, json.loads(data)
+                    name, data = "message", ""
 
 
 def _sync(row: dict[str, Any], environment: str) -> SyncView:

@@ -36,6 +36,7 @@ from store.files import private_directory
 from tidegate.cli_reconcile import status_line
 from tidegate.client import EnvironmentView, LocalClient
 from tidegate.extras import require_sandbox
+from tidegate.progress import HEARTBEAT, SETTLED, progress_of
 from tidegate.redis_server import EmbeddedRedis
 from tidegate.settings import Settings
 from tidegate.wiring import open_store, terraform_plugin_dirs
@@ -237,7 +238,7 @@ def _register(services: object, loaded: LoadedRepo, url: str, branch: str, name:
 def _watch(client: LocalClient, loaded: LoadedRepo, processes: list[subprocess.Popen[bytes]],
            exit_when_synced: bool, timeout: float, started: float, data: Path, head: str) -> int:
     shown: dict[str, str] = {}
-    announced = False
+    announced, said_at = False, time.monotonic()
     refusals: set[str] = set()
     while True:
         for process in processes:
@@ -252,22 +253,51 @@ def _watch(client: LocalClient, loaded: LoadedRepo, processes: list[subprocess.P
         for view in views:
             line = status_line(view)
             if shown.get(view.name) != line:
-                shown[view.name] = line
+                shown[view.name], said_at = line, time.monotonic()
                 out.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {line}")
                 if view.sync_status == "AwaitingApproval" and view.last_sync is not None:
                     _announce_approval(client, view)
+        if time.monotonic() - said_at >= HEARTBEAT:  # never silent while a sync runs
+            said_at = time.monotonic()
+            for running in _running(client, views):
+                out.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {escape(running)}")
         state = settled(loaded, views, head)
         if state is not None and not announced:
             announced = True
             out.print(verdict(state, head) + f" in {time.monotonic() - started:.1f}s; `tidegate status`, "
                       "`tidegate history ENV`, `tidegate show SYNC_ID --logs`"
                       + ("" if exit_when_synced else "; Ctrl-C stops everything"))
+            for sentence in sentences(views):
+                out.print(f"  {sentence}", markup=False)
             if exit_when_synced:
                 return 0 if state.ok else 1
         if exit_when_synced and time.monotonic() - started > timeout:
             err.print(f"not settled after {timeout:g}s", markup=False)
             return 1
         time.sleep(1.0)
+
+
+def _running(client: LocalClient, views: list[EnvironmentView]) -> list[str]:
+    """Where each environment's unfinished sync is (stage, step, counts), for the heartbeat."""
+    return [f"{view.name}: {progress_of(client.show_sync(view.last_sync)).state()}" for view in views
+            if view.last_sync is not None and view.last_sync_status not in (*SETTLED, None)]
+
+
+def sentences(views: list[EnvironmentView]) -> list[str]:
+    """One true sentence per environment, as `up` ends: what it is, or what it waits for and how to
+    move it on."""
+    said = []
+    for view in views:
+        if view.sync_status == "AwaitingApproval" and view.last_sync is not None:
+            said.append(f"{view.name} waits for approval of sync #{view.last_sync}: "
+                        f"`tidegate approve {view.last_sync}`")
+        elif view.last_sync_status == "failed":
+            said.append(f"{view.name}'s sync #{view.last_sync} failed: {view.message or 'no message'}")
+        elif view.revision is None:
+            said.append(f"{view.name} has not synced yet")
+        else:
+            said.append(f"{view.name} is {view.sync_status} and {view.health} at {view.revision[:7]}")
+    return said
 
 
 def verdict(state: Settled, head: str) -> str:

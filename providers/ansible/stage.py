@@ -357,7 +357,7 @@ class AnsibleStage:
                 if len(_SYNTAX_OK) >= _SYNTAX_CACHE_SIZE:
                     _SYNTAX_OK.clear()
                 _SYNTAX_OK[inputs.digest] = time.time()
-            outcome = execute(prepared)
+            outcome = execute(prepared, _event_lines(context.on_line, self._masker(context)))
         finally:
             prepared.finish()
         _write_summary(data_dir, outcome)
@@ -366,6 +366,19 @@ class AnsibleStage:
     @staticmethod
     def _masker(context: StageContext[ConfigurationInputs]) -> _Masker:
         return _Masker([value for value in context.credentials.values() if len(value) >= 4])
+
+
+def _event_lines(on_line: Callable[[str], None] | None, mask: _Masker) -> Callable[[dict[str, Any]], None] | None:
+    """ansible-runner's event handler that passes each event's output lines on as they come (the
+    same text its stdout file collects), masked: what `context.on_line` follows during a run."""
+    if on_line is None:
+        return None
+
+    def handle(event: dict[str, Any]) -> None:
+        for line in str(event.get("stdout") or "").splitlines():
+            on_line(mask(line))
+
+    return handle
 
 
 class _Masker:

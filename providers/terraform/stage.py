@@ -129,6 +129,20 @@ class _Run:
     as `user@host`); None when they run unsealed, under this machine's own name."""
 
 
+def _lines_to(own: LineCallback | None, context: Callable[[str], None] | None) -> LineCallback | None:
+    """The runner's line callback: the stage's own (the CLI's progress) and the context's (the sync's
+    live log), either or both; the runner has already masked each line."""
+    if context is None:
+        return own
+
+    def both(stream: str, text: str) -> None:
+        if own is not None:
+            own(stream, text)
+        context(text)
+
+    return both
+
+
 class TerraformStage:
     """The Stage implementation for Terraform (see providers/stage.py for the contract)."""
 
@@ -248,7 +262,7 @@ class TerraformStage:
         binary = str(settings.get("terraform_binary") or "terraform")
         lock_host = run_hostname() if self.seal.status().sealed else None
         runner = Runner(workspace.module, env, binary=binary, timeout=spec.timeout, grace=self.grace,
-                        on_line=self.on_line, masker=masker, seal=self.seal,
+                        on_line=_lines_to(self.on_line, context.on_line), masker=masker, seal=self.seal,
                         confinement=self._confinement(context, workspace, roots, binary, lock_host))
         lock_timeout = settings.get("lock_timeout")
         if lock_timeout is None:

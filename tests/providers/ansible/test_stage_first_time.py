@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +212,20 @@ def test_a_local_connection_runs_modules_with_the_controllers_python_not_a_broke
 
     assert result.succeeded, result.error
     assert (root / "interpreter").read_text() == f"{expected}\n"
+
+
+def test_an_apply_hands_each_line_of_its_output_to_the_live_log_as_the_run_goes(
+    node_roots: NodeRoots, tmp_path: Path,
+) -> None:
+    """The lines `StageContext.on_line` receives are the run's output (what `result.log` keeps)."""
+    root = node_roots(1)[0]
+    stage = AnsibleStage()
+    context = local_context("interpreter.yml", [root], tmp_path / "artifacts", {})
+    plan = stage.plan(context)
+    lines: list[str] = []
+
+    result = stage.apply(replace(context, on_line=lines.append), plan)
+
+    assert result.succeeded, result.error
+    assert any(line.startswith("TASK [") for line in lines) and any("PLAY RECAP" in line for line in lines)
+    assert [line for line in lines if line.strip()] == [line for line in result.log.splitlines() if line.strip()]
