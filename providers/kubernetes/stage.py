@@ -637,6 +637,8 @@ class KubernetesStage:
                     ready.add(f"created namespace {step.prepared.ref.name}")
                 if line:
                     log.append(line)
+                    if context.on_line is not None:  # live, as each wave lands
+                        context.on_line(line)
                 done.add(address)
                 if answered is not None:
                     left = step.seen if outcome is Outcome.unchanged and step.seen else live_digest(

@@ -191,3 +191,12 @@ def test_a_watch_that_relists_after_410_still_reports_the_change_and_the_next_pl
         watcher.stop()
     assert actions(plan)["/ConfigMap/default/cm-4"] is Action.update
     assert "cm-4" in dry_runs(kube)
+
+
+def test_each_write_reaches_the_live_log_as_it_lands(kube: KubeSandbox, kubeconfig: Path, tmp_path: Path) -> None:
+    lines: list[str] = []
+    first = dataclasses.replace(ctx(kubeconfig, tmp_path, desired()), on_line=lines.append)
+    result = KubernetesStage().apply(first, KubernetesStage().plan(first))
+    assert result.succeeded, result.error
+    assert sorted(lines) == sorted(line for line in result.log.splitlines() if line.endswith(": created"))
+    assert len(lines) == OBJECTS + 1
