@@ -10,14 +10,17 @@ with its reason, when such a person presses Approve.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dashboard.access import Permission, Principal
 from reconciler import policies
+from reconciler.access import principal_of
 from reconciler.runtime import Services
-from store import Sync
+from store import Sync, User
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,9 @@ class Approvers:
     """The rules a pending sync must satisfy, in words, and what the reader may do about it."""
 
     rules: list[str] = field(default_factory=list)
+    candidates: list[str] = field(default_factory=list)
+    """The people who hold the approve permission here and whom a rule names (the change's authors among them
+    are refused when they press Approve)."""
     unreadable: str | None = None
     """Why the policy cannot be read now (nothing can be approved until it can)."""
     may_decide: bool = False
@@ -32,8 +38,16 @@ class Approvers:
     why_not: str = ""
 
 
-def approvers_of(services: Services, session: Session, sync: Sync, reader: Principal) -> Approvers:
-    """What the approvals queue shows about `sync` to `reader` (a sync awaiting approval)."""
+def people(session: Session, limit: int = 500) -> list[Principal]:
+    """Every enabled user as a principal (groups and grants), read once per page to name the candidates."""
+    users = session.scalars(select(User).where(User.disabled.is_(False)).order_by(User.name).limit(limit))
+    return [principal_of(session, user, "page") for user in users]
+
+
+def approvers_of(services: Services, session: Session, sync: Sync, reader: Principal,
+                 everyone: Sequence[Principal] = ()) -> Approvers:
+    """What the approvals queue shows about `sync` to `reader` (a sync awaiting approval); `everyone`
+    (from `people`) to name the candidates."""
     env = sync.environment
     scope = f"{env.repository.name}/{env.name}"
     if sync.revision is None:
@@ -45,8 +59,13 @@ def approvers_of(services: Services, session: Session, sync: Sync, reader: Princ
     gating = policy.gating
     rules = [rule.describe() for rule in gating] or ["no rule requires approval any more: 1 of anyone with the "
                                                      "approve permission"]
+    def named(person: Principal) -> bool:
+        return person.can(Permission.APPROVE, scope) and (
+            not gating or any(rule.admits(person.name, person.groups) for rule in gating))
+
+    candidates = [person.name for person in everyone if named(person)]
     if not reader.can(Permission.APPROVE, scope):
-        return Approvers(rules, why_not=f"you lack the approve permission on {scope}")
-    if gating and not any(rule.admits(reader.name, reader.groups) for rule in gating):
-        return Approvers(rules, why_not="no rule names you")
-    return Approvers(rules, may_decide=True)
+        return Approvers(rules, candidates, why_not=f"you lack the approve permission on {scope}")
+    if not named(reader):
+        return Approvers(rules, candidates, why_not="no rule names you")
+    return Approvers(rules, candidates, may_decide=True)

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from dashboard import presentation, views
 from dashboard.access import Permission, Principal
 from dashboard.actions import find_environment, find_report, find_sync, require
-from dashboard.approvers import approvers_of
+from dashboard.approvers import approvers_of, people
 from dashboard.context import Context
 from dashboard.drift_state import states_of
 from dashboard.identity import user_by_name
@@ -203,8 +203,8 @@ def _reading(router: APIRouter, ctx: Context) -> None:
             row = find_sync(session, sync_id)
             require(me, Permission.READ, views.key_of(row.environment))
             detail = views.sync(session, row)
-            who = approvers_of(ctx.services, session, row, me) if row.status is SyncLifecycle.AWAITING_APPROVAL \
-                else None
+            who = approvers_of(ctx.services, session, row, me, people(session)) \
+                if row.status is SyncLifecycle.AWAITING_APPROVAL else None
         applying = min((stage.started_at for stage in detail.stages if stage.started_at), default=None)
         return page(request, "sync.html", me, sync=detail, active=detail.status in ACTIVE, approvers=who,
                     applying_at=applying, csrf=me.csrf)
@@ -257,7 +257,8 @@ def _reading(router: APIRouter, ctx: Context) -> None:
         with db.session() as session:
             rows = [row for row in views.awaiting_approval(session)
                     if me.can(Permission.READ, views.key_of(row.environment))]
-            queue = [(views.pending_approval(session, row), approvers_of(ctx.services, session, row, me))
+            everyone = people(session) if rows else []
+            queue = [(views.pending_approval(session, row), approvers_of(ctx.services, session, row, me, everyone))
                      for row in rows]
         return page(request, "approvals.html", me, queue=queue, csrf=me.csrf)
 

@@ -75,6 +75,12 @@ def _whole(text: str, changed: bool) -> list[Part]:
     return [Part(text, changed)] if text else []
 
 
+def _one_side(text: str) -> list[Part]:
+    """A line only one side has: marked from its first character, its indentation left plain."""
+    body = text.lstrip()
+    return [*_whole(text[:len(text) - len(body)], False), *_whole(body, True)]
+
+
 def _parts(a: str, b: str) -> tuple[list[Part], list[Part]]:
     """Both lines cut into runs, the words that differ marked (what the eye should land on); words, not
     characters, so `256` against `4096` marks both numbers rather than the digits they do not share."""
@@ -100,9 +106,9 @@ def side_by_side(desired: Any, live: Any) -> list[DiffRow]:
             if index < len(a) and index < len(b):
                 rows.append(DiffRow(*_parts(a[index], b[index]), "changed"))
             elif index < len(a):
-                rows.append(DiffRow(_whole(a[index], True), [], "removed"))
+                rows.append(DiffRow(_one_side(a[index]), [], "removed"))
             else:
-                rows.append(DiffRow([], _whole(b[index], True), "added"))
+                rows.append(DiffRow([], _one_side(b[index]), "added"))
     return rows
 
 

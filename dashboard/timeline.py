@@ -46,6 +46,12 @@ class Bar:
     title: str
     current: bool
     ongoing: bool
+    caption: str
+    """Drawn inside the bar when it is wide enough (`#4 · 49 items · open`)."""
+
+    @property
+    def captioned(self) -> bool:
+        return self.width >= 7 * len(self.caption) + 16
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,9 @@ def lay_out(episodes: Sequence[Episode], now: datetime, current: int | None = No
             rows[row:row + 1] = [right]
             bars.append(Bar(x=left, y=top + row * ROW + 3, width=right - left, state=episode.state,
                             href=f"/drift/{episode.report_id}", title=_title(episode),
-                            current=episode.report_id == current, ongoing=episode.closed is None))
+                            current=episode.report_id == current, ongoing=episode.closed is None,
+                            caption=f"#{episode.report_id} · {episode.items} item{'s' if episode.items != 1 else ''}"
+                                    f" · {episode.label}"))
         height = max(len(rows), 1) * ROW
         lanes.append(Lane(name, top, height))
         top += height + 6
