@@ -13,23 +13,26 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dashboard import presentation, views
 from dashboard.access import Permission, Principal
 from dashboard.actions import find_environment, find_report, find_sync, require
+from dashboard.approvers import approvers_of, people
 from dashboard.context import Context
+from dashboard.drift_state import states_of
 from dashboard.identity import user_by_name
 from dashboard.passwords import verify_password
 from dashboard.schemas import AuditOut
 from dashboard.secrets import administers_any
 from dashboard.sessions import COOKIE, LOGIN_COOKIE, MAX_AGE
 from dashboard.throttle import ThrottleUnavailable
-from store import ApprovalDecision, ApprovalSource, AuditEvent, DriftStatus, Plan, Preview, Stage, SyncLifecycle
-from store.queries import record_audit, sync_history
+from dashboard.timeline import lay_out
+from store import ApprovalDecision, ApprovalSource, AuditEvent, DriftStatus, Plan, Preview, Sync, SyncLifecycle, utcnow
+from store.queries import audit_page, record_audit, sync_history
 
 HERE = FilePath(__file__).parent
 SECURITY_HEADERS = {
@@ -46,7 +49,13 @@ ACTIVE = (SyncLifecycle.PENDING, SyncLifecycle.PLANNING, SyncLifecycle.AWAITING_
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals.update(badge=presentation.badge, pretty=presentation.pretty,
                              side_by_side=presentation.side_by_side, line_class=presentation.diff_line_class,
-                             administers_any=administers_any)
+                             administers_any=administers_any, short_time=presentation.short_time,
+                             full_time=presentation.full_time, took=presentation.took)
+AUDIT_PAGE = 50
+OBJECTS_PAGE = 20
+"""Drifted objects per page of a drift report (each collapsed to one line when the report is long)."""
+OPEN_ALL_UP_TO = 6
+"""A report with at most this many drifted objects shows them all open."""
 
 
 def safe_next(target: str | None) -> str:
@@ -177,13 +186,16 @@ def _reading(router: APIRouter, ctx: Context) -> None:
             history = [views.sync_brief(row) for row in sync_history(session, env.id, 30)]
             last = sync_history(session, env.id, 1)
             plan = views.plan(last[0].plan) if last and last[0].plan else None
-            reports = [views.drift_report(r) for r in views.drift_reports(session, None, env.id, 20)]
-            chart = presentation.drift_chart(views.drift_history(session, env.id))
+            rows = views.drift_reports(session, None, env.id, 20)
+            reports = [views.drift_report(r) for r in rows]
+            states = states_of(session, rows)
+            episodes = views.drift_episodes(session, env.id)
         plans = {stage.stage: stage for stage in plan.stages} if plan else {}
         trees = [(stage, presentation.resource_tree(stage, plans.get(stage.stage.value), {}))
                  for stage in detail.stages]
         return page(request, "environment.html", me, env=detail, history=history, trees=trees, reports=reports,
-                    drift_chart=chart, can_operate=me.can(Permission.OPERATE, detail.key), csrf=me.csrf)
+                    states=states, drift_timeline=lay_out(episodes, utcnow()),
+                    can_operate=me.can(Permission.OPERATE, detail.key), csrf=me.csrf)
 
     @router.get("/syncs/{sync_id}")
     def sync(request: Request, sync_id: Id, me: Principal = viewer) -> Response:
@@ -191,18 +203,35 @@ def _reading(router: APIRouter, ctx: Context) -> None:
             row = find_sync(session, sync_id)
             require(me, Permission.READ, views.key_of(row.environment))
             detail = views.sync(session, row)
-        return page(request, "sync.html", me, sync=detail, active=detail.status in ACTIVE,
-                    can_approve=me.can(Permission.APPROVE, detail.environment), csrf=me.csrf)
+            who = approvers_of(ctx.services, session, row, me, people(session)) \
+                if row.status is SyncLifecycle.AWAITING_APPROVAL else None
+        applying = min((stage.started_at for stage in detail.stages if stage.started_at), default=None)
+        return page(request, "sync.html", me, sync=detail, active=detail.status in ACTIVE, approvers=who,
+                    applying_at=applying, csrf=me.csrf)
+
+    @router.get("/syncs/{sync_id}/plan")
+    def sync_plan(request: Request, sync_id: Id, me: Principal = viewer) -> Response:
+        with db.session() as session:
+            row = find_sync(session, sync_id)
+            require(me, Permission.READ, views.key_of(row.environment))
+            if row.plan is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"sync {sync_id} has no plan yet")
+            detail = views.plan(row.plan)
+        return page(request, "plan.html", me, plan=detail, sync_id=sync_id)
 
     @router.get("/plans/{plan_id}")
     def plan(request: Request, plan_id: Id, me: Principal = viewer) -> Response:
+        """A plan is read as part of its sync (`/syncs/N/plan`): plans and syncs are numbered apart."""
         with db.session() as session:
             row = session.get(Plan, plan_id)
             if row is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no plan {plan_id}")
             require(me, Permission.READ, views.key_of(row.environment))
+            carrier = session.scalars(select(Sync.id).where(Sync.plan_id == plan_id).order_by(Sync.id.desc())).first()
             detail = views.plan(row)
-        return page(request, "plan.html", me, plan=detail)
+        if carrier is not None:
+            return RedirectResponse(f"/syncs/{carrier}/plan", status.HTTP_303_SEE_OTHER)
+        return page(request, "plan.html", me, plan=detail, sync_id=None)
 
     @router.get("/previews")
     def previews(request: Request, me: Principal = viewer) -> Response:
@@ -226,39 +255,51 @@ def _reading(router: APIRouter, ctx: Context) -> None:
     @router.get("/approvals")
     def approvals(request: Request, me: Principal = viewer) -> Response:
         with db.session() as session:
-            queue = [views.pending_approval(session, row) for row in views.awaiting_approval(session)
-                     if me.can(Permission.READ, views.key_of(row.environment))]
-        return page(request, "approvals.html", me, queue=queue, csrf=me.csrf,
-                    can_approve={p.environment: me.can(Permission.APPROVE, p.environment) for p in queue})
+            rows = [row for row in views.awaiting_approval(session)
+                    if me.can(Permission.READ, views.key_of(row.environment))]
+            everyone = people(session) if rows else []
+            queue = [(views.pending_approval(session, row), approvers_of(ctx.services, session, row, me, everyone))
+                     for row in rows]
+        return page(request, "approvals.html", me, queue=queue, csrf=me.csrf)
 
     @router.get("/drift")
     def drift_list(request: Request, me: Principal = viewer, show: str = "open") -> Response:
         wanted = None if show == "all" else DriftStatus.OPEN
         with db.session() as session:
-            reports = [views.drift_report(r) for r in views.drift_reports(session, wanted)
-                       if me.can(Permission.READ, views.key_of(r.environment))]
-        return page(request, "drift_list.html", me, reports=reports, show=show)
+            rows = [r for r in views.drift_reports(session, wanted)
+                    if me.can(Permission.READ, views.key_of(r.environment))]
+            reports, states = [views.drift_report(r) for r in rows], states_of(session, rows)
+            episodes = [e for e in views.drift_episodes(session, None, 200) if me.can(Permission.READ, e.environment)]
+        return page(request, "drift_list.html", me, reports=reports, states=states, show=show,
+                    drift_timeline=lay_out(episodes, utcnow()))
 
     @router.get("/drift/{report_id}")
-    def drift(request: Request, report_id: Id, me: Principal = viewer) -> Response:
+    def drift(request: Request, report_id: Id, me: Principal = viewer, page_number: Annotated[
+              int, Query(alias="page", ge=1, le=100_000)] = 1) -> Response:
         with db.session() as session:
             row = find_report(session, report_id)
             require(me, Permission.READ, views.key_of(row.environment))
             detail = views.drift_detail(row)
-            chart = presentation.drift_chart(views.drift_history(session, row.environment_id))
-        stages = [(stage.value, [i for i in detail.items if i.stage is stage]) for stage in Stage]
-        return page(request, "drift.html", me, report=detail, stages=stages, drift_chart=chart, csrf=me.csrf,
+            state = states_of(session, [row])[row.id]
+            episodes = views.drift_episodes(session, row.environment_id)
+        objects = presentation.by_object(detail.items)
+        shown = presentation.pager(len(objects), page_number, OBJECTS_PAGE)
+        return page(request, "drift.html", me, report=detail, state=state, csrf=me.csrf,
+                    objects=objects[shown.offset:shown.offset + shown.size], pages=shown,
+                    open_all=len(objects) <= OPEN_ALL_UP_TO, drift_timeline=lay_out(episodes, utcnow(), current=row.id),
                     can_operate=me.can(Permission.OPERATE, detail.environment))
 
     @router.get("/audit")
-    def audit(request: Request, me: Principal = viewer, actor: str = "") -> Response:
+    def audit(request: Request, me: Principal = viewer, actor: str = "", page_number: Annotated[
+              int, Query(alias="page", ge=1, le=100_000)] = 1) -> Response:
         require(me, Permission.READ)
-        query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(200)
-        if actor:
-            query = query.where(AuditEvent.actor == actor[:255])
         with db.session() as session:
-            events = [AuditOut.model_validate(row) for row in session.scalars(query)]
-        return page(request, "audit.html", me, events=events, actor=actor)
+            counted = select(func.count(AuditEvent.id))
+            found = session.scalar(counted.where(AuditEvent.actor == actor[:255]) if actor else counted) or 0
+            shown = presentation.pager(found, page_number, AUDIT_PAGE)
+            events = [AuditOut.model_validate(row) for row in
+                      audit_page(session, actor=actor[:255], offset=shown.offset, limit=AUDIT_PAGE)]
+        return page(request, "audit.html", me, events=events, actor=actor, pages=shown)
 
 
 def _acting(router: APIRouter, ctx: Context) -> None:

@@ -1,4 +1,4 @@
-"""How status words, diffs, resource trees and charts look in the pages (colours, icons, layout).
+"""How status words, diffs, resource trees and times look in the pages (colours, icons, layout).
 
 Pure functions over the API's models, used as Jinja globals and filters, so templates stay free of
 logic and every status word has one colour, one icon and its own text everywhere.
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from dashboard.schemas import PlanStageOut, StageStateOut
+from dashboard.schemas import DriftItemOut, PlanStageOut, StageStateOut
 
 BADGES: dict[str, tuple[str, str]] = {
     # environment sync status
@@ -30,8 +32,11 @@ BADGES: dict[str, tuple[str, str]] = {
     "deleted": ("bad", "-"),
     # drift
     "open": ("drift", "≠"), "resolved": ("ok", "✔"), "accepted": ("muted", "✔"), "healed": ("ok", "✔"),
-    "resynced": ("ok", "✔"),
+    "resynced": ("ok", "✔"), "healing": ("warn", "⟲"),
 }
+
+TOKEN = re.compile(r"\s+|\S+")
+"""Words (anything between blanks, so `10.0.0.0/16` is one) and runs of blanks: what a changed line is compared in."""
 
 
 def badge(word: object) -> tuple[str, str, str]:
@@ -51,26 +56,59 @@ def pretty(value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class Part:
+    """A run of characters of one side of a diff row; `changed` when the other side differs there."""
+
+    text: str
+    changed: bool
+
+
+@dataclass(frozen=True)
 class DiffRow:
-    left: str
-    right: str
+    left: list[Part]
+    right: list[Part]
     kind: str
     """`same`, `changed`, `removed` (only desired has it) or `added` (only live has it)."""
 
 
+def _whole(text: str, changed: bool) -> list[Part]:
+    return [Part(text, changed)] if text else []
+
+
+def _one_side(text: str) -> list[Part]:
+    """A line only one side has: marked from its first character, its indentation left plain."""
+    body = text.lstrip()
+    return [*_whole(text[:len(text) - len(body)], False), *_whole(body, True)]
+
+
+def _parts(a: str, b: str) -> tuple[list[Part], list[Part]]:
+    """Both lines cut into runs, the words that differ marked (what the eye should land on); words, not
+    characters, so `256` against `4096` marks both numbers rather than the digits they do not share."""
+    ta, tb = TOKEN.findall(a), TOKEN.findall(b)
+    left: list[Part] = []
+    right: list[Part] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=ta, b=tb, autojunk=False).get_opcodes():
+        left.extend(_whole("".join(ta[i1:i2]), tag != "equal"))
+        right.extend(_whole("".join(tb[j1:j2]), tag != "equal"))
+    return left, right
+
+
 def side_by_side(desired: Any, live: Any) -> list[DiffRow]:
-    """Desired (left) against live (right), line by line, with what differs marked."""
+    """Desired (left) against live (right), line by line, with the lines and characters that differ marked."""
     left, right = pretty(desired).splitlines() or [""], pretty(live).splitlines() or [""]
     rows: list[DiffRow] = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=left, b=right, autojunk=False).get_opcodes():
         if tag == "equal":
-            rows.extend(DiffRow(a, a, "same") for a in left[i1:i2])
+            rows.extend(DiffRow(_whole(a, False), _whole(a, False), "same") for a in left[i1:i2])
             continue
         a, b = left[i1:i2], right[j1:j2]
         for index in range(max(len(a), len(b))):
-            la, rb = (a[index] if index < len(a) else ""), (b[index] if index < len(b) else "")
-            kind = "changed" if index < len(a) and index < len(b) else ("removed" if index < len(a) else "added")
-            rows.append(DiffRow(la, rb, kind))
+            if index < len(a) and index < len(b):
+                rows.append(DiffRow(*_parts(a[index], b[index]), "changed"))
+            elif index < len(a):
+                rows.append(DiffRow(_one_side(a[index]), [], "removed"))
+            else:
+                rows.append(DiffRow([], _one_side(b[index]), "added"))
     return rows
 
 
@@ -131,30 +169,79 @@ def resource_tree(stage: StageStateOut, plan: PlanStageOut | None, health: dict[
     return root
 
 
-@dataclass(frozen=True)
-class Bar:
-    x: float
-    y: float
-    height: float
-    label: str
-    value: int
+def short_time(at: datetime | None, now: datetime | None = None) -> str:
+    """A compact timestamp that fits one table cell: `Nov 20 09:00`, with the year when it is not this one."""
+    if at is None:
+        return "—"
+    this_year = (now or datetime.now(UTC)).year
+    return at.strftime("%b %d %H:%M") if at.year == this_year else at.strftime("%Y-%m-%d %H:%M")
+
+
+def full_time(at: datetime | None) -> str:
+    """The exact time, for a title attribute."""
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC") if at is not None else ""
+
+
+def took(start: datetime | None, end: datetime | None) -> str:
+    """How long from start to end in words people scan (`42 s`, `3 min 5 s`, `2 h 4 min`); empty if unknown."""
+    if start is None or end is None:
+        return ""
+    seconds = int((end - start).total_seconds())
+    if seconds < 60:
+        return f"{max(seconds, 0)} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 @dataclass(frozen=True)
-class Chart:
-    width: int
-    height: int
-    bars: list[Bar]
-    peak: int
-    bar_width: float
+class Pager:
+    """Which slice of a long list a page shows (1-based `number`), and whether there are pages around it."""
+
+    number: int
+    size: int
+    total: int
+
+    @property
+    def count(self) -> int:
+        return max((self.total + self.size - 1) // self.size, 1)
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.size
+
+    @property
+    def first_shown(self) -> int:
+        return min(self.offset + 1, self.total)
+
+    @property
+    def last_shown(self) -> int:
+        return min(self.offset + self.size, self.total)
 
 
-def drift_chart(points: list[tuple[str, int]], width: int = 480, height: int = 120) -> Chart:
-    """Bars of drift items per report over time, scaled to the tallest (drawn by the template as SVG)."""
-    peak = max((n for _, n in points), default=0)
-    step = width / max(len(points), 1)
-    usable = height - 20
-    bars = [Bar(x=index * step + 2, y=height - 14 - (n / peak * usable if peak else 0),
-                height=(n / peak * usable if peak else 0), label=at, value=n)
-            for index, (at, n) in enumerate(points)]
-    return Chart(width, height, bars, peak, max(step - 4, 1.0))
+def pager(total: int, wanted: int, size: int) -> Pager:
+    """The page asked for, kept within the pages that exist (a stale link lands on the last one)."""
+    return Pager(number=min(max(wanted, 1), max((total + size - 1) // size, 1)), size=size, total=total)
+
+
+@dataclass(frozen=True)
+class ObjectDrift:
+    """What drifted on one object (a Kubernetes object, a Terraform resource, an Ansible host/task)."""
+
+    stage: str
+    address: str
+    items: list[DriftItemOut]
+
+    @property
+    def fields(self) -> str:
+        """The drifted fields, for the collapsed summary line."""
+        shown = [item.field or "(whole object)" for item in self.items[:4]]
+        return ", ".join(shown) + (f" and {len(self.items) - 4} more" if len(self.items) > 4 else "")
+
+
+def by_object(items: list[DriftItemOut]) -> list[ObjectDrift]:
+    """A report's items grouped per object, in the report's order (stage, then address)."""
+    groups: dict[tuple[str, str], list[DriftItemOut]] = {}
+    for item in items:
+        groups.setdefault((item.stage.value, item.address), []).append(item)
+    return [ObjectDrift(stage, address, found) for (stage, address), found in groups.items()]

@@ -17,6 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dashboard import schemas as s
+from dashboard.drift_state import states_of
+from dashboard.timeline import Episode
 from reconciler import history, observations
 from reconciler.status import status_of
 from store import (
@@ -224,12 +226,15 @@ def drift_reports(session: Session, status: DriftStatus | None, environment_id: 
     return session.scalars(query).all()
 
 
-def drift_history(session: Session, environment_id: int, limit: int = 30) -> list[tuple[str, int]]:
-    """(date, items) of an environment's last reports, oldest first: the points of the drift chart."""
-    query = (select(DriftReport.created_at, func.count(DriftItemRow.id)).outerjoin(DriftItemRow)
-             .where(DriftReport.environment_id == environment_id).group_by(DriftReport.id)
-             .order_by(DriftReport.created_at.desc(), DriftReport.id.desc()).limit(limit))
-    return [(at.strftime("%Y-%m-%d %H:%M"), int(n)) for at, n in reversed(session.execute(query).all())]
+def drift_episodes(session: Session, environment_id: int | None, limit: int = 60) -> list[Episode]:
+    """The last reports of one environment (or of all) as timeline episodes, each with its state."""
+    reports = drift_reports(session, None, environment_id, limit)
+    counted = (select(DriftItemRow.report_id, func.count(DriftItemRow.id))
+               .where(DriftItemRow.report_id.in_([r.id for r in reports])).group_by(DriftItemRow.report_id))
+    counts: dict[int, int] = {report_id: n for report_id, n in session.execute(counted)}
+    states = states_of(session, reports)
+    return [Episode(report_id=r.id, environment=key_of(r.environment), opened=r.created_at, closed=r.resolved_at,
+                    state=states[r.id].word, items=counts.get(r.id, 0), label=states[r.id].label) for r in reports]
 
 
 def user(session: Session, row: User, last_used: Mapping[int, datetime] | None = None) -> s.UserOut:

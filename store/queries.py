@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.enums import DriftStatus
+from store.enums import DriftStatus, SyncTrigger
 from store.models import Approval, AuditEvent, DriftReport, Environment, Repository, Sync
 
 
@@ -96,6 +97,24 @@ def drift_decisions(session: Session, reports: Sequence[DriftReport]) -> dict[in
         else:
             found[report_id] = replace(seen, heal_sync_id=event.details.get("sync_id"))
     return found
+
+
+def drift_syncs(session: Session, environment_ids: Sequence[int], since: datetime) -> Sequence[Sync]:
+    """Syncs with trigger `drift` (heals: asked for by a person or by selfHeal) of these environments
+    created at or after `since`, oldest first: the candidates for "which sync heals this report"."""
+    if not environment_ids:
+        return []
+    query = (select(Sync).where(Sync.environment_id.in_(environment_ids), Sync.trigger == SyncTrigger.DRIFT,
+                                Sync.created_at >= since).order_by(Sync.created_at, Sync.id))
+    return session.scalars(query).all()
+
+
+def audit_page(session: Session, *, actor: str = "", offset: int = 0, limit: int = 50) -> Sequence[AuditEvent]:
+    """One page of the audit log, newest first (optionally one actor's entries)."""
+    query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).offset(offset).limit(limit)
+    if actor:
+        query = query.where(AuditEvent.actor == actor)
+    return session.scalars(query).all()
 
 
 def approvals_for(session: Session, fingerprint: str) -> Sequence[Approval]:

@@ -132,7 +132,7 @@ def test_an_approver_signs_in_reads_drift_and_approves_production_until_it_is_sy
     changed = page.locator("table.sbs tr.changed", has_text="max_connections")
     expect(changed.locator("td").first).to_have_text("max_connections = 256")
     expect(changed.locator("td").last).to_have_text("max_connections = 4096")
-    expect(page.locator("figure.chart svg rect.bar")).to_have_count(3)
+    expect(page.locator("figure.timeline a.episode")).to_have_count(3)
     page.screenshot(path=str(ARTIFACTS / "03-drift-report.png"), full_page=True)
 
     page.click("nav >> text=Approvals")

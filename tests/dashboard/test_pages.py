@@ -92,13 +92,13 @@ def test_the_overview_shows_each_environment_with_status_words_and_icons(client:
     assert "3 items" in html
 
 
-def test_the_environment_page_shows_the_pipeline_resources_history_and_chart(client: TestClient,
-                                                                              world: World) -> None:
+def test_the_environment_page_shows_the_pipeline_resources_history_and_timeline(client: TestClient,
+                                                                                 world: World) -> None:
     sign_in(client, "otto")
     html = client.get("/environments/infra/staging").text
     for stage in ("infrastructure", "configuration", "workloads"):
         assert f". {stage}</h3>" in html
-    assert "<svg" in html and "Drift items per observation" in html
+    assert "<svg" in html and "Drift reports of infra/staging over time" in html
     assert "Roll back to " + world.old_sha[:7] in html
     assert "settings" in html and "Deployment" in html  # the resource tree (namespace → kind → name)
 
@@ -107,7 +107,8 @@ def test_the_drift_page_shows_desired_and_live_side_by_side(client: TestClient, 
     sign_in(client, "vera")
     html = client.get(f"/drift/{world.ids['drift']}").text
     assert "Desired (Git)" in html and "Live" in html
-    assert '<tr class="changed"><td><pre>max_connections = 256</pre></td><td><pre>max_connections = 4096</pre>' in html
+    assert ('<tr class="changed"><td><pre>max_connections = <mark>256</mark></pre></td>'
+            '<td><pre>max_connections = <mark>4096</mark></pre>') in html
     assert "0.0.0.0/0" in html and "10.0.0.0/16" in html
     assert "Heal" not in html  # a viewer gets no buttons
 
