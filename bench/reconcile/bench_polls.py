@@ -53,6 +53,7 @@ API = "tidegate.dev/v1alpha1"
 PARKED = 24 * 3600  # poll interval: no scheduled poll (and no beat runs anyway)
 SUCCEEDED = re.compile(r"Task tidegate\.poll\[[^\]]+\] succeeded in ([0-9.]+)s")
 RETRIED = re.compile(r"Task tidegate\.poll\[[^\]]+\] retry: ")
+DIED = re.compile(r"Task tidegate\.poll\[[^\]]+\] raised unexpected: .*")
 # The smallest valid config repo: one environment, nothing to render, automated sync off, so the first
 # poll records the revision and the environment's desired revision and plans nothing.
 CONFIG = {
@@ -216,12 +217,19 @@ class System:
         """Until every repository has `at_least` recorded polls; returns time.monotonic() then."""
         deadline = time.monotonic() + timeout
         pending = list(names)
+        checked = time.monotonic()
         while True:
             counts = pollstats.counts(self.services.redis, pending)
             pending = [name for name in pending if counts[name] < at_least]
             if not pending:
                 return time.monotonic()
-            self.check_alive()
+            if time.monotonic() - checked > 1.0:  # a poll that died (retries spent) is never recorded
+                checked = time.monotonic()
+                self.check_alive()
+                died = DIED.findall(self.worker_log.read_text(errors="replace"))
+                if died:
+                    raise BenchFailed(f"{what}: {len(died)} poll task(s) died, so {len(pending)} repositories "
+                                      f"will never reach {at_least} polls; first: {died[0][:300]}")
             if time.monotonic() > deadline:
                 raise BenchFailed(f"{what}: {len(pending)} repositories still short of {at_least} polls after "
                                   f"{timeout:g} s (e.g. {pending[:3]}); see {self.worker_log}")
