@@ -75,6 +75,7 @@ class Figures:
     runtimes: list[float]  # Celery's runtime of each timed poll task, seconds
     mean_recorded: float  # the pollstats mean of the timed polls (ls-remote and store, inside the task)
     retries: int  # timed poll tasks that raised and were retried (e.g. a busy store)
+    cpu: dict[str, float]  # CPU seconds of the timed rounds, by part of the system
     first_seconds: float  # the untimed first polls (fetch + render)
     load: str
 
@@ -158,6 +159,17 @@ class GitDaemon:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its descendants, live or reaped (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    own = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 # --- the running system -----------------------------------------------------------------------
@@ -247,6 +259,13 @@ class System:
     def recorded_sum(self) -> float:
         return sum(latency.total_seconds for latency in pollstats.read(self.services.redis))
 
+    def cpu(self, daemon: GitDaemon) -> dict[str, float]:
+        """CPU seconds so far: the worker (main and pool processes, and their git), the daemon (and the
+        upload-pack it forks per connection), Redis. The bench's own queueing and waiting are not in it."""
+        return {"worker + git": cpu_seconds(self.worker.pid),
+                "git daemon + upload-pack": cpu_seconds(daemon.process.pid),
+                "redis": cpu_seconds(self.redis.pid or 0)}
+
     def retries(self) -> int:
         return len(RETRIED.findall(self.worker_log.read_text(errors="replace")))
 
@@ -282,17 +301,19 @@ def run(args: argparse.Namespace, data: Path) -> Figures:
         print(f"# first poll of each (fetch + render, not timed): {first:.1f} s; load {loadavg()}", flush=True)
         skip, retried = len(system.runtimes()), system.retries()
         before = system.recorded_sum()
+        cpu_before = system.cpu(daemon)
         started = time.monotonic()
         for done in range(1, args.rounds + 1):
             system.poll_all(ids)
             finished = system.wait_counts(names, 1 + done, args.timeout, f"round {done}")
         seconds = finished - started
         load = loadavg()
+        cpu = {part: spent - cpu_before[part] for part, spent in system.cpu(daemon).items()}
         system.check_heads(heads)
         mean = (system.recorded_sum() - before) / (args.repos * args.rounds)
         time.sleep(0.5)  # the last task's "succeeded" line follows its latency sample
         runtimes, retries = system.runtimes()[skip:], system.retries() - retried
-    return Figures(args.repos, args.rounds, seconds, runtimes, mean, retries, first, load)
+    return Figures(args.repos, args.rounds, seconds, runtimes, mean, retries, cpu, first, load)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -311,6 +332,10 @@ def report(figures: Figures, concurrency: int) -> None:
           f"--concurrency {concurrency}; {'meets' if figures.per_minute >= GOAL_PER_MINUTE else 'BELOW'} the goal")
     print(f"  task runtime: {latency}; recorded poll latency (pollstats) mean {figures.mean_recorded * 1000:.1f} ms; "
           f"retried tasks {figures.retries}")
+    per_poll = sum(figures.cpu.values()) / figures.polls
+    parts = ", ".join(f"{part} {spent / figures.polls * 1000:.1f}" for part, spent in figures.cpu.items())
+    print(f"  CPU per poll {per_poll * 1000:.1f} ms ({parts}): {2 * 60 / per_poll:,.0f} polls/min if two idle cores "
+          f"ran nothing else (a bound, not a measurement)")
     print(f"  untimed first poll of every repository (fetch + render): {figures.first_seconds:.1f} s")
     print(f"  load average at the end of the timed rounds: {figures.load}")
 
