@@ -10,7 +10,10 @@ unchanged path: the poll lock in Redis, the repository row (its `last_polled_at`
 
 A queued poll counts as finished when its latency sample is in Redis (`pollstats.counts`): the
 sample is recorded after the poll's transaction committed. Latency per poll is Celery's own
-runtime of each `tidegate.poll` task, read from the worker's log ("succeeded in …s").
+runtime of each `tidegate.poll` task, read from the worker's log ("succeeded in …s"). A poll task
+that died (its retries spent) is never recorded: the bench stops at once and quotes it. The CPU
+line adds up the system's processes during the timed rounds (worker with its git, daemon with its
+upload-pack, Redis), which says what the figure would be on idle cores of a shared machine.
 
 Usage:
     .venv/bin/python bench/reconcile/bench_polls.py [--repos 200] [--rounds 5] [--concurrency 2] [--quick]
@@ -269,6 +272,13 @@ class System:
     def retries(self) -> int:
         return len(RETRIED.findall(self.worker_log.read_text(errors="replace")))
 
+    def wait_logged(self, tasks: int, timeout: float = 10.0) -> int:
+        """Until the worker logged `tasks` polls as succeeded (its log line follows the latency sample)."""
+        deadline = time.monotonic() + timeout
+        while len(self.runtimes()) < tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return len(self.runtimes())
+
     def runtimes(self) -> list[float]:
         """Celery's runtime of every `tidegate.poll` the worker logged so far, in log order."""
         return [float(match.group(1)) for match in SUCCEEDED.finditer(self.worker_log.read_text(errors="replace"))]
@@ -299,7 +309,7 @@ def run(args: argparse.Namespace, data: Path) -> Figures:
         system.check_heads(heads)
         first = time.monotonic() - started
         print(f"# first poll of each (fetch + render, not timed): {first:.1f} s; load {loadavg()}", flush=True)
-        skip, retried = len(system.runtimes()), system.retries()
+        skip, retried = system.wait_logged(args.repos), system.retries()
         before = system.recorded_sum()
         cpu_before = system.cpu(daemon)
         started = time.monotonic()
@@ -311,7 +321,7 @@ def run(args: argparse.Namespace, data: Path) -> Figures:
         cpu = {part: spent - cpu_before[part] for part, spent in system.cpu(daemon).items()}
         system.check_heads(heads)
         mean = (system.recorded_sum() - before) / (args.repos * args.rounds)
-        time.sleep(0.5)  # the last task's "succeeded" line follows its latency sample
+        system.wait_logged(skip + args.repos * args.rounds)
         runtimes, retries = system.runtimes()[skip:], system.retries() - retried
     return Figures(args.repos, args.rounds, seconds, runtimes, mean, retries, cpu, first, load)
 
@@ -351,6 +361,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.quick:
         args.repos, args.rounds = min(args.repos, 20), min(args.rounds, 2)
+    args.repos, args.rounds = max(1, args.repos), max(1, args.rounds)
     return args
 
 
