@@ -59,5 +59,13 @@ def read(redis: Redis) -> list[PollLatency]:
     return found
 
 
+def counts(redis: Redis, repositories: list[str]) -> dict[str, int]:
+    """How many polls of each of `repositories` were recorded so far (0 for none), in one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    for repository in repositories:
+        pipe.hget(_PREFIX + repository, "count")
+    return {repository: int(value or 0) for repository, value in zip(repositories, pipe.execute(), strict=True)}
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from reconciler import pollstats, syncs
@@ -124,30 +124,34 @@ def _timed_poll(services: Services, repository_id: int, trigger: SyncTrigger) ->
 
 
 def _poll(services: Services, repository_id: int, trigger: SyncTrigger) -> PollResult:
-    with services.database.session() as session:
+    # One short write transaction stamps the poll before git runs, and git runs outside any
+    # transaction: a session that read the row, waited for `ls-remote` and then wrote it failed with
+    # "database is locked" whenever another poll committed meanwhile (SQLite WAL), so concurrent polls
+    # retried each other with backoff. The Redis poll lock keeps the head and error read here current.
+    with services.database.session(write=True) as session:
         repository = session.get(Repository, repository_id)
         if repository is None:
             return PollResult(str(repository_id), None, False, error="no such repository")
-        source = source_for(services, repository)
         repository.last_polled_at = utcnow()
-        try:
-            head = source.remote_head()
-        except SourceError as error:
-            repository.poll_error = str(error)
-            log.warning("poll %s: %s (last good state kept)", repository.name, error)
-            return PollResult(repository.name, None, False, error=str(error))
-        if head == repository.head_sha and repository.poll_error is None:
-            return PollResult(repository.name, head, False)
-        name, previous = repository.name, repository.head_sha
+        source = source_for(services, repository)
+        name, previous, failing = repository.name, repository.head_sha, repository.poll_error is not None
+        detached = _detached(repository)
+    try:
+        head = source.remote_head()
+    except SourceError as error:
+        _record_error(services, repository_id, str(error))
+        log.warning("poll %s: %s (last good state kept)", name, error)
+        return PollResult(name, None, False, error=str(error))
+    if head == previous and not failing:
+        return PollResult(name, head, False)
     try:
         source.fetch()
     except SourceError as error:
-        with services.database.session() as session:
-            session.get_one(Repository, repository_id).poll_error = str(error)
+        _record_error(services, repository_id, str(error))
         return PollResult(name, head, False, error=str(error))
-    _root, loaded, invalid = load_at(services, _detached(repository), head)
+    _root, loaded, invalid = load_at(services, detached, head)
     changed = _changed(source, previous, head)
-    before = load_at(services, _detached(repository), previous)[1] if changed is not None and previous else None
+    before = load_at(services, detached, previous)[1] if changed is not None and previous else None
     with services.database.session() as session:
         repository = session.get_one(Repository, repository_id)
         warning = None
@@ -163,6 +167,12 @@ def _poll(services: Services, repository_id: int, trigger: SyncTrigger) -> PollR
     if invalid:
         log.warning("poll %s: revision %s does not validate:\n%s", name, head[:12], invalid)
     return PollResult(name, head, True, tuple(planned), tuple(advanced))
+
+
+def _record_error(services: Services, repository_id: int, error: str) -> None:
+    """Why the repository's last poll failed (its last good head and revisions are kept)."""
+    with services.database.session(write=True) as session:
+        session.execute(update(Repository).where(Repository.id == repository_id).values(poll_error=error))
 
 
 def _detached(repository: Repository) -> Repository:

@@ -207,7 +207,8 @@ class GitSource:
 
     def remote_head(self) -> str:
         """The branch's SHA on the remote, without fetching anything."""
-        result = self._run(["ls-remote", "--", self.url, self.ref], timeout=self.timeout, network=True)
+        result = self._run([*_ls_remote_protocol(self.url), "ls-remote", "--", self.url, self.ref],
+                           timeout=self.timeout, network=True)
         if result.returncode != 0:
             raise self._remote_error("cannot reach", result)
         for line in result.stdout.decode("utf-8", "replace").splitlines():
@@ -463,6 +464,15 @@ def _execute(argv: list[str], env: dict[str, str], timeout: float) -> _Result:
         process.communicate()
         raise
     return _Result(process.returncode, stdout, stderr.decode("utf-8", "replace"))
+
+
+def _ls_remote_protocol(url: str) -> list[str]:
+    """Protocol v0 for `ls-remote` over `git://`: v2 writes its `ls-refs` request as several small
+    packets on a socket without TCP_NODELAY, so Nagle holds them until the daemon's delayed ACK
+    (~40 ms on Linux) — 50 ms a call instead of ~10. v0 loses nothing here: the refs come in the
+    first answer, and git's `ls-remote` sends no ref-prefix for a pattern, so v2 lists all refs too.
+    HTTP (curl sets TCP_NODELAY), SSH and file URLs keep git's default."""
+    return ["-c", "protocol.version=0"] if url[:6].lower() == "git://" else []
 
 
 def _verb(args: Sequence[str]) -> str:

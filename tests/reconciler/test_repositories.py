@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from reconciler import pollstats, repositories
 from reconciler.runtime import Services
-from store import Environment, Repository, Sync
+from reconciler.sources.git import GitSource
+from store import Database, Environment, Repository, Sync, utcnow
 from tests.support.doubles import RecordingQueue
 from tests.support.git_server import closed_port_url, commit_and_push, delete_branch, files_of, make_bare_repo
 
@@ -114,3 +116,36 @@ def test_every_poll_is_timed_into_the_repositorys_latency_histogram(services: Se
     counts = [count for _bound, count in latency.cumulative]
     assert counts == sorted(counts) and counts[-1] <= 2, "buckets are cumulative"
     assert 0 < latency.total_seconds < 60 and counts[-1] == 2
+    assert pollstats.counts(services.redis, ["infra", "never-polled"]) == {"infra": 2, "never-polled": 0}
+
+
+def test_an_unmoved_poll_survives_another_process_writing_the_store_while_git_runs(
+        services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pool processes poll at once: the other's commit lands while this one waits for `ls-remote`.
+    A poll that read the row before git and wrote it after failed with "database is locked" (SQLite
+    WAL refuses a stale reader's write at once) and was retried with backoff."""
+    bare = tmp_path / "infra.git"
+    head = make_bare_repo(bare, files_of(EXAMPLE))
+    repository_id = _register(services, str(bare))
+    with services.database.session() as session:
+        other_id = repositories.register(services, session, name="other", url=str(bare)).id
+    repositories.poll(services, repository_id)
+    real = GitSource.remote_head
+
+    def while_another_poll_commits(source: GitSource) -> str:
+        other = Database(services.database.url)  # another process's connection
+        try:
+            with other.session(write=True) as session:
+                session.get_one(Repository, other_id).last_polled_at = utcnow()
+        finally:
+            other.dispose()
+        return real(source)
+
+    monkeypatch.setattr(GitSource, "remote_head", while_another_poll_commits)
+    before = utcnow()
+    result = repositories.poll(services, repository_id)
+
+    assert (result.head, result.moved, result.error) == (head, False, None)
+    with services.database.session() as session:
+        polled = session.get_one(Repository, repository_id).last_polled_at
+    assert polled is not None and polled.replace(tzinfo=before.tzinfo) >= before

@@ -11,9 +11,11 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from reconciler.sources import git as git_module
 from reconciler.sources.git import (
     AuthenticationFailed,
     BranchMissing,
@@ -52,6 +54,26 @@ def test_remote_head_reads_the_branch_without_fetching(any_origin: Origin, sourc
 
     assert source.remote_head() == any_origin.first
     assert not source.mirror.exists()
+
+
+def test_ls_remote_over_git_daemon_speaks_protocol_v0_and_other_transports_gits_default(
+    any_origin: Origin, source_for: SourceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Protocol v2 over git:// stalls ~40 ms a call (its small request packets wait for a delayed ACK):
+    a poll of an unchanged head costs 50 ms instead of ~10 (bench/reconcile/bench_polls.py)."""
+    calls: list[list[str]] = []
+    real = git_module._execute
+
+    def recording(argv: list[str], env: dict[str, str], timeout: float) -> Any:
+        calls.append(argv)
+        return real(argv, env, timeout)
+
+    monkeypatch.setattr(git_module, "_execute", recording)
+    assert source_for(any_origin).remote_head() == any_origin.first
+
+    (argv,) = calls
+    options = argv[:argv.index("ls-remote")]
+    assert (options[-2:] == ["-c", "protocol.version=0"]) is any_origin.url.startswith("git://")
 
 
 def test_a_plain_local_path_works_like_a_file_url(origin: Origin, cache: Path) -> None:
