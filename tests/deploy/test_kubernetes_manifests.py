@@ -39,8 +39,8 @@ EXCEPTION_LABEL = "tidegate.dev/pod-security-exception"
 SECRET_SETTINGS = {"TIDEGATE_DATABASE_URL", "TIDEGATE_REDIS_URL", "TIDEGATE_SECRET_KEY", "TIDEGATE_WEBHOOK_SECRET",
                    "TIDEGATE_TOKEN"}
 # What the sealed runner needs besides what a `connection.type: local` playbook keeps
-# (providers/sealed.py): namespaces and mounts, and bubblewrap's chroot into the new root.
-SEAL_CAPABILITIES = {"SYS_ADMIN", "SYS_CHROOT"}
+# (providers/sealed.py): namespaces and mounts, and `lo` in a render's empty network namespace.
+SEAL_CAPABILITIES = {"SYS_ADMIN", "NET_ADMIN"}
 # What bubblewrap and setpriv call that RuntimeDefault refuses or that the seal cannot do without.
 SEAL_SYSCALLS = {"mount", "umount2", "pivot_root", "chroot", "unshare", "clone", "setresuid", "setresgid",
                  "setgroups", "capset", "prctl", "prlimit64", "sethostname", "execve"}
