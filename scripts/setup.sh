@@ -22,6 +22,8 @@ if [ "${1:-}" = "--dev" ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || have initdb || need_apt+=(postgresql)
   # The dashboard tests drive Debian's chromium through Playwright (no browser download).
   have chromium || need_apt+=(chromium)
+  # tests/deploy checks deploy/systemd's units with `systemd-analyze verify` (Debian's systemd package).
+  have systemd-analyze || need_apt+=(systemd)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "setup: installing system packages: ${need_apt[*]}"

@@ -23,6 +23,7 @@ from reconciler import repositories
 from reconciler.runtime import Services, hand_off
 from reconciler.sources.git import safe_url
 from store import GitHost, Repository
+from store.files import private_directory
 from tidegate.client import Client, ClientError, EnvironmentView, LocalClient, SyncView
 from tidegate.http_client import HttpClient
 from tidegate.progress import watch_sync
@@ -485,7 +486,9 @@ def beat() -> None:
     """Run the scheduler: poll ticks, drift ticks and the sweeper (one per installation)."""
     settings = Settings()
     app = make_app(settings)
-    schedule = settings.data_dir / "beat-schedule"
+    # Beat opens no store, so nothing else creates the data dir: a fresh machine's or pod's volume
+    # has none, and Celery's schedule file cannot be created in a missing directory.
+    schedule = private_directory(settings.data_dir) / "beat-schedule"
     app.start(["beat", "--schedule", str(schedule), "--loglevel", settings.log_level])
 
 
