@@ -40,7 +40,8 @@ from repo_schema.issues import FieldPath, Issue, Location
 from repo_schema.paths import resolve_inside
 
 CACHE_FORMAT = 2
-_MEMO: OrderedDict[str, RenderedWorkload] = OrderedDict()
+_MEMO: OrderedDict[tuple[str, str], RenderedWorkload] = OrderedDict()
+"""(cache directory, key) → the entry decoded: the memory mirrors one cache on disk."""
 _MEMO_SIZE = 256
 _MEMO_LOCK = threading.Lock()
 _KEY = re.compile(r"^[0-9a-f]{64}$")
@@ -54,13 +55,14 @@ class RenderCache:
 
     def get(self, key: str) -> RenderedWorkload | None:
         """The cached workload, or None when absent or unreadable (a bad entry is just a miss)."""
+        memo = (str(self.directory), key)
         with _MEMO_LOCK:
-            if key in _MEMO:
-                _MEMO.move_to_end(key)
-                return _MEMO[key]
+            if memo in _MEMO:
+                _MEMO.move_to_end(memo)
+                return _MEMO[memo]
         found = self._read(key)
         if found is not None:
-            _remember(key, found)
+            _remember(memo, found)
         return found
 
     def _read(self, key: str) -> RenderedWorkload | None:
@@ -85,7 +87,7 @@ class RenderCache:
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
                 handle.write(text)
             os.replace(temporary, entry)
-            _remember(key, workload)
+            _remember((str(self.directory), key), workload)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
@@ -149,7 +151,7 @@ def cache_key(
     return digest.hexdigest()
 
 
-def _remember(key: str, workload: RenderedWorkload) -> None:
+def _remember(key: tuple[str, str], workload: RenderedWorkload) -> None:
     with _MEMO_LOCK:
         _MEMO[key] = workload
         while len(_MEMO) > _MEMO_SIZE:
