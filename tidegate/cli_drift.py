@@ -85,6 +85,21 @@ def list_reports(
                              allow_unicode=True), nl=False)
     else:
         typer.echo("\n".join(report_text(environment, reports, show_all=show_all)))
+        seen = _observed(environment)
+        if seen:
+            typer.echo(seen)
+
+
+def _observed(environment: str) -> str:
+    """When the live world was last read and what that look could not see (a drift report only
+    covers what was seen)."""
+    name = environment.rsplit("/", 1)[-1]
+    view = next((v for v in client().status()
+                 if v.name == name and environment in (v.name, f"{v.repository}/{v.name}")), None)
+    if view is None:
+        return ""
+    line = f"last observed: {view.observed_at or 'never'}"
+    return line + (f" ({view.observation.splitlines()[0]})" if view.observation else "")
 
 
 @drift_app.command("accept")

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
-from store import Preview
+from reconciler import observations
+from store import Environment, Preview
 from tests.dashboard.world import PASSWORD, SECRET_OUTPUT, SECRET_PAYLOAD, SECRET_STORED, World
 from tests.support.doubles import RecordingQueue
 
@@ -193,3 +195,16 @@ def test_a_scoped_viewer_sees_only_their_environment_in_a_preview(client: TestCl
     sign_in(client, "sam")  # operator on infra/staging only
     html = client.get(f"/previews/{world.ids['preview']}").text
     assert "<h2>staging</h2>" in html and "<h2>production</h2>" not in html
+
+
+def test_the_environment_page_says_when_the_live_world_was_last_seen_and_why_health_is_unknown(
+        client: TestClient, world: World) -> None:
+    sign_in(client, "otto")
+    assert "Last observed: never" in client.get("/environments/infra/production").text
+    with world.services.database.session() as session:
+        env = session.scalars(select(Environment).where(Environment.name == "production")).one()
+        observations.record(session, env, [], ["workloads: the cluster refused the credentials (401)"],
+                            assessed=True, stale_after=600.0)
+    html = client.get("/environments/infra/production").text
+    assert "Last observed: <time" in html and "refused the credentials (401)" in html
+    assert 'data-word="Unknown"' in html

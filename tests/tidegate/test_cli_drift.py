@@ -43,6 +43,7 @@ drift report #1 at 0123456789ab: open, 5 items
   workloads
     ConfigMap web/settings: desired present, live missing
     Deployment web/web .spec.replicas: desired 3, live 5
+last observed: never
 """
 
 
@@ -118,7 +119,7 @@ def test_all_also_lists_resolved_reports_without_their_items(services: Services)
 def test_accept_resolves_the_report_and_audits_who_and_why(services: Services) -> None:
     result = drift(services, "accept", "1", "--comment", "scaled up for the sale")
     assert (result.exit_code, result.output) == (0, "drift report #1 accepted: the live state stays as it is\n")
-    assert drift(services, "staging").output == "staging: no open drift\n"
+    assert drift(services, "staging").output == "staging: no open drift\nlast observed: never\n"
     assert drift(services, "staging", "--all").output.splitlines()[1] == \
         "#1      2026-11-01 14:00:00  0123456789ab  accepted by ops  5"
     with services.database.session() as session:
@@ -176,7 +177,7 @@ def test_output_for_scripts_is_every_report_with_its_items(services: Services, o
 def test_without_drift_it_says_so(services: Services) -> None:
     drift(services, "accept", "1")
     assert drift(services, "staging", "-o", "json").output == "[]\n"
-    assert drift(services, "staging").output == "staging: no open drift\n"
+    assert drift(services, "staging").output == "staging: no open drift\nlast observed: never\n"
 
 
 def test_an_item_with_no_values_says_it_would_change() -> None:
