@@ -57,6 +57,8 @@ class LiveWatches:
         self.debounce = debounce
         self.watched: dict[int, _Watched] = {}
         self._last_queued: dict[int, float] = {}
+        self._looks: dict[int, float] = {}
+        self.retry_look = 30.0
         self._lock = threading.Lock()
 
     def lead(self, lost: threading.Event) -> None:
@@ -73,7 +75,9 @@ class LiveWatches:
             log.info("live watches: leadership given up")
 
     def reconcile(self) -> None:
-        """Watch exactly the synced environments at their synced revisions."""
+        """Watch exactly the synced environments at their synced revisions; ask for the looks
+        environments wait for."""
+        self.ask_for_looks()
         wanted = self._wanted()
         for env_id in [e for e in self.watched if wanted.get(e) != self.watched[e].revision]:
             self.watched.pop(env_id).watcher.stop()
@@ -88,13 +92,24 @@ class LiveWatches:
                     self.watched[env_id] = _Watched(revision, watcher)
 
     def look_again(self) -> None:
-        """Every synced environment's health is Unknown until a drift check (queued here) looks."""
+        """Every synced environment's health is Unknown until a drift check looks (`reconcile`
+        queues one for each environment not looked at since)."""
         with self.services.database.session() as session:
             envs = list(session.scalars(select(Environment).where(Environment.synced_revision_id.is_not(None))))
             observations.request(session, envs)
-            ids = [env.id for env in envs]
-        for env_id in ids:
+
+    def ask_for_looks(self, now: float | None = None) -> list[int]:
+        """Queue a check of every environment whose health waits for a look (a restart asked for
+        one; a check skipped because a sync was running did not give it), at most once per
+        `retry_look` seconds each."""
+        now = time.monotonic() if now is None else now
+        with self.services.database.session() as session:
+            waiting = observations.waiting(session)
+        asked = [env_id for env_id in waiting if now - self._looks.get(env_id, -1e9) >= self.retry_look]
+        for env_id in asked:
+            self._looks[env_id] = now
             self.services.queue.drift(env_id, STARTUP)
+        return asked
 
     def stop_all(self) -> None:
         for watched in self.watched.values():

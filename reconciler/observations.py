@@ -84,6 +84,14 @@ def request(session: Session, environments: Iterable[Environment] | None = None)
     return len(envs)
 
 
+def waiting(session: Session) -> list[int]:
+    """Synced environments asked for a look that none has given yet."""
+    query = (select(Observation.environment_id).join(Environment)
+             .where(Environment.synced_revision_id.is_not(None), Observation.requested_at.is_not(None),
+                    (Observation.observed_at.is_(None)) | (Observation.observed_at < Observation.requested_at)))
+    return list(session.scalars(query))
+
+
 def observed(env: Environment, now: datetime | None = None) -> Observed:
     """The environment's health as readers show it."""
     row = env.observation

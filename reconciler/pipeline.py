@@ -507,6 +507,7 @@ def _finish_failed(services: Services, sync_id: int, lease: Lease, error: str, s
         env = sync.environment
         if result is not None and result.health:
             env.health = _health(result.health, Health.DEGRADED)
+            observations.seen_by_sync(session, env, env.health)
         record_audit(session, actor="tidegate", action="sync.failed", target=_target(sync),
                      details={"error": error[:2000]})
 
