@@ -54,6 +54,7 @@ class Observation:
 
 WATCH = "watch"
 STARTUP = "startup"
+SCHEDULE = "schedule"
 
 
 def watch_trigger(stage: Stage) -> str:
@@ -85,7 +86,9 @@ def check(services: Services, environment_id: int, trigger: str = "schedule") ->
             observation.skipped = "never synced"
             return observation
         if any(s.status in ACTIVE and s.status is not syncs.L.PENDING for s in env.syncs):
-            observation.skipped = "a sync is in progress"
+            if trigger not in (SCHEDULE, STARTUP) and watched_stages(trigger) is None:
+                raise Busy("a sync of the environment is in progress; the check runs again after it")
+            observation.skipped = "a sync is in progress"  # the schedule, the watch, the leader ask again
             return observation
         repository, sha = env.repository, env.synced_revision.sha
         repo_name, env_name = repository.name, env.name

@@ -92,11 +92,13 @@ class LiveWatches:
                     self.watched[env_id] = _Watched(revision, watcher)
 
     def look_again(self) -> None:
-        """Every synced environment's health is Unknown until a drift check looks (`reconcile`
-        queues one for each environment not looked at since)."""
+        """A new leader looks at every synced environment at once (the watches were down; what was
+        seen may be gone). Health shows what was last seen until then: a leader taking over is not a
+        restart (`tidegate up` is: it marks every environment not looked at, see `ask_for_looks`)."""
         with self.services.database.session() as session:
-            envs = list(session.scalars(select(Environment).where(Environment.synced_revision_id.is_not(None))))
-            observations.request(session, envs)
+            ids = list(session.scalars(select(Environment.id).where(Environment.synced_revision_id.is_not(None))))
+        for env_id in ids:
+            self.services.queue.drift(env_id, STARTUP)
 
     def ask_for_looks(self, now: float | None = None) -> list[int]:
         """Queue a check of every environment whose health waits for a look (a restart asked for

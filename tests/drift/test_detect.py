@@ -8,11 +8,22 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from drift.detect import Observation, record, watch_trigger, watched_stages
+from drift.detect import Observation, check, record, watch_trigger, watched_stages
 from providers.stage import DriftItem, Stage
+from reconciler.errors import Busy
 from reconciler.runtime import Services
 from reconciler.status import status_of
-from store import DriftReport, DriftResolution, DriftStatus, Environment, SyncStatus, utcnow
+from store import (
+    DriftReport,
+    DriftResolution,
+    DriftStatus,
+    Environment,
+    Sync,
+    SyncLifecycle,
+    SyncStatus,
+    SyncTrigger,
+    utcnow,
+)
 
 
 def _synced(services: Services, environment: tuple[int, int]) -> None:
@@ -99,3 +110,19 @@ def test_a_check_of_the_watched_stage_keeps_what_the_schedule_found_in_the_other
     assert _state(services, environment) == (SyncStatus.DRIFTED, [(DriftStatus.OPEN, ["someone"])])
     record(services, environment[0], Observation("production"), self_heal=False, trigger="schedule")
     assert _state(services, environment) == (SyncStatus.SYNCED, [(DriftStatus.RESOLVED, ["someone"])])
+
+
+@pytest.mark.parametrize(("trigger", "retried"), [
+    ("test", True), ("manual", True), ("schedule", False), ("startup", False), ("watch:workloads", False),
+], ids=["person", "manual", "schedule", "startup", "watch"])
+def test_a_check_asked_for_while_a_sync_runs_is_retried_unless_something_asks_again_anyway(
+        services: Services, environment: tuple[int, int], trigger: str, retried: bool) -> None:
+    _synced(services, environment)
+    with services.database.session() as session:
+        session.add(Sync(environment_id=environment[0], revision_id=environment[1], trigger=SyncTrigger.POLL,
+                         status=SyncLifecycle.APPLYING))
+    if retried:
+        with pytest.raises(Busy, match="a sync of the environment is in progress"):
+            check(services, environment[0], trigger)
+    else:
+        assert check(services, environment[0], trigger).skipped == "a sync is in progress"
