@@ -203,6 +203,10 @@ def _dispatch(session: Session, repository: Repository, revision: Revision, load
         session.flush()
         names = loaded.order()
         hit = affected_between(before, loaded, changed) | {n for n in names if rows[n].synced_revision_id is None}
+        if before is None and changed is not None:
+            # the previous head did not load (an invalid revision every environment was asked to
+            # sync): those it left wanting it try again, whatever this commit touches
+            hit |= {n for n in names if rows[n].desired_revision_id != rows[n].synced_revision_id}
     else:
         names = list(rows)
         hit = set(names)  # an invalid revision: every environment records why it cannot sync

@@ -149,3 +149,22 @@ def test_an_unmoved_poll_survives_another_process_writing_the_store_while_git_ru
     with services.database.session() as session:
         polled = session.get_one(Repository, repository_id).last_polled_at
     assert polled is not None and polled.replace(tzinfo=before.tzinfo) >= before
+
+
+def test_after_an_invalid_revision_a_fix_to_one_environment_replans_every_environment_it_stranded(
+        services: Services, tmp_path: Path) -> None:
+    bare = tmp_path / "infra.git"
+    make_bare_repo(bare, files_of(EXAMPLE))
+    repository_id = _register(services, str(bare))
+    repositories.poll(services, repository_id)
+    _mark_synced(services)
+    good = (EXAMPLE / "environments/staging.yaml").read_text()
+    commit_and_push(bare, {"environments/staging.yaml": good + "  workloads: [oops\n"}, "break staging")
+    broken = repositories.poll(services, repository_id)
+    assert set(broken.planned) == {"staging", "production"}  # every environment records why it cannot sync
+    _queued(services)
+
+    commit_and_push(bare, {"environments/staging.yaml": good}, "fix staging")
+    result = repositories.poll(services, repository_id)
+
+    assert set(result.planned) == {"staging", "production"}  # production was left wanting the invalid one
