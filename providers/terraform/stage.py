@@ -89,10 +89,14 @@ class StateLocked(contract.Transient, TerraformError):
     `ours` is true when the lock is provably the one this run's own (finished) terraform command
     took: it failed to release it, or it is named after the run's own sealed host name."""
 
-    def __init__(self, message: str, lock: Mapping[str, str], cause: TerraformError, *, ours: bool = False):
+    def __init__(self, message: str, lock: Mapping[str, str], cause: TerraformError, *, ours: bool = False,
+                 acquiring: bool = True):
         super().__init__(message, cause.diagnostics, cause.returncode)
         self.lock = dict(lock)
         self.ours = ours
+        self.acquiring = acquiring
+        """The command failed to take the lock, so it changed nothing (False: it ran, then could
+        not release the lock)."""
 
 
 @dataclass(frozen=True)
@@ -308,7 +312,8 @@ class TerraformStage:
 
     def _checked(self, run: _Run, args: list[str], ok: tuple[int, ...] = (0,), *, retry: bool = True) -> RunResult:
         """Run a command; a state lock it left behind is released. With `retry` (commands that
-        change no state) the command then runs once more; an apply is not repeated."""
+        change no state) the command then runs once more; an apply runs once more only when it
+        never took the lock (it waited on its own: nothing was applied), never after it ran."""
         def call() -> RunResult:
             released = False
             while True:
@@ -320,7 +325,7 @@ class TerraformStage:
                         raise
                     if locked.ours and not released and self._release(run, locked, args[0]):
                         released = True
-                        if retry:
+                        if retry or locked.acquiring:
                             continue
                         raise StateLocked(f"{locked}; that lock was this run's own and is released: run again",
                                           locked.lock, error, ours=True) from error
@@ -345,7 +350,7 @@ class TerraformStage:
             message = (f"terraform could not release its state lock in {where}: lock {lock.get('ID', '?')} "
                        f"for {lock.get('Operation', '?')}"
                        + (f" ({' '.join(reason.group(1).split())})" if reason else ""))
-            return StateLocked(message, lock, error, ours=ours)
+            return StateLocked(message, lock, error, ours=ours, acquiring=False)
         ours = bool(lock.get("ID")) and run.lock_host is not None and lock.get("Who", "").endswith(f"@{run.lock_host}")
         message = (f"state is locked in {where}: lock {lock.get('ID', '?')} held by {lock.get('Who', '?')} "
                    f"for {lock.get('Operation', '?')} since {lock.get('Created', '?')} "

@@ -142,3 +142,19 @@ def test_a_plan_that_waited_on_its_own_lock_releases_it_and_plans(
     assert proxy.calls["PutItem"] > 2  # the lost write, its retry, and the plan's second run
     assert {change.address for change in plan.changes} == {"terraform_data.app", "terraform_data.db"}
     assert lock_items() == []
+
+
+def test_an_apply_that_waited_on_its_own_lock_applied_nothing_so_it_releases_it_and_applies(
+        stage: TerraformStage, simple_stack: Any, aws: AwsEndpoints, state_key: str, lock_items: Any) -> None:
+    if not stage.seal.status().sealed:
+        pytest.skip("a lock names its own run only when terraform runs sealed, under the run's host name")
+    # the plan takes and releases the lock (PutItem 1); the apply's lock write (PutItem 2) is taken,
+    # its answer lost: terraform waits on its own lock and stops before applying anything, so
+    # running it again is safe (an apply that ran is never repeated)
+    with FaultyProxy(aws.url, {("PutItem", 2): "lose"}) as proxy:
+        context = _context(simple_stack, aws, proxy, state_key)
+        result = stage.apply(context, stage.plan(context))
+
+    assert result.succeeded, result.error
+    assert proxy.calls["PutItem"] > 3
+    assert lock_items() == []
