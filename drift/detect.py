@@ -86,7 +86,7 @@ def check(services: Services, environment_id: int, trigger: str = "schedule") ->
             observation.skipped = "never synced"
             return observation
         if any(s.status in ACTIVE and s.status is not syncs.L.PENDING for s in env.syncs):
-            if trigger not in (SCHEDULE, STARTUP) and watched_stages(trigger) is None:
+            if _asked_by_a_person(trigger):
                 raise Busy("a sync of the environment is in progress; the check runs again after it")
             observation.skipped = "a sync is in progress"  # the schedule, the watch, the leader ask again
             return observation
@@ -103,6 +103,8 @@ def check(services: Services, environment_id: int, trigger: str = "schedule") ->
             observation.items, observation.errors = _observe_all(services, loaded, only)
             _assess(services, loaded, observation, only)
     except Busy as busy:
+        if _asked_by_a_person(trigger):
+            raise  # retried by the task: a check someone asked for is not dropped
         observation.skipped = str(busy)
         return observation
     policy = loaded.repo.sync_policy(env_name)
@@ -129,6 +131,11 @@ def _observe_all(services: Services, loaded: EnvironmentSession,
         if error is not None:
             errors.append(f"{stage.value}: {error}")
     return items, errors
+
+
+def _asked_by_a_person(trigger: str) -> bool:
+    """Not the schedule, a live watch or a startup look — those ask again on their own."""
+    return trigger not in (SCHEDULE, STARTUP) and watched_stages(trigger) is None
 
 
 def _assess(services: Services, loaded: EnvironmentSession, observation: Observation,
