@@ -36,7 +36,8 @@ BADGES: dict[str, tuple[str, str]] = {
 }
 
 TOKEN = re.compile(r"\s+|\S+")
-"""Words (anything between blanks, so `10.0.0.0/16` is one) and runs of blanks: what a changed line is compared in."""
+"""Words (anything between blanks, so `198.51.100.0/24` is one) and runs of blanks: what a changed line
+is compared in."""
 
 
 def badge(word: object) -> tuple[str, str, str]:

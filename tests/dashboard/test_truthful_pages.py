@@ -72,7 +72,7 @@ def test_the_timeline_puts_overlapping_reports_on_rows_of_their_own_and_open_one
 
 @pytest.mark.parametrize(("desired", "live", "left", "right"), [
     ("max_connections = 256", "max_connections = 4096", ["256"], ["4096"]),
-    (["10.0.0.0/16"], ["0.0.0.0/0"], ['"10.0.0.0/16"'], ['"0.0.0.0/0"']),
+    (["198.51.100.0/24"], ["0.0.0.0/0"], ['"198.51.100.0/24"'], ['"0.0.0.0/0"']),
     ({"replicas": 3}, {"replicas": 3, "paused": True}, [], ['"paused": true']),
 ], ids=["changed-word", "whole-cidr", "only-live-has-it"])
 def test_desired_and_live_mark_only_the_words_that_differ(desired: Any, live: Any, left: list[str],

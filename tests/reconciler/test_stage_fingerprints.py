@@ -28,7 +28,7 @@ from tests.reconciler.conftest import EXAMPLE
 from tests.support.git_server import commit_and_push
 
 INFRA, CONFIG, WORKLOADS = Stage.INFRASTRUCTURE, Stage.CONFIGURATION, Stage.WORKLOADS
-NODES = [{"name": "n1", "address": "10.0.0.1", "groups": ["nodes"]}]
+NODES = [{"name": "n1", "address": "198.51.100.1", "groups": ["nodes"]}]
 
 
 @dataclass
@@ -244,7 +244,7 @@ def test_a_stage_whose_last_apply_failed_is_planned_again_with_the_same_inputs(
 
 def test_a_stage_left_out_is_planned_once_the_infrastructure_outputs_it_reads_moved(staging: Staging) -> None:
     revision = staging.commit("infrastructure/terraform/cluster/nodes.tf", _append("# a second node"))
-    staging.calls.nodes = [*NODES, {"name": "n2", "address": "10.0.0.2", "groups": ["nodes"]}]
+    staging.calls.nodes = [*NODES, {"name": "n2", "address": "198.51.100.2", "groups": ["nodes"]}]
 
     sync_id = staging.sync(SyncTrigger.POLL, revision)
 

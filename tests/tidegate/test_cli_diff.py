@@ -82,7 +82,7 @@ def staging(tmp_path: Path, redis_server: EmbeddedRedis) -> Iterator[tuple[Servi
                         queue=RecordingQueue())
     services.database.upgrade()
     head = make_repo_by(tmp_path / "infra.git", files_of(EXAMPLE), "Alice Author <alice@example.com>")
-    outputs = {"nodes": [{"name": "n1", "address": "10.0.0.1", "groups": ["nodes"]}],
+    outputs = {"nodes": [{"name": "n1", "address": "198.51.100.1", "groups": ["nodes"]}],
                "kubeconfig": "apiVersion: v1\nkind: Config\n"}
     with services.database.session() as session:
         repository = Repository(name="infra", url=str(tmp_path / "infra.git"), branch="main")

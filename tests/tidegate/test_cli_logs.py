@@ -114,7 +114,7 @@ resource "terraform_data" "slow" {
 }
 
 output "nodes" {
-  value = [{ name = "n1", address = "10.0.0.1", groups = ["nodes"] }]
+  value = [{ name = "n1", address = "198.51.100.1", groups = ["nodes"] }]
 }
 
 output "kubeconfig" {
