@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import strategies as st
@@ -65,6 +67,17 @@ def _system_celery_app(request: pytest.FixtureRequest) -> None:
 
 
 _SUITE_SECONDS: dict[str, float] = defaultdict(float)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Under CI (`CI=true`, which .ci/run sets) a skip is a failure: every tool a test needs is
+    installed there, so a skip could only hide a missing install step."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, where nothing may be: {report.longrepr}"
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
