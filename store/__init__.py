@@ -12,7 +12,7 @@ Typical use by the composition root::
 """
 
 from store.database import Database, StoreBusy
-from store.engine import create_database_engine, sqlite_url
+from store.engine import PoolLimits, create_database_engine, sqlite_url
 from store.enums import (
     ApprovalDecision,
     ApprovalSource,
@@ -81,6 +81,7 @@ __all__ = [
     "MigrationError",
     "Observation",
     "Plan",
+    "PoolLimits",
     "Preview",
     "PreviewStatus",
     "Repository",

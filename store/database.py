@@ -14,7 +14,7 @@ from sqlalchemy import URL, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.engine import SQLITE_BEGIN_OPTION, create_database_engine, sqlite_url
+from store.engine import SQLITE_BEGIN_OPTION, PoolLimits, create_database_engine, sqlite_url
 from store.files import private_directory
 from store.migrate import upgrade
 
@@ -33,9 +33,11 @@ class StoreBusy(RuntimeError):
 class Database:
     """An engine and its session factory; the one object other layers receive to reach the store."""
 
-    def __init__(self, url: str | URL, *, echo: bool = False) -> None:
+    def __init__(self, url: str | URL, *, echo: bool = False, pool: PoolLimits | None = None) -> None:
         self.url: URL = make_url(url)
-        self.engine: Engine = create_database_engine(self.url, echo=echo)
+        self.pool = pool or PoolLimits()
+        """The bounds of this process's connections to a PostgreSQL server (SQLite ignores them)."""
+        self.engine: Engine = create_database_engine(self.url, echo=echo, pool=self.pool)
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
         writer = self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
         self.writers: sessionmaker[Session] = sessionmaker(writer, expire_on_commit=False)

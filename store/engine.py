@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +24,65 @@ SQLITE_BEGIN_OPTION = "tidegate_sqlite_begin"
 """Execution option naming the statement that begins a transaction on SQLite (see `_emit_sqlite_begin`)."""
 
 
+@dataclass(frozen=True)
+class PoolLimits:
+    """How many PostgreSQL connections one process's pool may hold, and how long a session waits
+    for one when all are in use.
+
+    Every process that opens the store has one pool (a worker has one per pool child, and two in
+    its main process), so these numbers are what bounds the connections a worker takes from the
+    server's `max_connections`: at most `size + overflow` per pool (deploy/README.md, sizing).
+    The defaults are SQLAlchemy's own. SQLite ignores them: it has no server to exhaust."""
+
+    size: int = 5
+    """Connections kept open once used (`pool_size`)."""
+    overflow: int = 10
+    """More connections opened under load and closed when returned (`max_overflow`)."""
+    timeout: float = 30.0
+    """Seconds a session waits for a free connection before failing (`pool_timeout`)."""
+
+    def __post_init__(self) -> None:
+        problems = [f"size must be a whole number of at least 1, not {self.size!r}"
+                    if not _whole(self.size) or self.size < 1 else "",
+                    f"overflow must be a whole number of at least 0, not {self.overflow!r}"
+                    if not _whole(self.overflow) or self.overflow < 0 else "",
+                    f"timeout must be a number of seconds above 0, not {self.timeout!r}"
+                    if isinstance(self.timeout, bool) or not isinstance(self.timeout, int | float)
+                    or not self.timeout > 0 else ""]
+        if any(problems):
+            raise ValueError("connection pool: " + "; ".join(problem for problem in problems if problem))
+
+    @property
+    def most(self) -> int:
+        """The most connections this pool ever holds at once."""
+        return self.size + self.overflow
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def sqlite_url(data_dir: Path) -> str:
     """The embedded default URL: `sqlite:///<data_dir>/tidegate.db` (absolute, so cwd never matters)."""
     return URL.create("sqlite", database=str((data_dir / DATABASE_FILE_NAME).absolute())).render_as_string()
 
 
 def create_database_engine(
-    url: str | URL, *, echo: bool = False, foreign_keys: bool = True, sqlite_begin: str = "BEGIN"
+    url: str | URL, *, echo: bool = False, foreign_keys: bool = True, sqlite_begin: str = "BEGIN",
+    pool: PoolLimits | None = None,
 ) -> Engine:
     """Create an engine; on SQLite, turn on WAL, real transactions and foreign key enforcement.
 
     `foreign_keys=False` and `sqlite_begin="BEGIN IMMEDIATE"` exist for migrations: SQLite batch
     mode rebuilds tables by copying them, which enforced foreign keys would break or cascade
     through, and taking the write lock up front makes concurrent upgrades wait for each other.
+    `pool` bounds a server database's connections (the defaults when None); SQLite ignores it.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, echo=echo, pool_pre_ping=True)
+        limits = pool or PoolLimits()
+        return create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=limits.size,
+                             max_overflow=limits.overflow, pool_timeout=limits.timeout)
     in_memory = _is_sqlite_memory(parsed)
     if not in_memory:
         private_database_files(Path(str(parsed.database)))

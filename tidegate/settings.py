@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,6 +52,12 @@ class Settings(BaseSettings):
                                              "repository that has none of its own.")
     public_url: str = Field(default="http://127.0.0.1:8080", description="Where people reach the dashboard "
                             "(links in PR comments and commit statuses).")
+    db_pool_size: int = Field(default=5, description="PostgreSQL connections each process keeps open in its "
+                              "pool (every worker pool child, a worker's main process twice, each serve).")
+    db_max_overflow: int = Field(default=10, description="More PostgreSQL connections each pool may open under "
+                                 "load; a process holds at most db_pool_size + db_max_overflow.")
+    db_pool_timeout: float = Field(default=30.0, description="Seconds a session waits for a free connection of "
+                                   "its pool before it fails.")
     server: str | None = Field(default=None, description="URL of a `tidegate serve`: the CLI then talks to its API.")
     token: SecretStr | None = Field(default=None, description="API token for TIDEGATE_SERVER.")
     health_timeout: float = Field(default=300.0, description="Seconds to wait for workloads to become healthy.")
@@ -57,6 +65,28 @@ class Settings(BaseSettings):
                              "(Terraform, Ansible, kustomize, Jinja) runs as, sealed.")
     seal_hide: str = Field(default="", description="More paths, ':'-separated, that sealed repository code "
                            "must not see (the data dir, the service user's home and the config file always are).")
+
+    @field_validator("db_pool_size", "db_max_overflow", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any, info: ValidationInfo) -> int:
+        """A clear error naming the variable, where pydantic would only say "should be a valid integer"."""
+        least = 1 if info.field_name == "db_pool_size" else 0
+        text = str(value).strip()
+        if isinstance(value, bool) or not text.isdigit() or int(text) < least:
+            raise ValueError(f"TIDEGATE_{str(info.field_name).upper()} must be a whole number of at least {least} "
+                             f"(PostgreSQL connections per process), not {value!r}")
+        return int(text)
+
+    @field_validator("db_pool_timeout", mode="before")
+    @classmethod
+    def _positive_seconds(cls, value: Any) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = float("nan")
+        if isinstance(value, bool) or not seconds > 0 or seconds == float("inf"):
+            raise ValueError(f"TIDEGATE_DB_POOL_TIMEOUT must be a number of seconds above 0, not {value!r}")
+        return seconds
 
     @classmethod
     def settings_customise_sources(

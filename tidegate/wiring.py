@@ -11,7 +11,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from providers import sealed
 from providers.terraform import mirror
-from store import Database, SecretBox, current_revision, sqlite_url
+from store import Database, PoolLimits, SecretBox, current_revision, sqlite_url
 from store.engine import DATABASE_FILE_NAME
 from store.files import private_directory
 from store.redaction import install_log_redaction, remember
@@ -43,10 +43,15 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Store:
         box, source = SecretBox(settings.secret_key.get_secret_value()), "TIDEGATE_SECRET_KEY"
     else:
         box, source = key_file_box(settings.data_dir), str(settings.data_dir / KEY_FILE_NAME)
-    database = Database(settings.database_url or sqlite_url(settings.data_dir))
+    database = Database(settings.database_url or sqlite_url(settings.data_dir), pool=pool_limits(settings))
     if migrate:
         database.upgrade()
     return Store(database, box, source)
+
+
+def pool_limits(settings: Settings) -> PoolLimits:
+    """The bounds of this process's PostgreSQL connections (TIDEGATE_DB_POOL_SIZE and friends)."""
+    return PoolLimits(settings.db_pool_size, settings.db_max_overflow, settings.db_pool_timeout)
 
 
 def missing_store(settings: Settings) -> str | None:
