@@ -26,12 +26,15 @@ from reconciler.errors import Busy, PlanningFailed, Transient, classify
 from reconciler.livelogs import LIMIT, LiveLog
 from reconciler.locks import EnvironmentLock, Lease, LockLost
 from reconciler.plans import (
+    ArtefactRefused,
     EnvironmentPlan,
     Unchanged,
     decode,
     discard_artifacts,
     encode,
+    materialize,
     same_changes,
+    sha256_hex,
     stage_summary,
 )
 from reconciler.policies import EffectivePolicy, PolicyUnavailable, effective_policy
@@ -48,6 +51,7 @@ from store import (
     Plan,
     Repository,
     Revision,
+    SecretKeyError,
     StageStatus,
     Sync,
     SyncLifecycle,
@@ -142,16 +146,19 @@ def _plan_locked(services: Services, sync_id: int, lease: Lease) -> bool:
     loaded = open_session(services, repo_name, env_name, sha, root, recorded, take_over=heal)
     plan = plan_stages(services, loaded, skip=skip)
     try:
-        return _store_plan(services, sync_id, lease, plan, gate)
+        return _store_plan(services, sync_id, lease, plan, gate, loaded)
     finally:
         discard_artifacts(plan)  # sealed in the store now; the apply writes them back
 
 
-def _store_plan(services: Services, sync_id: int, lease: Lease, plan: EnvironmentPlan, gate: EffectivePolicy) -> bool:
+def _store_plan(services: Services, sync_id: int, lease: Lease, plan: EnvironmentPlan, gate: EffectivePolicy,
+                loaded: EnvironmentSession) -> bool:
+    """Seal the plan, its saved plan files included, into the store (any worker applies it from
+    there), and gate it."""
     with services.database.session() as session:
         sync = session.get_one(Sync, sync_id)
         row = Plan(environment_id=sync.environment_id, revision_id=sync.revision_id, fingerprint=plan.fingerprint,
-                   stages=plan.summary(), payload=services.secrets.seal(encode(plan)))
+                   stages=plan.summary(), payload=services.secrets.seal(encode(plan, loaded.run.artifacts)))
         session.add(row)
         session.flush()
         sync.plan_id = row.id
@@ -274,7 +281,13 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
         if sync.plan is None or sync.plan.payload is None:
             syncs.transition(sync, L.FAILED, lease, error="approved sync has no plan")
             return
-        plan = decode(services.secrets.unseal(sync.plan.payload))
+        try:
+            plan = decode(services.secrets.unseal(sync.plan.payload))
+        except (SecretKeyError, ValueError, KeyError, TypeError) as error:
+            _refuse(session, sync, lease, f"the approved plan #{sync.plan.id} cannot be read back from the store "
+                    f"({error}): its sealed payload was altered, or every worker does not share one "
+                    "TIDEGATE_SECRET_KEY; nothing was applied")
+            return
         recorded = recorded_outputs(services, session, env.id)
         repo_name, env_name, sha = env.repository.name, env.name, revision.sha
         heal = sync.trigger is SyncTrigger.DRIFT
@@ -316,12 +329,18 @@ def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:
                 return
             if approval_required and ((approved is not None and not same_changes(approved, fresh))
                                       or (unchanged is not None and fresh.has_changes)):
-                _ask_again(services, sync_id, lease, plan, stage, fresh)
+                _ask_again(services, sync_id, lease, plan, stage, fresh, loaded)
                 return
             if approved is None:
                 _show_deferred_plan(services, sync_id, stage, fresh)
             approved = fresh
         assert approved is not None
+        if approved is plan.stages.get(stage):  # as approved: its saved plan file comes from the store
+            try:
+                approved = materialize(plan, stage, loaded.run.artifacts)
+            except ArtefactRefused as refused:
+                _refuse_stage(services, sync_id, lease, stage, str(refused))
+                return
         result = _apply_stage(services, sync_id, lease, loaded, stage, approved)
         if result.stale:
             _plan_again(services, sync_id, lease, stage, str(result.error), first=not applied_any)
@@ -395,6 +414,7 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Environ
     if context is None:
         return StageResult(stage, {}, succeeded=False, error="inputs unknown")
     inputs = loaded.input_fingerprint(stage)
+    artefact = _digest_of(plan)
     with LiveLog(services.database, row_id) as live:  # lines reach the store while the stage runs
         context = replace(context, superseded=lambda: _superseded(services, sync_id), on_line=live)
         try:
@@ -412,7 +432,7 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Environ
         remember_all(result.outputs.get(name) for name in result.sensitive_outputs)
         if not live.streamed:  # a stage that streamed has its log in the row already, line by line
             row.log = result.log[-LIMIT:]
-        row.summary = _result_summary(plan, result)
+        row.summary = _result_summary(plan, result, artefact)
         if result.succeeded or result.outputs:  # a failed apply's partial outputs are the truth too
             record: dict[str, Any] = {"values": result.outputs, "sensitive": sorted(result.sensitive_outputs)}
             if result.succeeded and inputs is not None:  # what a later sync compares to leave the stage out
@@ -421,13 +441,45 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Environ
     return result
 
 
-def _result_summary(plan: StagePlan, result: StageResult) -> dict[str, Any]:
+def _result_summary(plan: StagePlan, result: StageResult, artefact: str | None = None) -> dict[str, Any]:
+    """What the stage did; `artefact` is the sha256 of the saved plan file it applied (the plan's
+    summary has the one approved: they are equal, whichever worker applied)."""
     counts: dict[str, int] = {}
     for outcome in result.outcomes.values():
         counts[outcome.value] = counts.get(outcome.value, 0) + 1
     changed = {address: outcome.value for address, outcome in result.outcomes.items()
                if outcome is not Outcome.unchanged}
-    return {"plan": plan.summary(), "counts": counts, "outcomes": changed, "error": result.error}
+    summary = {"plan": plan.summary(), "counts": counts, "outcomes": changed, "error": result.error}
+    if artefact is not None:
+        summary["artifact_sha256"] = artefact
+    return summary
+
+
+def _refuse_stage(services: Services, sync_id: int, lease: Lease, stage: Stage, reason: str) -> None:
+    """The approved plan's artefact for `stage` is missing or altered: the stage is failed with the
+    reason before anything of it ran, the sync fails, and the refusal is audited."""
+    with services.database.session() as session:
+        row = _stage_row(session, sync_id, stage)
+        row.status, row.finished_at = StageStatus.FAILED, utcnow()
+        row.summary = {"plan": "", "counts": {}, "outcomes": {}, "error": reason}
+        _refuse(session, session.get_one(Sync, sync_id), lease, reason)
+
+
+def _refuse(session: Session, sync: Sync, lease: Lease, reason: str) -> None:
+    for row in sync.stage_results:
+        if row.status is StageStatus.PENDING:
+            row.status = StageStatus.SKIPPED
+    syncs.transition(sync, L.FAILED, lease, error=reason)
+    record_audit(session, actor="tidegate", action="plan.refused", target=_target(sync),
+                 details={"plan_id": sync.plan_id, "reason": reason[:2000]})
+    log.error("sync %s: %s", sync.id, reason)
+
+
+def _digest_of(plan: StagePlan) -> str | None:
+    """The sha256 of the saved plan file about to be applied (None: the stage has none)."""
+    if plan.artifact is None or not plan.artifact.is_file():
+        return None
+    return sha256_hex(plan.artifact.read_bytes())
 
 
 def _show_deferred_plan(services: Services, sync_id: int, stage: Stage, fresh: StagePlan) -> None:
@@ -453,7 +505,7 @@ def _stage_row(session: Session, sync_id: int, stage: Stage) -> SyncStageResult:
 
 
 def _ask_again(services: Services, sync_id: int, lease: Lease, plan: EnvironmentPlan, stage: Stage,
-               fresh: StagePlan) -> None:
+               fresh: StagePlan, loaded: EnvironmentSession) -> None:
     """A re-planned later stage changed its addresses or actions: the old plan is superseded and the
     sync waits for an approval of the new one."""
     plan.stages[stage] = fresh
@@ -464,7 +516,7 @@ def _ask_again(services: Services, sync_id: int, lease: Lease, plan: Environment
         if sync.plan is not None:
             sync.plan.superseded = True
         row = Plan(environment_id=sync.environment_id, revision_id=sync.revision_id, fingerprint=plan.fingerprint,
-                   stages=plan.summary(), payload=services.secrets.seal(encode(plan)))
+                   stages=plan.summary(), payload=services.secrets.seal(encode(plan, loaded.run.artifacts)))
         session.add(row)
         session.flush()
         sync.plan_id = row.id

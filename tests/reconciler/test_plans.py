@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from providers.stage import Action, Change, Stage, StagePlan
-from reconciler.plans import EnvironmentPlan, Unchanged, decode, encode, same_changes, summary_content_fingerprint
+from reconciler.plans import (
+    ArtefactRefused,
+    EnvironmentPlan,
+    Unchanged,
+    decode,
+    encode,
+    materialize,
+    same_changes,
+    summary_content_fingerprint,
+)
 
 INFRA, CONF, WORK = Stage.INFRASTRUCTURE, Stage.CONFIGURATION, Stage.WORKLOADS
 
@@ -74,7 +89,8 @@ def test_encode_and_decode_keep_everything_apply_needs() -> None:
                                   WORK: _plan(WORK, ("a/B", Action.delete, "-"))}, deferred={CONF: "x"})
     again = decode(encode(plan))
     assert again.fingerprint == plan.fingerprint
-    assert again.stages[INFRA].artifact == Path("/tmp/x.tfplan")
+    assert again.stages[INFRA].artifact is None and again.artefacts[INFRA].name == "tmp/x.tfplan"
+    assert again.artefacts[INFRA].data is None, "a plan file gone before sealing is stored as missing"
     assert again.stages[WORK].changes[0].action is Action.delete
     assert again.stages[INFRA].details == {"k": [1, 2]}
 
@@ -86,16 +102,72 @@ def test_the_summary_lists_changes_but_not_no_ops() -> None:
     assert [c["address"] for c in summary["changes"]] == ["a/B"] and summary["unchanged"] == 1
 
 
-def test_a_saved_plan_file_travels_in_the_payload_to_a_machine_that_lacks_it(tmp_path: Path) -> None:
-    saved = tmp_path / "planner" / "staging-plan.tfplan"
-    saved.parent.mkdir()
-    saved.write_bytes(b"\x00binary plan")
-    stage = StagePlan(INFRA, [], "d", artifact=saved, live_state="s1")
-    payload = encode(EnvironmentPlan("r1", {INFRA: stage}))
-    saved.unlink()  # the applying worker runs elsewhere
+def _saved(tmp_path: Path, data: bytes = b"\x00binary plan") -> tuple[Path, EnvironmentPlan]:
+    """A plan whose infrastructure stage saved a plan file in the planner's run directory."""
+    run = tmp_path / "planner" / "runs" / "infra" / "production"
+    saved = run / "terraform" / "production-plan-1.tfplan"
+    saved.parent.mkdir(parents=True)
+    saved.write_bytes(data)
+    return run, EnvironmentPlan("r1", {INFRA: StagePlan(INFRA, [], "d", artifact=saved, live_state="s1")})
+
+
+def test_a_saved_plan_file_travels_in_the_payload_into_the_applying_workers_own_run_directory(
+        tmp_path: Path) -> None:
+    run, plan = _saved(tmp_path)
+    approved_digest = plan.summary()["infrastructure"]["artifact_sha256"]
+    payload = encode(plan, run)
+    shutil.rmtree(tmp_path / "planner")  # the planning machine is gone
     again = decode(payload)
-    assert again.stages[INFRA].artifact == saved and saved.read_bytes() == b"\x00binary plan"
-    assert saved.stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "planner").exists(), "reading a plan back writes nothing"
+    applying = tmp_path / "applier" / "runs" / "infra" / "production"
+    written = materialize(again, INFRA, applying).artifact
+    assert written == applying / "terraform" / "production-plan-1.tfplan"
+    assert written.read_bytes() == b"\x00binary plan" and written.stat().st_mode & 0o777 == 0o600
+    assert hashlib.sha256(written.read_bytes()).hexdigest() == approved_digest == again.artefacts[INFRA].sha256
+    assert again.summary()["infrastructure"]["artifact_sha256"] == approved_digest, "kept when asked again"
+    assert decode(encode(again)).artefacts[INFRA] == again.artefacts[INFRA], "re-sealed as it was read"
+
+
+def _tampered(payload: str, change: Callable[[dict[str, Any]], None]) -> str:
+    data = json.loads(payload)
+    change(data["stages"]["infrastructure"]["artefact"])
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(("change", "refusal"), [
+    (lambda a: a.update(data=base64.b64encode(b"\x00another plan").decode()), "does not match the sha256"),
+    (lambda a: a.update(data="not base64!"), "does not match the sha256"),
+    (lambda a: a.update(sha256=""), "does not match the sha256"),
+    (lambda a: a.update(data=None), "is missing from the store"),
+    (lambda a: a.update(name="../../elsewhere.tfplan"), "outside the run's directory"),
+    (lambda a: a.update(name="/etc/elsewhere.tfplan"), "outside the run's directory"),
+], ids=["other-bytes", "not-base64", "digest-removed", "bytes-missing", "climbs-out", "absolute"])
+def test_a_missing_or_altered_saved_plan_file_is_refused_and_nothing_is_written(
+        tmp_path: Path, change: Callable[[dict[str, Any]], None], refusal: str) -> None:
+    run, plan = _saved(tmp_path)
+    stored = decode(_tampered(encode(plan, run), change))
+    applying = tmp_path / "applier"
+    with pytest.raises(ArtefactRefused, match=f"infrastructure: the saved plan file .* {refusal}"):
+        materialize(stored, INFRA, applying)
+    assert not applying.exists() and not (tmp_path / "etc").exists()
+
+
+def test_a_plan_sealed_before_artefacts_were_digested_still_applies_its_own_bytes(tmp_path: Path) -> None:
+    """Payloads written by the previous version kept the planner's path and the bytes, no digest."""
+    legacy = json.dumps({"revision": "r1", "stages": {"infrastructure": {
+        "stage": "infrastructure", "changes": [], "digest": "d", "live_state": "s1", "details": {},
+        "artifact": "/var/lib/tidegate/runs/infra/production/terraform/p.tfplan",
+        "artifact_data": base64.b64encode(b"old plan").decode()}}})
+    written = materialize(decode(legacy), INFRA, tmp_path).artifact
+    assert written == tmp_path / "terraform" / "p.tfplan" and written.read_bytes() == b"old plan"
+
+
+def test_a_stage_without_a_saved_file_applies_its_details_as_planned(tmp_path: Path) -> None:
+    """The workloads stage's rendered manifests are its details, sealed with the rest of the plan."""
+    bodies = {"objects": [{"workload": "web", "body": {"kind": "ConfigMap", "data": {"mode": "x"}}}]}
+    plan = EnvironmentPlan("r1", {WORK: StagePlan(WORK, [], "d", details=bodies)})
+    assert materialize(decode(encode(plan)), WORK, tmp_path).details == bodies
+    assert not tmp_path.joinpath("terraform").exists()
 
 
 def test_a_stage_left_out_unchanged_survives_the_sealed_round_trip_and_says_why_in_the_summary() -> None:
