@@ -43,6 +43,7 @@ from sandbox.kube.runner import KubeSandbox
 from sandbox.kube.runner import kubeconfig as emulator_kubeconfig
 from store import (
     ApprovalDecision,
+    AuditEvent,
     Database,
     Environment,
     Plan,
@@ -430,4 +431,7 @@ def test_a_tampered_or_missing_plan_is_refused_and_nothing_is_applied(
     assert not list(machines.b.data_dir.rglob("*.tfplan")), "no refused plan file was left on B's disk"
     with machines.b.database.session() as session:
         rows = {r.stage: r.status for r in session.get_one(Sync, sync_id).stage_results}
+        refused = session.scalars(select(AuditEvent).where(AuditEvent.action == "plan.refused",
+                                                           AuditEvent.target.endswith(f"#sync-{sync_id}"))).one()
     assert StageStatus.SUCCEEDED not in rows.values() and StageStatus.APPLYING not in rows.values(), rows
+    assert refusal in refused.details["reason"], "the refusal is audited"
