@@ -427,7 +427,19 @@ def _result_summary(plan: StagePlan, result: StageResult) -> dict[str, Any]:
         counts[outcome.value] = counts.get(outcome.value, 0) + 1
     changed = {address: outcome.value for address, outcome in result.outcomes.items()
                if outcome is not Outcome.unchanged}
-    return {"plan": plan.summary(), "counts": counts, "outcomes": changed, "error": result.error}
+    summary: dict[str, Any] = {"plan": plan.summary(), "counts": counts, "outcomes": changed, "error": result.error}
+    if stage_keeps_addresses(plan.stage):
+        summary["kept"] = sorted(address for address, outcome in result.outcomes.items()
+                                 if outcome is Outcome.unchanged)
+    return summary
+
+
+def stage_keeps_addresses(stage: Stage) -> bool:
+    """Whether a stage result's summary lists what the apply left unchanged (`kept`): with its
+    outcomes, every resource the stage manages — the dashboard's tree of Terraform resources, which
+    no observation reads (Terraform judges no health). Workloads are read live instead, and their
+    thousands of objects would weigh on every sync row."""
+    return stage is Stage.INFRASTRUCTURE
 
 
 def _show_deferred_plan(services: Services, sync_id: int, stage: Stage, fresh: StagePlan) -> None:
