@@ -3,7 +3,7 @@
 The rules are the effective policy `reconciler.policies` computes for the approval decision itself
 (the admins' policy and the repository's at the last applied revision), so the page and the gate
 cannot disagree about who is named. The decision also refuses the authors of the change
-(`reconciler.approvals.wrote_any`): the page asks the same question of the commits this machine's
+(`reconciler.authorship.wrote_any`): the page asks the same question of the commits this machine's
 mirror holds and the host accounts already stored — never the Git host's API, too slow for a page
 that refreshes every two seconds — so an author is not offered an Approve button the server would
 refuse. A commit range is immutable, so who wrote it is read from git once per range
@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 from dashboard.access import Permission, Principal
 from reconciler import authorship, policies
 from reconciler.access import principal_of
-from reconciler.approvals import wrote_any
 from reconciler.repositories import source_for
 from reconciler.runtime import Services
 from reconciler.sources.git import CommitPeople, SourceError
@@ -51,7 +50,7 @@ class Approvers:
     unless `wrote`)."""
     why_not: str = ""
     wrote: str = ""
-    """How the reader took part in the change (`reconciler.approvals.wrote_any`): Approve is hidden, the
+    """How the reader took part in the change (`reconciler.authorship.wrote_any`): Approve is hidden, the
     server would refuse it."""
 
     @property
@@ -101,7 +100,7 @@ def _wrote(services: Services, session: Session, sync: Sync, reader: Principal, 
     if commits is None:
         return ""
     verified = authorship.verified_for(session, repository.id, [commit.sha for commit in commits])
-    return wrote_any(reader, authorship.Authorship(base, commits, verified)) or ""
+    return authorship.wrote_any(reader, authorship.Authorship(base, commits, verified)) or ""
 
 
 def _commits(services: Services, repository: Repository, base: str | None,

@@ -39,7 +39,7 @@ LINE = "terraform_data.slow: Creating..."
 def services(tmp_path: Path, redis_server: EmbeddedRedis) -> Iterator[Services]:
     """A store with the example's staging and vera, a viewer; stages: the slow Terraform module and stubs."""
     built = make_services(tmp_path / "data", redis_server)
-    built.targets = Targets()  # type: ignore[assignment]
+    built.targets = Targets()
     with built.database.session() as session:
         create_user(session, "vera", email="vera@example.com", password=PASSWORD)
         bind(session, "user:vera", Grant(Role.VIEWER, "*"))
