@@ -4,7 +4,8 @@ The real pipeline applies a sync of the example's staging whose infrastructure s
 `terraform` on a small module that takes four seconds (`tests.support.slow_sync`, as the test of
 `tidegate logs -f`); vera has the sync page open, unreloaded, and the Terraform line
 `terraform_data.slow: Creating...` shows in it while that stage is still applying — through the
-page's server-sent events, not a reload and not the whole log written at the stage's end.
+page's server-sent events, not a reload and not the whole log written at the stage's end. Afterwards
+the environment's resource tree lists the two Terraform resources that apply created.
 
 Screenshots are kept in test-artifacts/dashboard/ (25-26).
 """
@@ -76,4 +77,13 @@ def test_a_terraform_line_shows_in_the_open_sync_page_while_the_stage_still_appl
         assert log.inner_text().count(LINE) == 1, "each line once: the stream appends only what is new"
         assert page.evaluate("window.__notReloaded") is True
         page.screenshot(path=str(ARTIFACTS / "26-live-log-succeeded.png"), full_page=True)
+
+        page.goto(f"{site}/environments/infra/staging")  # what that apply left in Terraform's state, in the tree
+        infrastructure = page.locator('#resource-tree section[data-stage="infrastructure"]')
+        expect(infrastructure).to_contain_text(f"applied by sync #{sync_id}")
+        rows = infrastructure.locator("li.resource")
+        expect(rows).to_have_count(2)
+        assert rows.evaluate_all("rows => rows.map(r => r.dataset.address)") == ["terraform_data.first",
+                                                                                 "terraform_data.slow"]
+        expect(rows.locator('[data-word="created"]')).to_have_count(2)
         page.context.close()

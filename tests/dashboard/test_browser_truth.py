@@ -6,7 +6,8 @@ others read alone; the worlds of `test_browser` are separate):
 
 - vera, a viewer, walks the pages and finds no button she may not press; the approvals queue tells
   her who may approve; the audit log's times stay on one line. paula, whom production's policy
-  names, finds the buttons on the same pages; andy, an approver the policy does not name, does not.
+  names, finds the buttons on the same pages; andy, an approver the policy does not name, does not;
+  alice, whom it names but who wrote the change, finds Reject and is told why Approve is not there.
 - the drift timeline: each environment a lane, each report a bar from found to resolved, coloured
   by its state, with gaps between them (not a solid block).
 - otto heals staging's drift: the report says `healing (sync #N)` and links that sync, never `open`
@@ -135,6 +136,14 @@ def test_a_viewer_sees_no_action_she_may_not_take_and_is_told_who_may_approve(
     expect(paula.locator("article.approval button:has-text('Approve')")).to_be_visible()
     paula.screenshot(path=str(ARTIFACTS / "13-approver-approvals.png"), full_page=True)
     paula.context.close()
+
+    alice = signed_in(chromium, site, "alice")  # the policy names her, but she wrote the change
+    alice.goto(f"{site}/approvals")
+    expect(alice.locator(".approval .you")).to_contain_text("You cannot approve: you made this change")
+    expect(alice.locator("article.approval button:has-text('Approve')")).to_have_count(0)
+    expect(alice.locator("article.approval button:has-text('Reject')")).to_be_visible()
+    alice.screenshot(path=str(ARTIFACTS / "13b-author-approvals.png"), full_page=True)
+    alice.context.close()
 
 
 def test_the_drift_timeline_draws_each_report_over_time_per_environment(
