@@ -224,7 +224,7 @@ def _reading(router: APIRouter, ctx: Context) -> None:
             if stage is Stage.WORKLOADS else None
         return page(request, "object.html", me, env_key=key, resource=found, drift=drift, live=live,
                     live_yaml=presentation.as_yaml(live.live) if live is not None else "",
-                    observed_at=tree.observed_at)
+                    observed_at=tree.observed_at, source=tree.sources.get(stage.value, ""))
 
     @router.get("/syncs/{sync_id}")
     def sync(request: Request, sync_id: Id, me: Principal = viewer) -> Response:

@@ -13,9 +13,10 @@ kstatus health and diffs the workloads — and the tree shows that look:
 - someone deletes the web Service and scales the web Deployment by hand; the next look makes the
   Service `Missing` and the Deployment `OutOfSync` in the page, without reloading it;
 - one click on the Deployment shows its live YAML and the replicas desired against live; on the
-  Service, that it is not in the cluster; on the Secret, its keys with masked values, never the data.
+  Service, that it is not in the cluster; on the Secret, its keys with masked values, never the data;
+  on the security group and on node-1, their drift.
 
-Screenshots are kept in test-artifacts/dashboard/ (21-24).
+Screenshots are kept in test-artifacts/dashboard/ (21-24b).
 """
 
 from __future__ import annotations
@@ -211,6 +212,17 @@ def test_the_tree_shows_every_object_with_health_and_sync_a_deleted_one_missing_
     shown = page.content()
     assert SECRET_DATA not in shown and base64.b64decode(SECRET_DATA).decode() not in shown
     assert re.search(r"DATABASE_URL: '?\(sensitive\)", page.locator("#live-yaml").inner_text()), "masked"
+
+    page.go_back()  # a Terraform resource and a host: their drift, and no live YAML (no stage reads one)
+    resource(page, "aws_security_group.nodes").locator("a.object").click()
+    expect(page.locator("#object-diff table.sbs tr.changed td").last.locator("mark").first).to_contain_text(
+        "0.0.0.0/0")
+    expect(page.locator("#object-live")).to_have_count(0)
+    page.go_back()
+    resource(page, "node-1").locator("a.object").click()
+    expect(page.locator("#object-diff h3")).to_contain_text("Write the app config /etc/app/app.conf")
+    expect(page.locator("#object-diff tr.changed mark")).to_have_text(["256", "4096"])
+    page.screenshot(path=str(ARTIFACTS / "24b-object-host.png"), full_page=True)
     page.context.close()
 
 
