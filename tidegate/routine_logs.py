@@ -4,9 +4,9 @@ Beat queues the poll tick, the drift tick and the sweeper every few seconds, and
 task's receipt and success at INFO: an idle installation wrote four lines every five seconds, and a
 sync's lines drowned among them. Those records are demoted to DEBUG here (shown as DEBUG with
 `TIDEGATE_LOG_LEVEL=DEBUG`, dropped at INFO): a tick's receipt and its success when it queued
-nothing, beat's "sending due task" of a tick, and a poll's receipt and its success when the head had
-not moved and nothing was planned. A tick that queued work, every other task, and every warning or
-failure keep their level.
+nothing, beat's "sending due task" of a tick, a poll's receipt and its success when the head had
+not moved and nothing was planned, and httpx's line per HTTP request. A tick that queued work,
+every other task, and every warning or failure keep their level.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ TICKS = frozenset({str(Task.SCHEDULE), str(Task.DRIFT_TICK), str(Task.SWEEP)})
 """Tasks beat sends on a timer."""
 QUIET_WHEN_RECEIVED = TICKS | {str(Task.POLL)}
 IDLE_RETURNS = frozenset({"[]", "None"})
-LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
-"""Where Celery logs a task's receipt, its success, and beat's sending of a due task."""
+LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat", "httpx")
+"""Where Celery logs a task's receipt, its success, and beat's sending of a due task; httpx logs
+every request it makes (a preview's calls to the Git host) at INFO."""
 
 
 class RoutineRecords(logging.Filter):
@@ -38,6 +39,8 @@ class RoutineRecords(logging.Filter):
 def routine(record: logging.LogRecord) -> bool:
     """Whether an INFO record of Celery's is one of the per-tick ones."""
     message = str(record.msg)
+    if record.name == "httpx":
+        return message.startswith("HTTP Request:")
     if record.name == "celery.beat":
         args = record.args if isinstance(record.args, tuple) else ()
         return message.startswith("Scheduler: Sending due task") and len(args) == 2 and str(args[1]) in TICKS

@@ -49,6 +49,8 @@ def _success(name: str, returned: str) -> logging.LogRecord:
                  id="apply-received"),
     pytest.param(_record("celery.beat", "Scheduler: Sending due task %s (%s)", ("x", "tidegate.drift")), False,
                  id="beat-sends-a-drift-check"),
+    pytest.param(_record("httpx", "HTTP Request: %s %s", ("GET", "http://198.51.100.7/api/v1")), True,
+                 id="an-http-request-to-the-git-host"),
 ])
 def test_only_per_tick_records_are_demoted_to_debug(record: logging.LogRecord, quiet: bool) -> None:
     kept = routine_logs.RoutineRecords().filter(record)
