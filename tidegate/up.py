@@ -213,7 +213,7 @@ def _run(settings: Settings, stack: ExitStack, repo: Path, exit_when_synced: boo
         host = stack.enter_context(start_host(Path(url), name, data))
         err.print(f"sandbox: Git host {host.api_url} for {host.full_name} "
                   "(`tidegate sandbox pr BRANCH` opens a pull request; the workers preview it)", markup=False)
-    repository_id = _register(services, loaded, url, branch, name, host_settings(host) if host else None)
+    repository_id = register_repository(services, loaded, url, branch, name, host_settings(host) if host else None)
     if host is not None:
         enqueue_previews(host, repository_id, child_settings)
     processes = [_spawn("worker", ["worker"], env, data / "logs"), _spawn("beat", ["beat"], env, data / "logs")]
@@ -231,7 +231,7 @@ def _run(settings: Settings, stack: ExitStack, repo: Path, exit_when_synced: boo
     return _watch(LocalClient(services), loaded, processes, exit_when_synced, timeout, started, data, head)
 
 
-def _register(services: object, loaded: LoadedRepo, url: str, branch: str, name: str,
+def register_repository(services: object, loaded: LoadedRepo, url: str, branch: str, name: str,
               host: repositories.HostSettings | None = None) -> int:
     """The repository's id, registered now or by an earlier `up`; `host` (the sandbox's Git host,
     which listens on a new port and token each time) replaces what an earlier run stored."""

@@ -35,7 +35,7 @@ from tidegate.redis_server import EmbeddedRedis, redis_client
 from tidegate.sandbox_host import enqueue_previews, host_settings, start_host
 from tidegate.settings import Settings
 from tidegate.targets import SandboxTargets
-from tidegate.up import _register, git_repository
+from tidegate.up import git_repository, register_repository
 from tidegate.wiring import terraform_plugin_dirs
 
 STAGING_PATCH = "apps/web/overlays/staging/configmap-patch.yaml"
@@ -93,7 +93,8 @@ def demo(tmp_path: Path, redis_server: EmbeddedRedis) -> Iterator[DemoRepo]:
                             data_dir=data, queue=None)  # type: ignore[arg-type]
         url, branch = git_repository(repo, data)
         with start_host(Path(url), "infra-repo", data) as host:
-            repository_id = _register(services, load_repo(repo), url, branch, "infra-repo", host_settings(host))
+            repository_id = register_repository(services, load_repo(repo), url, branch, "infra-repo",
+                                                host_settings(host))
             worker = ThreadWorker(services)
             enqueue_previews(host, repository_id, settings, worker)
             yield DemoRepo(services, host, worker, repo, data, repository_id)
