@@ -38,6 +38,7 @@ from tidegate.client import EnvironmentView, LocalClient
 from tidegate.extras import require_sandbox
 from tidegate.progress import HEARTBEAT, SETTLED, progress_of
 from tidegate.redis_server import EmbeddedRedis
+from tidegate.sandbox_host import enqueue_previews, host_settings, start_host
 from tidegate.settings import Settings
 from tidegate.wiring import open_store, terraform_plugin_dirs
 from tidegate.worker import build_services, make_app
@@ -206,7 +207,15 @@ def _run(settings: Settings, stack: ExitStack, repo: Path, exit_when_synced: boo
     services = build_services(child_settings)
     url, branch = git_repository(repo, data)
     head = head_of(url, branch)
-    repository_id = _register(services, loaded, url, branch, repo.resolve().name)
+    name = repo.resolve().name
+    host = None
+    if sandbox and Path(url).is_dir():  # its pull requests: a small local Gitea stands in for the host
+        host = stack.enter_context(start_host(Path(url), name, data))
+        err.print(f"sandbox: Git host {host.api_url} for {host.full_name} "
+                  "(`tidegate sandbox pr BRANCH` opens a pull request; the workers preview it)", markup=False)
+    repository_id = register_repository(services, loaded, url, branch, name, host_settings(host) if host else None)
+    if host is not None:
+        enqueue_previews(host, repository_id, child_settings)
     processes = [_spawn("worker", ["worker"], env, data / "logs"), _spawn("beat", ["beat"], env, data / "logs")]
     stack.callback(_terminate, processes)
     err.print(f"worker and scheduler started; logs in {data / 'logs'}", markup=False)
@@ -222,17 +231,22 @@ def _run(settings: Settings, stack: ExitStack, repo: Path, exit_when_synced: boo
     return _watch(LocalClient(services), loaded, processes, exit_when_synced, timeout, started, data, head)
 
 
-def _register(services: object, loaded: LoadedRepo, url: str, branch: str, name: str) -> int:
+def register_repository(services: object, loaded: LoadedRepo, url: str, branch: str, name: str,
+              host: repositories.HostSettings | None = None) -> int:
+    """The repository's id, registered now or by an earlier `up`; `host` (the sandbox's Git host,
+    which listens on a new port and token each time) replaces what an earlier run stored."""
     from reconciler.runtime import Services
     assert isinstance(services, Services)
     interval = int(loaded.sync_policy(loaded.order()[0]).interval.total_seconds()) if loaded.order() else 120
     with services.database.session() as session:
         found = session.scalars(select(Repository).where(Repository.url == url)).first()
-        if found is not None:
-            return found.id
-        repository = repositories.register(services, session, name=name, url=url, branch=branch,
-                                           interval_seconds=interval)
-        return repository.id
+        if found is None:
+            found = repositories.register(services, session, name=name, url=url, branch=branch,
+                                          interval_seconds=interval, host=host)
+        elif host is not None:
+            found.host, found.host_api_url, found.host_repository = host.host, host.api_url, host.repository
+            found.host_token = services.secrets.seal(host.token) if host.token else None
+        return found.id
 
 
 def _watch(client: LocalClient, loaded: LoadedRepo, processes: list[subprocess.Popen[bytes]],
