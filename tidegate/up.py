@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -265,10 +265,10 @@ def _watch(client: LocalClient, loaded: LoadedRepo, processes: list[subprocess.P
                 err.print(f"worker {report.worker} refuses repository code: {report.reason}", markup=False)
         views = client.status()
         for view in views:
-            line = status_line(view)
-            if shown.get(view.name) != line:
-                shown[view.name], said_at = line, time.monotonic()
-                out.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {line}")
+            change = change_of(view)
+            if shown.get(view.name) != change:
+                shown[view.name], said_at = change, time.monotonic()
+                out.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {status_line(view)}")
                 if view.sync_status == "AwaitingApproval" and view.last_sync is not None:
                     _announce_approval(client, view)
         if time.monotonic() - said_at >= HEARTBEAT:  # never silent while a sync runs
@@ -289,6 +289,12 @@ def _watch(client: LocalClient, loaded: LoadedRepo, processes: list[subprocess.P
             err.print(f"not settled after {timeout:g}s", markup=False)
             return 1
         time.sleep(1.0)
+
+
+def change_of(view: EnvironmentView) -> str:
+    """The status line without the observation's age, which changes every second: `up` prints a line when
+    the environment changes, not when the clock does."""
+    return status_line(replace(view, observed_at=None)) + ("observed" if view.observed_at else "")
 
 
 def _running(client: LocalClient, views: list[EnvironmentView]) -> list[str]:
