@@ -33,6 +33,7 @@ from store import (
     Plan,
     Preview,
     Repository,
+    Stage,
     Sync,
     SyncLifecycle,
 )
@@ -88,6 +89,31 @@ def _reading(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
             env = find_environment(session, repository, environment)
             require(caller, Permission.READ, views.key_of(env))
             return views.environment(session, env, detail=True)
+
+    @router.get("/environments/{repository}/{environment}/resources", tags=["environments"],
+                summary="The live resource tree: what each stage manages, with sync state and health per object")
+    def resources(repository: str, environment: str, caller: Principal = caller_dep) -> s.ResourceTreeOut:
+        with db.session() as session:
+            env = find_environment(session, repository, environment)
+            require(caller, Permission.READ, views.key_of(env))
+            return views.resource_tree(ctx.services, session, env)
+
+    @router.get("/environments/{repository}/{environment}/resources/{stage}/live", tags=["environments"],
+                summary="One object as its target holds it now (Kubernetes; Secret values masked) and its open drift")
+    def live_object(repository: str, environment: str, stage: Stage,
+                    address: Annotated[str, Query(min_length=1, max_length=1024,
+                                                  description="The object's address in the tree.")],
+                    caller: Principal = caller_dep) -> s.LiveObjectOut:
+        with db.session() as session:
+            env = find_environment(session, repository, environment)
+            require(caller, Permission.READ, views.key_of(env))
+            tree = views.resource_tree(ctx.services, session, env)
+            if not any(r.stage is stage and r.address == address for r in tree.resources):
+                raise Refusal(status.HTTP_404_NOT_FOUND, f"{views.key_of(env)} manages no {stage.value} object "
+                                                         f"{address!r}")
+            drift = views.object_drift(session, env, stage, address)
+            env_id, key = env.id, views.key_of(env)
+        return views.live_object(ctx.services, env_id, key, stage, address, drift)
 
     @router.get("/environments/{repository}/{environment}/syncs", tags=["syncs"], summary="Sync history")
     def history(repository: str, environment: str, caller: Principal = caller_dep,

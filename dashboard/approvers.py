@@ -2,14 +2,18 @@
 
 The rules are the effective policy `reconciler.policies` computes for the approval decision itself
 (the admins' policy and the repository's at the last applied revision), so the page and the gate
-cannot disagree about who is named. The page answers only from the policy and the reader's role
-bindings; the decision also refuses the authors of the change, which needs the commit history (and
-the Git host's API), too slow for a page that refreshes every two seconds — that refusal comes,
-with its reason, when such a person presses Approve.
+cannot disagree about who is named. The decision also refuses the authors of the change
+(`reconciler.authorship.wrote_any`): the page asks the same question of the commits this machine's
+mirror holds and the host accounts already stored — never the Git host's API, too slow for a page
+that refreshes every two seconds — so an author is not offered an Approve button the server would
+refuse. A commit range is immutable, so who wrote it is read from git once per range
+(`_RANGES`); an account the host names only at decision time is still refused then, with its reason.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -17,10 +21,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dashboard.access import Permission, Principal
-from reconciler import policies
+from reconciler import authorship, policies
 from reconciler.access import principal_of
+from reconciler.repositories import source_for
 from reconciler.runtime import Services
-from store import Sync, User
+from reconciler.sources.git import CommitPeople, SourceError
+from store import Repository, Sync, User
+
+_RANGES: OrderedDict[tuple[str, str | None, str], tuple[CommitPeople, ...] | None] = OrderedDict()
+"""Who wrote each commit range (repository URL, base, head) a page asked about; None when this
+machine could not read it. Ranges never change, so entries only leave to keep the memory small."""
+_RANGES_KEPT = 256
+_RANGES_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -34,8 +46,16 @@ class Approvers:
     unreadable: str | None = None
     """Why the policy cannot be read now (nothing can be approved until it can)."""
     may_decide: bool = False
-    """The reader holds the approve permission here and a rule names them: Approve and Reject are shown."""
+    """The reader holds the approve permission here and a rule names them: Reject is shown (and Approve
+    unless `wrote`)."""
     why_not: str = ""
+    wrote: str = ""
+    """How the reader took part in the change (`reconciler.authorship.wrote_any`): Approve is hidden, the
+    server would refuse it."""
+
+    @property
+    def may_approve(self) -> bool:
+        return self.may_decide and not self.wrote
 
 
 def people(session: Session, limit: int = 500) -> list[Principal]:
@@ -68,4 +88,37 @@ def approvers_of(services: Services, session: Session, sync: Sync, reader: Princ
         return Approvers(rules, candidates, why_not=f"you lack the approve permission on {scope}")
     if not named(reader):
         return Approvers(rules, candidates, why_not="no rule names you")
-    return Approvers(rules, candidates, may_decide=True)
+    return Approvers(rules, candidates, may_decide=True, wrote=_wrote(services, session, sync, reader, policy.base))
+
+
+def _wrote(services: Services, session: Session, sync: Sync, reader: Principal, base: str | None) -> str:
+    """How `reader` took part in (base, the sync's revision], as far as this machine knows without
+    asking the Git host; empty when not (or when the range cannot be read here)."""
+    assert sync.revision is not None
+    repository = sync.environment.repository
+    commits = _commits(services, repository, base, sync.revision.sha)
+    if commits is None:
+        return ""
+    verified = authorship.verified_for(session, repository.id, [commit.sha for commit in commits])
+    return authorship.wrote_any(reader, authorship.Authorship(base, commits, verified)) or ""
+
+
+def _commits(services: Services, repository: Repository, base: str | None,
+             head: str) -> tuple[CommitPeople, ...] | None:
+    key = (repository.url, base, head)
+    with _RANGES_LOCK:
+        if key in _RANGES:
+            _RANGES.move_to_end(key)
+            return _RANGES[key]
+    source = source_for(services, repository)
+    try:
+        if not source.has_commit(head) or (base is not None and not source.has_commit(base)):
+            source.fetch()  # once per range: the answer is kept
+        found: tuple[CommitPeople, ...] | None = tuple(source.commit_people(base, head))
+    except SourceError:
+        found = None
+    with _RANGES_LOCK:
+        _RANGES[key] = found
+        while len(_RANGES) > _RANGES_KEPT:
+            _RANGES.popitem(last=False)
+    return found

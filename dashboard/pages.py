@@ -31,7 +31,18 @@ from dashboard.secrets import administers_any
 from dashboard.sessions import COOKIE, LOGIN_COOKIE, MAX_AGE
 from dashboard.throttle import ThrottleUnavailable
 from dashboard.timeline import lay_out
-from store import ApprovalDecision, ApprovalSource, AuditEvent, DriftStatus, Plan, Preview, Sync, SyncLifecycle, utcnow
+from store import (
+    ApprovalDecision,
+    ApprovalSource,
+    AuditEvent,
+    DriftStatus,
+    Plan,
+    Preview,
+    Stage,
+    Sync,
+    SyncLifecycle,
+    utcnow,
+)
 from store.queries import audit_page, record_audit, sync_history
 
 HERE = FilePath(__file__).parent
@@ -50,7 +61,7 @@ templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals.update(badge=presentation.badge, pretty=presentation.pretty,
                              side_by_side=presentation.side_by_side, line_class=presentation.diff_line_class,
                              administers_any=administers_any, short_time=presentation.short_time,
-                             full_time=presentation.full_time, took=presentation.took)
+                             full_time=presentation.full_time, took=presentation.took, kind_of=presentation.kind_icon)
 AUDIT_PAGE = 50
 OBJECTS_PAGE = 20
 """Drifted objects per page of a drift report (each collapsed to one line when the report is long)."""
@@ -184,18 +195,36 @@ def _reading(router: APIRouter, ctx: Context) -> None:
             require(me, Permission.READ, views.key_of(env))
             detail = views.environment(session, env, detail=True)
             history = [views.sync_brief(row) for row in sync_history(session, env.id, 30)]
-            last = sync_history(session, env.id, 1)
-            plan = views.plan(last[0].plan) if last and last[0].plan else None
             rows = views.drift_reports(session, None, env.id, 20)
             reports = [views.drift_report(r) for r in rows]
             states = states_of(session, rows)
             episodes = views.drift_episodes(session, env.id)
-        plans = {stage.stage: stage for stage in plan.stages} if plan else {}
-        trees = [(stage, presentation.resource_tree(stage, plans.get(stage.stage.value), {}))
-                 for stage in detail.stages]
-        return page(request, "environment.html", me, env=detail, history=history, trees=trees, reports=reports,
-                    states=states, drift_timeline=lay_out(episodes, utcnow()),
-                    can_operate=me.can(Permission.OPERATE, detail.key), csrf=me.csrf)
+            tree = views.resource_tree(ctx.services, session, env)
+        return page(request, "environment.html", me, env=detail, history=history, tree=tree,
+                    live=presentation.live_tree(tree), reports=reports, states=states,
+                    drift_timeline=lay_out(episodes, utcnow()), can_operate=me.can(Permission.OPERATE, detail.key),
+                    csrf=me.csrf)
+
+    @router.get("/environments/{repository}/{environment}/objects/{stage}")
+    def managed_object(request: Request, repository: str, environment: str, stage: Stage,
+                       address: Annotated[str, Query(min_length=1, max_length=1024)], me: Principal = viewer,
+                       ) -> Response:
+        """One object of the tree: its state, its open drift side by side, and (Kubernetes) its live YAML."""
+        with db.session() as session:
+            env = find_environment(session, repository, environment)
+            require(me, Permission.READ, views.key_of(env))
+            tree = views.resource_tree(ctx.services, session, env)
+            found = next((r for r in tree.resources if r.stage is stage and r.address == address), None)
+            if found is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"{views.key_of(env)} manages no {stage.value} "
+                                                               f"object {address!r}")
+            drift = views.object_drift(session, env, stage, address)
+            env_id, key = env.id, views.key_of(env)
+        live = views.live_object(ctx.services, env_id, key, stage, address, drift) \
+            if stage is Stage.WORKLOADS else None
+        return page(request, "object.html", me, env_key=key, resource=found, drift=drift, live=live,
+                    live_yaml=presentation.as_yaml(live.live) if live is not None else "",
+                    observed_at=tree.observed_at, source=tree.sources.get(stage.value, ""))
 
     @router.get("/syncs/{sync_id}")
     def sync(request: Request, sync_id: Id, me: Principal = viewer) -> Response:

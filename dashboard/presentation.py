@@ -1,4 +1,4 @@
-"""How status words, diffs, resource trees and times look in the pages (colours, icons, layout).
+"""How status words, diffs, resource trees, kind icons and times look in the pages (colours, icons, layout).
 
 Pure functions over the API's models, used as Jinja globals and filters, so templates stay free of
 logic and every status word has one colour, one icon and its own text everywhere.
@@ -9,11 +9,14 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from dashboard.schemas import DriftItemOut, PlanStageOut, StageStateOut
+import yaml
+
+from dashboard.schemas import DriftItemOut, ResourceOut, ResourceTreeOut
+from store.redaction import redact
 
 BADGES: dict[str, tuple[str, str]] = {
     # environment sync status
@@ -33,6 +36,8 @@ BADGES: dict[str, tuple[str, str]] = {
     # drift
     "open": ("drift", "≠"), "resolved": ("ok", "✔"), "accepted": ("muted", "✔"), "healed": ("ok", "✔"),
     "resynced": ("ok", "✔"), "healing": ("warn", "⟲"),
+    # an Ansible host's last result
+    "ok": ("ok", "✔"), "unreachable": ("bad", "⊘"),
 }
 
 TOKEN = re.compile(r"\s+|\S+")
@@ -124,52 +129,6 @@ def diff_line_class(line: str) -> str:
     return ""
 
 
-@dataclass
-class Node:
-    """One level of the resource tree: children by name, and at a leaf what apply did and its health."""
-
-    name: str
-    children: dict[str, Node] = field(default_factory=dict)
-    outcome: str | None = None
-    health: str | None = None
-
-    @property
-    def leaves(self) -> int:
-        return 1 if not self.children else sum(child.leaves for child in self.children.values())
-
-
-def _path(stage: str, address: str) -> list[str]:
-    """Tree levels of an address: workloads `group/kind/ns/name` → ns, kind, name; Ansible host/task;
-    Terraform modules, then resource type, then name."""
-    if stage == "workloads":
-        parts = address.split("/")
-        if len(parts) >= 4:
-            return [parts[2] or "(cluster)", parts[1], "/".join(parts[3:])]
-        return parts
-    if stage == "configuration":
-        return address.split("/", 1)
-    parts = address.split(".")
-    levels: list[str] = []
-    while len(parts) > 2 and parts[0] == "module":
-        levels.append(f"module.{parts[1]}")
-        parts = parts[2:]
-    return [*levels, parts[0], ".".join(parts[1:]) or parts[0]] if len(parts) > 1 else [*levels, *parts]
-
-
-def resource_tree(stage: StageStateOut, plan: PlanStageOut | None, health: dict[str, str]) -> Node:
-    """The resources the last sync planned or changed in one stage, as a tree with outcome and health."""
-    root = Node(stage.stage.value)
-    addresses = dict.fromkeys(change.address for change in (plan.changes if plan else []))
-    addresses.update(dict.fromkeys(stage.outcomes))
-    for address in addresses:
-        node = root
-        for level in _path(stage.stage.value, address):
-            node = node.children.setdefault(level, Node(level))
-        node.outcome = stage.outcomes.get(address, "unchanged" if stage.status == "succeeded" else None)
-        node.health = health.get(address)
-    return root
-
-
 def short_time(at: datetime | None, now: datetime | None = None) -> str:
     """A compact timestamp that fits one table cell: `Nov 20 09:00`, with the year when it is not this one."""
     if at is None:
@@ -246,3 +205,83 @@ def by_object(items: list[DriftItemOut]) -> list[ObjectDrift]:
     for item in items:
         groups.setdefault((item.stage.value, item.address), []).append(item)
     return [ObjectDrift(stage, address, found) for (stage, address), found in groups.items()]
+
+
+KIND_ICONS: dict[str, tuple[str, str]] = {
+    # Kubernetes kinds: (abbreviation, family); the family picks the icon's shape and colour
+    "Deployment": ("dep", "workload"), "StatefulSet": ("sts", "workload"), "DaemonSet": ("ds", "workload"),
+    "ReplicaSet": ("rs", "workload"), "Pod": ("pod", "workload"), "Job": ("job", "workload"),
+    "CronJob": ("cj", "workload"), "Service": ("svc", "network"), "Ingress": ("ing", "network"),
+    "NetworkPolicy": ("np", "network"), "ConfigMap": ("cm", "config"), "Secret": ("sec", "config"),
+    "PersistentVolumeClaim": ("pvc", "storage"), "PersistentVolume": ("pv", "storage"),
+    "Namespace": ("ns", "cluster"), "CustomResourceDefinition": ("crd", "cluster"),
+    "ServiceAccount": ("sa", "access"), "Role": ("role", "access"), "RoleBinding": ("rb", "access"),
+    "ClusterRole": ("cr", "access"), "ClusterRoleBinding": ("crb", "access"),
+    "HorizontalPodAutoscaler": ("hpa", "workload"), "PodDisruptionBudget": ("pdb", "workload"),
+    # an Ansible host
+    "host": ("host", "host"),
+}
+
+
+def kind_icon(kind: str) -> tuple[str, str]:
+    """(abbreviation, family) of a kind: Kubernetes kinds by name, Terraform resources as `tf` (data
+    sources `data`), anything else by its first letters."""
+    if kind in KIND_ICONS:
+        return KIND_ICONS[kind]
+    if kind.startswith("data."):
+        return "data", "cloud"
+    if "_" in kind:
+        return "tf", "cloud"
+    return kind[:3].lower() or "?", "other"
+
+
+@dataclass(frozen=True)
+class Branch:
+    """Resources of one workload, Terraform module or none (hosts, the root module's resources)."""
+
+    name: str
+    resources: list[ResourceOut]
+
+    @property
+    def worst(self) -> str:
+        """The branch's sync state at a glance: Missing before OutOfSync before Synced."""
+        words = {r.sync for r in self.resources}
+        return next((w for w in ("Missing", "OutOfSync") if w in words), "Synced")
+
+
+@dataclass(frozen=True)
+class StageTree:
+    stage: str
+    source: str
+    branches: list[Branch]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for branch in self.branches:
+            for resource in branch.resources:
+                found[resource.sync] = found.get(resource.sync, 0) + 1
+        return found
+
+
+BRANCH_OF_STAGE = {"infrastructure": "(root module)", "configuration": "", "workloads": "(no workload)"}
+
+
+def live_tree(tree: ResourceTreeOut) -> list[StageTree]:
+    """The tree as the environment page draws it: per stage (pipeline order), branches by group."""
+    out = []
+    for stage, source in tree.sources.items():
+        branches: dict[str, list[ResourceOut]] = {}
+        for resource in tree.resources:
+            if resource.stage.value == stage:
+                branches.setdefault(resource.group or BRANCH_OF_STAGE.get(stage, ""), []).append(resource)
+        out.append(StageTree(stage, source, [Branch(name, found) for name, found in branches.items()]))
+    return out
+
+
+def as_yaml(body: Any) -> str:
+    """A live object as YAML people read (keys in the API's order), every registered secret value
+    redacted as in the logs; Secret data was masked by the provider already."""
+    if body is None:
+        return ""
+    return redact(yaml.safe_dump(body, sort_keys=False, default_flow_style=False, allow_unicode=True))

@@ -196,6 +196,39 @@ class DriftItemOut(Out):
     live: Any = Field(description="The live value (JSON); null when absent.")
 
 
+class ResourceOut(Out):
+    """One managed thing of the live resource tree."""
+
+    stage: Stage
+    address: str = Field(description="Terraform address, Ansible host, or `group/kind/namespace/name`.")
+    kind: str = Field(description="`Deployment`, `aws_instance`, `host`, ...")
+    name: str
+    group: str = Field(description="The workload, the Terraform module (empty: the root module); empty for a host.")
+    sync: str = Field(description="`Synced`, `OutOfSync` (an open drift item names it) or `Missing`.")
+    health: Health | None = Field(description="Kubernetes objects: kstatus health at the last look.")
+    reason: str = ""
+    result: str | None = Field(description="What the last apply did to it; a host's last result (ok, failed, "
+                                           "unreachable).")
+    drifted: list[str] = Field(default_factory=list, description="The fields its open drift items name.")
+
+
+class ResourceTreeOut(Out):
+    environment: str
+    observed_at: datetime | None = Field(description="When the live objects were last read.")
+    sources: dict[str, str] = Field(description="Per stage, where its list comes from.")
+    resources: list[ResourceOut]
+
+
+class LiveObjectOut(Out):
+    environment: str
+    stage: Stage
+    address: str
+    live: dict[str, Any] | None = Field(description="The object as the target holds it now (Secret values masked, "
+                                                    "no managedFields); null when it is not there.")
+    error: str | None = Field(description="Why it could not be read.")
+    drift: list[DriftItemOut] = Field(description="Its open drift items: desired against live, per field.")
+
+
 class DriftReportOut(Out):
     id: int
     environment: str

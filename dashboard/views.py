@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from dashboard import schemas as s
 from dashboard.drift_state import states_of
 from dashboard.timeline import Episode
-from reconciler import history, observations
+from reconciler import history, observations, resources
+from reconciler.runtime import Services
 from reconciler.status import status_of
 from store import (
     Approval,
@@ -27,6 +28,7 @@ from store import (
     DriftReport,
     DriftStatus,
     Environment,
+    Health,
     Plan,
     Preview,
     Repository,
@@ -274,3 +276,41 @@ def preview(session: Session, row: Preview, readable: Callable[[str], bool]) -> 
 
 def previews(session: Session, limit: int = 100) -> Sequence[Preview]:
     return session.scalars(select(Preview).order_by(Preview.updated_at.desc(), Preview.id.desc()).limit(limit)).all()
+
+
+def _health(word: str | None) -> Health | None:
+    try:
+        return Health(word) if word else None
+    except ValueError:
+        return None
+
+
+def resource_tree(services: Services, session: Session, env: Environment) -> s.ResourceTreeOut:
+    """The environment's live resource tree (`reconciler.resources`): what each stage manages, with
+    health and sync state per object."""
+    found = resources.tree(services, session, env)
+    return s.ResourceTreeOut(
+        environment=key_of(env), observed_at=found.observed_at,
+        sources={stage.value: text for stage, text in found.sources.items()},
+        resources=[s.ResourceOut(stage=r.stage, address=r.address, kind=r.kind, name=r.name, group=r.group,
+                                 sync=r.sync, health=_health(r.health), reason=r.reason, result=r.result,
+                                 drifted=list(r.drifted)) for r in found.resources])
+
+
+def object_drift(session: Session, env: Environment, stage: Stage, address: str) -> list[s.DriftItemOut]:
+    """The open drift items of one object (a host: of its tasks) at the synced revision."""
+    def names(item: DriftItemRow) -> bool:
+        host = stage is Stage.CONFIGURATION and item.address.split("/", 1)[0] == address
+        return item.stage is stage and (item.address == address or host)
+
+    items = [item for report in open_drift_reports(session, env.id) if report.revision_id == env.synced_revision_id
+             for item in report.items if names(item)]
+    return [drift_item(item) for item in sorted(items, key=lambda i: (i.address, i.field))]
+
+
+def live_object(services: Services, environment_id: int, key: str, stage: Stage, address: str,
+                drift: list[s.DriftItemOut]) -> s.LiveObjectOut:
+    """One object read from its target now (no store session is held meanwhile)."""
+    found = resources.live_object(services, environment_id, stage, address)
+    return s.LiveObjectOut(environment=key, stage=stage, address=address, live=found.body, error=found.error,
+                           drift=drift)

@@ -216,6 +216,15 @@ class Assesses(Protocol):
     def assess(self, context: StageContext[Any]) -> list[LiveHealth]: ...
 
 
+@runtime_checkable
+class ReadsLive(Protocol):
+    """A stage that can show one managed object as its target holds it now (Kubernetes: the live
+    object), for a person who opened it in the dashboard. None when the object is not there.
+    Secret values never leave it: they are masked as in a diff."""
+
+    def read_live(self, context: StageContext[Any], address: str) -> dict[str, Any] | None: ...
+
+
 class StageProvider(Protocol):
     """The contract each provider's stage object satisfies."""
 

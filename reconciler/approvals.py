@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from reconciler import authorship, syncs
 from reconciler.access import Permission, Principal, groups_of
-from reconciler.authorship import Authorship
+from reconciler.authorship import Authorship, wrote_any
 from reconciler.hosts import HostError, client_for
 from reconciler.policies import EffectivePolicy, PolicyUnavailable, Rule, effective_policy
 from reconciler.repositories import source_for
@@ -112,24 +112,6 @@ def judge(principal: Principal, case: Case, decision: ApprovalDecision) -> Verdi
                 f"the history up to {case.revision[:12]}"
             return Verdict(False, f"{wrote}, part of {span}, and cannot approve their own change")
     return Verdict(True)
-
-
-def wrote_any(principal: Principal, authors: Authorship) -> str | None:
-    """How the principal took part in the range (first match), or None."""
-    name, email = principal.name.strip().lower(), (principal.email or "").strip().lower()
-    for commit in authors.commits:
-        roles = [("authored", commit.author), ("committed", commit.committer),
-                 *(("co-authored", person) for person in commit.co_authors)]
-        for role, person in roles:
-            their = person.email.strip().lower()
-            spelled = {person.name.strip().lower(), their, their.partition("@")[0]} - {""}
-            if name in spelled or (email and email == their):
-                return f"{principal.name} {role} commit {commit.sha[:12]} (as {person.name} <{person.email}>)"
-    mine = set(principal.host_ids)
-    for account in authors.verified:
-        if (account.host, account.user_id) in mine:
-            return f"{principal.name} is the {account.describe()}"
-    return None
 
 
 def decide(services: Services, sync_id: int, principal: Principal, decision: ApprovalDecision,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from reconciler.access import Principal
 from reconciler.hosts import CommitAccounts, GitHostClient, HostUser
 from reconciler.sources.git import CommitPeople
 from store import CommitIdentity, GitHost
@@ -121,3 +122,21 @@ def _chunks(shas: Sequence[str], size: int = 500) -> list[list[str]]:
     """SQLite caps the variables of one statement; a first sync's range is the whole history."""
     unique = list(dict.fromkeys(shas))
     return [unique[start:start + size] for start in range(0, len(unique), size)]
+
+
+def wrote_any(principal: Principal, authors: Authorship) -> str | None:
+    """How the principal took part in the range (first match), or None."""
+    name, email = principal.name.strip().lower(), (principal.email or "").strip().lower()
+    for commit in authors.commits:
+        roles = [("authored", commit.author), ("committed", commit.committer),
+                 *(("co-authored", person) for person in commit.co_authors)]
+        for role, person in roles:
+            their = person.email.strip().lower()
+            spelled = {person.name.strip().lower(), their, their.partition("@")[0]} - {""}
+            if name in spelled or (email and email == their):
+                return f"{principal.name} {role} commit {commit.sha[:12]} (as {person.name} <{person.email}>)"
+    mine = set(principal.host_ids)
+    for account in authors.verified:
+        if (account.host, account.user_id) in mine:
+            return f"{principal.name} is the {account.describe()}"
+    return None

@@ -449,10 +449,21 @@ def _result_summary(plan: StagePlan, result: StageResult, artefact: str | None =
         counts[outcome.value] = counts.get(outcome.value, 0) + 1
     changed = {address: outcome.value for address, outcome in result.outcomes.items()
                if outcome is not Outcome.unchanged}
-    summary = {"plan": plan.summary(), "counts": counts, "outcomes": changed, "error": result.error}
+    summary: dict[str, Any] = {"plan": plan.summary(), "counts": counts, "outcomes": changed, "error": result.error}
+    if stage_keeps_addresses(plan.stage):
+        summary["kept"] = sorted(address for address, outcome in result.outcomes.items()
+                                 if outcome is Outcome.unchanged)
     if artefact is not None:
         summary["artifact_sha256"] = artefact
     return summary
+
+
+def stage_keeps_addresses(stage: Stage) -> bool:
+    """Whether a stage result's summary lists what the apply left unchanged (`kept`): with its
+    outcomes, every resource the stage manages — the dashboard's tree of Terraform resources, which
+    no observation reads (Terraform judges no health). Workloads are read live instead, and their
+    thousands of objects would weigh on every sync row."""
+    return stage is Stage.INFRASTRUCTURE
 
 
 def _refuse_stage(services: Services, sync_id: int, lease: Lease, stage: Stage, reason: str) -> None:

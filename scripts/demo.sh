@@ -2,11 +2,12 @@
 # The main job: set up this machine, then reconcile examples/infra-repo end to end with
 # `tidegate up` (Redis, SQLite, worker, scheduler and the sandbox stand-ins on this machine), its
 # Secret and Terraform variables file SOPS-encrypted with an age key the demo creates and stores:
-# staging applies by itself; production waits for approval, is approved, and applies.
+# staging applies by itself; production waits for approval, is approved, and applies. Then a pull
+# request (a branch with a change, opened on the sandbox's Git host) is previewed against the sandbox.
+# No `source scripts/terraform-env.sh`: `tidegate up` and its worker find Terraform's provider mirror.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-source scripts/terraform-env.sh
 export TIDEGATE_DATA_DIR=${TIDEGATE_DATA_DIR:-$PWD/.demo}
 rm -rf "$TIDEGATE_DATA_DIR"   # the sandbox's AWS and clusters live only as long as `tidegate up`
 mkdir -p "$TIDEGATE_DATA_DIR"
@@ -71,8 +72,11 @@ echo
 echo "== tidegate user add platform-lead --group platform-leads (production's approvers: group:platform-leads)"
 $tg user add platform-lead --group platform-leads --role approver
 me=$(id -un)
-echo "== tidegate user add $me --role admin (with users configured, the local CLI acts as the user named like your login)"
-$tg user add "$me" --role admin
+password_file=$TIDEGATE_DATA_DIR/dashboard-password
+(umask 077 && .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(12))' > "$password_file")
+echo "== tidegate user add $me --role admin --password-stdin (with users configured, the local CLI acts as the user"
+echo "   named like your login; the dashboard's password is in $password_file)"
+$tg user add "$me" --role admin --password-stdin < "$password_file"
 echo "== tidegate approve $pending --as platform-lead (an admin acting for the platform lead; audited 'admin $me as platform-lead')"
 $tg approve "$pending" --as platform-lead
 wait_for production Synced Healthy
@@ -82,10 +86,26 @@ $tg status
 echo
 echo "== tidegate history production"
 $tg history production
+
+branch=quieter-staging-logs
+work=$TIDEGATE_DATA_DIR/work/infra-repo
 echo
-echo "demo done: both environments Synced and Healthy. Stopping tidegate up (Ctrl-C)."
+echo "== a pull request: branch $branch (staging's LOG_LEVEL debug -> info) pushed to $seeded from a clone in $work"
+git clone -q "$seeded" "$work"
+git -C "$work" switch -q -c "$branch"
+sed -i 's/LOG_LEVEL: debug/LOG_LEVEL: info/' "$work/apps/web/overlays/staging/configmap-patch.yaml"
+git -C "$work" -c user.name=Tidegate -c user.email=demo@tidegate.invalid commit -q -am "Quieter staging logs"
+git -C "$work" push -q origin "$branch"
+echo "== tidegate sandbox pr $branch (opened on the sandbox's Git host, a small Gitea; the workers plan the branch"
+echo "   against the sandbox, nothing is applied, and post one comment: the Previews page shows it too)"
+$tg sandbox pr "$branch" --title "Quieter staging logs" --wait $((deadline - SECONDS))
+
 echo
-echo "To look around (the store stays in $TIDEGATE_DATA_DIR):"
-echo "  export TIDEGATE_DATA_DIR=$TIDEGATE_DATA_DIR PATH=$PWD/.venv/bin:\$PATH"
-echo "  tidegate status; tidegate history production; tidegate show $pending --diff"
-echo "  tidegate secret list; tidegate drift staging --all"
+echo "demo done: both environments Synced and Healthy, pull request #1 previewed. Stopping tidegate up (Ctrl-C)."
+echo
+data=$TIDEGATE_DATA_DIR
+echo "To look around (the store stays in $data; the CLI is $PWD/.venv/bin/tidegate):"
+echo "  TIDEGATE_DATA_DIR=$data .venv/bin/tidegate status        # also: history production, show $pending --diff, drift staging --all"
+echo "  TIDEGATE_DATA_DIR=$data .venv/bin/tidegate up --repo $seeded   # start it all again (Ctrl-C stops it)"
+echo "  TIDEGATE_DATA_DIR=$data .venv/bin/tidegate serve         # while up runs, in another terminal"
+echo "Then open http://127.0.0.1:8080/previews (log in as $me, password in $password_file)."

@@ -26,10 +26,16 @@ if [ "${1:-}" = "--dev" ]; then
   have systemd-analyze || need_apt+=(systemd)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
-  echo "setup: installing system packages: ${need_apt[*]}"
+  # apt's own output goes to a log (its tail is shown when it fails), not onto the screen.
+  mkdir -p .venv
+  apt_log=$PWD/.venv/apt.log
+  echo "setup: installing system packages: ${need_apt[*]} (log: $apt_log)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  if ! { apt-get update && apt-get install -y --no-install-recommends "${need_apt[@]}"; } >"$apt_log" 2>&1; then
+    tail -30 "$apt_log" >&2
+    echo "setup: apt-get failed (log: $apt_log)" >&2
+    exit 1
+  fi
 fi
 
 # The unprivileged user repository code runs as (TIDEGATE_RUNNER_USER). Workers refuse repository
@@ -55,6 +61,14 @@ if [ -z "$python" ]; then
 fi
 [ -n "$python" ] || { echo "setup: Python >= 3.11 is required" >&2; exit 1; }
 
+# pip_steps: pip's output (stdin) as one short line per step it takes.
+pip_steps() {
+  awk '/^Collecting /         { print "  pip: collecting " $2; fflush() }
+       /^Obtaining file:/     { print "  pip: this project (editable)"; fflush() }
+       /^ *Building (wheels?|editable) for/ { sub(/^ */, ""); print "  pip: " $0; fflush() }
+       /^Installing collected/ { print "  pip: installing the collected packages"; fflush() }
+       /^Successfully installed/ { print "  pip: installed " NF - 2 " packages"; fflush() }'
+}
 extras="[sandbox]"
 [ "${1:-}" = "--dev" ] && extras="[dev]"
 stamp=".venv/.tidegate-installed$extras"
@@ -63,9 +77,10 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
-  echo "setup: installing Python packages into .venv (log: .venv/pip.log)"
-  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".$extras"; } \
-      >.venv/pip.log 2>&1; then
+  echo "setup: installing Python packages into .venv (a line per step; pip's whole output: .venv/pip.log)"
+  : > .venv/pip.log
+  pip=(.venv/bin/python -m pip install --progress-bar off --disable-pip-version-check)
+  if ! { "${pip[@]}" --upgrade pip && "${pip[@]}" -e ".$extras"; } 2>&1 | tee -a .venv/pip.log | pip_steps; then
     tail -40 .venv/pip.log >&2
     echo "setup: pip install failed" >&2
     exit 1

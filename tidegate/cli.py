@@ -28,6 +28,7 @@ from tidegate.cli_terraform import register as register_terraform
 from tidegate.cli_users import register as register_users
 from tidegate.extras import SandboxMissing
 from tidegate.help_format import quiet_flags
+from tidegate.sandbox_host import register as register_pulls
 from tidegate.serve import serve
 from tidegate.settings import Settings
 from tidegate.up import up
@@ -138,6 +139,7 @@ def schema() -> None:
 register_terraform(app, sandbox_app)
 register_kube(sandbox_app)
 register_ansible(sandbox_app)
+register_pulls(sandbox_app)
 register_reconcile(app)
 register_drift(app)
 register_logs(app)

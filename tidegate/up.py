@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -38,6 +38,7 @@ from tidegate.client import EnvironmentView, LocalClient
 from tidegate.extras import require_sandbox
 from tidegate.progress import HEARTBEAT, SETTLED, progress_of
 from tidegate.redis_server import EmbeddedRedis
+from tidegate.sandbox_host import enqueue_previews, host_settings, start_host
 from tidegate.settings import Settings
 from tidegate.wiring import open_store, terraform_plugin_dirs
 from tidegate.worker import build_services, make_app
@@ -206,7 +207,15 @@ def _run(settings: Settings, stack: ExitStack, repo: Path, exit_when_synced: boo
     services = build_services(child_settings)
     url, branch = git_repository(repo, data)
     head = head_of(url, branch)
-    repository_id = _register(services, loaded, url, branch, repo.resolve().name)
+    name = repo.resolve().name
+    host = None
+    if sandbox and Path(url).is_dir():  # its pull requests: a small local Gitea stands in for the host
+        host = stack.enter_context(start_host(Path(url), name, data))
+        err.print(f"sandbox: Git host {host.api_url} for {host.full_name} "
+                  "(`tidegate sandbox pr BRANCH` opens a pull request; the workers preview it)", markup=False)
+    repository_id = register_repository(services, loaded, url, branch, name, host_settings(host) if host else None)
+    if host is not None:
+        enqueue_previews(host, repository_id, child_settings)
     processes = [_spawn("worker", ["worker"], env, data / "logs"), _spawn("beat", ["beat"], env, data / "logs")]
     stack.callback(_terminate, processes)
     err.print(f"worker and scheduler started; logs in {data / 'logs'}", markup=False)
@@ -222,17 +231,22 @@ def _run(settings: Settings, stack: ExitStack, repo: Path, exit_when_synced: boo
     return _watch(LocalClient(services), loaded, processes, exit_when_synced, timeout, started, data, head)
 
 
-def _register(services: object, loaded: LoadedRepo, url: str, branch: str, name: str) -> int:
+def register_repository(services: object, loaded: LoadedRepo, url: str, branch: str, name: str,
+              host: repositories.HostSettings | None = None) -> int:
+    """The repository's id, registered now or by an earlier `up`; `host` (the sandbox's Git host,
+    which listens on a new port and token each time) replaces what an earlier run stored."""
     from reconciler.runtime import Services
     assert isinstance(services, Services)
     interval = int(loaded.sync_policy(loaded.order()[0]).interval.total_seconds()) if loaded.order() else 120
     with services.database.session() as session:
         found = session.scalars(select(Repository).where(Repository.url == url)).first()
-        if found is not None:
-            return found.id
-        repository = repositories.register(services, session, name=name, url=url, branch=branch,
-                                           interval_seconds=interval)
-        return repository.id
+        if found is None:
+            found = repositories.register(services, session, name=name, url=url, branch=branch,
+                                          interval_seconds=interval, host=host)
+        elif host is not None:
+            found.host, found.host_api_url, found.host_repository = host.host, host.api_url, host.repository
+            found.host_token = services.secrets.seal(host.token) if host.token else None
+        return found.id
 
 
 def _watch(client: LocalClient, loaded: LoadedRepo, processes: list[subprocess.Popen[bytes]],
@@ -251,10 +265,10 @@ def _watch(client: LocalClient, loaded: LoadedRepo, processes: list[subprocess.P
                 err.print(f"worker {report.worker} refuses repository code: {report.reason}", markup=False)
         views = client.status()
         for view in views:
-            line = status_line(view)
-            if shown.get(view.name) != line:
-                shown[view.name], said_at = line, time.monotonic()
-                out.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {line}")
+            change = change_of(view)
+            if shown.get(view.name) != change:
+                shown[view.name], said_at = change, time.monotonic()
+                out.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {status_line(view)}")
                 if view.sync_status == "AwaitingApproval" and view.last_sync is not None:
                     _announce_approval(client, view)
         if time.monotonic() - said_at >= HEARTBEAT:  # never silent while a sync runs
@@ -275,6 +289,12 @@ def _watch(client: LocalClient, loaded: LoadedRepo, processes: list[subprocess.P
             err.print(f"not settled after {timeout:g}s", markup=False)
             return 1
         time.sleep(1.0)
+
+
+def change_of(view: EnvironmentView) -> str:
+    """The status line without the observation's age, which changes every second: `up` prints a line when
+    the environment changes, not when the clock does."""
+    return status_line(replace(view, observed_at=None)) + ("observed" if view.observed_at else "")
 
 
 def _running(client: LocalClient, views: list[EnvironmentView]) -> list[str]:

@@ -24,6 +24,7 @@ from reconciler.targets import Targets
 from reconciler.task_names import QUEUES as TASK_QUEUES
 from reconciler.task_names import Task
 from reconciler.tasks import CeleryQueue
+from tidegate import routine_logs
 from tidegate.redis_server import redis_client
 from tidegate.settings import Settings
 from tidegate.targets import RealTargets, SandboxTargets
@@ -60,6 +61,7 @@ def make_app(settings: Settings) -> Celery:
         timezone="UTC",
     )
     app.set_default()
+    routine_logs.install()  # per-tick lines at DEBUG: the INFO log says what happened
     return app
 
 

@@ -777,6 +777,23 @@ class KubernetesStage:
             raise StageError(errors)
         return drift_items(comparisons)
 
+    def read_live(self, context: StageContext[WorkloadsInputs], address: str) -> dict[str, Any] | None:
+        """The live object at `address` (one of the desired objects: its API version and namespace
+        are the desired body's), without managedFields or the last-applied annotation and with
+        Secret values masked; None when it is not there. A StageError when no desired object has
+        that address."""
+        with _contract():
+            client = self._connect(context)
+            try:
+                found = [p.body for p in self.prepare(client, context) if ref_of(p.body).address == address]
+                if not found:
+                    raise StageError([f"{address}: not an object of this environment's desired state"])
+                ref = ref_of(found[0])
+                live = client.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
+            finally:
+                client.close()
+        return shown_live(live)
+
     def assess(self, context: StageContext[WorkloadsInputs]) -> list[LiveHealth]:
         """Every desired object's health from the live objects (one LIST per kind): Missing when
         it is not there, kstatus otherwise."""
@@ -877,6 +894,27 @@ def drift_items(comparisons: Sequence[Comparison]) -> list[DriftItem]:
             items.append(DriftItem(Stage.WORKLOADS, result.ref.address, pointer,
                                    get_pointer(shown_desired, pointer), get_pointer(shown_live, pointer), text))
     return items
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def shown_live(live: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A live object as a person may read it: Secret values masked (`diff.mask`), and neither
+    managedFields nor the last-applied annotation (which repeats a Secret's data in clear)."""
+    shown = mask(live)
+    if shown is None:
+        return None
+    metadata = dict(shown.get("metadata") or {})
+    metadata.pop("managedFields", None)
+    annotations = {key: value for key, value in dict(metadata.get("annotations") or {}).items()
+                   if key != LAST_APPLIED}
+    if annotations:
+        metadata["annotations"] = annotations
+    else:
+        metadata.pop("annotations", None)
+    shown["metadata"] = metadata
+    return shown
 
 
 def connect_from_context(context: StageContext[WorkloadsInputs]) -> KubeClient:

@@ -16,63 +16,28 @@ Screenshots are kept in test-artifacts/dashboard/ at the repository root (gitign
 from __future__ import annotations
 
 import re
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
-import uvicorn
 
 from reconciler import syncs
 from store import Health, Stage, StageStatus, Sync, SyncLifecycle, SyncStageResult, utcnow
-from tests.dashboard.conftest import make_app
+from tests.dashboard.conftest import ARTIFACTS, CHROMIUM, make_app, serving
 from tests.dashboard.test_secrets_api import assert_never_shown
 from tests.dashboard.world import PASSWORD, World
 from tests.support.doubles import RecordingQueue
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt install chromium)")]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server(world: World) -> Iterator[str]:
-    """The dashboard served by a real uvicorn in a thread; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(make_app(world.services), host="127.0.0.1", port=port, log_level="warning",
-                            timeout_graceful_shutdown=1)
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not instance.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                              args=["--no-sandbox", "--disable-dev-shm-usage"])
-        yield launched
-        launched.close()
+    """The dashboard over this test's store, served by a real uvicorn; yields its base URL."""
+    with serving(make_app(world.services)) as url:
+        yield url
 
 
 def start_applying(world: World, sync_id: int) -> None:
@@ -107,9 +72,9 @@ def finish_apply(world: World, sync_id: int) -> None:
 
 
 def test_an_approver_signs_in_reads_drift_and_approves_production_until_it_is_synced(
-        server: str, browser: object, world: World) -> None:
+        server: str, chromium: Any, world: World) -> None:
     expect = playwright_api.expect
-    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
 
     page.goto(f"{server}/")
@@ -166,12 +131,12 @@ def test_an_approver_signs_in_reads_drift_and_approves_production_until_it_is_sy
 
 
 def test_an_admin_sets_a_secret_in_the_form_sees_its_fingerprint_never_its_value_and_deletes_it(
-        server: str, browser: object, world: World) -> None:
+        server: str, chromium: Any, world: World) -> None:
     """root signs in, opens Secrets from the nav, sets a multi-line secret for infra/staging, finds its row
     with a fingerprint while the page's HTML holds the value in no form, then deletes it from its row."""
     expect = playwright_api.expect
     value = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE=\n-----END OPENSSH PRIVATE KEY-----"
-    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.goto(f"{server}/login")
     page.fill("input[name=username]", "root")

@@ -6,7 +6,8 @@ others read alone; the worlds of `test_browser` are separate):
 
 - vera, a viewer, walks the pages and finds no button she may not press; the approvals queue tells
   her who may approve; the audit log's times stay on one line. paula, whom production's policy
-  names, finds the buttons on the same pages; andy, an approver the policy does not name, does not.
+  names, finds the buttons on the same pages; andy, an approver the policy does not name, does not;
+  alice, whom it names but who wrote the change, finds Reject and is told why Approve is not there.
 - the drift timeline: each environment a lane, each report a bar from found to resolved, coloured
   by its state, with gaps between them (not a solid block).
 - otto heals staging's drift: the report says `healing (sync #N)` and links that sync, never `open`
@@ -22,8 +23,6 @@ from __future__ import annotations
 import itertools
 import re
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -31,15 +30,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from dashboard.app import create_router
 from reconciler import syncs
 from store import DriftItemRow, DriftReport, DriftResolution, DriftStatus, Revision, Stage, Sync, SyncLifecycle, utcnow
-from tests.dashboard.conftest import DashboardSettings, make_services
-from tests.dashboard.test_browser import ARTIFACTS, CHROMIUM, free_port
-from tests.dashboard.world import PASSWORD, T0, World
+from tests.dashboard.conftest import ARTIFACTS, CHROMIUM, DashboardSettings, make_services, serving, signed_in
+from tests.dashboard.world import T0, World
 from tidegate.docs import add_docs
 from tidegate.redis_server import EmbeddedRedis
 
@@ -93,40 +90,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis
 
 @pytest.fixture(scope="module")
 def site(shared: World) -> Iterator[str]:
-    """The dashboard served by a real uvicorn in a thread for the whole module; yields its base URL."""
-    port = free_port()
-    instance = uvicorn.Server(uvicorn.Config(build_app(shared), host="127.0.0.1", port=port, log_level="warning",
-                                             timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not instance.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                              args=["--no-sandbox", "--disable-dev-shm-usage"])
-        yield launched
-        launched.close()
-
-
-def signed_in(chromium: Any, site: str, user: str, width: int = 1280) -> Any:
-    """A fresh browser context (its own cookies) signed in as `user`; returns its page."""
-    page = chromium.new_context(viewport={"width": width, "height": 900}).new_page()
-    page.goto(f"{site}/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    playwright_api.expect(page.locator("header .who")).to_contain_text(user)
-    return page
+    """The dashboard served by a real uvicorn for the whole module; yields its base URL."""
+    with serving(build_app(shared)) as url:
+        yield url
 
 
 ACTIONS = "button:has-text('Approve'), button:has-text('Reject'), button:has-text('Sync now'), " \
@@ -170,6 +136,14 @@ def test_a_viewer_sees_no_action_she_may_not_take_and_is_told_who_may_approve(
     expect(paula.locator("article.approval button:has-text('Approve')")).to_be_visible()
     paula.screenshot(path=str(ARTIFACTS / "13-approver-approvals.png"), full_page=True)
     paula.context.close()
+
+    alice = signed_in(chromium, site, "alice")  # the policy names her, but she wrote the change
+    alice.goto(f"{site}/approvals")
+    expect(alice.locator(".approval .you")).to_contain_text("You cannot approve: you made this change")
+    expect(alice.locator("article.approval button:has-text('Approve')")).to_have_count(0)
+    expect(alice.locator("article.approval button:has-text('Reject')")).to_be_visible()
+    alice.screenshot(path=str(ARTIFACTS / "13b-author-approvals.png"), full_page=True)
+    alice.context.close()
 
 
 def test_the_drift_timeline_draws_each_report_over_time_per_environment(

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from providers.stage import LiveHealth
 from reconciler import observations
 from store import Environment, Preview
 from tests.dashboard.world import PASSWORD, SECRET_OUTPUT, SECRET_PAYLOAD, SECRET_STORED, World
@@ -96,13 +97,21 @@ def test_the_overview_shows_each_environment_with_status_words_and_icons(client:
 
 def test_the_environment_page_shows_the_pipeline_resources_history_and_timeline(client: TestClient,
                                                                                  world: World) -> None:
+    with world.services.database.session() as session:  # a worker's look at the live objects
+        observations.record(session, session.get_one(Environment, world.ids["staging"]), [
+            LiveHealth("apps/Deployment/web/web", "Healthy", "1 replicas available", "web"),
+            LiveHealth("/ConfigMap/web/settings", "Healthy", "exists", "settings")], [], assessed=True,
+            stale_after=None)
     sign_in(client, "otto")
     html = client.get("/environments/infra/staging").text
     for stage in ("infrastructure", "configuration", "workloads"):
         assert f". {stage}</h3>" in html
     assert "<svg" in html and "Drift reports of infra/staging over time" in html
     assert "Roll back to " + world.old_sha[:7] in html
-    assert "settings" in html and "Deployment" in html  # the resource tree (namespace → kind → name)
+    tree = html[html.index('id="resource-tree"'):html.index("<h2>Drift</h2>")]  # workload → objects
+    assert 'data-branch="settings"' in tree and 'data-kind="ConfigMap"' in tree
+    assert 'data-address="apps/Deployment/web/web" data-sync="OutOfSync" data-health="Healthy"' in tree  # drifted
+    assert 'href="/environments/infra/staging/objects/workloads?address=apps/Deployment/web/web"' in tree
 
 
 def test_the_drift_page_shows_desired_and_live_side_by_side(client: TestClient, world: World) -> None:

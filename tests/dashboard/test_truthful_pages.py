@@ -88,7 +88,10 @@ def test_desired_and_live_mark_only_the_words_that_differ(desired: Any, live: An
     ("vera", "/syncs/{pending}", "Approve", "/syncs/{pending}/approve"),
     ("andy", "/approvals", "Approve", "/syncs/{pending}/approve"),  # an approver production's policy does not name
     ("otto", "/approvals", "Approve", "/syncs/{pending}/approve"),  # an operator: no approve permission
-], ids=["viewer-sync", "viewer-heal", "viewer-approve", "unnamed-approver", "operator-approve"])
+    ("alice", "/approvals", "Approve", "/syncs/{pending}/approve"),  # named, but she wrote the change
+    ("alice", "/syncs/{pending}", "Approve", "/syncs/{pending}/approve"),
+], ids=["viewer-sync", "viewer-heal", "viewer-approve", "unnamed-approver", "operator-approve", "author-queue",
+        "author-sync"])
 def test_an_action_is_shown_only_to_those_allowed_and_refused_to_the_others(
         shared_client: tuple[World, TestClient], user: str, page: str, button: str, action: str) -> None:
     world, client = shared_client
@@ -105,6 +108,17 @@ def test_the_approvals_queue_says_who_may_approve(shared_client: tuple[World, Te
     html = client.get("/approvals").text
     assert "1 of group:platform-leads" in html and "Approve</button>" in html
     assert "<strong>alice</strong>, <strong>paula</strong>" in html and "<strong>andy</strong>" not in html
+
+
+@pytest.mark.parametrize("page", ["/approvals", "/syncs/{pending}"], ids=["queue", "sync"])
+def test_the_author_is_told_she_made_the_change_and_may_only_reject_it(
+        shared_client: tuple[World, TestClient], page: str) -> None:
+    world, client = shared_client
+    sign_in(client, "alice")
+    html = client.get(page.format(**world.ids)).text
+    assert "You cannot approve: you made this change (alice authored commit " in html
+    assert "Reject</button>" in html and "Approve</button>" not in html
+    assert f'action="/syncs/{world.ids["pending"]}/reject"' in html  # Enter in the comment rejects, never approves
 
 
 def test_a_sync_shows_its_own_plan_and_a_plan_number_leads_to_its_sync(

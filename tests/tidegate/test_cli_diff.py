@@ -33,7 +33,7 @@ from store import (
 from tests.reconciler.conftest import EXAMPLE, make_repo_by
 from tests.support.doubles import RecordingQueue
 from tests.support.git_server import files_of
-from tests.tidegate.test_cli_logs import Targets
+from tests.support.slow_sync import Targets
 from tidegate import cli_diff
 from tidegate.cli import app
 from tidegate.client import LocalClient

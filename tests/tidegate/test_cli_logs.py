@@ -9,8 +9,6 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +16,12 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
-from providers.stage import Action, Change, Outcome, Stage, StageContext, StagePlan, StageResult
-from providers.terraform import TerraformBackend, TerraformSpec, TerraformStage
-from reconciler import pipeline, syncs
+from providers.stage import Stage
+from reconciler import pipeline
 from reconciler.runtime import Services
-from reconciler.targets import Connection
-from store import Database, Environment, Repository, Revision, SecretBox, SyncTrigger
-from tests.reconciler.conftest import EXAMPLE, make_repo_by
+from store import Database, SecretBox
 from tests.support.doubles import RecordingQueue
-from tests.support.git_server import files_of
+from tests.support.slow_sync import OwnModule, Stub, Targets, manual_sync_of_staging
 from tidegate import cli_logs
 from tidegate.cli import app
 from tidegate.client import Client, LocalClient
@@ -103,68 +98,6 @@ def test_logs_of_a_sync_that_does_not_exist_is_one_sentence(
 
 # --- following a running sync: the real pipeline, a real terraform ---------------------------------
 
-SLOW_MODULE = """
-resource "terraform_data" "first" {}
-
-resource "terraform_data" "slow" {
-  depends_on = [terraform_data.first]
-  provisioner "local-exec" {
-    command = "sleep 4"
-  }
-}
-
-output "nodes" {
-  value = [{ name = "n1", address = "198.51.100.1", groups = ["nodes"] }]
-}
-
-output "kubeconfig" {
-  value = "apiVersion: v1\\nkind: Config\\n"
-}
-"""
-
-
-class OwnModule:
-    """The real Terraform stage, run by the real pipeline on a small `terraform_data` module (no cloud:
-    the example's AWS module needs a moto sandbox and minutes) that takes four seconds to apply. The
-    context the pipeline builds is kept — its artifacts and its line sink — only the module differs."""
-
-    name = Stage.INFRASTRUCTURE
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        (root / "module").mkdir(parents=True)
-        (root / "module" / "main.tf").write_text(SLOW_MODULE)
-        self.real = TerraformStage(grace=5.0)
-        self.ended: float | None = None
-
-    def _own(self, context: StageContext[Any]) -> StageContext[TerraformSpec]:
-        spec = TerraformSpec(path="module", backend=TerraformBackend(type="local", lock_timeout=0), timeout=120)
-        return replace(context, workdir=self.root, spec=spec,
-                       settings={"terraform_workspaces": str(self.root / "workspaces")})
-
-    def plan(self, context: StageContext[Any]) -> StagePlan:
-        return self.real.plan(self._own(context))
-
-    def apply(self, context: StageContext[Any], plan: StagePlan) -> StageResult:
-        result = self.real.apply(self._own(context), plan)
-        self.ended = time.monotonic()
-        return result
-
-
-class Stub:
-    """Configuration and workloads: one change each, applied at once (not what this test is about)."""
-
-    def __init__(self, name: Stage) -> None:
-        self.name = name
-        self.address = "n1/write config" if name is Stage.CONFIGURATION else "apps/Deployment/web/web"
-
-    def plan(self, context: StageContext[Any]) -> StagePlan:
-        return StagePlan(self.name, [Change(self.name, self.address, Action.update, "~")], digest=self.address)
-
-    def apply(self, context: StageContext[Any], plan: StagePlan) -> StageResult:
-        return StageResult(self.name, {self.address: Outcome.configured}, log=f"{self.address}: configured")
-
-
 class Stamped(io.StringIO):
     """A console's file that remembers when each line was written."""
 
@@ -185,7 +118,7 @@ def test_logs_follow_prints_a_terraform_line_while_the_infrastructure_stage_stil
     services.database.upgrade()
     infrastructure = OwnModule(tmp_path / "terraform")
     services.stages = lambda name: infrastructure if name is Stage.INFRASTRUCTURE else Stub(name)  # type: ignore[assignment,return-value]
-    sync_id = _manual_sync_of_staging(services, tmp_path)
+    sync_id = manual_sync_of_staging(services, tmp_path)
     pipeline.plan_sync(services, sync_id)
     assert isinstance(services.queue, RecordingQueue) and services.queue.sent == [("apply", sync_id)]
 
@@ -204,40 +137,3 @@ def test_logs_follow_prints_a_terraform_line_while_the_infrastructure_stage_stil
     assert [line for _, line in printed.lines][-2:] == ["configuration  | n1/write config: configured",
                                                         "workloads      | apps/Deployment/web/web: configured"]
     services.database.dispose()
-
-
-def _manual_sync_of_staging(services: Services, tmp_path: Path) -> int:
-    """The example repo's staging registered from a real git repository, and a manual sync of its head."""
-    head = make_repo_by(tmp_path / "infra.git", files_of(EXAMPLE), "Alice Author <alice@example.com>")
-    with services.database.session() as session:
-        repository = Repository(name="infra", url=str(tmp_path / "infra.git"), branch="main")
-        session.add(repository)
-        session.flush()
-        revision = Revision(repository_id=repository.id, ref="main", sha=head, author="Alice Author",
-                            message="change", committed_at=datetime(2026, 11, 1, tzinfo=UTC))
-        env = Environment(repository_id=repository.id, name="staging")
-        session.add_all([revision, env])
-        session.flush()
-        sync, _ = syncs.request(session, env, revision, SyncTrigger.MANUAL)
-        session.flush()
-        return sync.id
-
-
-class Targets:
-    """Connection settings of the example's stages: none needed here."""
-
-    def infrastructure(self, repository: str, environment: str) -> Connection:
-        return Connection({}, {})
-
-    def configuration(self, repository: str, environment: str, nodes: Any, spec: Any) -> Connection:
-        return Connection({}, {})
-
-    def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:
-        return Connection({}, {"kubeconfig": kubeconfig or ""})
-
-    def secret(self, repository: str, environment: str, name: str, where: str) -> str:
-        raise AssertionError(f"no stored secrets here ({where})")
-
-    def preview(self, repository: str, environment: str, stage: str, connection: Connection,
-                refs: Any) -> Connection:
-        return connection

@@ -11,7 +11,7 @@ from repo_schema.loader import LoadedRepo, load_repo
 from tests.reconciler.conftest import EXAMPLE
 from tests.support.git_server import commit_and_push, files_of, make_bare_repo
 from tidegate.client import EnvironmentView
-from tidegate.up import git_repository, head_of, settled, verdict
+from tidegate.up import change_of, git_repository, head_of, settled, verdict
 
 OLD, HEAD = "a" * 40, "b" * 40
 
@@ -88,3 +88,16 @@ def test_a_seeded_repository_s_head_is_its_seed_commit(tmp_path: Path) -> None:
     head = head_of(url, branch)
 
     assert len(head) == 40 and head == head_of(url, "HEAD")
+
+
+def test_up_prints_a_line_when_an_environment_changes_not_when_its_observation_ages() -> None:
+    view = EnvironmentView("infra", "staging", "a" * 40, "Synced", "Healthy", False, 0, 1, "succeeded",
+                           observed_at="2026-12-07T08:00:00+00:00")
+    older = EnvironmentView("infra", "staging", "a" * 40, "Synced", "Healthy", False, 0, 1, "succeeded",
+                            observed_at="2026-12-07T07:59:01+00:00")
+    never = EnvironmentView("infra", "staging", "a" * 40, "Synced", "Unknown", False, 0, 1, "succeeded")
+    drifted = EnvironmentView("infra", "staging", "a" * 40, "Drifted", "Missing", False, 1, 1, "succeeded",
+                              observed_at="2026-12-07T08:00:00+00:00")
+    assert change_of(view) == change_of(older)
+    assert change_of(view) != change_of(never)
+    assert change_of(view) != change_of(drifted)
