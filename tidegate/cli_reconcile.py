@@ -17,6 +17,8 @@ import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
 from reconciler import repositories
@@ -233,14 +235,58 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Deprecated (use
 
 
 def _status_table(views: list[EnvironmentView], *, wide: bool) -> None:
-    if views:
-        head = f"{'ENVIRONMENT':<12} {'REVISION':<12} {'SYNC STATUS':<16} {'HEALTH':<11} {'LAST OBSERVED':<13} NOTES"
-        if wide:
-            head = (f"{'REPOSITORY':<12} {'ENVIRONMENT':<12} {'REVISION':<12} {'LAST SYNC OF':<12} "
-                    f"{'SYNC STATUS':<16} {'HEALTH':<11} {'LAST OBSERVED':<13} NOTES")
-        out.print(f"[bold]{head}[/]")
-    for view in views:
-        out.print(status_line(view, wide=wide))
+    """The environments as a table: revision, sync status, health, when last observed, open drift
+    reports and what else a person should know (paused, the last sync and why it failed)."""
+    if not views:
+        return
+    now = clock()
+    columns = [*(["REPOSITORY"] if wide else []), "ENVIRONMENT", "REVISION", *(["LAST SYNC OF"] if wide else []),
+               "SYNC STATUS", "HEALTH", "LAST OBSERVED", "DRIFT", "NOTES"]
+    rows = [[*([Text(view.repository)] if wide else []), Text(view.name), Text((view.revision or "-")[:12]),
+             *([Text((view.last_sync_revision or "-")[:12])] if wide else []),
+             Text(view.sync_status, style=_STATUS_COLOUR.get(view.sync_status, "")),
+             Text(view.health, style=_HEALTH_COLOUR.get(view.health, "")), Text(observed_ago(view.observed_at, now)),
+             Text(str(view.open_drift)), Text("; ".join(status_notes(view)))] for view in views]
+    print_table(columns, rows, wrapping={"NOTES"})
+
+
+def status_notes(view: EnvironmentView) -> list[str]:
+    """What the status table's NOTES say of an environment."""
+    notes = []
+    if view.paused:
+        notes.append("auto-sync paused")
+    if view.last_sync is not None:
+        notes.append(f"last sync #{view.last_sync} {view.last_sync_status}")
+    if view.message and view.last_sync_status in ("failed", "pending"):
+        notes.append(view.message)
+    if view.observation:
+        notes.append(view.observation.splitlines()[0])
+    return notes
+
+
+def clock() -> datetime:
+    """Now, for ages ("3m ago"); one place a test can fix it."""
+    return datetime.now(UTC)
+
+
+UNWRAPPED = 1000
+"""Width of a table written to a pipe or file: no wrapping, one row a line, as `kubectl get` does."""
+
+
+def print_table(columns: list[str], rows: list[list[Text]], *, wrapping: set[str]) -> None:
+    """A table with a header row, as wide as the terminal (COLUMNS when set): the `wrapping` columns
+    wrap at word boundaries when the row does not fit, the others never wrap; written to a pipe, a
+    row is one line. Trailing spaces are left out."""
+    sized = bool(os.environ.get("COLUMNS")) or sys.stdout.isatty()
+    console = Console(highlight=False, width=None if sized else UNWRAPPED)
+    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold", show_edge=False)
+    for name in columns:
+        table.add_column(name, no_wrap=name not in wrapping, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    with console.capture() as captured:
+        console.print(table)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 def history(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")],
@@ -255,33 +301,26 @@ def history(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")],
     if output in (Output.json, Output.yaml):
         print_document(views, output)
         return
-    wide = output is Output.wide
     if views:
-        out.print(f"[bold]{history_header(wide=wide)}[/]")
-    for view in views:
-        out.print(history_line(view, wide=wide), markup=False)
+        wide = output is Output.wide
+        columns = ["SYNC", "CREATED", "REVISION", "TRIGGER", "STATUS", "TOOK", *(["FINGERPRINT"] if wide else []),
+                   "COMMIT", "APPROVED BY", "MESSAGE"]
+        print_table(columns, [history_row(view, wide=wide) for view in views],
+                    wrapping={"COMMIT", "APPROVED BY", "MESSAGE"})
 
 
-def history_header(*, wide: bool = False) -> str:
-    fingerprint = f"{'FINGERPRINT':<16} " if wide else ""
-    return (f"{'SYNC':<6} {'CREATED':<19} {'REVISION':<12} {'TRIGGER':<8} {'STATUS':<18} {'TOOK':>7}  "
-            f"{fingerprint}{'COMMIT':<{COMMIT_WIDTH}} {'APPROVED BY':<{APPROVERS_WIDTH}} MESSAGE")
+MESSAGE_WIDTH = 200
+"""Characters of a failed sync's first error line in the history table (it wraps at words)."""
 
 
-COMMIT_WIDTH = 40
-APPROVERS_WIDTH = 16
-
-
-def history_line(view: SyncView, *, wide: bool = False) -> str:
+def history_row(view: SyncView, *, wide: bool = False) -> list[Text]:
     """One sync as a history row (plain text: commit subjects and messages are not markup)."""
     took = duration(view.finished_at - view.created_at) if view.finished_at is not None else "-"
-    trigger = "rollback" if view.rollback else view.trigger
-    fingerprint = f"{(view.fingerprint or '-')[:16]:<16} " if wide else ""
-    subject = first_line(view.commit_subject, COMMIT_WIDTH) or "-"
-    approvers = first_line(", ".join(view.approvers), APPROVERS_WIDTH) or "-"
-    return (f"#{view.id:<5} {when(view.created_at)} {(view.revision or '-')[:12]:<12} {trigger:<8} "
-            f"{view.status:<18} {took:>7}  {fingerprint}{subject:<{COMMIT_WIDTH}} {approvers:<{APPROVERS_WIDTH}} "
-            f"{first_line(view.error or '', 100)}").rstrip()
+    fingerprint = [Text((view.fingerprint or "-")[:16])] if wide else []
+    return [Text(f"#{view.id}"), Text(when(view.created_at)), Text((view.revision or "-")[:12]),
+            Text("rollback" if view.rollback else view.trigger), Text(view.status), Text(took, justify="right"),
+            *fingerprint, Text(first_line(view.commit_subject, MESSAGE_WIDTH) or "-"),
+            Text(", ".join(view.approvers) or "-"), Text(first_line(view.error or "", MESSAGE_WIDTH))]
 
 
 def when(moment: datetime) -> str:

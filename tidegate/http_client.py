@@ -31,6 +31,8 @@ from tidegate.client import (
 )
 
 BUSY_RETRIES = 10
+DIFF_TIMEOUT = 900.0
+"""Seconds a diff may take on the server: a Terraform plan of a large state takes minutes."""
 
 
 class HttpClient:
@@ -39,13 +41,15 @@ class HttpClient:
         self.http = httpx.Client(base_url=server.rstrip("/") + "/api/v1", timeout=timeout, transport=transport,
                                  headers={"Authorization": f"Bearer {token}"})
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = self.http.request(method, path, json=body)
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, *,
+              timeout: float | None = None) -> Any:
+        wait = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+        response = self.http.request(method, path, json=body, timeout=wait)
         for _ in range(BUSY_RETRIES):  # 503 + Retry-After: the server's store was busy and kept nothing
             if response.status_code != 503 or "retry-after" not in response.headers:
                 break
             time.sleep(min(float(response.headers["retry-after"]), 5.0))
-            response = self.http.request(method, path, json=body)
+            response = self.http.request(method, path, json=body, timeout=wait)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail")
@@ -164,9 +168,10 @@ class HttpClient:
                 return
 
     def diff(self, environment: str) -> EnvironmentDiff:
-        """Not offered by the API yet: planning runs where the stages' settings and tools are."""
-        raise ClientError("`tidegate diff` plans in-process, on a machine with the data directory and the stage "
-                          "tools: unset TIDEGATE_SERVER there")
+        """The server plans it (`GET /environments/{repo}/{env}/diff`), with its stage settings and tools."""
+        env = self._environment(environment)
+        return EnvironmentDiff.model_validate(
+            self._call("GET", f"/environments/{env['repository']}/{env['name']}/diff", timeout=DIFF_TIMEOUT))
 
     def _events(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """(event name, data) of a server-sent event stream; an error status is a ClientError."""
