@@ -22,9 +22,9 @@ from providers.stage import Action, Change, Outcome, Stage, StageContext, StageP
 from providers.terraform import TerraformBackend, TerraformSpec, TerraformStage
 from reconciler import pipeline, syncs
 from reconciler.runtime import Services
-from reconciler.targets import Connection
 from store import Database, Environment, Repository, Revision, SecretBox, SyncTrigger
 from tests.reconciler.conftest import EXAMPLE, make_repo_by
+from tests.support.diff_world import Targets
 from tests.support.doubles import RecordingQueue
 from tests.support.git_server import files_of
 from tidegate import cli_logs
@@ -222,22 +222,3 @@ def _manual_sync_of_staging(services: Services, tmp_path: Path) -> int:
         session.flush()
         return sync.id
 
-
-class Targets:
-    """Connection settings of the example's stages: none needed here."""
-
-    def infrastructure(self, repository: str, environment: str) -> Connection:
-        return Connection({}, {})
-
-    def configuration(self, repository: str, environment: str, nodes: Any, spec: Any) -> Connection:
-        return Connection({}, {})
-
-    def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:
-        return Connection({}, {"kubeconfig": kubeconfig or ""})
-
-    def secret(self, repository: str, environment: str, name: str, where: str) -> str:
-        raise AssertionError(f"no stored secrets here ({where})")
-
-    def preview(self, repository: str, environment: str, stage: str, connection: Connection,
-                refs: Any) -> Connection:
-        return connection
