@@ -376,7 +376,8 @@ def _sync_view(session: Any, sync: Sync, rollbacks: set[int], *, detail: bool) -
 
 def stage_summary(raw: Any) -> dict[str, Any]:
     """A stage result's summary as both clients give it: its plan's `+N ~M -K`, the apply's counts
-    per outcome, and why it was skipped or failed when it was."""
+    per outcome, why it was skipped or failed when it was, and while it applies how far it is
+    (`progress`: done, total, unit)."""
     data = raw if isinstance(raw, dict) else {}
     counts = data.get("counts")
     counts = counts if isinstance(counts, dict) else {}
@@ -385,6 +386,9 @@ def stage_summary(raw: Any) -> dict[str, Any]:
     for key in ("skipped", "error"):
         if isinstance(data.get(key), str) and data[key]:
             summary[key] = data[key]
+    progress = data.get("progress")
+    if isinstance(progress, dict) and {"done", "total", "unit"} <= set(progress):
+        summary["progress"] = {key: progress[key] for key in ("done", "total", "unit")}
     return summary
 
 
