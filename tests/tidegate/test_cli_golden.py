@@ -118,9 +118,7 @@ def test_the_terminal_form_is_the_golden_one(connected: Client, args: list[str],
 
 @pytest.mark.parametrize("args,name", COMMANDS)
 def test_the_json_document_is_the_golden_one(connected: Client, args: list[str], name: str) -> None:
-    kind = "http" if not isinstance(connected, LocalClient) else "local"
-    text = tidegate(connected, *args, "-o", "json")
-    assert_golden(f"{name}.{kind}.json" if name.startswith("show") else f"{name}.json", text)
+    assert_golden(f"{name}.json", tidegate(connected, *args, "-o", "json"))
 
 
 @pytest.fixture(params=CLIENTS)
