@@ -5,15 +5,22 @@ and the example repo in a real git repository, planned through the preview path
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
-from providers.stage import Change, Stage
+from dashboard.api import DIFF_RETRY_AFTER, DIFF_SLOTS
+from dashboard.identity import issue_token
+from providers.stage import Change, Stage, StageContext, StagePlan
 from reconciler.runtime import Services
-from store import AuditEvent, Plan, Sync
+from store import AuditEvent, Plan, Sync, User
+from tests.dashboard.conftest import make_app
 from tests.support.cli_world import api_client
 from tests.support.diff_world import CHANGES, plan_with
 from tidegate import cli_diff
@@ -77,3 +84,34 @@ def test_the_api_answers_409_when_the_desired_revision_cannot_be_planned(diff_st
     result = run_diff(services, CLIENTS[1].values[0], "staging")  # type: ignore[arg-type]
     assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr.startswith("error 409: revision 000000000000 could not be read: commit 0000")
+
+
+class Held:
+    """A stage whose plan waits until released (a diff in progress on the server)."""
+
+    def __init__(self, name: Stage, started: threading.Semaphore, release: threading.Event) -> None:
+        self.name, self.started, self.release = name, started, release
+
+    def plan(self, context: StageContext[Any]) -> StagePlan:
+        if self.name is Stage.INFRASTRUCTURE:
+            self.started.release()
+            self.release.wait(30)
+        return StagePlan(self.name, [], digest="")
+
+
+def test_the_api_plans_two_diffs_at_once_and_asks_a_third_to_retry(diff_staging: tuple[Services, str]) -> None:
+    services, _ = diff_staging
+    started, release = threading.Semaphore(0), threading.Event()
+    services.stages = lambda name: Held(name, started, release)  # type: ignore[assignment,return-value]
+    with services.database.session() as session:
+        token = issue_token(session, session.scalars(select(User).where(User.name == "vic")).one())[1]
+    path, headers = "/api/v1/environments/infra/staging/diff", {"Authorization": f"Bearer {token}"}
+    with TestClient(make_app(services)) as api, ThreadPoolExecutor(2) as pool:
+        running = [pool.submit(api.get, path, headers=headers) for _ in range(DIFF_SLOTS)]
+        for _ in range(DIFF_SLOTS):
+            assert started.acquire(timeout=30), "both diffs are planning"
+        refused = api.get(path, headers=headers)
+        release.set()
+        assert [future.result().status_code for future in running] == [200] * DIFF_SLOTS
+    assert (refused.status_code, refused.headers["retry-after"]) == (503, DIFF_RETRY_AFTER)
+    assert refused.json()["detail"] == "other diffs are being planned; try again"
