@@ -8,11 +8,12 @@ queueing every door shares), the shapes live in `dashboard.schemas`, the reading
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
@@ -24,6 +25,8 @@ from dashboard.approval_policies import add_policy_routes
 from dashboard.context import Context
 from dashboard.people import add_people_routes
 from dashboard.secrets import add_secret_routes
+from reconciler.commands import CommandRefused, EnvironmentName
+from reconciler.diffs import DiffFailed, EnvironmentDiff, diff_environment
 from reconciler.livelogs import INTERVAL
 from store import (
     ApprovalDecision,
@@ -47,6 +50,10 @@ Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 FINISHED = (SyncLifecycle.SUCCEEDED, SyncLifecycle.FAILED, SyncLifecycle.SUPERSEDED)
 LIVE_LOG_PERIOD = INTERVAL
 """Seconds between two looks at a running sync's logs: the pace its lines reach the store."""
+DIFF_SLOTS = 2
+"""Diffs planned at once by one server process: each runs Terraform, Ansible and a Kubernetes dry
+run, so a viewer's loop of requests must not take every core; past this, 503 with Retry-After."""
+DIFF_RETRY_AFTER = "5"
 
 
 def create_api(ctx: Context) -> APIRouter:
@@ -55,6 +62,7 @@ def create_api(ctx: Context) -> APIRouter:
     _reading(router, ctx, caller)
     _acting(router, ctx, caller)
     _logs(router, ctx, caller)
+    _diff(router, ctx, caller)
     add_people_routes(router, ctx, caller)
     add_policy_routes(router, ctx, caller)
     add_secret_routes(router, ctx, caller)
@@ -307,6 +315,31 @@ def _logs(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _diff(router: APIRouter, ctx: Context, caller_dep: Any) -> None:
+    slots = threading.BoundedSemaphore(DIFF_SLOTS)
+
+    @router.get("/environments/{repository}/{environment}/diff", tags=["environments"],
+                summary="What a sync of the desired revision would change now, per stage (`tidegate diff`)",
+                description="Planned read-only, as a pull request preview is: nothing applied, nothing stored. "
+                            "A stage that could not be planned has its `error`; the others are still planned.",
+                responses={503: {"model": s.ErrorOut, "description": "Too many diffs being planned; retry."}})
+    def diff(repository: str, environment: str, caller: Principal = caller_dep) -> EnvironmentDiff:
+        with ctx.services.database.session() as session:
+            env = find_environment(session, repository, environment)
+            require(caller, Permission.READ, views.key_of(env))
+        if not slots.acquire(blocking=False):
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "other diffs are being planned; try again",
+                                headers={"Retry-After": DIFF_RETRY_AFTER})
+        try:
+            return diff_environment(ctx.services, EnvironmentName(environment, repository))
+        except DiffFailed as failed:
+            raise Refusal(status.HTTP_409_CONFLICT, str(failed)) from None
+        except CommandRefused as refused:
+            raise Refusal(status.HTTP_404_NOT_FOUND, str(refused)) from None
+        finally:
+            slots.release()
 
 
 def _event(name: str, data: dict[str, str]) -> str:

@@ -73,6 +73,12 @@ class SyncBrief(Out):
     error: str | None
 
 
+class StageProgressOut(Out):
+    done: int
+    total: int
+    unit: str = Field(description="`objects` or `hosts`.")
+
+
 class StageStateOut(Out):
     stage: Stage
     status: StageStatus | None = Field(description="From the last sync; null when that sync did not reach it.")
@@ -86,6 +92,8 @@ class StageStateOut(Out):
     log: str | None = Field(default=None, description="The stage's log (secrets masked); only in sync detail.")
     skipped: str | None = Field(default=None, description="Why a skipped stage did not run, when it was left "
                                                            "out: e.g. `inputs unchanged since sync #12`.")
+    progress: StageProgressOut | None = Field(default=None, description="While the stage applies: how far it "
+                                              "is (Kubernetes objects applied, Ansible hosts through the task).")
 
 
 class EnvironmentOut(Out):

@@ -105,7 +105,9 @@ def stage_state(stage: Stage, row: SyncStageResult | None, *, with_log: bool) ->
     error = summary.get("error")
     skipped = summary.get("skipped")
     seconds = (row.finished_at - row.started_at).total_seconds() if row.finished_at and row.started_at else None
+    progress = _dict(summary.get("progress"))
     return s.StageStateOut(stage=stage, status=row.status, plan=plan if isinstance(plan, str) else "",
+                           progress=s.StageProgressOut.model_validate(progress) if progress else None,
                            counts=counts, outcomes=outcomes, error=error if isinstance(error, str) else None,
                            started_at=row.started_at, finished_at=row.finished_at, seconds=seconds,
                            log=row.log if with_log else None, skipped=skipped if isinstance(skipped, str) else None)

@@ -91,6 +91,11 @@ class StageContext(Generic[S]):
     """Where a stage sends each line of its log the moment it has it (secrets already masked), so
     people can follow a long apply; the whole log is still returned in the `StageResult`. Called
     from any thread; None when nobody follows."""
+    on_progress: Callable[[int, int, str], None] | None = None
+    """Where a stage says how far its apply is, as `(done, total, unit)` — Kubernetes objects
+    applied of those the plan writes, Ansible hosts through the running task — each time it
+    changes, so progress shows counts (`up`, `sync --wait`). Called from any thread; None when
+    nobody follows."""
 
 
 @dataclass

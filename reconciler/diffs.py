@@ -24,6 +24,7 @@ from reconciler.commands import EnvironmentName, find_environment
 from reconciler.errors import PlanningFailed
 from reconciler.runtime import Services
 from reconciler.session import open_session
+from reconciler.sources.git import SourceError
 from store import Repository
 
 
@@ -66,7 +67,10 @@ def diff_environment(services: Services, name: EnvironmentName) -> EnvironmentDi
             raise DiffFailed(f"{env.repository.name}/{env.name} has no desired revision yet (its repository "
                              "has not been polled)")
         repository, env_name, sha = _detached(env.repository), env.name, revision.sha
-    root, loaded_repo, invalid = repositories.load_at(services, repository, sha)
+    try:
+        root, loaded_repo, invalid = repositories.load_at(services, repository, sha)
+    except SourceError as error:  # the commit is gone (force-push) or the repository unreachable
+        raise DiffFailed(f"revision {sha[:12]} could not be read: {error}") from None
     if loaded_repo is None or env_name not in loaded_repo.environments:
         raise DiffFailed(f"revision {sha[:12]} " + (f"does not validate:\n{invalid}" if loaded_repo is None
                                                      else f"does not define {env_name!r}"))

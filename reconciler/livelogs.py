@@ -15,6 +15,10 @@ reader in every client and its own redaction, for a latency (sub-second) nobody 
 Terraform apply needs. The log only grows while the stage runs (whole lines, in order), so a
 reader that remembers how much it has seen reads only what is new.
 
+The same writes carry the stage's count (`StageContext.on_progress`: objects applied, hosts done)
+into the row's summary as `progress`, which `sync --wait` and `up` show while the stage runs; the
+summary written when the stage ends replaces it.
+
 A stage that streams keeps that log when it ends; one that cannot (it has no per-line output) has
 its whole log written once at the end, as before. A live log is capped at `LIMIT` characters:
 past that, one line says how much was left out (the stage's own artifacts keep everything).
@@ -25,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 from types import TracebackType
+from typing import NamedTuple
 
 from store import Database, StoreBusy, SyncStageResult
 
@@ -36,6 +41,14 @@ INTERVAL = 0.5
 """Seconds between two writes of one stage's log, at most (a line waits no longer than this)."""
 BATCH = 500
 """Lines that make a write at once, without waiting for the interval."""
+
+
+class Progress(NamedTuple):
+    """How far a running stage is: `done` of `total` `unit` (objects, hosts)."""
+
+    done: int
+    total: int
+    unit: str
 
 
 class LiveLog:
@@ -54,6 +67,8 @@ class LiveLog:
         self.dropped = 0
         """Lines left out past the limit."""
         self._pending: list[str] = []
+        self._progress: Progress | None = None
+        """The last count the stage reported, until it is written."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -66,6 +81,12 @@ class LiveLog:
             full = len(self._pending) >= self.batch
         if full:
             self._wake.set()
+
+    def progress(self, done: int, total: int, unit: str) -> None:
+        """Take the stage's latest count (`StageContext.on_progress`); the stage result's summary
+        holds it as `progress` within `interval` seconds (only the latest is kept)."""
+        with self._lock:
+            self._progress = Progress(done, total, unit)
 
     @property
     def streamed(self) -> bool:
@@ -94,18 +115,20 @@ class LiveLog:
         the stage's failure); on the final flush it is tried a few more times."""
         with self._lock:
             lines, self._pending = self._pending, []
+            progress, self._progress = self._progress, None
         text = self._within_limit(lines, final=final)
-        if not text:
+        if not text and progress is None:
             return
         for attempt in range(5 if final else 1):
             try:
-                self._append(text)
+                self._append(text, progress)
                 self.written += len(text)
                 return
             except StoreBusy:
                 if not final:
                     with self._lock:  # tried again at the next write, before the newer lines
                         self._pending[:0] = text.splitlines()
+                        self._progress = self._progress or progress
                     return
                 threading.Event().wait(0.2 * (attempt + 1))
         log.warning("stage result %s: %d characters of live log could not be stored", self.row_id, len(text))
@@ -125,7 +148,10 @@ class LiveLog:
             text += f"… {self.dropped} more lines not kept here (the live log holds {self.limit} characters)\n"
         return text
 
-    def _append(self, text: str) -> None:
+    def _append(self, text: str, progress: Progress | None) -> None:
         with self.database.session(write=True) as session:
             row = session.get_one(SyncStageResult, self.row_id)
-            row.log = (row.log or "") + text
+            if text:
+                row.log = (row.log or "") + text
+            if progress is not None:  # a new dict: the JSON column sees the change
+                row.summary = {**(row.summary or {}), "progress": progress._asdict()}

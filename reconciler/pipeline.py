@@ -416,7 +416,8 @@ def _apply_stage(services: Services, sync_id: int, lease: Lease, loaded: Environ
     inputs = loaded.input_fingerprint(stage)
     artefact = _digest_of(plan)
     with LiveLog(services.database, row_id) as live:  # lines reach the store while the stage runs
-        context = replace(context, superseded=lambda: _superseded(services, sync_id), on_line=live)
+        context = replace(context, superseded=lambda: _superseded(services, sync_id), on_line=live,
+                          on_progress=live.progress)
         try:
             result: StageResult = services.stages(stage).apply(context, plan)
         except StalePlan as error:  # nothing of the plan was applied: it is planned again

@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import json
 import re
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -25,7 +26,7 @@ import typer
 import yaml
 from typer.core import TyperGroup
 
-from tidegate.cli_reconcile import client, first_line
+from tidegate.cli_reconcile import client, clock, first_line, observed_ago, when
 from tidegate.client import ClientError, DriftView
 
 VALUE_WIDTH = 60
@@ -98,7 +99,10 @@ def _observed(environment: str) -> str:
                  if v.name == name and environment in (v.name, f"{v.repository}/{v.name}")), None)
     if view is None:
         return ""
-    line = f"last observed: {view.observed_at or 'never'}"
+    line = "last observed: never"
+    if view.observed_at:
+        seen = datetime.fromisoformat(view.observed_at)
+        line = f"last observed: {when(seen)} UTC ({observed_ago(view.observed_at, clock())})"
     return line + (f" ({view.observation.splitlines()[0]})" if view.observation else "")
 
 

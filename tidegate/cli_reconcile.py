@@ -17,6 +17,8 @@ import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
 from reconciler import repositories
@@ -24,7 +26,7 @@ from reconciler.runtime import Services, hand_off
 from reconciler.sources.git import safe_url
 from store import GitHost, Repository
 from store.files import private_directory
-from tidegate.client import Client, ClientError, EnvironmentView, LocalClient, SyncView
+from tidegate.client import DEFERRED, Client, ClientError, EnvironmentView, LocalClient, SyncView
 from tidegate.http_client import HttpClient
 from tidegate.progress import watch_sync
 from tidegate.settings import Settings
@@ -233,14 +235,68 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Deprecated (use
 
 
 def _status_table(views: list[EnvironmentView], *, wide: bool) -> None:
-    if views:
-        head = f"{'ENVIRONMENT':<12} {'REVISION':<12} {'SYNC STATUS':<16} {'HEALTH':<11} {'LAST OBSERVED':<13} NOTES"
-        if wide:
-            head = (f"{'REPOSITORY':<12} {'ENVIRONMENT':<12} {'REVISION':<12} {'LAST SYNC OF':<12} "
-                    f"{'SYNC STATUS':<16} {'HEALTH':<11} {'LAST OBSERVED':<13} NOTES")
-        out.print(f"[bold]{head}[/]")
-    for view in views:
-        out.print(status_line(view, wide=wide))
+    """The environments as a table: revision, sync status, health, when last observed, open drift
+    reports and what else a person should know (paused, the last sync and why it failed)."""
+    if not views:
+        return
+    now = clock()
+    columns = [*(["REPOSITORY"] if wide else []), "ENVIRONMENT", "REVISION", *(["LAST SYNC OF"] if wide else []),
+               "SYNC STATUS", "HEALTH", "LAST OBSERVED", "DRIFT", "NOTES"]
+    rows = [[*([Text(view.repository)] if wide else []), Text(view.name), Text((view.revision or "-")[:12]),
+             *([Text((view.last_sync_revision or "-")[:12])] if wide else []),
+             Text(view.sync_status, style=_STATUS_COLOUR.get(view.sync_status, "")),
+             Text(view.health, style=_HEALTH_COLOUR.get(view.health, "")), Text(observed_ago(view.observed_at, now)),
+             Text(str(view.open_drift)), Text("; ".join(status_notes(view)))] for view in views]
+    print_table(columns, rows, wrapping={"NOTES": 30})
+
+
+def status_notes(view: EnvironmentView) -> list[str]:
+    """What the status table's NOTES say of an environment."""
+    notes = []
+    if view.paused:
+        notes.append("auto-sync paused")
+    if view.last_sync is not None:
+        notes.append(f"last sync #{view.last_sync} {view.last_sync_status}")
+    if view.message and view.last_sync_status in ("failed", "pending"):
+        notes.append(view.message)
+    if view.observation:
+        notes.append(view.observation.splitlines()[0])
+    return notes
+
+
+def clock() -> datetime:
+    """Now, for ages ("3m ago"); one place a test can fix it."""
+    return datetime.now(UTC)
+
+
+UNWRAPPED = 1000
+"""Width of a table written to a pipe or file: no wrapping, one row a line, as `kubectl get` does."""
+
+
+def print_table(columns: list[str], rows: list[list[Text]], *, wrapping: dict[str, int]) -> None:
+    """A table with a header row, as wide as the terminal (COLUMNS when set): the `wrapping` columns
+    wrap at word boundaries when the row does not fit, each kept at least as wide as given; the
+    others never wrap. Written to a pipe, a row is one line. Trailing spaces are left out."""
+    sized = bool(os.environ.get("COLUMNS")) or sys.stdout.isatty()
+    width = Console().width if sized else UNWRAPPED
+    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold", show_edge=False)
+    for name in columns:
+        table.add_column(name, no_wrap=name not in wrapping, overflow="fold", min_width=wrapping.get(name))
+    for row in rows:
+        table.add_row(*row)
+    lines = _rendered(table, width)
+    for narrower in range(width - 1, width - 8, -1):  # rich's shrinking of wrapped columns can come out a
+        if max(map(len, lines), default=0) <= width:  # character or two wider than asked
+            break
+        lines = _rendered(table, narrower)
+    sys.stdout.write("".join(line + "\n" for line in lines))
+
+
+def _rendered(table: Table, width: int) -> list[str]:
+    console = Console(highlight=False, width=width)
+    with console.capture() as captured:
+        console.print(table, crop=False)
+    return [line.rstrip() for line in captured.get().splitlines()]
 
 
 def history(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")],
@@ -255,33 +311,26 @@ def history(environment: Annotated[str, typer.Argument(help="ENV or REPO/ENV")],
     if output in (Output.json, Output.yaml):
         print_document(views, output)
         return
-    wide = output is Output.wide
     if views:
-        out.print(f"[bold]{history_header(wide=wide)}[/]")
-    for view in views:
-        out.print(history_line(view, wide=wide), markup=False)
+        wide = output is Output.wide
+        columns = ["SYNC", "CREATED", "REVISION", "TRIGGER", "STATUS", "TOOK", *(["FINGERPRINT"] if wide else []),
+                   "COMMIT", "APPROVED BY", "MESSAGE"]
+        print_table(columns, [history_row(view, wide=wide) for view in views],
+                    wrapping={"COMMIT": 20, "APPROVED BY": 11, "MESSAGE": 16})
 
 
-def history_header(*, wide: bool = False) -> str:
-    fingerprint = f"{'FINGERPRINT':<16} " if wide else ""
-    return (f"{'SYNC':<6} {'CREATED':<19} {'REVISION':<12} {'TRIGGER':<8} {'STATUS':<18} {'TOOK':>7}  "
-            f"{fingerprint}{'COMMIT':<{COMMIT_WIDTH}} {'APPROVED BY':<{APPROVERS_WIDTH}} MESSAGE")
+MESSAGE_WIDTH = 72
+"""Characters of a failed sync's first error line in the history table, cut at a word (`show` has it all)."""
 
 
-COMMIT_WIDTH = 40
-APPROVERS_WIDTH = 16
-
-
-def history_line(view: SyncView, *, wide: bool = False) -> str:
+def history_row(view: SyncView, *, wide: bool = False) -> list[Text]:
     """One sync as a history row (plain text: commit subjects and messages are not markup)."""
     took = duration(view.finished_at - view.created_at) if view.finished_at is not None else "-"
-    trigger = "rollback" if view.rollback else view.trigger
-    fingerprint = f"{(view.fingerprint or '-')[:16]:<16} " if wide else ""
-    subject = first_line(view.commit_subject, COMMIT_WIDTH) or "-"
-    approvers = first_line(", ".join(view.approvers), APPROVERS_WIDTH) or "-"
-    return (f"#{view.id:<5} {when(view.created_at)} {(view.revision or '-')[:12]:<12} {trigger:<8} "
-            f"{view.status:<18} {took:>7}  {fingerprint}{subject:<{COMMIT_WIDTH}} {approvers:<{APPROVERS_WIDTH}} "
-            f"{first_line(view.error or '', 100)}").rstrip()
+    fingerprint = [Text((view.fingerprint or "-")[:16])] if wide else []
+    return [Text(f"#{view.id}"), Text(view.created_at.strftime("%Y-%m-%d %H:%M")), Text((view.revision or "-")[:12]),
+            Text("rollback" if view.rollback else view.trigger), Text(view.status), Text(took, justify="right"),
+            *fingerprint, Text(first_line(view.commit_subject, 200) or "-"),
+            Text(", ".join(view.approvers) or "-"), Text(first_line(view.error or "", MESSAGE_WIDTH))]
 
 
 def when(moment: datetime) -> str:
@@ -310,10 +359,11 @@ def first_line(text: str, width: int) -> str:
 
 def show(sync_id: Annotated[int, typer.Argument(help="Sync id.")],
          logs: Annotated[bool, typer.Option("--logs", help="Print each stage's log.")] = False,
-         diff: Annotated[bool, typer.Option("--diff", help="Print each change's diff (secrets masked).")] = False,
+         diff: Annotated[bool, typer.Option("--diff/--no-diff", help="Each change's diff (secrets masked) under "
+                                            "it, or only the changes.")] = True,
          output: OutputOption = None) -> None:
-    """One sync: who approved it, its plan (per stage, each change; --diff: with its diff), per-stage
-    results and, with --logs, the logs."""
+    """One sync: its commit, who approved it and when, its plan (per stage, each change with its diff),
+    what each stage did and how long it took, and, with --logs, the logs."""
     try:
         view = client().show_sync(sync_id)
     except ClientError as error:
@@ -324,8 +374,6 @@ def show(sync_id: Annotated[int, typer.Argument(help="Sync id.")],
     print_sync(view, logs=logs, diffs=diff)
 
 
-DEFERRED = "planned after infrastructure applies"
-"""What a stored plan says of a stage deferred until infrastructure applied (`reconciler.plans`)."""
 
 
 def print_sync(view: SyncView, *, logs: bool = False, diffs: bool = False) -> None:
@@ -343,7 +391,7 @@ def print_sync(view: SyncView, *, logs: bool = False, diffs: bool = False) -> No
         out.print(f"  {stage}: {plan_summary(plan, applied=stage in finished)}", markup=False)
         _print_changes(plan.get("changes", []), diffs=diffs)
     for result in view.stages:
-        seconds = f" in {result.seconds:.1f}s" if result.seconds is not None else ""
+        seconds = f" in {duration(timedelta(seconds=result.seconds))}" if result.seconds is not None else ""
         counts = ", ".join(f"{count} {outcome}" for outcome, count in (result.summary.get("counts") or {}).items())
         why = result.summary.get("skipped") if result.status == "skipped" else None
         out.print(f"  result {result.stage}: {result.status}{seconds}{': ' + counts if counts else ''}"

@@ -211,7 +211,7 @@ class LocalClient:
         with self.services.database.session() as session:
             env = self._find(session, environment)
             rollbacks = history.rollback_ids(session, env)
-            return [_sync_view(session, sync, rollbacks, with_logs=False)
+            return [_sync_view(session, sync, rollbacks, detail=False)
                     for sync in sync_history(session, env.id, limit)]
 
     def show_sync(self, sync_id: int) -> SyncView:
@@ -219,7 +219,7 @@ class LocalClient:
             sync = session.get(Sync, sync_id)
             if sync is None:
                 raise ClientError(f"no sync {sync_id}")
-            return _sync_view(session, sync, history.rollback_ids(session, sync.environment), with_logs=True)
+            return _sync_view(session, sync, history.rollback_ids(session, sync.environment), detail=True)
 
     def drift(self, environment: str, include_resolved: bool = False) -> list[DriftView]:
         """An environment's open drift reports (with `include_resolved`, the resolved ones too), newest
@@ -359,16 +359,56 @@ def _answered(command: Callable[[], T]) -> T:
         raise ClientError(str(refused)) from None
 
 
-def _sync_view(session: Any, sync: Sync, rollbacks: set[int], *, with_logs: bool) -> SyncView:
-    """A sync as the CLI shows it; `rollbacks` are the ids of its environment's rollback syncs."""
-    stages = [StageView(r.stage.value, r.status.value, r.summary,
+def _sync_view(session: Any, sync: Sync, rollbacks: set[int], *, detail: bool) -> SyncView:
+    """A sync as the CLI shows it; `rollbacks` are the ids of its environment's rollback syncs. The
+    history (not `detail`) leaves out the stages and the plan, as the API's history does."""
+    results = sorted(sync.stage_results, key=lambda r: r.id) if detail else []
+    stages = [StageView(r.stage.value, r.status.value, stage_summary(r.summary),
                         (r.finished_at - r.started_at).total_seconds() if r.finished_at and r.started_at else None,
-                        r.log if with_logs else "") for r in sorted(sync.stage_results, key=lambda r: r.id)]
+                        r.log) for r in results]
     approved = history.approved(session, sync)
-    return SyncView(sync.id, sync.environment.name, sync.revision.sha if sync.revision else None, sync.trigger.value,
-                    sync.status.value, sync.created_at, sync.finished_at, sync.error,
-                    sync.plan.fingerprint if sync.plan else None, sync.plan.stages if sync.plan else {}, stages,
+    plan = {stage: plan_stage(raw) for stage, raw in sync.plan.stages.items()} if sync.plan and detail else {}
+    return SyncView(sync.id, commands.key_of(sync.environment), sync.revision.sha if sync.revision else None,
+                    sync.trigger.value, sync.status.value, sync.created_at, sync.finished_at, sync.error,
+                    sync.plan.fingerprint if sync.plan else None, plan, stages,
                     history.commit_subject(sync), approved.by, approved.at, sync.id in rollbacks)
+
+
+def stage_summary(raw: Any) -> dict[str, Any]:
+    """A stage result's summary as both clients give it: its plan's `+N ~M -K`, the apply's counts
+    per outcome, why it was skipped or failed when it was, and while it applies how far it is
+    (`progress`: done, total, unit)."""
+    data = raw if isinstance(raw, dict) else {}
+    counts = data.get("counts")
+    counts = counts if isinstance(counts, dict) else {}
+    summary: dict[str, Any] = {"plan": str(data.get("plan") or ""),
+                               "counts": {str(k): v for k, v in counts.items() if isinstance(v, int)}}
+    for key in ("skipped", "error"):
+        if isinstance(data.get(key), str) and data[key]:
+            summary[key] = data[key]
+    progress = data.get("progress")
+    if isinstance(progress, dict) and {"done", "total", "unit"} <= set(progress):
+        summary["progress"] = {key: progress[key] for key in ("done", "total", "unit")}
+    return summary
+
+
+def plan_stage(raw: Any) -> dict[str, Any]:
+    """A stage of a sync's plan as both clients give it: summary, whether it was deferred until
+    infrastructure applied (and since planned), its changes (address, action, diff), why skipped."""
+    data = raw if isinstance(raw, dict) else {}
+    deferred = bool(data.get("deferred"))
+    stage: dict[str, Any] = {
+        "summary": DEFERRED if deferred and not data.get("summary") else str(data.get("summary") or ""),
+        "deferred": deferred, "planned_after_apply": bool(data.get("planned_after_apply")),
+        "changes": [{"address": str(c.get("address", "")), "action": str(c.get("action", "")),
+                     "diff": str(c.get("diff", ""))} for c in data.get("changes") or [] if isinstance(c, dict)]}
+    if isinstance(data.get("skipped"), str) and data["skipped"]:
+        stage["skipped"] = data["skipped"]
+    return stage
+
+
+DEFERRED = "planned after infrastructure applies"
+"""What a plan says of a stage deferred until infrastructure applied (`reconciler.plans`)."""
 
 
 def _drift_view(report: DriftReport, decision: DriftDecision) -> DriftView:

@@ -28,9 +28,13 @@ from tidegate.client import (
     LogEvent,
     StageView,
     SyncView,
+    plan_stage,
+    stage_summary,
 )
 
 BUSY_RETRIES = 10
+DIFF_TIMEOUT = 900.0
+"""Seconds a diff may take on the server: a Terraform plan of a large state takes minutes."""
 
 
 class HttpClient:
@@ -39,13 +43,15 @@ class HttpClient:
         self.http = httpx.Client(base_url=server.rstrip("/") + "/api/v1", timeout=timeout, transport=transport,
                                  headers={"Authorization": f"Bearer {token}"})
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = self.http.request(method, path, json=body)
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, *,
+              timeout: float | None = None) -> Any:
+        wait = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+        response = self.http.request(method, path, json=body, timeout=wait)
         for _ in range(BUSY_RETRIES):  # 503 + Retry-After: the server's store was busy and kept nothing
             if response.status_code != 503 or "retry-after" not in response.headers:
                 break
             time.sleep(min(float(response.headers["retry-after"]), 5.0))
-            response = self.http.request(method, path, json=body)
+            response = self.http.request(method, path, json=body, timeout=wait)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail")
@@ -78,25 +84,20 @@ class HttpClient:
                 e["repository"], e["name"], (e.get("revision") or {}).get("sha"), e["sync_status"], e["health"],
                 e["auto_sync_paused"], e["open_drift_reports"], last.get("id"), last.get("status"),
                 ((last.get("error") or "").splitlines() or [""])[0][:200], last.get("revision"),
-                e.get("observed_at"), e.get("observation") or ""))
+                _iso(e.get("observed_at")), e.get("observation") or ""))
         return views
 
     def history(self, environment: str, limit: int = 20) -> list[SyncView]:
         env = self._environment(environment)
         rows = self._call("GET", f"/environments/{env['repository']}/{env['name']}/syncs?limit={limit}")
-        return [_sync(row, env["name"]) for row in rows]
+        return [_sync(row, f"{env['repository']}/{env['name']}") for row in rows]
 
     def show_sync(self, sync_id: int) -> SyncView:
         row = self._call("GET", f"/syncs/{sync_id}")
         view = _sync(row, row["environment"])
         if row.get("plan_id"):
             plan = self._call("GET", f"/plans/{row['plan_id']}")
-            view.plan.update({stage["stage"]: {"summary": "planned after infrastructure applies"
-                                               if stage["deferred"] else stage["summary"],
-                                               "deferred": stage["deferred"],
-                                               "planned_after_apply": stage.get("planned_after_apply", False),
-                                               **({"skipped": stage["skipped"]} if stage.get("skipped") else {}),
-                                               "changes": stage["changes"]} for stage in plan["stages"]})
+            view.plan.update({stage["stage"]: plan_stage(stage) for stage in plan["stages"]})
         return view
 
     def drift(self, environment: str, include_resolved: bool = False) -> list[DriftView]:
@@ -164,9 +165,10 @@ class HttpClient:
                 return
 
     def diff(self, environment: str) -> EnvironmentDiff:
-        """Not offered by the API yet: planning runs where the stages' settings and tools are."""
-        raise ClientError("`tidegate diff` plans in-process, on a machine with the data directory and the stage "
-                          "tools: unset TIDEGATE_SERVER there")
+        """The server plans it (`GET /environments/{repo}/{env}/diff`), with its stage settings and tools."""
+        env = self._environment(environment)
+        return EnvironmentDiff.model_validate(
+            self._call("GET", f"/environments/{env['repository']}/{env['name']}/diff", timeout=DIFF_TIMEOUT))
 
     def _events(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """(event name, data) of a server-sent event stream; an error status is a ClientError."""
@@ -186,16 +188,19 @@ class HttpClient:
 
 
 def _sync(row: dict[str, Any], environment: str) -> SyncView:
-    stages = [StageView(s["stage"], s["status"] or "pending",
-                        {"counts": s.get("counts", {}), "plan": s.get("plan"),
-                         **({"skipped": s["skipped"]} if s.get("skipped") else {})},
-                        s.get("seconds"), s.get("log") or "") for s in row.get("stages", [])]
+    stages = [StageView(s["stage"], s["status"], stage_summary(s), s.get("seconds"), s.get("log") or "")
+              for s in row.get("stages", []) if s["status"] is not None]  # None: the sync did not reach it
     finished, approved_at = row.get("finished_at"), row.get("approved_at")
     return SyncView(row["id"], environment, row.get("revision"), row["trigger"], row["status"],
                     datetime.fromisoformat(row["created_at"]), datetime.fromisoformat(finished) if finished else None,
                     row.get("error"), row.get("fingerprint"), {}, stages, row.get("commit_subject", ""),
                     tuple(row.get("approved_by", [])), datetime.fromisoformat(approved_at) if approved_at else None,
                     bool(row.get("rollback", False)))
+
+
+def _iso(moment: str | None) -> str | None:
+    """A time from the API (`…Z`) as the local client writes it (`…+00:00`)."""
+    return datetime.fromisoformat(moment).isoformat() if moment else None
 
 
 def _decision_body(comment: str, as_user: str | None) -> dict[str, Any]:

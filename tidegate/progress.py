@@ -3,9 +3,11 @@ for how long, and counts where the stage's live log says them.
 
 Read from what every client already returns (`show_sync`: the sync's status, its stages' rows with
 their start and their live log, the plan's changes), so it works in-process and over HTTP alike.
-Counts: Terraform resources done / planned, from the `... complete` lines Terraform prints as each
-resource finishes (they reach the store while the stage runs, `reconciler.livelogs`); the other
-stages show how many changes their plan holds until their result counts them.
+Counts: what the running stage reports (`StageContext.on_progress`, kept in its result's summary
+while it runs, `reconciler.livelogs`): Kubernetes objects applied / total, Ansible hosts done /
+total through the running task. Terraform resources done / planned come from the `... complete`
+lines Terraform prints as each resource finishes (in the live log). Before a stage reports, the
+count of changes its plan holds is shown.
 
 On a terminal a rich status line is redrawn in place; otherwise one line is printed per change of
 state, and a heartbeat line with the elapsed time when nothing changed for `HEARTBEAT` seconds,
@@ -56,11 +58,15 @@ def progress_of(view: SyncView) -> SyncProgress:
         return SyncProgress(view.id, view.status, None, _STEP.get(view.status, "done"), None, None, "")
     planned = view.plan.get(running.stage) or {}
     total = len(planned.get("changes") or []) or None
+    step = "apply and health" if running.stage == "workloads" else "apply"
+    reported = running.summary.get("progress")
+    if isinstance(reported, dict):  # the stage's own count (StageContext.on_progress)
+        return SyncProgress(view.id, view.status, running.stage, step, int(reported["done"]),
+                            int(reported["total"]), str(reported["unit"]))
     if running.stage == "infrastructure":
         return SyncProgress(view.id, view.status, running.stage, "apply",
                             len(_TF_DONE.findall(running.log)), total, "resources")
     noun = "host tasks" if running.stage == "configuration" else "objects"
-    step = "apply and health" if running.stage == "workloads" else "apply"
     return SyncProgress(view.id, view.status, running.stage, step, None, total, noun)
 
 

@@ -18,6 +18,7 @@ from reconciler.runtime import QueueUnavailable, Services
 from store import StoreBusy
 from tidegate.docs import add_docs
 from tidegate.settings import Settings
+from tidegate.wiring import install_seal
 from tidegate.worker import build_services, make_app
 
 
@@ -27,6 +28,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     from webhooks.app import create_router as webhook_router
 
     make_app(settings)
+    install_seal(settings)  # `GET …/diff` plans here: repository code runs sealed as on a worker (fails closed)
     svc = services or build_services(settings)
     app = FastAPI(title="Tidegate", version="0.1.0", description="GitOps reconciler for whole environments: "
                   "Terraform -> Ansible -> Kubernetes. The API lives under /api/v1.", docs_url=None, redoc_url=None)

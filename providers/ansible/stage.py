@@ -357,7 +357,8 @@ class AnsibleStage:
                 if len(_SYNTAX_OK) >= _SYNTAX_CACHE_SIZE:
                     _SYNTAX_OK.clear()
                 _SYNTAX_OK[inputs.digest] = time.time()
-            outcome = execute(prepared, _event_lines(context.on_line, self._masker(context)))
+            outcome = execute(prepared, _following(_event_lines(context.on_line, self._masker(context)),
+                                                   _host_progress(context.on_progress, inputs.inventory)))
         finally:
             prepared.finish()
         _write_summary(data_dir, outcome)
@@ -379,6 +380,57 @@ def _event_lines(on_line: Callable[[str], None] | None, mask: _Masker) -> Callab
             on_line(mask(line))
 
     return handle
+
+
+def _following(*handlers: Callable[[dict[str, Any]], None] | None) -> Callable[[dict[str, Any]], None] | None:
+    """One event handler calling each given one, or None when none is given."""
+    present = [handler for handler in handlers if handler is not None]
+    if not present:
+        return None
+
+    def handle(event: dict[str, Any]) -> None:
+        for handler in present:
+            handler(event)
+
+    return handle
+
+
+_HOST_RESULTS = ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable")
+
+
+def _host_progress(on_progress: Callable[[int, int, str], None] | None,
+                   inventory: dict[str, Any]) -> Callable[[dict[str, Any]], None] | None:
+    """An event handler reporting hosts done / total: the hosts that answered the task that runs
+    now (a new task starts again from 0), all of them once the play recap comes. Total is the
+    inventory's hosts."""
+    if on_progress is None:
+        return None
+    total = len(inventory_hosts(inventory))
+    answered: set[str] = set()
+
+    def handle(event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "playbook_on_task_start":
+            answered.clear()
+        elif kind in _HOST_RESULTS:
+            answered.add(str((event.get("event_data") or {}).get("host", "")))
+        elif kind == "playbook_on_stats":
+            answered.update(inventory_hosts(inventory))
+        else:
+            return
+        on_progress(min(len(answered), total), total, "hosts")
+
+    return handle
+
+
+def inventory_hosts(inventory: dict[str, Any]) -> set[str]:
+    """Every host named in an inventory (YAML form: groups with `hosts` and `children`)."""
+    hosts: set[str] = set()
+    for group in inventory.values():
+        if isinstance(group, dict):
+            hosts.update(str(name) for name in (group.get("hosts") or {}))
+            hosts |= inventory_hosts(group.get("children") or {})
+    return hosts
 
 
 class _Masker:

@@ -624,10 +624,16 @@ class KubernetesStage:
         memory: Memory = {}
         error: str | None = None
         done: set[str] = set()
+        written = 0
+        if context.on_progress is not None:
+            context.on_progress(0, len(steps), "objects")
         for wave in _waves(steps):
             for step, (outcome, line, answered, failure) in zip(wave, self._map_steps(client, wave, ready),
                                                                 strict=True):
                 address = step.prepared.ref.address
+                written += 1
+                if context.on_progress is not None:  # counted as each write is answered, failed ones too
+                    context.on_progress(written, len(steps), "objects")
                 if failure is not None:
                     error = error or failure
                     log.append(failure)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from reconciler.livelogs import LiveLog
+from reconciler.livelogs import LiveLog, Progress
 from store import Database, Environment, Repository, Stage, Sync, SyncStageResult, SyncTrigger
 from store.redaction import MASK, remember
 
@@ -19,9 +20,9 @@ class CountedLiveLog(LiveLog):
 
     writes = 0
 
-    def _append(self, text: str) -> None:
+    def _append(self, text: str, progress: Progress | None) -> None:
         self.writes += 1
-        super()._append(text)
+        super()._append(text, progress)
 
 
 @pytest.fixture
@@ -88,3 +89,26 @@ def test_past_the_limit_lines_are_counted_not_kept(row: tuple[Database, int]) ->
             live(line)
     assert stored(database, row_id).splitlines() == [
         "0123456789", "abcdefgh", "… 2 more lines not kept here (the live log holds 20 characters)"]
+
+
+def test_the_latest_count_reaches_the_summary_while_the_stage_runs_in_few_writes(row: tuple[Database, int]) -> None:
+    """A stage reporting each of 2,000 objects makes a handful of writes; readers see the latest count
+    before the stage ends, next to the summary's other keys."""
+    database, row_id = row
+    with database.session() as session:
+        session.get_one(SyncStageResult, row_id).summary = {"plan": "+2000 ~0 -0"}
+    live = CountedLiveLog(database, row_id, interval=0.2)
+    with live:
+        for done in range(2001):
+            live.progress(done, 2000, "objects")
+        deadline = time.monotonic() + 2.0
+        while summary(database, row_id).get("progress", {}).get("done") != 2000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert summary(database, row_id) == {"plan": "+2000 ~0 -0",
+                                             "progress": {"done": 2000, "total": 2000, "unit": "objects"}}
+    assert live.writes <= 3 and not live.streamed, "counts are no log lines"
+
+
+def summary(database: Database, row_id: int) -> dict[str, Any]:
+    with database.session() as session:
+        return dict(session.get_one(SyncStageResult, row_id).summary or {})

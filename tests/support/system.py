@@ -79,9 +79,11 @@ class System:
                                                       None, None)
 
     def syncs(self, environment: str) -> list[SyncView]:
+        """The environment's syncs, newest first, each in detail (stages and plan: the history's
+        lines leave them out, as the API's history does)."""
         if not any(v.name == environment for v in self.client.status()):
             return []
-        return self.client.history(environment, limit=100)
+        return [self.client.show_sync(line.id) for line in self.client.history(environment, limit=100)]
 
 
     def commit(self, files: dict[str, str | bytes | None], message: str) -> str:

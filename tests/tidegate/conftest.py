@@ -1,5 +1,6 @@
-"""Fixtures shared by the CLI tests: a Redis server for the module, and a store with one finished sync
-whose three stages have logs (for `tidegate logs`), read in-process and over the real API."""
+"""Fixtures shared by the CLI tests: a Redis server for the module; a store with one finished sync
+whose three stages have logs (for `tidegate logs`), read in-process and over the real API; the fixed
+history of the golden-output tests; the example's staging as `tidegate diff` plans it."""
 
 from __future__ import annotations
 
@@ -8,13 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
-from sqlalchemy import select
 
-from dashboard.identity import issue_token
 from reconciler.runtime import Services
-from store import Stage, StageStatus, Sync, SyncLifecycle, SyncStageResult, SyncTrigger, User
-from tests.dashboard.conftest import make_app
+from store import Stage, StageStatus, Sync, SyncLifecycle, SyncStageResult, SyncTrigger
+from tests.support.cli_world import api_client, build_cli_world
+from tests.support.diff_world import build_diff_world
 from tests.support.drift_store import T0, build_drift_store
 from tests.support.redis_server import start_redis
 from tidegate.client import LocalClient
@@ -57,13 +56,25 @@ def logged_sync(tmp_path: Path, redis_server: EmbeddedRedis) -> Iterator[tuple[S
 @pytest.fixture
 def http_client(logged_sync: tuple[Services, int]) -> Iterator[HttpClient]:
     """The HTTP client as `ops` (an admin) against the real API over the same store."""
-    services, _ = logged_sync
-    with services.database.session() as session:
-        token = issue_token(session, session.scalars(select(User).where(User.name == "ops")).one())[1]
-    with TestClient(make_app(services)) as api:
-        yield HttpClient("http://testserver", token, transport=api._transport)
+    yield from api_client(logged_sync[0], "ops")
 
 
 @pytest.fixture
 def local_client(logged_sync: tuple[Services, int]) -> LocalClient:
     return LocalClient(logged_sync[0], login="ops")
+
+
+@pytest.fixture
+def diff_staging(tmp_path: Path, redis_server: EmbeddedRedis) -> Iterator[tuple[Services, str]]:
+    """(services, head SHA): the example's staging as `tidegate diff` plans it (tests.support.diff_world)."""
+    services, head = build_diff_world(tmp_path, redis_client(redis_server.client_url))
+    yield services, head
+    services.database.dispose()
+
+
+@pytest.fixture
+def cli_world(tmp_path: Path, redis_server: EmbeddedRedis) -> Iterator[Services]:
+    """The golden tests' fixed history (tests.support.cli_world)."""
+    services = build_cli_world(tmp_path / "data", redis_client(redis_server.client_url))
+    yield services
+    services.database.dispose()

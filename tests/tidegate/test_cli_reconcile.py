@@ -97,7 +97,7 @@ def test_status_prints_one_line_per_environment(data_dir: Path, redis_server: Em
     text = run(data_dir, redis_server, "status").stdout
     assert "staging" in text and views["staging"]["revision"][:12] in text and "Synced" in text
     assert text.splitlines()[0].split() == ["ENVIRONMENT", "REVISION", "SYNC", "STATUS", "HEALTH", "LAST", "OBSERVED",
-                                            "NOTES"]
+                                            "DRIFT", "NOTES"]
     assert views["staging"]["observed_at"] is None  # this store was written by hand: nothing ever looked
     assert " never " in next(line for line in text.splitlines() if line.startswith("staging"))
 

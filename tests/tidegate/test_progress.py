@@ -10,7 +10,10 @@ from datetime import UTC, datetime
 import pytest
 from rich.console import Console
 
-from tidegate.client import EnvironmentView, StageView, SyncView
+from reconciler.runtime import Services
+from store import StageStatus, SyncLifecycle, SyncStageResult
+from tidegate.client import Client, EnvironmentView, LocalClient, StageView, SyncView
+from tidegate.http_client import HttpClient
 from tidegate.progress import progress_of, watch_sync
 from tidegate.up import sentences
 
@@ -32,6 +35,12 @@ def sync_view(status: str, *stages: StageView) -> SyncView:
     pytest.param(sync_view("applying", StageView("infrastructure", "succeeded", {}, 9.0),
                            StageView("workloads", "applying", {}, None)),
                  "sync #3 applying workloads (apply and health): 4 objects planned", id="workloads-planned"),
+    pytest.param(sync_view("applying", StageView("workloads", "applying",
+                                                 {"progress": {"done": 3, "total": 7, "unit": "objects"}}, None)),
+                 "sync #3 applying workloads (apply and health): 3/7 objects", id="kubernetes-objects-applied"),
+    pytest.param(sync_view("applying", StageView("configuration", "applying",
+                                                 {"progress": {"done": 1, "total": 2, "unit": "hosts"}}, None)),
+                 "sync #3 applying configuration (apply): 1/2 hosts", id="ansible-hosts-done"),
 ])
 def test_a_syncs_state_names_its_stage_step_and_counts(view: SyncView, state: str) -> None:
     assert progress_of(view).state() == state
@@ -78,3 +87,18 @@ def env(name: str, status: str, health: str, last: int | None, last_status: str 
 ])
 def test_up_ends_with_one_true_sentence_per_environment(view: EnvironmentView, sentence: str) -> None:
     assert sentences([view]) == [sentence]
+
+
+def test_a_running_stages_count_reads_the_same_in_process_and_over_the_api(
+        logged_sync: tuple[Services, int], local_client: LocalClient, http_client: HttpClient) -> None:
+    """The count a stage reported (kept in its result's summary by the live log) reaches a watcher
+    through either client."""
+    services, sync_id = logged_sync
+    with services.database.session() as session:
+        row = session.query(SyncStageResult).filter_by(sync_id=sync_id, stage="workloads").one()
+        row.status, row.finished_at, row.summary = StageStatus.APPLYING, None, {
+            "progress": {"done": 12, "total": 40, "unit": "objects"}}
+        row.sync.status = SyncLifecycle.APPLYING
+    clients: list[Client] = [local_client, http_client]
+    assert [progress_of(client.show_sync(sync_id)).state() for client in clients] == [
+        f"sync #{sync_id} applying workloads (apply and health): 12/40 objects"] * 2

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,24 @@ def test_an_apply_hands_each_line_of_its_output_to_the_live_log_as_the_run_goes(
     assert result.succeeded, result.error
     assert any(line.startswith("TASK [") for line in lines) and any("PLAY RECAP" in line for line in lines)
     assert [line for line in lines if line.strip()] == [line for line in result.log.splitlines() if line.strip()]
+
+
+def test_an_apply_reports_hosts_done_of_the_inventorys_hosts_as_the_run_goes(
+    node_roots: NodeRoots, tmp_path: Path,
+) -> None:
+    """`StageContext.on_progress` says how many hosts answered the running task (0 again when a task
+    starts) and all of them at the recap; the total is the inventory's hosts."""
+    roots = node_roots(2)
+    stage = AnsibleStage()
+    context = local_context("interpreter.yml", roots, tmp_path / "artifacts", {})
+    plan = stage.plan(context)
+    counts: list[tuple[int, int, str]] = []
+
+    result = stage.apply(replace(context, on_progress=lambda done, total, unit: counts.append((done, total, unit))),
+                         plan)
+
+    assert result.succeeded, result.error
+    assert {total for _, total, _ in counts} == {2} and {unit for _, _, unit in counts} == {"hosts"}
+    assert (0, 2, "hosts") in counts and (2, 2, "hosts") in counts and counts[-1] == (2, 2, "hosts")
+    assert any(later < earlier for (earlier, _, _), (later, _, _) in pairwise(counts)), \
+        "a new task starts again from 0"

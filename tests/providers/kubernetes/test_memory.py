@@ -200,3 +200,14 @@ def test_each_write_reaches_the_live_log_as_it_lands(kube: KubeSandbox, kubeconf
     assert result.succeeded, result.error
     assert sorted(lines) == sorted(line for line in result.log.splitlines() if line.endswith(": created"))
     assert len(lines) == OBJECTS + 1
+
+
+def test_an_apply_reports_objects_applied_of_those_it_writes_as_each_write_lands(
+        kube: KubeSandbox, kubeconfig: Path, tmp_path: Path) -> None:
+    """`StageContext.on_progress` counts up from 0 to every object the plan writes, one at a time."""
+    counts: list[tuple[int, int, str]] = []
+    first = dataclasses.replace(ctx(kubeconfig, tmp_path, desired()),
+                                on_progress=lambda done, total, unit: counts.append((done, total, unit)))
+    result = KubernetesStage().apply(first, KubernetesStage().plan(first))
+    assert result.succeeded, result.error
+    assert counts == [(done, OBJECTS + 1, "objects") for done in range(OBJECTS + 2)]
