@@ -234,9 +234,7 @@ class Cluster:
     # --- acting as a user ------------------------------------------------------------------------
     def commit_greeting(self, greeting: str) -> str:
         """Change staging's greeting (one ConfigMap key) and push it; returns the commit."""
-        text = (f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-config\ndata:\n  LOG_LEVEL: debug\n"
-                f"  GREETING: {json.dumps(greeting)}\n")
-        return commit_and_push(self.bare, {GREETING_FILE: text}, f"staging greets: {greeting}")
+        return commit_and_push(self.bare, {GREETING_FILE: greeting_file(greeting)}, f"staging greets: {greeting}")
 
     def poll(self) -> None:
         self.services.queue.poll(self.repository_id)
@@ -254,6 +252,12 @@ class Cluster:
         view = self.view(environment)
         done = (view.revision or "").startswith(sha[:12]) and (view.sync_status, view.health) == ("Synced", "Healthy")
         return view if done and not self.unfinished() and self.lock(environment) is None else None
+
+
+def greeting_file(greeting: str) -> str:
+    """Staging's config patch with another greeting."""
+    return (f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-config\ndata:\n  LOG_LEVEL: debug\n"
+            f"  GREETING: {json.dumps(greeting)}\n")
 
 
 def until(check: Callable[[], T | None], timeout: float, what: str, cluster: Cluster | None = None,

@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from store import Sync
-from tests.cluster.conftest import GREETING_FILE, POLL_INTERVAL, STAGING_CONFIG, Cluster, until
-from tests.support.git_server import WorkClone, git
+from tests.cluster.conftest import GREETING_FILE, POLL_INTERVAL, STAGING_CONFIG, Cluster, greeting_file, until
+from tests.support.git_server import commit_and_push, git
 from tidegate.client import ClientError, SyncView
 
 HELD_WRITE_SECONDS = 3.0
@@ -146,25 +145,21 @@ def test_an_unreachable_git_server_keeps_the_last_good_state_and_says_why(bootst
 
 
 def test_a_force_push_that_removes_the_applied_commit_is_reported_and_never_applied_again(
-        bootstrapped: Cluster, tmp_path: Path) -> None:
+        bootstrapped: Cluster) -> None:
     cluster = bootstrapped
     removed = cluster.commit_greeting("this commit will be force-pushed away")
     cluster.poll()
     cluster.synced_at("staging", removed)
     before = Before.take(cluster)
-    clone = WorkClone(cluster.bare, tmp_path / "clone")
-    clone.reset(git("rev-parse", f"{removed}^", cwd=cluster.bare).strip())
-    text = (cluster.base / "greeting.yaml")
-    text.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-config\ndata:\n  LOG_LEVEL: debug\n"
-                    f"  GREETING: {json.dumps('rewritten history')}\n")
-    head = clone.commit("staging greets from rewritten history", {GREETING_FILE: text.read_text()})
-    clone.push(force=True)
+    parent = git("rev-parse", f"{removed}^", cwd=cluster.bare).strip()
+    head = commit_and_push(cluster.bare, {GREETING_FILE: greeting_file("rewritten history")},
+                           "staging greets from rewritten history", parent=parent)  # a force-push
     cluster.poll()
     syncs = _settled(cluster, head, before)
     assert {(s.revision or "")[:12] for s in syncs} == {head[:12]}, "nothing planned or applied from the removed commit"
     audit = [e for e in cluster.audit() if e["action"] == "repository.force_pushed"]
     assert audit and removed[:12] in json.dumps(audit[0]["details"]), audit
-    with pytest.raises(ClientError, match="not on"):
+    with pytest.raises(ClientError, match="not a commit of"):
         cluster.client.sync("staging", revision=removed)
     assert cluster.unfinished() == []
 
