@@ -344,7 +344,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresS
 @pytest.fixture(scope="module")
 def bootstrapped(cluster: Cluster) -> Cluster:
     """Both example environments applied once: staging by itself; production after its approval."""
-    head = cluster.repository().get("head_sha") or ""
+    head = cluster.repository().get("head") or ""
     cluster.poll()
     until(lambda: cluster.view("staging").sync_status == "Synced" or _failed(cluster, "staging"), 900,
           "staging Synced", cluster)

@@ -138,7 +138,7 @@ def test_an_unreachable_git_server_keeps_the_last_good_state_and_says_why(bootst
         view = cluster.view("staging")
     finally:
         cluster.restart_git(down=False)
-    assert repository["poll_error"] and repository["head_sha"] == good, repository
+    assert repository["poll_error"] and repository["head"] == good, repository
     assert (view.revision, view.sync_status, view.health) == (good, "Synced", "Healthy")
     _settled(cluster, pending, before)  # the beat's next poll after the outage, nobody asked
     assert cluster.repository()["poll_error"] is None
@@ -159,8 +159,9 @@ def test_a_force_push_that_removes_the_applied_commit_is_reported_and_never_appl
     assert {(s.revision or "")[:12] for s in syncs} == {head[:12]}, "nothing planned or applied from the removed commit"
     audit = [e for e in cluster.audit() if e["action"] == "repository.force_pushed"]
     assert audit and removed[:12] in json.dumps(audit[0]["details"]), audit
+    assert cluster.api is not None
     with pytest.raises(ClientError, match="not a commit of"):
-        cluster.client.sync("staging", revision=removed)
+        cluster.api.sync("staging", revision=removed)  # a rollback to it, asked by an admin
     assert cluster.unfinished() == []
 
 
