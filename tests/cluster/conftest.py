@@ -222,13 +222,6 @@ class Cluster:
         body = s3.get_object(Bucket=self.sandbox.map["aws"]["bucket"], Key=backend.key)["Body"]
         return int(json.loads(body.read())["serial"])
 
-    def state_locks(self) -> list[dict[str, Any]]:
-        """The Terraform state locks held in the DynamoDB table (the `Info` Terraform writes: ID,
-        Operation, Who, Created), one per locked state."""
-        dynamodb = AwsEndpoints(**self.sandbox.map["aws"]).client("dynamodb")
-        items = dynamodb.scan(TableName=self.sandbox.map["aws"]["lock_table"])["Items"]
-        return [json.loads(item["Info"]["S"]) for item in items if "Info" in item]
-
     def unfinished(self) -> list[str]:
         """Every sync of the installation not in a terminal state."""
         with self.services.database.session() as session:

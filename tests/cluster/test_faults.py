@@ -181,36 +181,6 @@ def test_a_beat_killed_and_started_again_schedules_each_poll_once(bootstrapped: 
     assert cluster.services.redis.hlen("tidegate:poll:next") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a worker killed during `terraform apply` leaves its DynamoDB state lock held for ever. Tidegate "
-    "releases only a lock its own run took; the lock's Who (`user@<host>-tf<random>`, providers/terraform "
-    "run_hostname) names no worker, and workers publish no heartbeat a lock could be matched with, so "
-    "nothing can prove its holder dead and break it: the replacement sync cannot apply."))
-def test_a_worker_killed_during_terraform_apply_has_its_state_lock_broken_once_known_dead(
-        bootstrapped: Cluster) -> None:
-    """Last: under the bug it leaves staging's state locked. The correct end: the lock is broken only
-    once its holder is known dead, the replacement plans from the live state, and the killed sync says
-    what its apply may have created without recording it (Terraform cannot know; not exactly-once)."""
-    cluster = bootstrapped
-    serial = cluster.serial("staging")
-    text = git("show", "HEAD:environments/staging.yaml", cwd=cluster.bare)
-    sha = commit_and_push(cluster.bare, {"environments/staging.yaml": text.replace(
-        "instance_type: t3.small", "instance_type: t3.medium")}, "staging nodes grow")
-    cluster.poll()
-    lock = until(lambda: next((lock for lock in cluster.state_locks() if lock.get("Operation") ==
-                               "OperationTypeApply"), None), 600, "terraform apply holding the state lock", cluster)
-    victim = cluster.holder_of("staging")
-    cluster.kill(victim)
-    try:
-        until(lambda: not cluster.state_locks(), 90, f"the dead worker's state lock {lock['ID']} broken", cluster)
-        cluster.synced_at("staging", sha, 300)
-    finally:
-        cluster.start_worker(victim.split("@")[1])
-    killed = next(s for s in cluster.syncs("staging") if s.status == "failed" and "infrastructure" in (s.error or ""))
-    assert "not recorded" in (killed.error or ""), killed.error
-    assert cluster.serial("staging") > serial
-
-
 @pytest.fixture(autouse=True)
 def _no_faults_left(bootstrapped: Cluster) -> None:
     """A scenario's injected latency never reaches the next one."""
