@@ -162,7 +162,7 @@ def test_a_force_push_that_removes_the_applied_commit_is_reported_and_never_appl
     assert cluster.api is not None
     with pytest.raises(ClientError, match="not a commit of"):
         cluster.api.sync("staging", revision=removed)  # a rollback to it, asked by an admin
-    assert cluster.unfinished() == []
+    assert cluster.unfinished() == [] and not cluster.view("staging").paused
 
 
 def test_a_beat_killed_and_started_again_schedules_each_poll_once(bootstrapped: Cluster) -> None:
