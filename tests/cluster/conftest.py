@@ -348,13 +348,18 @@ def bootstrapped(cluster: Cluster) -> Cluster:
     cluster.poll()
     until(lambda: cluster.view("staging").sync_status == "Synced" or _failed(cluster, "staging"), 900,
           "staging Synced", cluster)
-    waiting = until(lambda: next((s for s in cluster.syncs("production") if s.status == "awaiting_approval"), None)
-                    or _failed(cluster, "production"), 600, "production awaiting approval", cluster)
+    waiting = until(lambda: _awaiting(cluster, "production"), 600, "production awaiting approval", cluster)
     cluster.client.approve(waiting.id, "bootstrap")
     sha = cluster.view("staging").revision or head
     cluster.synced_at("production", sha, 900)
     cluster.synced_at("staging", sha, 300)
     return cluster
+
+
+def _awaiting(cluster: Cluster, environment: str) -> SyncView | None:
+    """The environment's sync that waits for an approval (a failed one fails the bootstrap)."""
+    _failed(cluster, environment)
+    return next((s for s in cluster.syncs(environment) if s.status == "awaiting_approval"), None)
 
 
 def _failed(cluster: Cluster, environment: str) -> bool:
