@@ -136,8 +136,9 @@ def rollback(services: Services, principal: Principal, name: EnvironmentName, re
         env = _operable(session, principal, name)
         env_id, repository = env.id, env.repository
         sha = _known_sha(session, repository, revision.lower())
-    if sha is None:
-        sha = _sha_on_branch(services, repository, revision.lower())
+    # A recorded revision is checked against the branch too: a force-push can remove a commit the
+    # store recorded (even one that was applied), and a rollback must not apply it again.
+    sha = _sha_on_branch(services, repository, sha or revision.lower())
     with services.database.session(write=True) as session:
         env = session.get_one(Environment, env_id)
         target = repositories.revision_by_sha(services, session, env.repository, sha)

@@ -24,6 +24,7 @@ from reconciler.sources.paths import affected_between
 from repo_schema.issues import InvalidRepo
 from repo_schema.loader import LoadedRepo, load_repo
 from store import Environment, GitHost, Repository, Revision, SecretBox, SyncTrigger, utcnow
+from store.queries import record_audit
 
 log = logging.getLogger(__name__)
 POLL_LOCK_SECONDS = 300
@@ -158,6 +159,10 @@ def _poll(services: Services, repository_id: int, trigger: SyncTrigger) -> PollR
         if previous is not None and previous != head and not source.is_ancestor(previous, head):
             warning = f"branch {repository.branch} was force-pushed: {previous[:12]} is not an ancestor of {head[:12]}"
             log.warning("poll %s: %s", repository.name, warning)
+            # The poll error says it only until the next poll; the audit log keeps it for whoever asks
+            # later what happened to the commits that were applied and are no longer on the branch.
+            record_audit(session, actor="tidegate", action="repository.force_pushed", target=repository.name,
+                         details={"branch": repository.branch, "previous": previous, "head": head})
         revision = record_revision(session, repository, source, head)
         repository.head_sha = head
         repository.poll_error = warning

@@ -92,10 +92,20 @@ class EnvironmentSession:
             "inputs": self.inputs_digest(stage),
             "reads": {read.value: self.recorded.get(read, {}) for read in sorted(wiring.reads)},
             "spec": wiring.settles(built),
-            "settings": {**self.settings, **built.settings},
+            "settings": {key: value for key, value in {**self.settings, **built.settings}.items()
+                         if not self._machine_local(value)},
             "credentials": {name: hashlib.sha256(value.encode()).hexdigest()
                             for name, value in sorted(built.credentials.items())},
         })
+
+    def _machine_local(self, value: Any) -> bool:
+        """Whether a setting names where this machine does the work (a path in its data dir's run
+        area, such as Terraform's workspaces) rather than what the stage is given: another worker,
+        on another machine, runs the same stage from its own data dir, and that must not count as
+        changed inputs (it replanned and re-applied Terraform whenever a sync landed elsewhere)."""
+        if not isinstance(value, str | Path) or not str(value).startswith("/"):
+            return False
+        return Path(value).is_relative_to(self.run.artifacts.parent.parent)
 
     def reads(self, stage: Stage) -> frozenset[Stage]:
         """The earlier stages whose recorded outputs the stage's context is built from."""

@@ -179,13 +179,33 @@ class TerraformStage:
         StateLocked if another run holds the lock."""
         if plan.artifact is None or not plan.artifact.is_file():
             raise StalePlan(f"no saved plan file to apply ({plan.artifact}); plan again")
+        artifact = self._local_artifact(context, plan.artifact)
+        try:
+            return self._apply_file(context, plan, artifact)
+        finally:
+            if artifact != plan.artifact:
+                artifact.unlink(missing_ok=True)  # a plan file holds unmasked values
+
+    def _local_artifact(self, context: StageContext[TerraformSpec], artifact: Path) -> Path:
+        """The saved plan, inside this run's own plans folder: the only one the sealed terraform may
+        read. A plan made by a worker on another machine comes back from the store at the path it
+        had there (its data dir, not ours), which terraform here cannot see."""
+        folder = self._plans_dir(context)
+        if artifact.parent.resolve() == folder.resolve():
+            return artifact
+        local = folder / artifact.name
+        shutil.move(artifact, local)
+        local.chmod(0o600)
+        return local
+
+    def _apply_file(self, context: StageContext[TerraformSpec], plan: StagePlan, artifact: Path) -> StageResult:
         run = self._prepare(context)
         current = self._state_version(run)
         if plan.live_state and str(current) != plan.live_state:
             raise StalePlan(f"the plan was made against state {plan.live_state} but the state is now {current}: "
                             "it changed since the plan was made; plan again")
         args = ["apply", "-json", "-input=false", "-auto-approve", f"-lock-timeout={run.lock_timeout:g}s",
-                str(plan.artifact)]
+                str(artifact)]
         planned = {change.address: change.action for change in plan.changes}
         try:
             self._checked(run, args, retry=False)  # an apply is never repeated blindly

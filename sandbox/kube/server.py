@@ -43,6 +43,7 @@ class FaultRule:
     `status` (e.g. 500, 429, 503) answers a canonical Status with that code (429 with Retry-After);
     `latency` (seconds) delays the request first; `times` limits how many requests the rule hits
     (None: all of them). `drop_watch_after` ends matching watch streams after that many seconds.
+    `dry_run` set matches only dry runs (True) or only real writes (False).
     """
 
     status: int | None = None
@@ -56,6 +57,7 @@ class FaultRule:
     name: str | None = None
     path_prefix: str | None = None
     drop_watch_after: float | None = None
+    dry_run: bool | None = None
     hits: int = 0
 
     def matches(self, entry: RequestInfo) -> bool:
@@ -64,6 +66,8 @@ class FaultRule:
         checks = ((self.method, entry.method), (self.verb, entry.verb), (self.resource, entry.resource),
                   (self.namespace, entry.namespace), (self.name, entry.name))
         if any(want is not None and want != have for want, have in checks):
+            return False
+        if self.dry_run is not None and self.dry_run != entry.dry_run:
             return False
         return self.path_prefix is None or entry.path.startswith(self.path_prefix)
 

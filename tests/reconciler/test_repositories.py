@@ -11,7 +11,7 @@ from sqlalchemy import select
 from reconciler import pollstats, repositories
 from reconciler.runtime import Services
 from reconciler.sources.git import GitSource
-from store import Database, Environment, Repository, Sync, utcnow
+from store import AuditEvent, Database, Environment, Repository, Sync, utcnow
 from tests.support.doubles import RecordingQueue
 from tests.support.git_server import closed_port_url, commit_and_push, delete_branch, files_of, make_bare_repo
 
@@ -103,6 +103,12 @@ def test_a_force_push_is_reported_and_the_new_head_planned(services: Services, t
     assert result.head == rewritten and "staging" in result.planned
     with services.database.session() as session:
         assert "force-pushed" in (session.get_one(Repository, repository_id).poll_error or "")
+    repositories.poll(services, repository_id)  # nothing moved: the poll error is cleared, the record stays
+    with services.database.session() as session:
+        assert session.get_one(Repository, repository_id).poll_error is None
+        events = session.scalars(select(AuditEvent).where(AuditEvent.action == "repository.force_pushed")).all()
+        assert [(e.target, e.details["head"]) for e in events] == [("infra", rewritten)]
+        assert events[0].details["previous"] != rewritten
 
 
 def test_every_poll_is_timed_into_the_repositorys_latency_histogram(services: Services, tmp_path: Path) -> None:

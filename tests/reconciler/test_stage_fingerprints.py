@@ -264,3 +264,37 @@ def test_a_sync_that_left_the_workloads_out_keeps_the_health_their_last_apply_sa
     assert _planned(staging.calls.take()) == [INFRA]
     with staging.services.database.session() as session:
         assert session.get_one(Environment, staging.environment_id).health is Health.PROGRESSING
+
+
+class MachineTargets(Targets):
+    """As the real targets do, Terraform's workspaces live in this machine's data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def infrastructure(self, repository: str, environment: str) -> Connection:
+        connection = super().infrastructure(repository, environment)
+        workspaces = str(self.data_dir / "runs" / repository / "workspaces")
+        return Connection({**connection.settings, "terraform_workspaces": workspaces}, connection.credentials)
+
+
+def test_a_commit_synced_by_a_worker_on_another_machine_still_leaves_the_unchanged_stages_out(
+        services: Services, environment: tuple[int, int], tmp_path: Path) -> None:
+    """Several machines share the store, not their data dirs: where a machine keeps its Terraform
+    workspaces is not an input of the stage."""
+    calls = Calls()
+    services.stages = lambda name: RecordingStage(name, calls)  # type: ignore[assignment,return-value]
+    services.targets = MachineTargets(services.data_dir)
+    with services.database.session() as session:
+        session.get_one(Environment, environment[0]).name = "staging"
+    world = Staging(services, calls, tmp_path / "infra.git", environment[0], environment[1], 0)
+    world.bootstrap = world.sync(SyncTrigger.POLL)
+    calls.take()
+    revision = world.commit("apps/web/overlays/staging/configmap-patch.yaml", _append("  EXTRA: \"1\""))
+    services.data_dir = tmp_path / "machine-b"
+    services.targets = MachineTargets(services.data_dir)
+
+    sync_id = world.sync(SyncTrigger.POLL, revision)
+
+    assert calls.take() == [("plan", WORKLOADS), ("apply", WORKLOADS)]
+    assert world.results(sync_id)[0] is L.SUCCEEDED

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from store import Repository
 from tests.dashboard.conftest import make_app
 from tests.dashboard.world import World
 from tests.reconciler.test_commands import OPERATOR, fresh, template, trace
@@ -35,6 +37,25 @@ def test_a_rollback_to_a_commit_off_the_branch_is_refused_naming_the_field(
     assert problem["loc"][-1] == "revision" and "not a commit of infra's branch main" in problem["msg"]
     left = trace(world, set())
     assert (left.audit, left.queued) == ([], [])
+
+
+def test_a_rollback_to_a_recorded_commit_a_force_push_removed_from_the_branch_is_refused(
+        fresh: Callable[[], World], template: tuple[World, str]) -> None:
+    """The store still knows the commit (it was polled, even applied); the branch no longer has it."""
+    world = fresh()
+    repo = Path(template[0].services.data_dir).parent / "infra-repo"
+    tree = _git(repo, "rev-parse", "HEAD^{tree}")
+    rewritten = _git(repo, "commit-tree", tree, "-p", world.old_sha, "-m", "history rewritten")
+    _git(repo, "update-ref", "refs/heads/main", rewritten)
+    with world.services.database.session(write=True) as session:  # as the poll that saw the force-push
+        session.scalars(select(Repository)).one().head_sha = rewritten
+    with TestClient(make_app(world.services)) as api:
+        answer = api.post("/api/v1/environments/infra/staging/sync", headers=world.auth(OPERATOR),
+                          json={"revision": world.head_sha})
+    assert answer.status_code == 422, answer.text
+    [problem] = answer.json()["detail"]
+    assert problem["loc"][-1] == "revision" and "not a commit of infra's branch main" in problem["msg"]
+    assert trace(world, set()).queued == []
 
 
 def _git(repo: Path, *args: str) -> str:

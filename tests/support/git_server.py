@@ -164,10 +164,12 @@ def closed_port_url(name: str = "repo.git") -> str:
 
 
 @contextmanager
-def git_daemon(base_dir: Path) -> Iterator[str]:
-    """Serve every repo under `base_dir` over git:// (push enabled); yields `git://127.0.0.1:PORT/`."""
-    for _ in range(5):
-        port = free_port()
+def git_daemon(base_dir: Path, port: int | None = None) -> Iterator[str]:
+    """Serve every repo under `base_dir` over git:// (push enabled); yields `git://127.0.0.1:PORT/`.
+    A given `port` is the one a restarted server must come back on (the repository URL names it)."""
+    wanted = port
+    for _ in range(5 if wanted is None else 50):
+        port = wanted or free_port()
         process = subprocess.Popen(
             ["git", "daemon", "--export-all", "--enable=receive-pack", "--reuseaddr", "--listen=127.0.0.1",
              f"--port={port}", f"--base-path={base_dir}", str(base_dir)],

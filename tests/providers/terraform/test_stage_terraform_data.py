@@ -276,3 +276,21 @@ def test_an_unreachable_backend_is_retried_then_reported_naming_the_endpoint(
 
     assert closed.removeprefix("http://") in str(raised.value)
     assert sum("retrying" in record.message for record in caplog.records) == 2
+
+
+def test_a_plan_saved_on_another_machine_is_applied_from_this_runs_own_plans_folder(
+        stage: TerraformStage, simple_stack: Any, tmp_path: Any) -> None:
+    """Several machines share only the store: the plan file comes back at the planning worker's path,
+    which this worker's sealed terraform cannot see; it is applied from this run's folder, then removed."""
+    context = simple_stack.context()
+    plan = stage.plan(context)
+    assert plan.artifact is not None
+    elsewhere = tmp_path / "other-machine" / "runs" / plan.artifact.name
+    elsewhere.parent.mkdir(parents=True)
+    plan.artifact.rename(elsewhere)
+
+    result = stage.apply(context, dataclasses.replace(plan, artifact=elsewhere))
+
+    assert result.succeeded, result.error
+    assert "Apply complete!" in result.log
+    assert not elsewhere.exists() and not (context.artifacts / "terraform" / elsewhere.name).exists()
