@@ -7,27 +7,20 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from providers.ansible import AnsibleStage, AnsibleStageError, ConfigurationInputs
 from providers.ansible.stage import UNPREDICTABLE
 from providers.stage import Action, Outcome, StageContext, StalePlan
 from sandbox.nodes import SshNodes
+from tests.providers.ansible.conftest import ExampleApplied, accepted_logins, node_files
 
 pytestmark = pytest.mark.integration
 
 ContextFactory = Callable[..., StageContext[ConfigurationInputs]]
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "infra-repo"
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
-
-
-def _example_configuration() -> dict[str, Any]:
-    document = yaml.safe_load((EXAMPLE / "environments" / "staging.yaml").read_text())
-    return dict(document["spec"]["configuration"])
 
 
 SMALL_CONFIGURATION = {
@@ -42,33 +35,22 @@ SMALL_CONFIGURATION = {
 REFUSED = ("Connection refused", "Data could not be sent to remote host")
 
 
-def _accepted_logins(nodes: SshNodes) -> dict[str, int]:
-    return {node.name: node.log_path.read_text().count("Accepted publickey") for node in nodes.nodes}
-
-
-def _files(root: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(root)): path.read_text(errors="replace")
-        for path in sorted(root.rglob("*")) if path.is_file()
-    }
-
-
 def test_the_example_playbook_configures_both_nodes_over_ssh_and_a_second_run_changes_nothing(
-    clean_nodes: SshNodes, tmp_path: Path, sandbox_context: ContextFactory
+    example_applied: ExampleApplied, configured_nodes: SshNodes
 ) -> None:
+    """The plan and apply from bare nodes are the shared `example_applied` ones (made once per module)."""
     stage = AnsibleStage()
-    context = sandbox_context(clean_nodes, EXAMPLE, tmp_path / "artifacts", _example_configuration())
-    logins_before = _accepted_logins(clean_nodes)
+    context = example_applied.context
 
-    plan = stage.plan(context)
+    plan = example_applied.plan
     assert plan.has_changes
     hosts = {change.address.split("/", 1)[0] for change in plan.changes if change.action is not Action.no_op}
     assert hosts == {"staging-node-1", "staging-node-2"}
     for host_vars in plan.details["inventory"]["all"]["hosts"].values():
         assert host_vars["ansible_connection"] == "ssh"
-    assert all(_files(node.root) == {} for node in clean_nodes.nodes), "check mode wrote to a node"
+    assert example_applied.files_after_plan == [{}, {}], "check mode wrote to a node"
 
-    result = stage.apply(context, plan)
+    result = example_applied.result
     assert result.succeeded, result.error
     assert Outcome.created in result.outcomes.values()
     assert {status["status"] for status in result.outputs["hosts"].values()} == {"ok"}
@@ -76,10 +58,10 @@ def test_the_example_playbook_configures_both_nodes_over_ssh_and_a_second_run_ch
 
     # The files are in each node's own mount namespace, reached over SSH: the machine's view of
     # the managed path stays empty, each sshd logged public-key logins, each node has its own files.
-    assert list(clean_nodes.managed_path.iterdir()) == []
-    assert all(after > before for before, after in zip(logins_before.values(),
-                                                        _accepted_logins(clean_nodes).values(), strict=True))
-    first, second = (_files(node.root) for node in clean_nodes.nodes)
+    assert list(configured_nodes.managed_path.iterdir()) == []
+    assert all(after > before for before, after in zip(example_applied.logins_before.values(),
+                                                        example_applied.logins_after.values(), strict=True))
+    first, second = (node_files(node.root) for node in configured_nodes.nodes)
     assert "TIDEGATE_NODE_NAME=staging-node-1" in first["etc/tidegate-node/node.env"]
     assert "TIDEGATE_NODE_NAME=staging-node-2" in second["etc/tidegate-node/node.env"]
     assert "TIDEGATE_ENVIRONMENT=staging" in first["etc/tidegate-node/node.env"]
@@ -91,7 +73,7 @@ def test_the_example_playbook_configures_both_nodes_over_ssh_and_a_second_run_ch
 
     # Live state that moves after the plan is not re-checked before apply (its inputs are the
     # same): the real run converges it and names the change the plan did not show.
-    edited = clean_nodes.nodes[1].root / "etc" / "tidegate-node" / "monitoring" / "agent.yaml"
+    edited = configured_nodes.nodes[1].root / "etc" / "tidegate-node" / "monitoring" / "agent.yaml"
     original = edited.read_text()
     edited.write_text(original + "edited_by_hand: true\n")
     converged = stage.apply(context, again)
@@ -103,18 +85,17 @@ def test_the_example_playbook_configures_both_nodes_over_ssh_and_a_second_run_ch
 
 
 def test_a_file_edited_by_hand_on_one_node_is_drift_there_only_and_apply_corrects_it(
-    clean_nodes: SshNodes, tmp_path: Path, sandbox_context: ContextFactory
+    example_applied: ExampleApplied, configured_nodes: SshNodes
 ) -> None:
+    """Starts from the nodes as the example's real apply left them (`example_applied`, restored)."""
     stage = AnsibleStage()
-    context = sandbox_context(clean_nodes, EXAMPLE, tmp_path / "artifacts", _example_configuration())
-    plan = stage.plan(context)
-    assert stage.apply(context, plan).succeeded
+    context, plan = example_applied.context, example_applied.plan
 
-    first, second = clean_nodes.nodes
+    first, second = configured_nodes.nodes
     edited = first.root / "etc" / "tidegate-node" / "monitoring" / "agent.yaml"
     original = edited.read_text()
     edited.write_text(original + "edited_by_hand: true\n")
-    untouched = _files(second.root)
+    untouched = node_files(second.root)
 
     drift = stage.observe(context)
 
@@ -134,7 +115,7 @@ def test_a_file_edited_by_hand_on_one_node_is_drift_there_only_and_apply_correct
     changed = [address for address, outcome in result.outcomes.items() if outcome is not Outcome.unchanged]
     assert changed == [drift[0].address]
     assert edited.read_text() == original
-    assert _files(second.root) == untouched
+    assert node_files(second.root) == untouched
     assert stage.observe(context) == []
 
 
@@ -160,8 +141,8 @@ def test_an_unreachable_node_fails_the_stage_with_its_error_and_the_other_nodes_
     node_1 = {address: outcome for address, outcome in result.outcomes.items() if address.startswith("staging-node-1/")}
     assert len(node_1) == 4 and set(node_1.values()) == {Outcome.created}
     assert not any(address.startswith("staging-node-2/") for address in result.outcomes)
-    assert _files(clean_nodes.nodes[0].root)
-    assert _files(clean_nodes.nodes[1].root) == {}
+    assert node_files(clean_nodes.nodes[0].root)
+    assert node_files(clean_nodes.nodes[1].root) == {}
 
 
 def test_an_unreachable_node_fails_the_plan_with_the_reachable_nodes_changes_attached(
@@ -183,14 +164,14 @@ def test_a_playbook_syntax_error_is_reported_with_file_and_line_before_any_host_
 ) -> None:
     configuration = {**SMALL_CONFIGURATION, "playbook": "broken/site.yml"}
     context = sandbox_context(clean_nodes, PLAYBOOKS, tmp_path / "a", configuration)
-    logins_before = _accepted_logins(clean_nodes)
+    logins_before = accepted_logins(clean_nodes)
 
     with pytest.raises(AnsibleStageError) as caught:
         AnsibleStage().plan(context)
 
     assert "broken/site.yml:5:7" in str(caught.value)
     assert "conflicting action statements" in str(caught.value)
-    assert _accepted_logins(clean_nodes) == logins_before
+    assert accepted_logins(clean_nodes) == logins_before
 
 
 def test_a_missing_variable_gives_a_message_per_host(
@@ -219,7 +200,7 @@ def test_a_stale_plan_is_refused(clean_nodes: SshNodes, tmp_path: Path, sandbox_
     with pytest.raises(StalePlan, match="stale plan"):
         stage.apply(changed, plan)
 
-    assert all(_files(node.root) == {} for node in clean_nodes.nodes)
+    assert all(node_files(node.root) == {} for node in clean_nodes.nodes)
 
 
 def test_secrets_stay_out_of_artifacts_and_the_key_file_is_removed(
@@ -279,11 +260,11 @@ def test_over_ssh_a_fresh_node_plans_the_edit_of_a_file_to_be_written_as_unpredi
     assert unpredictable.action is Action.update
     assert unpredictable.diff.splitlines()[0] == UNPREDICTABLE
     assert "+log_level = debug" in changes["staging-node-2/Set the log level"].diff
-    assert _files(fresh.root) == {}
+    assert node_files(fresh.root) == {}
 
     result = stage.apply(context, plan)
 
     assert result.succeeded, result.error
     for node in (fresh, configured):
-        assert _files(node.root) == {"etc/app/app.conf": "port = 8080\nlog_level = debug\n"}
+        assert node_files(node.root) == {"etc/app/app.conf": "port = 8080\nlog_level = debug\n"}
     assert not stage.plan(context).has_changes
