@@ -119,7 +119,7 @@ def docker() -> Iterator[Docker]:
     host = f"unix://{run_dir}/docker.sock"
     log = run_dir / "dockerd.log"
     engine = Docker(host, cache)
-    with engine.phase("engine start"), open(log, "ab") as handle:
+    with open(log, "ab") as handle:
         process = subprocess.Popen(
             [dockerd, "--data-root", str(cache / "docker"), "--exec-root", str(run_dir / "exec"),
              "--pidfile", str(run_dir / "docker.pid"), "-H", host, "--bip", BRIDGE,

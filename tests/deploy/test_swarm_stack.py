@@ -61,6 +61,7 @@ def _link_or_copy(source: str, target: str) -> None:
 def _context(directory: Path) -> Path:
     """The build context as a user would lay it out: the repository's files, plus Terraform, its
     provider mirror and this machine's extra CA certificates under deploy/container/vendor."""
+    directory.mkdir()
     for name in ("pyproject.toml", "README.md", ".dockerignore"):
         shutil.copy2(ROOT / name, directory / name)
     for name in ("tidegate", "repo_schema", "reconciler", "drift", "providers", "webhooks", "dashboard", "store",
@@ -228,3 +229,13 @@ def test_removing_the_stack_leaves_no_container_network_or_volume(docker: Docker
     assert docker.lines("volume", "ls", "-q") == []
     assert docker.lines("secret", "ls", "-q") == []
     print("docker phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in docker.phases.items()))
+
+
+def test_the_swarm_seccomp_profile_keeps_the_worker_profile_and_gives_mount_only_to_sys_admin() -> None:
+    swarm = json.loads((ROOT / "deploy" / "swarm" / "seccomp.json").read_text())
+    worker = json.loads((ROOT / "deploy" / "kubernetes" / "components" / "worker-seccomp" / "worker.json").read_text())
+    assert swarm["defaultAction"] == worker["defaultAction"]
+    assert all(rule in swarm["syscalls"] for rule in worker["syscalls"]), "every worker denial holds in swarm"
+    conditional = [rule for rule in swarm["syscalls"] if rule.get("excludes") == {"caps": ["CAP_SYS_ADMIN"]}]
+    assert len(conditional) == 1 and conditional[0]["action"] == "SCMP_ACT_ERRNO"
+    assert {"mount", "umount2", "pivot_root", "unshare"} <= set(conditional[0]["names"])
