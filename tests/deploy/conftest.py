@@ -20,7 +20,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,12 +48,13 @@ class Docker:
     cache: Path
     phases: dict[str, float] = field(default_factory=dict)
 
-    def env(self, **extra: str) -> dict[str, str]:
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         return {**os.environ, "DOCKER_HOST": self.host, "DOCKER_BUILDKIT": "0", "DOCKER_CLI_HINTS": "false",
-                **extra}
+                **(extra or {})}
 
-    def run(self, *args: str, timeout: float = 300, check: bool = True, **extra: str) -> str:
-        done = subprocess.run(["docker", *args], env=self.env(**extra), capture_output=True, text=True,
+    def run(self, *args: str, timeout: float = 300, check: bool = True, env: Mapping[str, str] | None = None) -> str:
+        """`docker ARGS`; `env` adds variables (a stack file's ${…})."""
+        done = subprocess.run(["docker", *args], env=self.env(env), capture_output=True, text=True,
                               timeout=timeout, check=False)
         if check and done.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-3000:]}"

@@ -177,7 +177,7 @@ def deployed(docker: Docker, base_image: str, tmp_path_factory: pytest.TempPathF
         try:
             with docker.phase("deploy until healthy"):
                 docker.run("stack", "deploy", "--resolve-image", "never", "-c", str(ROOT / "deploy/swarm/stack.yaml"),
-                           "-c", str(ROOT / "tests/deploy/swarm-host-network.yaml"), stack, **deploy_env)
+                           "-c", str(ROOT / "tests/deploy/swarm-host-network.yaml"), stack, env=deploy_env)
                 _wait(lambda: _running_and_healthy(docker, stack), 300, "every service running and healthy",
                       deployed.logs)
             yield deployed
