@@ -117,14 +117,20 @@ class Deployed:
         return self.docker.lines("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={self.stack}_{service}")
 
     def logs(self) -> str:
-        return "\n".join(f"--- {service}\n" + self.docker.run("service", "logs", "--tail", "60",
+        tasks = self.docker.run("service", "ps", "--no-trunc", "--format", "{{.Name}} {{.CurrentState}} {{.Error}}",
+                                *(f"{self.stack}_{service}" for service in SERVICES), check=False)
+        return tasks + "\n".join(f"--- {service}\n" + self.docker.run("service", "logs", "--tail", "60",
                                                               f"{self.stack}_{service}", check=False)
                          for service in SERVICES)
 
-    def healthz(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=10) as answer:
-            body: dict[str, Any] = json.loads(answer.read())
-            return body
+    def healthz(self) -> dict[str, Any] | None:
+        """serve's /healthz, as this machine reaches it; None while nothing answers."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=10) as answer:
+                body: dict[str, Any] = json.loads(answer.read())
+                return body
+        except OSError:
+            return None
 
 
 def _secrets(directory: Path, postgres_port: int, redis_port: int) -> Path:
@@ -180,6 +186,7 @@ def deployed(docker: Docker, base_image: str, tmp_path_factory: pytest.TempPathF
                            "-c", str(ROOT / "tests/deploy/swarm-host-network.yaml"), stack, env=deploy_env)
                 _wait(lambda: _running_and_healthy(docker, stack), 300, "every service running and healthy",
                       deployed.logs)
+                _wait(deployed.healthz, 60, "serve's /healthz answering this machine", deployed.logs)
             yield deployed
         finally:
             with docker.phase("stack rm"):
@@ -193,7 +200,7 @@ def deployed(docker: Docker, base_image: str, tmp_path_factory: pytest.TempPathF
 
 def test_every_service_runs_healthy_and_both_workers_report_themselves_sealed(deployed: Deployed) -> None:
     health = deployed.healthz()
-    assert health["status"] == "ok"
+    assert health is not None and health["status"] == "ok"
     assert health["sealed"] is True, health
     assert sorted(report["worker"].split(":")[0] for report in health["workers"]) == \
         ["tidegate-worker-1", "tidegate-worker-2"], health
