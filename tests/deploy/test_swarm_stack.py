@@ -4,9 +4,9 @@ One story, in phases (each prints its duration): the engine starts (conftest), t
 (Tidegate's on a base made from Debian's packages, PostgreSQL's and Redis's from Debian's packages
 too), the stack is deployed with tests/deploy/swarm-host-network.yaml (the sandbox listens on this
 host's loopback), every service's tasks run and are healthy, the workers report themselves sealed,
-an operator adds a user and a token inside the serve container, the CLI on this machine talks only
-to the deployed serve's API: `tidegate repo add`, `tidegate status`, `tidegate sync staging --wait`
-against the sandbox. Then `docker stack rm` and its volumes, and nothing of the stack is left.
+an operator adds a user, a token and the example repo inside the serve container, and the CLI on
+this machine talks only to the deployed serve's API: `tidegate status`, `tidegate sync staging
+--wait` against the sandbox. Then `docker stack rm` and its volumes, and nothing of the stack is left.
 """
 
 from __future__ import annotations
@@ -212,9 +212,10 @@ def test_the_cli_talks_to_the_deployed_serve_and_syncs_staging_against_the_sandb
     serve = deployed.containers("serve")[0]
     deployed.docker.run("exec", serve, "tidegate", "user", "add", "ops", "--role", "admin")
     token = deployed.docker.run("exec", serve, "tidegate", "token", "create", "--user", "ops").strip()
+    # Registering a repository is an operator's act on the store (no API route), so it runs in serve too.
+    deployed.docker.run("exec", serve, "tidegate", "repo", "add", "infra", deployed.git_url, "--interval", "3600")
     deployed.env["TIDEGATE_TOKEN"] = token
     with deployed.docker.phase("status and sync staging"):
-        deployed.tidegate("repo", "add", "infra", deployed.git_url, "--interval", "3600")
         _wait(lambda: "staging" in deployed.tidegate("status"), 120, "staging listed by `tidegate status`",
               deployed.logs)
         deployed.tidegate("sync", "staging", "--wait", "--timeout", "600", timeout=660)
