@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -169,14 +170,21 @@ def deployed(docker: Docker, base_image: str, tmp_path_factory: pytest.TempPathF
     git_root.mkdir()
     bare = git_root / "infra.git"
     make_bare_repo(bare, files_of(EXAMPLE), message="Add the example environments")
-    with git_daemon(git_root) as daemon_url, SandboxSession(load_repo(EXAMPLE), tmp / "sandbox", ssh=True) as sandbox:
-        (tmp / "sandbox").chmod(0o755)  # the serve container reads the endpoint map as the tidegate user
+    # Everything the sandbox writes (its endpoint map, the SSH nodes' key and known_hosts, which they
+    # keep in a temporary directory) lies under one directory that the override mounts into the services.
+    shared = tmp / "shared"
+    (shared / "tmp").mkdir(parents=True)
+    shared.chmod(0o755)
+    saved_tempdir, tempfile.tempdir = tempfile.tempdir, str(shared / "tmp")
+    with git_daemon(git_root) as daemon_url, SandboxSession(load_repo(EXAMPLE), shared / "sandbox") as sandbox:
+        tempfile.tempdir = saved_tempdir
+        (shared / "sandbox").chmod(0o755)  # the serve container reads the endpoint map as the tidegate user
         sandbox.path.chmod(0o644)
         deploy_env = {"TIDEGATE_IMAGE": IMAGE, "TIDEGATE_POSTGRES_IMAGE": POSTGRES_IMAGE,
                       "TIDEGATE_REDIS_IMAGE": REDIS_IMAGE, "TIDEGATE_PORT": str(port),
                       "TIDEGATE_POSTGRES_PORT": str(postgres_port), "TIDEGATE_REDIS_PORT": str(redis_port),
                       "TIDEGATE_SECRETS": str(_secrets(tmp / "secrets", postgres_port, redis_port)),
-                      "TIDEGATE_TEST_SANDBOX": str(sandbox.directory)}
+                      "TIDEGATE_TEST_SANDBOX": str(shared)}
         cli_env = {key: value for key, value in os.environ.items() if not key.startswith("TIDEGATE_")}
         deployed = Deployed(docker, stack, port, bare, f"{daemon_url}infra.git",
                             {**cli_env, "TIDEGATE_SERVER": f"http://127.0.0.1:{port}"})
