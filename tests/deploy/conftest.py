@@ -111,6 +111,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def _unmount_under(directory: Path) -> None:
+    """dockerd leaves its namespace files (exec-root/netns/…) mounted after it stops."""
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for target in reversed([m for m in mounts if m.startswith(f"{directory}/")]):
+        subprocess.run(["umount", "--lazy", target], check=False, capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def docker() -> Iterator[Docker]:
     dockerd = _require("dockerd")
@@ -141,6 +148,7 @@ def docker() -> Iterator[Docker]:
         with contextlib.suppress(Exception):
             engine.run("swarm", "leave", "--force", timeout=60, check=False)
         _stop(process)
+        _unmount_under(run_dir)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
