@@ -147,6 +147,8 @@ def docker() -> Iterator[Docker]:
     finally:
         with contextlib.suppress(Exception):
             engine.run("swarm", "leave", "--force", timeout=60, check=False)
+            # The cache keeps the current images and their layers, not every superseded build.
+            engine.run("image", "prune", "--force", timeout=120, check=False)
         _stop(process)
         _unmount_under(run_dir)
         shutil.rmtree(run_dir, ignore_errors=True)
