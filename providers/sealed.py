@@ -408,7 +408,7 @@ def default_hidden() -> list[Path]:
     data = os.environ.get("TIDEGATE_DATA_DIR") or os.path.join(
         os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "tidegate")
     hidden = [Path(data), Path.home()]
-    config = os.environ.get("TIDEGATE_CONFIG_FILE")
-    if config:
-        hidden.append(Path(config))
+    # The settings file and every secret file (`TIDEGATE_<NAME>_FILE`, e.g. /run/secrets/… in a container).
+    hidden += [Path(value) for name, value in sorted(os.environ.items())
+               if name.startswith("TIDEGATE_") and name.endswith("_FILE") and value]
     return hidden

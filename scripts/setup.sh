@@ -24,6 +24,10 @@ if [ "${1:-}" = "--dev" ]; then
   have chromium || need_apt+=(chromium)
   # tests/deploy checks deploy/systemd's units with `systemd-analyze verify` (Debian's systemd package).
   have systemd-analyze || need_apt+=(systemd)
+  # tests/deploy/test_swarm_stack.py starts Debian's Docker engine itself (dockerd, on private paths)
+  # and builds its images' base from Debian's packages with mmdebstrap (no image registry here).
+  [ -x /usr/sbin/dockerd ] || have dockerd || need_apt+=(docker.io)
+  have mmdebstrap || need_apt+=(mmdebstrap)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   # apt's own output goes to a log (its tail is shown when it fails), not onto the screen.

@@ -2,6 +2,12 @@
 
 Precedence, highest first: environment variables, the file named by `TIDEGATE_CONFIG_FILE`,
 defaults. Secrets are `SecretStr` so that printing settings never shows them.
+
+Each secret may instead be read from a file named by `TIDEGATE_<NAME>_FILE` (`SECRET_FILE_FIELDS`):
+Docker and Kubernetes secrets arrive as files, and a value in a file stays out of the environment
+that `docker inspect`, `/proc/<pid>/environ` and every child process see. The variable itself wins
+over the file; sealed repository code sees neither the variable (clean environments) nor the file
+(`sealed_paths`).
 """
 
 from __future__ import annotations
@@ -11,12 +17,53 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+#: Settings that hold secrets (or URLs with passwords in them), and so may come from a file.
+SECRET_FILE_FIELDS = ("database_url", "redis_url", "secret_key", "webhook_secret", "token")
+
+
+class SecretFileError(ValueError):
+    """A `TIDEGATE_<NAME>_FILE` names a file that cannot be read, or one that is empty."""
+
+
+def secret_file_variable(field_name: str) -> str:
+    return f"TIDEGATE_{field_name.upper()}_FILE"
+
+
+def secret_files() -> dict[str, Path]:
+    """The secret files this process's environment names, by setting."""
+    return {name: Path(os.environ[secret_file_variable(name)]) for name in SECRET_FILE_FIELDS
+            if os.environ.get(secret_file_variable(name))}
+
+
+class SecretFileSettingsSource(PydanticBaseSettingsSource):
+    """`TIDEGATE_<NAME>_FILE=/run/secrets/…`: the setting's value is the file's content, trimmed of
+    the trailing newline an editor or `echo` leaves."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, path in secret_files().items():
+            if os.environ.get(f"TIDEGATE_{name.upper()}"):
+                continue  # the variable wins; its file need not even exist
+            try:
+                text = path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                raise SecretFileError(f"{secret_file_variable(name)}: cannot read {path}: "
+                                      f"{getattr(error, 'strerror', None) or error}") from None
+            if not text:
+                raise SecretFileError(f"{secret_file_variable(name)}: {path} is empty")
+            values[name] = text
+        return values
 
 
 def default_data_dir() -> Path:
@@ -97,7 +144,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         config_file = os.environ.get("TIDEGATE_CONFIG_FILE")
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings,
+                                                     SecretFileSettingsSource(settings_cls)]
         if config_file:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
@@ -124,8 +172,9 @@ class Settings(BaseSettings):
     @property
     def sealed_paths(self) -> list[Path]:
         """What sealed repository code must not see: the data dir (store, secret key, Redis socket,
-        every workspace), the service user's home, the settings file, a SQLite file kept elsewhere."""
-        hidden = [self.data_dir, Path.home()]
+        every workspace), the service user's home, the settings file, the secret files, a SQLite file
+        kept elsewhere."""
+        hidden = [self.data_dir, Path.home(), *secret_files().values()]
         config_file = os.environ.get("TIDEGATE_CONFIG_FILE")
         if config_file:
             hidden.append(Path(config_file))
