@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine for Tidegate: system packages, then a virtualenv with the project.
-# Idempotent and quick when nothing changed. Usage: bash scripts/setup.sh [--dev]
+# Idempotent and quick when nothing changed. Usage: bash scripts/setup.sh [--dev] [--docker]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,15 +17,25 @@ have ip || need_apt+=(iproute2)
 # its mount namespace; util-linux's prlimit and setpriv set its limits and drop to the runner user.
 have bwrap || need_apt+=(bubblewrap)
 have setpriv || need_apt+=(util-linux)
-if [ "${1:-}" = "--dev" ]; then
+dev=false docker=false
+for arg in "$@"; do
+  case $arg in
+    --dev) dev=true ;;
+    --docker) docker=true ;;
+    *) echo "setup: unknown option $arg (expected --dev, --docker)" >&2; exit 2 ;;
+  esac
+done
+if $dev; then
   # The store tests start a throwaway PostgreSQL server; its binaries come from Debian's package.
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || have initdb || need_apt+=(postgresql)
   # The dashboard tests drive Debian's chromium through Playwright (no browser download).
   have chromium || need_apt+=(chromium)
   # tests/deploy checks deploy/systemd's units with `systemd-analyze verify` (Debian's systemd package).
   have systemd-analyze || need_apt+=(systemd)
-  # tests/deploy/test_swarm_stack.py starts Debian's Docker engine itself (dockerd, on private paths)
-  # and builds its images' base from Debian's packages with mmdebstrap (no image registry here).
+fi
+if $docker; then
+  # The swarm deploy test (`pytest -m docker tests/deploy`) starts Debian's Docker engine itself
+  # (dockerd, on private paths) and builds its images' base from Debian's packages with mmdebstrap.
   [ -x /usr/sbin/dockerd ] || have dockerd || need_apt+=(docker.io)
   have mmdebstrap || need_apt+=(mmdebstrap)
 fi
@@ -74,7 +84,7 @@ pip_steps() {
        /^Successfully installed/ { print "  pip: installed " NF - 2 " packages"; fflush() }'
 }
 extras="[sandbox]"
-[ "${1:-}" = "--dev" ] && extras="[dev]"
+$dev && extras="[dev]"
 stamp=".venv/.tidegate-installed$extras"
 fingerprint=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ]; then

@@ -206,6 +206,7 @@ def deployed(docker: Docker, base_image: str, tmp_path_factory: pytest.TempPathF
                     docker.run("volume", "rm", *volumes)
 
 
+@pytest.mark.docker
 def test_every_service_runs_healthy_and_both_workers_report_themselves_sealed(deployed: Deployed) -> None:
     health = deployed.healthz()
     assert health is not None and health["status"] == "ok"
@@ -216,6 +217,7 @@ def test_every_service_runs_healthy_and_both_workers_report_themselves_sealed(de
                for report in health["workers"]), health
 
 
+@pytest.mark.docker
 def test_the_cli_talks_to_the_deployed_serve_and_syncs_staging_against_the_sandbox(deployed: Deployed) -> None:
     serve = deployed.containers("serve")[0]
     deployed.docker.run("exec", serve, "tidegate", "user", "add", "ops", "--role", "admin")
@@ -238,6 +240,7 @@ def _status(deployed: Deployed) -> dict[str, dict[str, Any]]:
     return {view["name"]: view for view in json.loads(deployed.tidegate("status", "-o", "json"))}
 
 
+@pytest.mark.docker
 def test_removing_the_stack_leaves_no_container_network_or_volume(docker: Docker, deployed: Deployed) -> None:
     stack = deployed.stack
     docker.run("stack", "rm", stack)
