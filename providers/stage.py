@@ -96,6 +96,14 @@ class StageContext(Generic[S]):
     applied of those the plan writes, Ansible hosts through the running task — each time it
     changes, so progress shows counts (`up`, `sync --wait`). Called from any thread; None when
     nobody follows."""
+    worker: str | None = None
+    """Who runs this stage (the reconciler's worker identity, e.g. `host:pid`): a stage writes it
+    where it leaves a mark that names its holder (Terraform's state lock `Who`), so that a lock
+    left by a killed worker can be traced to that worker. None: an anonymous run (the CLI)."""
+    worker_dead: Callable[[str], bool | None] | None = None
+    """Asked about a worker named by something a stage finds held (a state lock): True when that
+    worker is known dead (its heartbeat gone), False when it is alive, None when nobody knows.
+    Only a True lets a stage break what the dead worker held; None here: nothing is ever broken."""
 
 
 @dataclass

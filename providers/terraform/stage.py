@@ -7,6 +7,9 @@
 * A state lock that a run's own terraform command took and left behind (it could not release it,
   or the AWS SDK retried the conditional write that took it, so that terraform waited on its own
   lock) is released by that run, by its ID, at once: it blocks everyone and nobody holds it.
+* A state lock whose `Who` names a worker the context says is dead (a worker killed mid-apply) is
+  broken by its ID and the command runs again; any other holder's lock is respected
+  (providers/terraform/holders.py).
 * `observe` / `check_drift` run `plan -detailed-exitcode`: exit 2 means live differs from the
   configuration; the differences are read per address and attribute, and the correcting plan is
   kept so that it can be approved and applied as is.
@@ -18,9 +21,7 @@ import json
 import logging
 import os
 import re
-import secrets
 import shutil
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from providers.stage import (
     Watcher,
 )
 from providers.terraform import mirror
+from providers.terraform.holders import Holder, judge, run_hostname
 from providers.terraform.plans import ParsedPlan, StateVersion, drift_items, parse_plan
 from providers.terraform.runner import (
     LineCallback,
@@ -87,13 +89,15 @@ class StateLocked(contract.Transient, TerraformError):
     """Terraform could not take the state lock (someone else holds it), or could not release its own.
 
     `ours` is true when the lock is provably the one this run's own (finished) terraform command
-    took: it failed to release it, or it is named after the run's own sealed host name."""
+    took: it failed to release it, or it is named after the run's own sealed host name. `holder`
+    is the verdict on whoever holds it (holders.py)."""
 
     def __init__(self, message: str, lock: Mapping[str, str], cause: TerraformError, *, ours: bool = False,
-                 acquiring: bool = True):
+                 acquiring: bool = True, holder: Holder = Holder.unknown):
         super().__init__(message, cause.diagnostics, cause.returncode)
         self.lock = dict(lock)
         self.ours = ours
+        self.holder = Holder.own if ours else holder
         self.acquiring = acquiring
         """The command failed to take the lock, so it changed nothing (False: it ran, then could
         not release the lock)."""
@@ -131,6 +135,10 @@ class _Run:
     lock_host: str | None = None
     """The host name this run's sealed terraform commands see (and write into the locks they take,
     as `user@host`); None when they run unsealed, under this machine's own name."""
+    worker_dead: Callable[[str], bool | None] | None = None
+    """The context's question whether a worker named in a lock is dead (StageContext.worker_dead)."""
+    broken: list[str] = field(default_factory=list)
+    """The locks of dead workers this run broke, as `ID held by Who`, for its result's log."""
 
 
 def _lines_to(own: LineCallback | None, context: Callable[[str], None] | None) -> LineCallback | None:
@@ -217,12 +225,12 @@ class TerraformStage:
             done = _completed(error.result) if error.result else set()
             outcomes = {address: (_OUTCOME[action] if address in done else Outcome.skipped)
                         for address, action in planned.items()}
-            return StageResult(Stage.INFRASTRUCTURE, outcomes, log="\n".join(run.runner.transcript),
+            return StageResult(Stage.INFRASTRUCTURE, outcomes, log="\n".join([*run.broken, *run.runner.transcript]),
                                succeeded=False, error=str(error))
         outcomes = {address: _OUTCOME[action] for address, action in planned.items()}
         outputs = self._outputs(run)
         return StageResult(Stage.INFRASTRUCTURE, outcomes, outputs=outputs.values,
-                           sensitive_outputs=outputs.sensitive, log="\n".join(run.runner.transcript))
+                           sensitive_outputs=outputs.sensitive, log="\n".join([*run.broken, *run.runner.transcript]))
 
     def observe(self, context: StageContext[TerraformSpec]) -> list[DriftItem]:
         check = self.check_drift(context)
@@ -284,7 +292,7 @@ class TerraformStage:
         env = clean_environment({**context.credentials, "TF_CLI_CONFIG_FILE": str(workspace.cli_config)},
                                 self.base_env)
         binary = str(settings.get("terraform_binary") or "terraform")
-        lock_host = run_hostname() if self.seal.status().sealed else None
+        lock_host = run_hostname(context.worker) if self.seal.status().sealed else None
         runner = Runner(workspace.module, env, binary=binary, timeout=spec.timeout, grace=self.grace,
                         on_line=_lines_to(self.on_line, context.on_line), masker=masker, seal=self.seal,
                         confinement=self._confinement(context, workspace, roots, binary, lock_host))
@@ -293,7 +301,8 @@ class TerraformStage:
             lock_timeout = spec.backend.lock_timeout if spec.backend is not None else _DEFAULT_LOCK_TIMEOUT
         run = _Run(spec, workspace, runner, float(lock_timeout), backend,
                    retries=int(settings.get("backend_retries", 3)),
-                   retry_delay=float(settings.get("backend_retry_delay", 2.0)), lock_host=lock_host)
+                   retry_delay=float(settings.get("backend_retry_delay", 2.0)), lock_host=lock_host,
+                   worker_dead=context.worker_dead)
         try:
             if self._retrying(run, lambda: workspace.init(runner)):
                 log.info("terraform init done for %s", context.environment)
@@ -335,7 +344,7 @@ class TerraformStage:
         change no state) the command then runs once more; an apply runs once more only when it
         never took the lock (it waited on its own: nothing was applied), never after it ran."""
         def call() -> RunResult:
-            released = False
+            released = broke = False
             while True:
                 try:
                     return run.runner.run(args, ok=ok)
@@ -343,6 +352,9 @@ class TerraformStage:
                     locked = self._locked(run, error)
                     if locked is None:
                         raise
+                    if locked.holder is Holder.dead and locked.acquiring and not broke and self._break(run, locked):
+                        broke = True
+                        continue  # the command never took the lock, so it changed nothing: run it now
                     if locked.ours and not released and self._release(run, locked, args[0]):
                         released = True
                         if retry or locked.acquiring:
@@ -371,11 +383,13 @@ class TerraformStage:
                        f"for {lock.get('Operation', '?')}"
                        + (f" ({' '.join(reason.group(1).split())})" if reason else ""))
             return StateLocked(message, lock, error, ours=ours, acquiring=False)
-        ours = bool(lock.get("ID")) and run.lock_host is not None and lock.get("Who", "").endswith(f"@{run.lock_host}")
+        holder = judge(lock.get("Who", ""), own_host=run.lock_host, worker_dead=run.worker_dead)
+        if not lock.get("ID"):
+            holder = Holder.unknown  # nothing to release or break by
         message = (f"state is locked in {where}: lock {lock.get('ID', '?')} held by {lock.get('Who', '?')} "
                    f"for {lock.get('Operation', '?')} since {lock.get('Created', '?')} "
-                   f"(waited {run.lock_timeout:g}s)")
-        return StateLocked(message, lock, error, ours=ours)
+                   f"(waited {run.lock_timeout:g}s; holder {holder.value})")
+        return StateLocked(message, lock, error, ours=holder is Holder.own, holder=holder)
 
     def _release(self, run: _Run, locked: StateLocked, command: str) -> bool:
         """Release, by its ID, a lock this run's own terraform command left behind (its process has
@@ -388,6 +402,22 @@ class TerraformStage:
         except TerraformError as error:
             log.error("could not release this run's own state lock %s: %s", lock_id, error)
             return False
+        return True
+
+    def _break(self, run: _Run, locked: StateLocked) -> bool:
+        """Break, by its ID, the lock of a worker known dead (its terraform died with it). The
+        apply it was running may have created resources it never wrote to state: Terraform cannot
+        know them, and the run's log says so."""
+        lock_id, who = locked.lock["ID"], locked.lock.get("Who", "?")
+        note = (f"broke state lock {lock_id} held by {who} (its worker is dead) for {locked.lock.get('Operation', '?')}; "
+                "an apply killed while holding it may have created resources it did not record in state")
+        log.warning("%s", note)
+        try:
+            self._retrying(run, lambda: run.runner.run(["force-unlock", "-force", lock_id]))
+        except TerraformError as error:
+            log.error("could not break the dead worker's state lock %s: %s", lock_id, error)
+            return False
+        run.broken.append(note)
         return True
 
     @staticmethod
@@ -446,13 +476,6 @@ class TerraformStage:
                 sensitive.add(name)
                 run.runner.masker.add(*_strings(output.get("value")))
         return Outputs(values, frozenset(sensitive))
-
-
-def run_hostname() -> str:
-    """A host name unique to one run: this machine's (so a lock still says where it was taken)
-    and a random suffix, e.g. `vm-tf3f9a0c21d4`."""
-    machine = socket.gethostname().split(".")[0][:40] or "host"
-    return f"{machine}-tf{secrets.token_hex(5)}"
 
 
 def _unreachable(error: TerraformError) -> bool:
