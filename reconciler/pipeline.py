@@ -264,14 +264,24 @@ def recover(session: Session, sync: Sync, lease: Lease) -> int:
             result.status = StageStatus.FAILED if result.status is StageStatus.APPLYING else StageStatus.SKIPPED
             result.finished_at = utcnow()
     where = f" during {', '.join(running)}" if running else ""
+    unrecorded = UNRECORDED if Stage.INFRASTRUCTURE.value in running else ""
     syncs.transition(sync, L.FAILED, lease, error=f"the worker applying this sync was lost{where}; nothing was "
-                     "applied again: a new sync plans from the live state")
+                     f"applied again: a new sync plans from the live state{unrecorded}")
     env, revision = sync.environment, _revision(sync)
     fresh, _ = syncs.request(session, env, revision, sync.trigger)
     session.flush()
-    record_audit(session, actor="tidegate", action="sync.recovered", target=_target(sync),
-                 details={"replacement": fresh.id})
+    details: dict[str, object] = {"replacement": fresh.id}
+    if unrecorded:
+        details["unrecorded"] = unrecorded.lstrip("; ")
+    record_audit(session, actor="tidegate", action="sync.recovered", target=_target(sync), details=details)
     return fresh.id
+
+
+UNRECORDED = ("; its terraform apply was killed and may have created resources it did not record in state "
+              "(Terraform cannot know them, so the new plan will not show them): check the cloud account for "
+              "resources of this environment that are not in its state")
+"""Said of a sync lost during the infrastructure stage: its replacement applies each planned change
+once as far as Terraform's state tells, which is not exactly once for what the killed apply did."""
 
 
 def _apply_locked(services: Services, sync_id: int, lease: Lease) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from providers.stage import Stage, StageContext, digest
-from reconciler import contexts
+from reconciler import contexts, heartbeats
 from reconciler.contexts import Recorded, Run, Source
 from reconciler.desired import DesiredState, check_checkout
 from reconciler.errors import PlanningFailed
@@ -47,6 +47,10 @@ class EnvironmentSession:
     """A self-heal: Git takes back fields others changed (see contexts.workloads)."""
     settings: Mapping[str, Any] = field(default_factory=dict)
     """Settings every stage's context gets unless its connection sets them (`wait_timeout`)."""
+    worker: str | None = None
+    """The worker running the stages (services.owner), named in the state locks they take."""
+    worker_dead: Callable[[str], bool | None] | None = None
+    """Whether a worker named in a lock is known dead (reconciler/heartbeats.py)."""
 
     @property
     def environment(self) -> str:
@@ -66,7 +70,8 @@ class EnvironmentSession:
             return None
         remember(*built.credentials.values())
         missing = {key: value for key, value in self.settings.items() if key not in built.settings}
-        return replace(built, settings={**built.settings, **missing}) if missing else built
+        return replace(built, settings={**built.settings, **missing}, worker=self.worker,
+                       worker_dead=self.worker_dead)
 
     def inputs_digest(self, stage: Stage) -> str:
         """What a deferred stage's approval covers: its rendered inputs and the files it reads (a
@@ -132,14 +137,20 @@ def open_session(services: Services, repository: str, environment: str, sha: str
     artifacts.mkdir(parents=True, exist_ok=True, mode=0o700)
     return EnvironmentSession(Run(repository, environment, sha, root, artifacts), result.repo,
                               result.environments[environment], services.targets, dict(recorded or {}),
-                              take_over, {"wait_timeout": services.health_timeout})
+                              take_over, {"wait_timeout": services.health_timeout}, **_worker(services))
 
 
 def session_of(services: Services, run: Run, repo: LoadedRepo, desired: DesiredState,
                recorded: Recorded | None = None) -> EnvironmentSession:
     """A session over an already checked revision (a preview checks the whole head once)."""
     return EnvironmentSession(run, repo, desired, services.targets, dict(recorded or {}),
-                              settings={"wait_timeout": services.health_timeout})
+                              settings={"wait_timeout": services.health_timeout}, **_worker(services))
+
+
+def _worker(services: Services) -> dict[str, Any]:
+    """This worker's identity and how to tell whether another is dead, for the stages' contexts."""
+    redis = services.redis
+    return {"worker": services.owner, "worker_dead": lambda worker: heartbeats.is_dead(redis, worker)}
 
 
 def recorded_outputs(services: Services, session: Session, environment_id: int) -> Recorded:

@@ -17,7 +17,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from kombu.entity import Queue as KombuQueue
 
 from drift.live import stand_for_election
-from reconciler import sealing
+from reconciler import heartbeats, sealing
 from reconciler.runtime import Services, configure
 from reconciler.secrets import StoredSecrets
 from reconciler.targets import Targets
@@ -96,11 +96,14 @@ def install(settings: Settings) -> None:
     else:
         log.error("worker %s: %s", services.owner, status.describe())
     sealing.keep_publishing(services.redis, services.owner, status, stop)
+    heartbeats.keep_beating(services.redis, services.owner, stop)
 
     @worker_process_init.connect(weak=False)
     def _child(**_: Any) -> None:
-        configure(build_services(settings))
+        child = build_services(settings)  # owner `host:pid` of this pool child, which runs the tasks
+        configure(child)
         install_seal(settings)
+        heartbeats.keep_beating(child.redis, child.owner, stop)  # dies with the child (a daemon thread)
 
     @worker_ready.connect(weak=False)
     def _ready(**_: Any) -> None:

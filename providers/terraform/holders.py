@@ -73,7 +73,7 @@ def judge(who: str, *, own_host: str | None, worker_dead: Callable[[str], bool |
         return Holder.unknown
     try:
         dead = worker_dead(worker)
-    except Exception as error:  # noqa: BLE001 - a failed question is no answer: never break on it
+    except Exception as error:
         log.warning("could not tell whether worker %s is alive: %s", worker, error)
         return Holder.unknown
     if dead is True:

@@ -409,7 +409,8 @@ class TerraformStage:
         apply it was running may have created resources it never wrote to state: Terraform cannot
         know them, and the run's log says so."""
         lock_id, who = locked.lock["ID"], locked.lock.get("Who", "?")
-        note = (f"broke state lock {lock_id} held by {who} (its worker is dead) for {locked.lock.get('Operation', '?')}; "
+        operation = locked.lock.get("Operation", "?")
+        note = (f"broke state lock {lock_id} held by {who} (its worker is dead) for {operation}; "
                 "an apply killed while holding it may have created resources it did not record in state")
         log.warning("%s", note)
         try:
