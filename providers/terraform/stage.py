@@ -180,7 +180,10 @@ class TerraformStage:
         if destroy:
             args.append("-destroy")
         self._checked(run, args)
-        return self._read_plan(run, path)[0]
+        plan = self._read_plan(run, path)[0]
+        if run.broken:  # a dead worker's lock: its killed apply may have left resources unrecorded
+            plan.details["broken_locks"] = list(run.broken)
+        return plan
 
     def apply(self, context: StageContext[TerraformSpec], plan: StagePlan) -> StageResult:
         """Apply exactly `plan`'s saved file; raise StalePlan if the state moved since it was made,
