@@ -37,6 +37,7 @@ from reconciler.targets import Connection
 from repo_schema.models import ConfigurationSpec
 from store import (
     ApprovalDecision,
+    AuditEvent,
     Environment,
     Health,
     Revision,
@@ -270,6 +271,34 @@ def test_an_apply_left_by_a_dead_worker_is_failed_and_planned_again_never_repeat
     assert status is L.FAILED and "was lost" in (error or "")
     (kind, fresh), = _queued(services)
     assert kind == "plan" and fresh != sync_id and world.applied == []
+
+
+@pytest.mark.parametrize(("stage", "unrecorded"), [
+    pytest.param(Stage.INFRASTRUCTURE, True, id="killed-terraform-apply-may-leave-resources-unrecorded"),
+    pytest.param(Stage.CONFIGURATION, False, id="killed-configuration-makes-no-such-claim"),
+])
+def test_a_sync_lost_during_a_stage_says_what_the_killed_apply_may_have_left(
+        services: Services, environment: tuple[int, int], world: World, stage: Stage, unrecorded: bool) -> None:
+    """Terraform cannot know resources a killed apply created but never wrote to state: the lost
+    sync and its recovery's audit say so, rather than claim its replacement applies exactly once."""
+    sync_id = _sync(services, environment, "staging")
+    pipeline.plan_sync(services, sync_id)
+    _queued(services)
+    lease = EnvironmentLock(services.redis, "infra/staging").acquire("dead-worker")
+    assert lease is not None
+    with services.database.session() as session:
+        sync = session.get_one(Sync, sync_id)
+        syncs.transition(sync, L.APPLYING, lease)
+        session.add(SyncStageResult(sync_id=sync_id, stage=stage, status=StageStatus.APPLYING))
+    services.redis.delete(lease.key)
+    pipeline.apply_sync(services, sync_id)
+
+    status, error, _ = _sync_row(services, sync_id)
+    assert status is L.FAILED and f"lost during {stage.value}" in (error or "")
+    assert ("did not record in state" in (error or "")) is unrecorded
+    with services.database.session() as session:
+        recovered = session.query(AuditEvent).filter_by(action="sync.recovered").one()
+        assert ("unrecorded" in recovered.details) is unrecorded
 
 
 def test_a_deferred_stage_that_fails_to_plan_fails_the_sync_at_once_with_its_own_error(
