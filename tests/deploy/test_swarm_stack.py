@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from cryptography.fernet import Fernet
 from repo_schema.loader import load_repo
 from tests.deploy.conftest import ROOT, Docker
 from tests.support.git_server import files_of, free_port, git_daemon, make_bare_repo
+from tests.support.polling import wait_until
 from tidegate.sandbox_session import SandboxSession
 
 pytestmark = pytest.mark.integration
@@ -43,14 +43,7 @@ T = TypeVar("T")
 
 
 def _wait(check: Callable[[], T | None], timeout: float, what: str, explain: Callable[[], str] = str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{explain()}")
-        time.sleep(2)
+    return wait_until(check, timeout, what, explain, interval=2)
 
 
 def _link_or_copy(source: str, target: str) -> None:
