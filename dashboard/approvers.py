@@ -5,9 +5,10 @@ The rules are the effective policy `reconciler.policies` computes for the approv
 cannot disagree about who is named. The decision also refuses the authors of the change
 (`reconciler.authorship.wrote_any`): the page asks the same question of the commits this machine's
 mirror holds and the host accounts already stored — never the Git host's API, too slow for a page
-that refreshes every two seconds — so an author is not offered an Approve button the server would
-refuse. A commit range is immutable, so who wrote it is read from git once per range
-(`_RANGES`); an account the host names only at decision time is still refused then, with its reason.
+that refreshes every two seconds — so an author is neither offered an Approve button the server would
+refuse nor named among those who may approve. A commit range is immutable, so who wrote it is read
+from git once per range (`_RANGES`); an account the host names only at decision time is still
+refused then, with its reason.
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ class Approvers:
 
     rules: list[str] = field(default_factory=list)
     candidates: list[str] = field(default_factory=list)
-    """The people who hold the approve permission here and whom a rule names (the change's authors among them
-    are refused when they press Approve)."""
+    """The people who hold the approve permission here, whom a rule names and who wrote none of the change:
+    exactly those whose approval the server would count."""
+    authors: list[str] = field(default_factory=list)
+    """The people a rule names who wrote part of the change (`reconciler.authorship.wrote_any`): left out of
+    `candidates` because the server refuses their approval."""
     unreadable: str | None = None
     """Why the policy cannot be read now (nothing can be approved until it can)."""
     may_decide: bool = False
@@ -83,24 +87,30 @@ def approvers_of(services: Services, session: Session, sync: Sync, reader: Princ
         return person.can(Permission.APPROVE, scope) and (
             not gating or any(rule.admits(person.name, person.groups) for rule in gating))
 
-    candidates = [person.name for person in everyone if named(person)]
+    named_people = [person for person in everyone if named(person)]
+    known = _authorship(services, session, sync, policy.base) if named_people or named(reader) else None
+    def wrote(person: Principal) -> str:
+        return (authorship.wrote_any(person, known) or "") if known is not None else ""
+
+    candidates = [person.name for person in named_people if not wrote(person)]
+    authors = [person.name for person in named_people if wrote(person)]
     if not reader.can(Permission.APPROVE, scope):
-        return Approvers(rules, candidates, why_not=f"you lack the approve permission on {scope}")
+        return Approvers(rules, candidates, authors, why_not=f"you lack the approve permission on {scope}")
     if not named(reader):
-        return Approvers(rules, candidates, why_not="no rule names you")
-    return Approvers(rules, candidates, may_decide=True, wrote=_wrote(services, session, sync, reader, policy.base))
+        return Approvers(rules, candidates, authors, why_not="no rule names you")
+    return Approvers(rules, candidates, authors, may_decide=True, wrote=wrote(reader))
 
 
-def _wrote(services: Services, session: Session, sync: Sync, reader: Principal, base: str | None) -> str:
-    """How `reader` took part in (base, the sync's revision], as far as this machine knows without
-    asking the Git host; empty when not (or when the range cannot be read here)."""
+def _authorship(services: Services, session: Session, sync: Sync, base: str | None) -> authorship.Authorship | None:
+    """Who took part in (base, the sync's revision], as far as this machine knows without asking the Git
+    host; None when the range cannot be read here (then nobody is marked as an author)."""
     assert sync.revision is not None
     repository = sync.environment.repository
     commits = _commits(services, repository, base, sync.revision.sha)
     if commits is None:
-        return ""
+        return None
     verified = authorship.verified_for(session, repository.id, [commit.sha for commit in commits])
-    return authorship.wrote_any(reader, authorship.Authorship(base, commits, verified)) or ""
+    return authorship.Authorship(base, commits, verified)
 
 
 def _commits(services: Services, repository: Repository, base: str | None,

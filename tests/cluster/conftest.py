@@ -46,6 +46,7 @@ from store import Role, SecretBox, Sync
 from tests.reconciler.conftest import add_people
 from tests.store.conftest import PostgresServer, _Runner, find_postgres_bin_dir, postgres_server
 from tests.support.git_server import commit_and_push, files_of, free_port, git_daemon, make_bare_repo
+from tests.support.polling import wait_until
 from tidegate.client import EnvironmentView, LocalClient, SyncView
 from tidegate.http_client import HttpClient
 from tidegate.redis_server import EmbeddedRedis, redis_binary
@@ -263,15 +264,9 @@ def greeting_file(greeting: str) -> str:
 def until(check: Callable[[], T | None], timeout: float, what: str, cluster: Cluster | None = None,
           interval: float = 0.2) -> T:
     """Poll `check` until it returns something truthy; fail naming `what` (and the logs) at the timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            state = f"\nunfinished: {cluster.unfinished()}\n{cluster.logs()}" if cluster is not None else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{state}")
-        time.sleep(interval)
+    def state() -> str:
+        return f"unfinished: {cluster.unfinished()}\n{cluster.logs()}" if cluster is not None else ""
+    return wait_until(check, timeout, what, state, interval)
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:

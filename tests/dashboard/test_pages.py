@@ -173,6 +173,18 @@ def test_a_platform_lead_pressing_approve_for_their_own_change_in_the_form_gets_
     assert "alice authored commit" in form.text and "alice authored commit" in api.json()["detail"]
 
 
+@pytest.mark.parametrize("page", ["approvals", "pending-sync"])
+def test_the_author_is_not_named_among_those_who_may_approve_the_change(client: TestClient, world: World,
+                                                                         page: str) -> None:
+    """alice is a platform lead with the approve permission but wrote the head commit: the server refuses
+    her approval, so the list of who may approve names paula only and marks alice as the author."""
+    sign_in(client, "vera")
+    html = client.get(pages(world)[page]).text
+    named = re.search(r'<p class="candidates">(.*?)</p>', html, re.S)
+    assert named and re.findall(r"<strong>(\w+)</strong>", named.group(1)) == ["paula"]
+    assert re.search(r'<p class="authors[^"]*">[^<]*alice \(author\)', html)
+
+
 def test_a_preview_that_waits_for_a_go_ahead_says_so_and_how(client: TestClient, world: World) -> None:
     with world.services.database.session() as session:
         preview = session.get_one(Preview, world.ids["preview"])

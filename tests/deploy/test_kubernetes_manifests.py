@@ -201,6 +201,20 @@ def test_every_setting_and_command_exists(rendered: dict[str, list[Object]], tar
                 assert args[1] in commands, args
 
 
+POOLS = {"tidegate": {"TIDEGATE_DB_POOL_SIZE": "5", "TIDEGATE_DB_MAX_OVERFLOW": "10"},
+         "tidegate-worker": {"TIDEGATE_DB_POOL_SIZE": "2", "TIDEGATE_DB_MAX_OVERFLOW": "1"}}
+"""deploy/README.md, "Sizing": serve keeps the defaults (a connection per request in flight), workers 2 + 1."""
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_each_namespace_sizes_its_postgresql_pool_as_the_readme_recommends(rendered: dict[str, list[Object]],
+                                                                           target: str) -> None:
+    pools = {obj["metadata"]["namespace"]: {key: obj["data"].get(key) for key in POOLS["tidegate"]}
+             for obj in rendered[target]
+             if obj["kind"] == "ConfigMap" and obj["metadata"]["name"].startswith("tidegate-settings")}
+    assert pools == POOLS
+
+
 QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti)?$")
 FACTORS = {None: 1.0, "m": 1e-3, "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40}
 

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,11 +24,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 from cryptography.fernet import Fernet
 
 from repo_schema.loader import load_repo
 from tests.deploy.conftest import ROOT, Docker
 from tests.support.git_server import files_of, free_port, git_daemon, make_bare_repo
+from tests.support.polling import wait_until
 from tidegate.sandbox_session import SandboxSession
 
 pytestmark = pytest.mark.integration
@@ -42,14 +43,7 @@ T = TypeVar("T")
 
 
 def _wait(check: Callable[[], T | None], timeout: float, what: str, explain: Callable[[], str] = str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{explain()}")
-        time.sleep(2)
+    return wait_until(check, timeout, what, explain, interval=2)
 
 
 def _link_or_copy(source: str, target: str) -> None:
@@ -265,3 +259,11 @@ def test_the_swarm_seccomp_profile_keeps_the_worker_profile_and_gives_mount_only
     conditional = [rule for rule in swarm["syscalls"] if rule.get("excludes") == {"caps": ["CAP_SYS_ADMIN"]}]
     assert len(conditional) == 1 and conditional[0]["action"] == "SCMP_ACT_ERRNO"
     assert {"mount", "umount2", "pivot_root", "unshare"} <= set(conditional[0]["names"])
+
+
+def test_the_swarm_worker_sizes_its_postgresql_pool_as_the_readme_recommends() -> None:
+    """deploy/README.md, "Sizing": 2 + 1 per worker process; serve keeps the defaults (5 + 10)."""
+    services = yaml.safe_load((ROOT / "deploy" / "swarm" / "stack.yaml").read_text())["services"]
+    worker, serve = services["worker"]["environment"], services["serve"]["environment"]
+    assert (worker["TIDEGATE_DB_POOL_SIZE"], worker["TIDEGATE_DB_MAX_OVERFLOW"]) == ("2", "1")
+    assert "TIDEGATE_DB_POOL_SIZE" not in serve and "TIDEGATE_DB_MAX_OVERFLOW" not in serve

@@ -126,3 +126,11 @@ def test_the_worker_is_root_with_only_the_seal_capabilities() -> None:
     assert environment["HOME"].startswith(environment["TIDEGATE_DATA_DIR"] + "/")
     assert "--name tidegate-%i@" in one(values, "ExecStart")
     assert one(values, "KillMode") == "mixed" and one(values, "TimeoutStopSec") == "30min"
+
+
+def test_the_worker_sizes_its_postgresql_pool_as_the_readme_recommends() -> None:
+    """deploy/README.md, "Sizing": 2 + 1 per worker process; serve keeps the defaults (5 + 10)."""
+    worker = one(directives("tidegate-worker@.service"), "Environment")
+    environment = dict(item.split("=", 1) for item in worker.split())
+    assert (environment["TIDEGATE_DB_POOL_SIZE"], environment["TIDEGATE_DB_MAX_OVERFLOW"]) == ("2", "1")
+    assert "TIDEGATE_DB_POOL_SIZE" not in one(directives("tidegate-serve.service"), "Environment")

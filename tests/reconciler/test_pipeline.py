@@ -9,7 +9,6 @@ again, stale plans superseded, an interrupted apply never repeated.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +32,6 @@ from reconciler.locks import EnvironmentLock
 from reconciler.runtime import Services
 from reconciler.status import status_of
 from reconciler.syncs import L
-from reconciler.targets import Connection
-from repo_schema.models import ConfigurationSpec
 from store import (
     ApprovalDecision,
     AuditEvent,
@@ -49,6 +46,7 @@ from store import (
 )
 from tests.reconciler.conftest import principal
 from tests.support.doubles import RecordingQueue
+from tests.support.slow_sync import Targets
 
 NODES = [{"name": "n1", "address": "10.0.0.1", "groups": ["nodes"]}]
 
@@ -99,25 +97,6 @@ class FakeStage:
 
     def observe(self, context: StageContext[Any]) -> list[DriftItem]:
         return []
-
-
-class Targets:
-    def infrastructure(self, repository: str, environment: str) -> Connection:
-        return Connection({}, {})
-
-    def configuration(self, repository: str, environment: str, nodes: Sequence[Mapping[str, Any]],
-                      spec: ConfigurationSpec) -> Connection:
-        return Connection({}, {})
-
-    def workloads(self, repository: str, environment: str, kubeconfig: str | None) -> Connection:
-        return Connection({}, {"kubeconfig": kubeconfig or ""})
-
-    def secret(self, repository: str, environment: str, name: str, where: str) -> str:
-        raise AssertionError(f"no stored secrets here ({where})")
-
-    def preview(self, repository: str, environment: str, stage: str, connection: Connection,
-                refs: Mapping[str, Any]) -> Connection:
-        return connection
 
 
 @pytest.fixture

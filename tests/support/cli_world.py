@@ -33,19 +33,12 @@ from store import (
     ApprovalSource,
     AuditEvent,
     Database,
-    DriftItemRow,
-    DriftReport,
-    DriftResolution,
-    DriftStatus,
     Environment,
     Health,
     Observation,
     Plan,
     Repository,
     Revision,
-    Role,
-    RoleBinding,
-    SecretBox,
     Stage,
     StageStatus,
     Sync,
@@ -55,8 +48,7 @@ from store import (
     User,
 )
 from tests.dashboard.conftest import make_app
-from tests.support.doubles import NoTargets, RecordingQueue
-from tests.support.drift_store import OPEN_ITEMS
+from tests.support.drift_store import add_ops_and_vic, open_report, recording_services, resolved_report
 from tidegate.http_client import HttpClient
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -96,8 +88,7 @@ def build_cli_world(data_dir: Path, redis: Redis) -> Services:
     with database.session() as session:
         repository = Repository(name="infra", url="https://git.example.com/platform/infra.git", head_sha=HEAD)
         session.add(repository)
-        session.add_all([User(name="ops"), RoleBinding(subject="user:ops", role=Role.ADMIN),
-                         User(name="vic"), RoleBinding(subject="user:vic", role=Role.VIEWER)])
+        add_ops_and_vic(session)
         session.flush()
         old = Revision(repository_id=repository.id, ref="main", sha=OLD, author="Bob Builder <bob@example.com>",
                        message="Bootstrap staging and production\n\nThe body is not shown.", committed_at=T0)
@@ -120,16 +111,9 @@ def build_cli_world(data_dir: Path, redis: Redis) -> Services:
         session.add(plan)
         session.flush()
         _syncs(session, staging, production, old, head, plan)
-        session.add(DriftReport(environment_id=staging.id, revision_id=old.id, created_at=T0 + timedelta(hours=2),
-                                items=[DriftItemRow(stage=i.stage, address=i.address, field=i.field,
-                                                    desired=i.desired, live=i.live) for i in OPEN_ITEMS]))
-        session.add(DriftReport(environment_id=staging.id, revision_id=old.id, status=DriftStatus.RESOLVED,
-                                resolution=DriftResolution.RESYNCED, created_at=T0 + timedelta(minutes=30),
-                                resolved_at=T0 + timedelta(hours=1),
-                                items=[DriftItemRow(stage=Stage.WORKLOADS, address="apps/Deployment/web/web",
-                                                    field="/spec/replicas", desired=2, live=3)]))
-    return Services(database=database, secrets=SecretBox(SecretBox.generate_key()), redis=redis,
-                    targets=NoTargets(), data_dir=data_dir, queue=RecordingQueue())
+        session.add(open_report(staging.id, old.id, T0 + timedelta(hours=2)))
+        session.add(resolved_report(staging.id, old.id, T0 + timedelta(minutes=30), T0 + timedelta(hours=1)))
+    return recording_services(database, data_dir, redis)
 
 
 def _syncs(session: Any, staging: Environment, production: Environment, old: Revision, head: Revision,

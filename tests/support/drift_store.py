@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from redis import Redis
+from sqlalchemy.orm import Session
 
 from reconciler.runtime import Services
 from store import (
@@ -51,6 +52,33 @@ OPEN_ITEMS = [
 ]
 
 
+def add_ops_and_vic(session: Session) -> None:
+    """The two users the CLI's store-backed tests sign in as: `ops` (admin) and `vic` (viewer)."""
+    session.add_all([User(name="ops"), RoleBinding(subject="user:ops", role=Role.ADMIN),
+                     User(name="vic"), RoleBinding(subject="user:vic", role=Role.VIEWER)])
+
+
+def open_report(environment_id: int, revision_id: int, created_at: datetime) -> DriftReport:
+    """An open report with fresh copies of OPEN_ITEMS (a row belongs to one report)."""
+    return DriftReport(environment_id=environment_id, revision_id=revision_id, created_at=created_at,
+                       items=[DriftItemRow(stage=i.stage, address=i.address, field=i.field, desired=i.desired,
+                                           live=i.live) for i in OPEN_ITEMS])
+
+
+def resolved_report(environment_id: int, revision_id: int, created_at: datetime, resolved_at: datetime) -> DriftReport:
+    """A report a later sync resolved: web's replicas had drifted from 2 to 3."""
+    return DriftReport(environment_id=environment_id, revision_id=revision_id, status=DriftStatus.RESOLVED,
+                       resolution=DriftResolution.RESYNCED, created_at=created_at, resolved_at=resolved_at,
+                       items=[DriftItemRow(stage=Stage.WORKLOADS, address="apps/Deployment/web/web",
+                                           field="/spec/replicas", desired=2, live=3)])
+
+
+def recording_services(database: Database, data_dir: Path, redis: Redis) -> Services:
+    """Services over `database` whose queue records what would be sent and whose targets are never asked."""
+    return Services(database=database, secrets=SecretBox(SecretBox.generate_key()), redis=redis,
+                    targets=NoTargets(), data_dir=data_dir, queue=RecordingQueue())
+
+
 def build_drift_store(data_dir: Path, redis: Redis | None = None) -> Services:
     """The store described above, and services over it whose queue records what would be sent.
     Without `redis` the client is never connected (nothing the CLI's drift commands do needs it)."""
@@ -59,8 +87,7 @@ def build_drift_store(data_dir: Path, redis: Redis | None = None) -> Services:
     with database.session() as session:
         repository = Repository(name="infra", url=str(data_dir / "infra.git"))
         session.add(repository)
-        session.add_all([User(name="ops"), RoleBinding(subject="user:ops", role=Role.ADMIN),
-                         User(name="vic"), RoleBinding(subject="user:vic", role=Role.VIEWER)])
+        add_ops_and_vic(session)
         session.flush()
         old, head = (Revision(repository_id=repository.id, ref="main", sha=sha, author="Alice <alice@example.com>",
                               message=message, committed_at=T0 - timedelta(days=days))
@@ -71,16 +98,9 @@ def build_drift_store(data_dir: Path, redis: Redis | None = None) -> Services:
                               desired_revision_id=head.id, health=Health.HEALTHY)
         session.add(staging)
         session.flush()
-        session.add(DriftReport(environment_id=staging.id, revision_id=head.id, created_at=T0, items=[
-            DriftItemRow(stage=i.stage, address=i.address, field=i.field, desired=i.desired, live=i.live)
-            for i in OPEN_ITEMS]))
-        session.add(DriftReport(environment_id=staging.id, revision_id=old.id, status=DriftStatus.RESOLVED,
-                                resolution=DriftResolution.RESYNCED, created_at=T0 - timedelta(days=2),
-                                resolved_at=T0 - timedelta(days=2, hours=-1),
-                                items=[DriftItemRow(stage=Stage.WORKLOADS, address="apps/Deployment/web/web",
-                                                    field="/spec/replicas", desired=2, live=3)]))
-    return Services(database=database, secrets=SecretBox(SecretBox.generate_key()), redis=redis or Redis(),
-                    targets=NoTargets(), data_dir=data_dir, queue=RecordingQueue())
+        session.add(open_report(staging.id, head.id, T0))
+        session.add(resolved_report(staging.id, old.id, T0 - timedelta(days=2), T0 - timedelta(days=2, hours=-1)))
+    return recording_services(database, data_dir, redis or Redis())
 
 
 def add_open_report(services: Services, when: datetime, items: list[DriftItemRow]) -> int:

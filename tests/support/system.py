@@ -30,6 +30,7 @@ from reconciler.runtime import Services
 from repo_schema.loader import LoadedRepo, load_repo
 from tests.reconciler.conftest import add_people
 from tests.support.git_server import commit_and_push, files_of, git_daemon, make_bare_repo
+from tests.support.polling import wait_until
 from tidegate.client import EnvironmentView, LocalClient, SyncView
 from tidegate.redis_server import EmbeddedRedis
 from tidegate.sandbox_session import SandboxSession
@@ -100,15 +101,7 @@ class System:
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, system: System | None = None,
              interval: float = 0.5) -> T:
     """Poll `check` until it returns something truthy; fail with `what` (and the logs) at the timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            logs = system.logs() if system is not None else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}\n{logs}")
-        time.sleep(interval)
+    return wait_until(check, timeout, what, system.logs if system is not None else str, interval)
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
