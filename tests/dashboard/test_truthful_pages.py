@@ -107,7 +107,8 @@ def test_the_approvals_queue_says_who_may_approve(shared_client: tuple[World, Te
     sign_in(client, "paula")
     html = client.get("/approvals").text
     assert "1 of group:platform-leads" in html and "Approve</button>" in html
-    assert "<strong>alice</strong>, <strong>paula</strong>" in html and "<strong>andy</strong>" not in html
+    assert "Named and allowed: <strong>paula</strong>" in html and "<strong>andy</strong>" not in html
+    assert "so may not approve: alice (author)" in html  # named by the rule, but she wrote the change
 
 
 @pytest.mark.parametrize("page", ["/approvals", "/syncs/{pending}"], ids=["queue", "sync"])
