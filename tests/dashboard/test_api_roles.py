@@ -65,6 +65,7 @@ READS = {
     "role-bindings": Call("GET", "/api/v1/role-bindings", ADMIN_ONLY),
     "secrets": Call("GET", "/api/v1/secrets", FILTERED),
     "healthz": Call("GET", "/healthz", everyone(200, anonymous=200)),
+    "resources": Call("GET", "/api/v1/environments/infra/staging/resources", READER),
 }
 
 OPERATOR = everyone(403, otto=202, root=202)
@@ -122,6 +123,28 @@ def test_each_action_is_allowed_only_to_its_roles(client: TestClient, world: Wor
     response = send(client, world, call, role)
     assert response.status_code == call.expect[role], response.text
     assert response.status_code < 500
+
+
+@pytest.mark.parametrize("path", ["/api/v1/environments/infra/staging/diff",
+                                  "/api/v1/environments/infra/staging/resources/workloads/live?address=apps/Deployment/web/web"],
+                         ids=["diff", "live-object"])
+@pytest.mark.parametrize(("role", "code"), [("anonymous", 401), ("nobody", 403)], ids=["anonymous", "no-roles"])
+def test_what_runs_repository_code_or_reads_the_cluster_is_refused_before_it_runs(
+        shared_client: Any, path: str, role: str, code: int) -> None:
+    """A diff plans the repository's code and a live object is read from the target: neither starts for
+    a caller who may not read the environment (the refusal comes first, in milliseconds)."""
+    world, client = shared_client
+    response = client.get(path, headers={} if role == "anonymous" else world.auth(role))
+    assert response.status_code == code, response.text
+
+
+def test_a_reader_cannot_use_the_live_view_to_read_an_object_tidegate_does_not_manage(shared_client: Any) -> None:
+    """The live view reads only addresses in the environment's tree: not another namespace's Secret."""
+    world, client = shared_client
+    response = client.get("/api/v1/environments/infra/staging/resources/workloads/live",
+                          params={"address": "/Secret/kube-system/bootstrap-token"}, headers=world.auth("vera"))
+    assert response.status_code == 404, response.text
+    assert "manages no workloads object" in response.json()["detail"]
 
 
 def test_a_user_without_roles_sees_no_environments(shared_client: Any) -> None:

@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import playwright.sync_api as playwright_api
 import pytest
 
 from reconciler import syncs
@@ -28,7 +29,6 @@ from tests.dashboard.test_secrets_api import assert_never_shown
 from tests.dashboard.world import PASSWORD, World
 from tests.support.doubles import RecordingQueue
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt install chromium)")]
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import playwright.sync_api as playwright_api
 import pytest
 
 from dashboard.identity import Grant, bind, create_user
@@ -30,7 +31,6 @@ from tests.support.doubles import RecordingQueue
 from tests.support.slow_sync import OwnModule, Stub, Targets, manual_sync_of_staging
 from tidegate.redis_server import EmbeddedRedis
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt install chromium)")]
 LINE = "terraform_data.slow: Creating..."

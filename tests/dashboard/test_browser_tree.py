@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import playwright.sync_api as playwright_api
 import pytest
 
 from drift.detect import STARTUP, check
@@ -44,7 +45,6 @@ from tests.dashboard.conftest import ARTIFACTS, CHROMIUM, make_app, make_service
 from tests.dashboard.world import World
 from tidegate.redis_server import EmbeddedRedis
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt install chromium)")]
 SECRET_DATA = "cG9zdGdyZXM6Ly93ZWI6ZGVtby1kYXRhYmFzZS1wYXNzd29yZEBkYi53ZWIuc3ZjOjU0MzIvd2Vi"

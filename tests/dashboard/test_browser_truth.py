@@ -29,6 +29,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import playwright.sync_api as playwright_api
 import pytest
 from fastapi import FastAPI
 
@@ -40,7 +41,6 @@ from tests.dashboard.world import T0, World
 from tidegate.docs import add_docs
 from tidegate.redis_server import EmbeddedRedis
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt install chromium)")]
 LONG_OBJECTS = 25
