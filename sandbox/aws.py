@@ -152,7 +152,7 @@ class AwsSandbox:
         env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
         env.update({"MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "PYTHONUNBUFFERED": "1"})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(port)],
+            [sys.executable, "-m", "sandbox.aws_server", "-H", self.host, "-p", str(port)],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, preexec_fn=_die_with_parent,
         )
