@@ -37,6 +37,7 @@ REPLAYS_PATH = "/tidegate-sandbox/replays"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 RECORD_LIMIT = 4096  # answers kept (oldest dropped first): a retry comes within seconds of its call
 BODY_LIMIT = 256 * 1024  # larger answers are not recorded (state-file reads are GETs anyway)
+BYTES_LIMIT = 64 * 1024 * 1024  # and all recorded answers together stay under this
 RETRY_WAIT = 300.0  # how long a retry waits for its first attempt, still running, to finish
 
 StartResponse = Callable[..., Any]
@@ -76,9 +77,11 @@ class _Record:
 class RetryReplay:
     """WSGI middleware: carries out each SDK invocation once and answers its retries from the record."""
 
-    def __init__(self, app: WsgiApp, *, limit: int = RECORD_LIMIT) -> None:
+    def __init__(self, app: WsgiApp, *, limit: int = RECORD_LIMIT, bytes_limit: int = BYTES_LIMIT) -> None:
         self.app = app
         self.limit = limit
+        self.bytes_limit = bytes_limit
+        self.recorded_bytes = 0
         self.records: OrderedDict[tuple[str, ...], _Record] = OrderedDict()
         self.replays: list[Replay] = []
         self.lock = threading.Lock()
@@ -103,9 +106,15 @@ class RetryReplay:
             if record is not None:
                 return record, False
             record = self.records[key] = _Record(started=time.monotonic())
-            while len(self.records) > self.limit:
-                self.records.popitem(last=False)
+            self._evict()
             return record, True
+
+    def _evict(self) -> None:
+        """Drop the oldest records beyond the count or the bytes allowed (called holding the lock)."""
+        while len(self.records) > self.limit or self.recorded_bytes > self.bytes_limit:
+            _, oldest = self.records.popitem(last=False)
+            if oldest.answer is not None:
+                self.recorded_bytes -= len(oldest.answer.body)
 
     def _carry_out(self, key: tuple[str, ...], record: _Record, environ: dict[str, Any],
                    start_response: StartResponse) -> Iterable[bytes]:
@@ -118,7 +127,11 @@ class RetryReplay:
         if answer.status[:1] == "5" or len(answer.body) > BODY_LIMIT:
             self._forget(key, record)
         else:
-            record.answer = answer
+            with self.lock:
+                record.answer = answer
+                if self.records.get(key) is record:
+                    self.recorded_bytes += len(answer.body)
+                    self._evict()
             record.done.set()
         start_response(answer.status, answer.headers)
         return [answer.body]
