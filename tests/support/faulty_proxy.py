@@ -2,7 +2,8 @@
 
 `faults[(operation, n)]` fails the n-th call of an operation (a DynamoDB `X-Amz-Target` or a query
 API's `Action=`, e.g. EC2's): "refuse" resets the connection before moto sees the request, "lose"
-resets it after moto answered, so the client never reads an answer to a call that was carried out.
+resets it after moto answered, so the client never reads an answer to a call that was carried out;
+"late" holds moto's answer back `late_seconds` (past a client's read timeout) before sending it.
 
 The sandbox answers an SDK's retry of a call it already carried out from its record (keyed by the
 `amz-sdk-invocation-id` header). `like_aws=True` gives every forwarded attempt a fresh invocation
@@ -15,6 +16,7 @@ import http.client
 import socket
 import struct
 import threading
+import time
 import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,7 +37,8 @@ def operation_of(headers: Any, body: bytes) -> str:
 class FaultyProxy:
     """HTTP proxy to moto that fails chosen calls; `calls` counts each operation's attempts."""
 
-    def __init__(self, upstream: str, faults: dict[tuple[str, int], str], *, like_aws: bool = False) -> None:
+    def __init__(self, upstream: str, faults: dict[tuple[str, int], str], *, like_aws: bool = False,
+                 late_seconds: float = 3.0) -> None:
         host, port = upstream.rsplit("/", 1)[1].split(":")
         self.faults = faults
         self.calls: dict[str, int] = {}
@@ -70,13 +73,18 @@ class FaultyProxy:
                 upstream.close()
                 if fault == "lose":
                     return self.reset()
-                self.send_response(answer.status)
-                for name, value in answer.getheaders():
-                    if name.lower() not in HOP_HEADERS:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                if fault == "late":
+                    time.sleep(late_seconds)
+                try:
+                    self.send_response(answer.status)
+                    for name, value in answer.getheaders():
+                        if name.lower() not in HOP_HEADERS:
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except ConnectionError:
+                    self.close_connection = True  # the client gave up waiting ("late")
 
             def reset(self) -> None:
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
