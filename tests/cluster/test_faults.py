@@ -162,11 +162,13 @@ def test_a_worker_killed_during_terraform_apply_leaves_a_state_lock_broken_only_
     assert lost.status == "failed" and "lost during infrastructure" in (lost.error or ""), lost
     assert UNRECORDED.lstrip("; ") in (lost.error or ""), lost.error
     assert [s.status for s in syncs if s.id > killed.id] == ["succeeded"], syncs
+    audit = cluster.audit()
+    [broken] = [e["details"] for e in audit if e["action"] == "state_lock.broken" and e["details"]["sync"] > killed.id]
+    assert f"broke state lock {held['ID']} held by {held['Who']} (its worker is dead)" in broken["note"], broken
     survivor = "machine-b" if victim.endswith("machine-a") else "machine-a"
-    log = (cluster.base / "logs" / f"worker-{survivor}.log").read_text(errors="replace")
-    assert f"broke state lock {held['ID']} held by {held['Who']} (its worker is dead)" in log
-    recovered = [e for e in cluster.audit() if e["action"] == "sync.recovered"]
-    assert recovered and "unrecorded" in recovered[0]["details"], recovered
+    assert broken["note"] in (cluster.base / "logs" / f"worker-{survivor}.log").read_text(errors="replace")
+    recovered = next(e for e in audit if e["action"] == "sync.recovered")
+    assert recovered["details"]["replacement"] > killed.id and "unrecorded" in recovered["details"], recovered
 
 
 def test_a_redis_restart_mid_sync_loses_neither_the_sync_nor_the_fencing_order(bootstrapped: Cluster) -> None:
