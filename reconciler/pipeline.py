@@ -163,6 +163,7 @@ def _store_plan(services: Services, sync_id: int, lease: Lease, plan: Environmen
         session.flush()
         sync.plan_id = row.id
         sync.error = None
+        _audit_broken_locks(session, sync, plan)
         if gate.required and plan.has_changes:
             syncs.transition(sync, L.AWAITING_APPROVAL, lease)
             record_audit(session, actor="tidegate", action="sync.awaiting_approval", target=_target(sync),
@@ -171,6 +172,15 @@ def _store_plan(services: Services, sync_id: int, lease: Lease, plan: Environmen
             return False
         syncs.transition(sync, L.APPROVED, lease)
     return True
+
+
+def _audit_broken_locks(session: Session, sync: Sync, plan: EnvironmentPlan) -> None:
+    """Breaking someone's state lock is an act on shared state: the audit log names each lock a
+    stage broke while planning (a dead worker's, its holder named in the note) and the sync."""
+    for stage, staged in plan.stages.items():
+        for note in staged.details.get("broken_locks") or ():
+            record_audit(session, actor="tidegate", action="state_lock.broken", target=_target(sync),
+                         details={"sync": sync.id, "stage": stage.value, "note": str(note)[:2000]})
 
 
 def _gate(services: Services, session: Session, env: Environment, sha: str, at_revision: LoadedRepo) -> EffectivePolicy:

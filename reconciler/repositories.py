@@ -143,7 +143,9 @@ def _poll(services: Services, repository_id: int, trigger: SyncTrigger) -> PollR
         _record_error(services, repository_id, str(error))
         log.warning("poll %s: %s (last good state kept)", name, error)
         return PollResult(name, None, False, error=str(error))
-    if head == previous and not failing:
+    if head == previous:
+        if failing:  # the last poll's error (an outage, a force-push warning) is over; nothing moved since
+            _record_error(services, repository_id, None)
         return PollResult(name, head, False)
     try:
         source.fetch()
@@ -174,8 +176,9 @@ def _poll(services: Services, repository_id: int, trigger: SyncTrigger) -> PollR
     return PollResult(name, head, True, tuple(planned), tuple(advanced))
 
 
-def _record_error(services: Services, repository_id: int, error: str) -> None:
-    """Why the repository's last poll failed (its last good head and revisions are kept)."""
+def _record_error(services: Services, repository_id: int, error: str | None) -> None:
+    """Why the repository's last poll failed (its last good head and revisions are kept); None once
+    a poll succeeds again."""
     with services.database.session(write=True) as session:
         session.execute(update(Repository).where(Repository.id == repository_id).values(poll_error=error))
 

@@ -23,6 +23,9 @@ repo; the stage never reads the repo's spelling):
                             override file in the workspace
     backend_config          extra `-backend-config` values, over the repo's (sandbox endpoints)
     lock_timeout            seconds; overrides the backend's `lockTimeout`
+    lock_probe              seconds one terraform command waits for a held lock before the run
+                            judges the holder again (default 10): a dead worker's lock is broken
+                            within a probe of its heartbeat going, not after the whole timeout
 
 `StageContext.credentials` become environment variables of every terraform call
 (e.g. AWS_ACCESS_KEY_ID); their values are masked in every log line.

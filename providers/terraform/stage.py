@@ -9,7 +9,9 @@
   lock) is released by that run, by its ID, at once: it blocks everyone and nobody holds it.
 * A state lock whose `Who` names a worker the context says is dead (a worker killed mid-apply) is
   broken by its ID and the command runs again; any other holder's lock is respected
-  (providers/terraform/holders.py).
+  (providers/terraform/holders.py). The lock timeout is waited in short probes (`lock_probe`
+  seconds each), judging the holder after every one: a dead worker's lock is broken as soon as
+  its heartbeat is gone, not after the whole timeout (five minutes by default).
 * `observe` / `check_drift` run `plan -detailed-exitcode`: exit 2 means live differs from the
   configuration; the differences are read per address and attribute, and the correcting plan is
   kept so that it can be approved and applied as is.
@@ -68,6 +70,9 @@ _OUTCOME = {
 }
 _LOCK_FIELD = re.compile(r"^\s*(ID|Path|Operation|Who|Version|Created|Info):[ \t]*(.*)$", re.MULTILINE)
 _DEFAULT_LOCK_TIMEOUT = 300.0
+_DEFAULT_LOCK_PROBE = 10.0
+"""Seconds each terraform command waits for a held state lock before the holder is judged again."""
+_LOCK_WAIT = "-lock-timeout="
 _RELEASE_REASON = re.compile(r"Error message:\s*(.*?)(?:\n\s*Lock Info:|\n\s*\n|$)", re.DOTALL)
 _UNREACHABLE = re.compile(
     r"connection refused|dial tcp|no such host|i/o timeout|connection reset|send request failed|"
@@ -130,6 +135,9 @@ class _Run:
     runner: Runner
     lock_timeout: float
     backend: dict[str, Any] = field(default_factory=dict)
+    lock_probe: float = _DEFAULT_LOCK_PROBE
+    """Seconds one command waits for a held lock; the run judges the holder and tries again until
+    `lock_timeout` has passed."""
     retries: int = 3
     retry_delay: float = 2.0
     lock_host: str | None = None
@@ -303,6 +311,7 @@ class TerraformStage:
         if lock_timeout is None:
             lock_timeout = spec.backend.lock_timeout if spec.backend is not None else _DEFAULT_LOCK_TIMEOUT
         run = _Run(spec, workspace, runner, float(lock_timeout), backend,
+                   lock_probe=float(settings.get("lock_probe", _DEFAULT_LOCK_PROBE)),
                    retries=int(settings.get("backend_retries", 3)),
                    retry_delay=float(settings.get("backend_retry_delay", 2.0)), lock_host=lock_host,
                    worker_dead=context.worker_dead)
@@ -348,13 +357,17 @@ class TerraformStage:
         never took the lock (it waited on its own: nothing was applied), never after it ran."""
         def call() -> RunResult:
             released = broke = False
+            started = time.monotonic()
             while True:
+                waited = time.monotonic() - started
                 try:
-                    return run.runner.run(args, ok=ok)
+                    return run.runner.run(_lock_wait(args, run, waited), ok=ok)
                 except TerraformError as error:
-                    locked = self._locked(run, error)
+                    locked = self._locked(run, error, time.monotonic() - started)
                     if locked is None:
                         raise
+                    if _wait_more(run, locked, time.monotonic() - started):
+                        continue  # held by a live or unknown holder: wait on, judge it again
                     if locked.holder is Holder.dead and locked.acquiring and not broke and self._break(run, locked):
                         broke = True
                         continue  # the command never took the lock, so it changed nothing: run it now
@@ -367,7 +380,7 @@ class TerraformStage:
                     raise locked from error
         return self._retrying(run, call) if retry else call()
 
-    def _locked(self, run: _Run, error: TerraformError) -> StateLocked | None:
+    def _locked(self, run: _Run, error: TerraformError, waited: float | None = None) -> StateLocked | None:
         """A StateLocked for a failure to take the state lock or to release it, else None."""
         lock_errors = [d for d in error.diagnostics if "state lock" in d.summary.lower()]
         if not lock_errors:
@@ -391,7 +404,7 @@ class TerraformStage:
             holder = Holder.unknown  # nothing to release or break by
         message = (f"state is locked in {where}: lock {lock.get('ID', '?')} held by {lock.get('Who', '?')} "
                    f"for {lock.get('Operation', '?')} since {lock.get('Created', '?')} "
-                   f"(waited {run.lock_timeout:g}s; holder {holder.value})")
+                   f"(waited {run.lock_timeout if waited is None else waited:.0f}s; holder {holder.value})")
         return StateLocked(message, lock, error, ours=holder is Holder.own, holder=holder)
 
     def _release(self, run: _Run, locked: StateLocked, command: str) -> bool:
@@ -506,6 +519,26 @@ def _locking(context: StageContext[TerraformSpec], run: _Run) -> list[str]:
     if context.settings.get("lock", True) is False:
         return ["-lock=false"]
     return [f"-lock-timeout={run.lock_timeout:g}s"]
+
+
+def _lock_wait(args: list[str], run: _Run, waited: float) -> list[str]:
+    """`args` with its `-lock-timeout=` cut to one probe: at most `lock_probe` seconds, and no more
+    than what is left of `lock_timeout` after `waited`."""
+    wait = max(0.0, min(run.lock_probe, run.lock_timeout - waited))
+    return [f"{_LOCK_WAIT}{wait:.1f}s" if arg.startswith(_LOCK_WAIT) else arg for arg in args]
+
+
+def _wait_more(run: _Run, locked: StateLocked, waited: float) -> bool:
+    """Whether a command that could not take the lock runs again, to wait one more probe: the lock
+    is someone else's, alive or unknown (a dead worker's is broken, this run's own released), and
+    the lock timeout has not passed."""
+    if not locked.acquiring or locked.holder not in (Holder.alive, Holder.unknown):
+        return False
+    if waited + 0.5 >= run.lock_timeout:
+        return False
+    log.info("state lock %s held by %s (holder %s): waiting on, %.0fs of %gs", locked.lock.get("ID"),
+             locked.lock.get("Who", "?"), locked.holder.value, waited, run.lock_timeout)
+    return True
 
 
 def _completed(result: RunResult) -> set[str]:

@@ -6,6 +6,8 @@ file in its own directory, `tidegate serve`, two `tidegate worker`s that share n
 database and the broker (each has its own data dir and working directory, as two machines would)
 and one `tidegate beat`, syncing the example repo (served by `git daemon`) against the sandbox
 session the end-to-end suite uses (moto, SSH nodes, one Kubernetes API emulator per environment).
+The Tidegate processes reach moto through a proxy that can hold one AWS call in mid-air
+(tests/support/aws_hold.py): the moment a scenario kills a worker during `terraform apply`.
 
 The test process is an operator with access to every part: it reads the store and Redis, pushes
 commits, stops and starts the servers, and kills processes by their own pid or process group.
@@ -34,7 +36,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from dashboard.identity import Grant, bind, create_user, issue_token
-from reconciler import pollstats, repositories
+from reconciler import heartbeats, pollstats, repositories
 from reconciler.locks import EnvironmentLock
 from reconciler.pipeline import lock_name
 from reconciler.runtime import Services
@@ -45,6 +47,7 @@ from sandbox.kube.runner import KubeSandbox
 from store import Role, SecretBox, Sync
 from tests.reconciler.conftest import add_people
 from tests.store.conftest import PostgresServer, _Runner, find_postgres_bin_dir, postgres_server
+from tests.support.aws_hold import AwsHoldProxy
 from tests.support.git_server import commit_and_push, files_of, free_port, git_daemon, make_bare_repo
 from tests.support.polling import wait_until
 from tidegate.client import EnvironmentView, LocalClient, SyncView
@@ -117,6 +120,7 @@ class Cluster:
     sandbox: SandboxSession
     redis: EmbeddedRedis
     postgres: Postgres
+    aws: AwsHoldProxy
     env: dict[str, str]
     machines: dict[str, Machine] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -223,6 +227,20 @@ class Cluster:
         body = s3.get_object(Bucket=self.sandbox.map["aws"]["bucket"], Key=backend.key)["Body"]
         return int(json.loads(body.read())["serial"])
 
+    def state_lock(self, environment: str) -> dict[str, Any] | None:
+        """The Info of the DynamoDB lock on the environment's Terraform state (None: not locked)."""
+        backend = self.loaded.backend(environment)
+        assert backend is not None and backend.key
+        aws = AwsEndpoints(**self.sandbox.map["aws"])
+        found = aws.client("dynamodb").get_item(TableName=aws.lock_table,
+                                                Key={"LockID": {"S": f"{aws.bucket}/{backend.key}"}})
+        item = found.get("Item")
+        return json.loads(item["Info"]["S"]) if item else None
+
+    def beating(self, owner: str) -> bool:
+        """The worker process `owner` (`host:pid`) still has its heartbeat (reconciler/heartbeats.py)."""
+        return bool(self.services.redis.exists(heartbeats.PREFIX + owner))
+
     def unfinished(self) -> list[str]:
         """Every sync of the installation not in a terminal state."""
         with self.services.database.session() as session:
@@ -297,6 +315,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresS
         redis = stack.enter_context(EmbeddedRedis(base / "redis", binary=redis_binary()))
         sandbox = stack.enter_context(SandboxSession(loaded, base / "sandbox", ssh=True))
         assert sandbox.nodes is not None, "the cluster suite needs SSH nodes (root, iproute2, openssh-server)"
+        aws = stack.enter_context(AwsHoldProxy(sandbox.map["aws"]["url"]))
+        proxied = base / "endpoints-via-proxy.json"
+        proxied.touch(mode=0o600)
+        proxied.write_text(json.dumps({**sandbox.map, "aws": {**sandbox.map["aws"], "url": aws.url}}))
         box_key = SecretBox.generate_key()
         settings = Settings(data_dir=base / "operator", database_url=postgres.url, secret_key=SecretStr(box_key),
                             redis_url=redis.client_url, sandbox_map=sandbox.path, terraform_plugin_dirs=plugin_dirs)
@@ -304,10 +326,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresS
         make_app(settings)
         services = build_services(settings)
         env = {**os.environ, **SETTINGS, "TIDEGATE_DATABASE_URL": postgres.url, "TIDEGATE_SECRET_KEY": box_key,
-               "TIDEGATE_REDIS_URL": redis.client_url, "TIDEGATE_SANDBOX_MAP": str(sandbox.path),
+               "TIDEGATE_REDIS_URL": redis.client_url, "TIDEGATE_SANDBOX_MAP": str(proxied),
                "TIDEGATE_TERRAFORM_PLUGIN_DIRS": plugin_dirs}
         cluster = Cluster(base, bare, f"git://127.0.0.1:{git_port}/infra.git", git_port, loaded, services,
-                          LocalClient(services, login="platform-lead"), sandbox, redis, postgres, env)
+                          LocalClient(services, login="platform-lead"), sandbox, redis, postgres, aws, env)
         cluster.restart_git(down=False)
         stack.callback(cluster.git_stack.close)
         for name in ("machine-a", "machine-b", "scheduler", "web"):

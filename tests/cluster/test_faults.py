@@ -5,7 +5,9 @@ that must not run), no environment lock held and no sync left unfinished.
 
 "Mid-sync" is a point the test observes, not a sleep: an injected latency holds the workloads
 apply's one real write at the emulator for a few seconds, and the fault is injected once the
-emulator has that write in hand (the sync is then `applying`, its worker holds the lock).
+emulator has that write in hand (the sync is then `applying`, its worker holds the lock). For a
+kill during `terraform apply`, the proxy in front of moto holds the apply's first EC2 `CreateTags`
+call instead, for as long as the test wants: terraform then holds its DynamoDB state lock.
 Scenarios run in file order, each from the Synced state the previous one left.
 """
 
@@ -18,8 +20,17 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import func, select
 
+from reconciler.pipeline import UNRECORDED
 from store import Sync
-from tests.cluster.conftest import GREETING_FILE, POLL_INTERVAL, STAGING_CONFIG, Cluster, greeting_file, until
+from tests.cluster.conftest import (
+    EXAMPLE,
+    GREETING_FILE,
+    POLL_INTERVAL,
+    STAGING_CONFIG,
+    Cluster,
+    greeting_file,
+    until,
+)
 from tests.support.git_server import commit_and_push, git
 from tidegate.client import ClientError, SyncView
 
@@ -27,6 +38,10 @@ HELD_WRITE_SECONDS = 3.0
 """How long the emulator holds the apply's real write of the staging config: the window in which
 the test injects its fault. Shorter than the lock's life (15 s), so a write the killed worker had
 already sent lands before any other worker may take the environment over."""
+STAGING_ENVIRONMENT = "environments/staging.yaml"
+HELD_AWS_CALL = "CreateTags"
+"""What the proxy holds of a Terraform apply that changes staging's tags: EC2's tagging call (the
+VPC, subnets, instances... are retagged in parallel; the first of those calls is held)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,63 @@ def test_a_worker_killed_during_the_workloads_apply_is_replaced_by_the_other_mac
     replacement = [s for s in syncs if s.id > killed.id]
     assert [s.status for s in replacement] == ["succeeded"], replacement
     assert not any(s.status == "succeeded" for s in syncs if s.id < killed.id)
+
+
+def _retag_staging(cluster: Cluster, value: str) -> str:
+    """Push a commit that gives every staging resource one more tag (an in-place Terraform update,
+    no output moves, so only the infrastructure stage has changes); returns the commit."""
+    text = (EXAMPLE / STAGING_ENVIRONMENT).read_text()
+    anchor = "      instance_type: t3.small\n"
+    assert anchor in text
+    retagged = text.replace(anchor, f"{anchor}      tags: {{drill: {json.dumps(value)}}}\n")
+    return commit_and_push(cluster.bare, {STAGING_ENVIRONMENT: retagged}, f"staging resources tagged drill={value}")
+
+
+def test_a_worker_killed_during_terraform_apply_leaves_a_state_lock_broken_only_once_it_is_known_dead(
+        bootstrapped: Cluster) -> None:
+    cluster = bootstrapped
+    before = Before.take(cluster)
+    cluster.aws.hold(HELD_AWS_CALL)
+    sha = _retag_staging(cluster, "killed-apply")
+    cluster.poll()
+    until(cluster.aws.held, 240, f"terraform apply sending its {HELD_AWS_CALL} call", cluster)
+    killed = cluster.syncs("staging")[0]
+    assert (killed.status, (killed.revision or "")[:12]) == ("applying", sha[:12]), killed
+    env_lock = cluster.lock("staging")
+    assert env_lock is not None
+    owner, victim = env_lock[1], cluster.holder_of("staging")
+    held = cluster.state_lock("staging")
+    assert held is not None and held["Operation"] == "OperationTypeApply", held
+    assert f"@w.{owner}-tf" in held["Who"], (owner, held)  # the lock names the worker process applying
+
+    cluster.kill(victim)
+    cluster.aws.release()  # the held call is dropped: its client is dead
+    try:
+        def heartbeat_gone() -> bool:
+            lock = cluster.state_lock("staging")  # read first: a heartbeat never comes back
+            assert lock == held or not cluster.beating(owner), "state lock broken while its holder still beat"
+            return not cluster.beating(owner)
+        until(heartbeat_gone, 60, f"the heartbeat of {owner} gone", cluster)
+        cluster.synced_at("staging", sha)
+    finally:
+        cluster.start_worker(victim.split("@")[1])
+
+    assert cluster.serial("staging") == before.serials["staging"] + 1, "one apply recorded: the replacement's"
+    assert cluster.serial("production") == before.serials["production"]
+    assert cluster.written() == Counter(), "only the infrastructure stage had changes"
+    assert cluster.state_lock("staging") is None and cluster.lock("staging") is None and cluster.unfinished() == []
+    syncs = sorted((s for s in cluster.syncs("staging") if s.id > before.last_sync), key=lambda s: s.id)
+    lost = next(s for s in syncs if s.id == killed.id)
+    assert lost.status == "failed" and "lost during infrastructure" in (lost.error or ""), lost
+    assert UNRECORDED.lstrip("; ") in (lost.error or ""), lost.error
+    assert [s.status for s in syncs if s.id > killed.id] == ["succeeded"], syncs
+    audit = cluster.audit()
+    [broken] = [e["details"] for e in audit if e["action"] == "state_lock.broken" and e["details"]["sync"] > killed.id]
+    assert f"broke state lock {held['ID']} held by {held['Who']} (its worker is dead)" in broken["note"], broken
+    survivor = "machine-b" if victim.endswith("machine-a") else "machine-a"
+    assert broken["note"] in (cluster.base / "logs" / f"worker-{survivor}.log").read_text(errors="replace")
+    recovered = next(e for e in audit if e["action"] == "sync.recovered")
+    assert recovered["details"]["replacement"] > killed.id and "unrecorded" in recovered["details"], recovered
 
 
 def test_a_redis_restart_mid_sync_loses_neither_the_sync_nor_the_fencing_order(bootstrapped: Cluster) -> None:
@@ -184,5 +256,6 @@ def test_a_beat_killed_and_started_again_schedules_each_poll_once(bootstrapped: 
 
 @pytest.fixture(autouse=True)
 def _no_faults_left(bootstrapped: Cluster) -> None:
-    """A scenario's injected latency never reaches the next one."""
+    """A scenario's injected latency or held AWS call never reaches the next one."""
     bootstrapped.kube().clear_faults()
+    bootstrapped.aws.release(forward=True)

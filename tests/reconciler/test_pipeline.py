@@ -59,6 +59,7 @@ class World:
     infra_stale: bool = False
     config_changes: list[str] = field(default_factory=lambda: ["n1/write config"])
     config_plan_error: str | None = None
+    broken_locks: list[str] = field(default_factory=list)
     applied: list[Stage] = field(default_factory=list)
 
 
@@ -81,7 +82,10 @@ class FakeStage:
             assert context.credentials["kubeconfig"], "the workloads are planned with the infrastructure's kubeconfig"
         if self.name is Stage.CONFIGURATION and self.world.config_plan_error:
             raise StageFailed(self.world.config_plan_error)
-        return StagePlan(self.name, self._changes(), digest=str(self._changes()), live_state="serial-1")
+        plan = StagePlan(self.name, self._changes(), digest=str(self._changes()), live_state="serial-1")
+        if self.name is Stage.INFRASTRUCTURE and self.world.broken_locks:
+            plan.details["broken_locks"] = list(self.world.broken_locks)
+        return plan
 
     def apply(self, context: StageContext[Any], plan: StagePlan) -> StageResult:
         if self.name is Stage.INFRASTRUCTURE and self.world.infra_stale:
@@ -278,6 +282,19 @@ def test_a_sync_lost_during_a_stage_says_what_the_killed_apply_may_have_left(
     with services.database.session() as session:
         recovered = session.query(AuditEvent).filter_by(action="sync.recovered").one()
         assert ("unrecorded" in recovered.details) is unrecorded
+
+
+def test_a_state_lock_the_plan_broke_is_in_the_audit_log_naming_its_dead_holder(
+        services: Services, environment: tuple[int, int], world: World) -> None:
+    note = ("broke state lock 5f1c held by tidegate-runner@w.vm-b:4242-tf0a1b2c3d4e (its worker is dead) for "
+            "OperationTypeApply; an apply killed while holding it may have created resources it did not record")
+    world.broken_locks = [note]
+    sync_id = _sync(services, environment, "staging")
+    pipeline.plan_sync(services, sync_id)
+
+    with services.database.session() as session:
+        broken = session.query(AuditEvent).filter_by(action="state_lock.broken").one()
+        assert broken.details == {"sync": sync_id, "stage": "infrastructure", "note": note}
 
 
 def test_a_deferred_stage_that_fails_to_plan_fails_the_sync_at_once_with_its_own_error(

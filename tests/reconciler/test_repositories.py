@@ -89,7 +89,7 @@ def test_a_deleted_branch_is_reported_and_the_last_head_kept(services: Services,
         assert session.get_one(Repository, repository_id).head_sha == head
 
 
-def test_a_force_push_is_reported_and_the_new_head_planned(services: Services, tmp_path: Path) -> None:
+def test_a_force_push_is_reported_and_the_new_head_planned_once(services: Services, tmp_path: Path) -> None:
     bare = tmp_path / "infra.git"
     base = make_bare_repo(bare, files_of(EXAMPLE))
     commit_and_push(bare, {"environments/staging.yaml": (EXAMPLE / "environments/staging.yaml").read_text()
@@ -103,7 +103,9 @@ def test_a_force_push_is_reported_and_the_new_head_planned(services: Services, t
     assert result.head == rewritten and "staging" in result.planned
     with services.database.session() as session:
         assert "force-pushed" in (session.get_one(Repository, repository_id).poll_error or "")
-    repositories.poll(services, repository_id)  # nothing moved: the poll error is cleared, the record stays
+    _queued(services)
+    again = repositories.poll(services, repository_id)  # nothing moved: the poll error is cleared, the record stays
+    assert not again.moved and again.planned == () and _queued(services) == [], "no environment asked to sync again"
     with services.database.session() as session:
         assert session.get_one(Repository, repository_id).poll_error is None
         events = session.scalars(select(AuditEvent).where(AuditEvent.action == "repository.force_pushed")).all()

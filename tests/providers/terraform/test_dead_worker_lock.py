@@ -111,6 +111,37 @@ def test_a_dead_workers_apply_lock_is_broken_and_the_next_apply_succeeds(
     assert held_lock.item() is None
 
 
+def test_a_holder_that_dies_while_the_next_run_waits_has_its_lock_broken_within_a_probe(
+        stage: TerraformStage, held_lock: HeldLock) -> None:
+    """The lock timeout is long (a minute); the next run judges the holder after every one-second
+    probe: alive for the first three, then its heartbeat is gone, and the lock is broken then."""
+    verdicts = iter([False, False, False])
+    asked: list[str] = []
+
+    def worker_dead(worker: str) -> bool | None:
+        asked.append(worker)
+        if worker != HOLDER:
+            return None
+        dead = next(verdicts, True)
+        if dead:
+            held_lock.kill()  # the heartbeat goes with the worker: judged dead only once it is
+        return dead
+
+    backend = held_lock.context.spec.backend
+    assert backend is not None
+    context = replace(held_lock.context, worker_dead=worker_dead,
+                      spec=replace(held_lock.context.spec, backend=replace(backend, lock_timeout=60)),
+                      settings={**held_lock.context.settings, "lock_probe": 1})
+    started = time.monotonic()
+    plan = stage.plan(context)
+
+    assert time.monotonic() - started < 45, "broken at the first probe after the holder died, not after 60 s"
+    assert asked == [HOLDER] * 4
+    [broken] = plan.details["broken_locks"]
+    assert f"held by tidegate-runner@w.{HOLDER}-tf" in broken
+    assert held_lock.item() is None
+
+
 def test_a_live_workers_lock_is_respected_and_named(stage: TerraformStage, held_lock: HeldLock) -> None:
     context = replace(held_lock.context, worker_dead=lambda worker: {HOLDER: False}.get(worker))
 

@@ -1,0 +1,134 @@
+"""An HTTP proxy in front of moto that can hold one AWS call in mid-air: the moment a fault
+scenario waits for ("terraform apply has sent its write"), observed rather than slept for.
+
+In the spirit of the Kubernetes emulator's `FaultRule`: a `HoldRule` names an AWS action (the
+`X-Amz-Target` operation of a JSON API such as DynamoDB's `PutItem`, or the `Action` of a query
+API such as EC2's `CreateTags`) and how many calls it holds. A held call is never sent on to moto
+while held; `release()` lets it go on (`forward=True`) or drops it as a connection reset, which is
+what a client killed meanwhile would have seen. Everything else passes straight through.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class HoldRule:
+    """Hold the next `times` calls of `action` until released."""
+
+    action: str
+    times: int = 1
+    hits: int = 0
+    released: threading.Event = field(default_factory=threading.Event)
+    forward: bool = False
+
+
+def action_of(headers: Any, path: str, body: bytes) -> str:
+    """The AWS action a request asks for: JSON APIs name it in `X-Amz-Target`, query APIs (EC2,
+    IAM, STS) in the form body's or the URL's `Action`; "" for REST APIs (S3, EKS)."""
+    target = headers.get("X-Amz-Target") or ""
+    if target:
+        return str(target.rpartition(".")[2])
+    query = parse_qs(urlsplit(path).query)
+    if "x-www-form-urlencoded" in (headers.get("Content-Type") or ""):
+        query = {**query, **parse_qs(body.decode("utf-8", "replace"))}
+    return (query.get("Action") or [""])[0]
+
+
+class AwsHoldProxy:
+    """The proxy; `url` replaces moto's in the endpoint map the clients are given."""
+
+    def __init__(self, upstream: str) -> None:
+        host, _, port = urlsplit(upstream).netloc.partition(":")
+        self.rules: list[HoldRule] = []
+        self.holding: list[str] = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                rule = proxy.claim(action_of(self.headers, self.path, body))
+                if rule is not None and not proxy.wait(rule):
+                    return self.reset()
+                upstream = http.client.HTTPConnection(host, int(port or 80), timeout=120)
+                upstream.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
+                answer = upstream.getresponse()
+                data = answer.read()
+                upstream.close()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            def reset(self) -> None:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+                self.connection.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def hold(self, action: str, times: int = 1) -> HoldRule:
+        """Hold the next `times` calls of `action` (until `release`)."""
+        rule = HoldRule(action, times)
+        with self.lock:
+            self.rules.append(rule)
+        return rule
+
+    def held(self) -> list[str]:
+        """The actions of the calls held right now."""
+        with self.lock:
+            return list(self.holding)
+
+    def release(self, *, forward: bool = False) -> None:
+        """Let every held call go: on to moto (`forward`), or dropped as a connection reset."""
+        with self.lock:
+            rules, self.rules = self.rules, []
+        for rule in rules:
+            rule.forward = forward
+            rule.released.set()
+
+    def claim(self, action: str) -> HoldRule | None:
+        with self.lock:
+            rule = next((r for r in self.rules if r.action == action and r.hits < r.times), None)
+            if rule is not None:
+                rule.hits += 1
+                self.holding.append(action)
+            return rule
+
+    def wait(self, rule: HoldRule) -> bool:
+        """Block until released; whether the call goes on to moto."""
+        rule.released.wait()
+        with self.lock:
+            self.holding.remove(rule.action)
+        return rule.forward
+
+    def __enter__(self) -> AwsHoldProxy:
+        threading.Thread(target=self.server.serve_forever, name="aws-hold-proxy", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
