@@ -243,6 +243,10 @@ def test_every_service_runs_healthy_and_both_workers_report_themselves_sealed(de
     health = _wait(lambda: _with_both_workers(deployed.healthz()), 60, "both workers' seal reports in /healthz",
                    deployed.logs)
     assert health["status"] == "ok"
+    # Swarm starts every service at once: serve and the workers wait for PostgreSQL (`init --wait`)
+    # instead of exiting and being started again.
+    restarted = [task for task in deployed.tasks().splitlines() if task.strip() and " Running " not in task]
+    assert restarted == [], "every task started the first time"
     assert health["sealed"] is True, health
     assert sorted(report["worker"].split(":")[0] for report in health["workers"]) == \
         ["tidegate-worker-1", "tidegate-worker-2"], health
