@@ -1,5 +1,8 @@
 """A local AWS endpoint: a moto server on a loopback port, with the state bucket and lock table.
 
+The server (`sandbox.aws_server`) carries each AWS SDK call out once and answers the SDK's retry of
+a call whose answer was lost with the first answer, so a retried non-idempotent call does not fail.
+
 `AwsSandbox` is a context manager (a pytest fixture wraps it; `tidegate sandbox aws` serves it
 until stopped). It yields an `AwsEndpoints`: the endpoint per service, fake credentials and the
 backend settings that point at it. The composition root turns those into a stage's plain
@@ -152,8 +155,9 @@ class AwsSandbox:
         env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
         env.update({"MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "PYTHONUNBUFFERED": "1"})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(port)],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "sandbox.aws_server", "-H", self.host, "-p", str(port)],
+            # its stderr is ours: the server writes there only when something is wrong (see aws_server)
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             start_new_session=True, preexec_fn=_die_with_parent,
         )
         url = f"http://{self.host}:{port}"

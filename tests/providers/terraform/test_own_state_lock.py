@@ -1,7 +1,8 @@
 """A state lock that a run's own terraform command left behind is released by that run.
 
 Two ways a `terraform plan` leaves its own DynamoDB lock, both seen through a proxy in front of moto
-that fails chosen DynamoDB calls:
+that fails chosen DynamoDB calls (`like_aws`: every retry is carried out again, as real AWS does;
+the sandbox itself answers a retry from its record):
 
 * it cannot release the lock (every attempt of the DeleteItem fails): terraform reports "Error
   releasing the state lock" and exits, the lock stays;
@@ -15,13 +16,8 @@ tidegate-runner@… for OperationTypePlan"), though nobody holds it.
 from __future__ import annotations
 
 import dataclasses
-import http.client
-import socket
-import struct
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -29,66 +25,7 @@ import pytest
 from providers.stage import StageContext
 from providers.terraform import TerraformBackend, TerraformSpec, TerraformStage
 from sandbox.aws import AwsEndpoints
-
-
-class FaultyProxy:
-    """HTTP proxy to moto; `faults[(operation, n)]` fails the n-th call of a DynamoDB operation:
-    "refuse" resets the connection before moto sees it, "lose" after moto answered."""
-
-    def __init__(self, upstream: str, faults: dict[tuple[str, int], str]) -> None:
-        host, port = upstream.rsplit("/", 1)[1].split(":")
-        self.faults = faults
-        self.calls: dict[str, int] = {}
-        self.lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def forward(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                operation = (self.headers.get("X-Amz-Target") or "").rpartition(".")[2]
-                with proxy.lock:
-                    proxy.calls[operation] = count = proxy.calls.get(operation, 0) + 1
-                fault = proxy.faults.get((operation, count))
-                if fault == "refuse":
-                    return self.reset()
-                upstream = http.client.HTTPConnection(host, int(port), timeout=60)
-                upstream.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
-                answer = upstream.getresponse()
-                data = answer.read()
-                upstream.close()
-                if fault == "lose":
-                    return self.reset()
-                self.send_response(answer.status)
-                for name, value in answer.getheaders():
-                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def reset(self) -> None:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.close_connection = True
-                self.connection.close()
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> FaultyProxy:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.support.faulty_proxy import FaultyProxy
 
 
 @pytest.fixture
@@ -122,7 +59,7 @@ def test_a_plan_that_could_not_release_its_lock_releases_it_and_plans(
         stage: TerraformStage, simple_stack: Any, aws: AwsEndpoints, state_key: str, lock_items: Any) -> None:
     # terraform's S3 backend makes 5 attempts at each call: all of the release's fail
     faults = {("DeleteItem", n): "refuse" for n in range(1, 6)}
-    with FaultyProxy(aws.url, faults) as proxy:
+    with FaultyProxy(aws.url, faults, like_aws=True) as proxy:
         plan = stage.plan(_context(simple_stack, aws, proxy, state_key))
 
     assert proxy.calls["DeleteItem"] > 5  # the release failed, then the lock was released by its ID
@@ -136,7 +73,7 @@ def test_a_plan_that_waited_on_its_own_lock_releases_it_and_plans(
         pytest.skip("a lock names its own run only when terraform runs sealed, under the run's host name")
     # moto takes the lock, its answer is lost; the SDK's retry of the conditional write then fails
     # on that lock, and terraform waits -lock-timeout on its own lock
-    with FaultyProxy(aws.url, {("PutItem", 1): "lose"}) as proxy:
+    with FaultyProxy(aws.url, {("PutItem", 1): "lose"}, like_aws=True) as proxy:
         plan = stage.plan(_context(simple_stack, aws, proxy, state_key))
 
     assert proxy.calls["PutItem"] > 2  # the lost write, its retry, and the plan's second run
@@ -151,7 +88,7 @@ def test_an_apply_that_waited_on_its_own_lock_applied_nothing_so_it_releases_it_
     # the plan takes and releases the lock (PutItem 1); the apply's lock write (PutItem 2) is taken,
     # its answer lost: terraform waits on its own lock and stops before applying anything, so
     # running it again is safe (an apply that ran is never repeated)
-    with FaultyProxy(aws.url, {("PutItem", 2): "lose"}) as proxy:
+    with FaultyProxy(aws.url, {("PutItem", 2): "lose"}, like_aws=True) as proxy:
         context = _context(simple_stack, aws, proxy, state_key)
         result = stage.apply(context, stage.plan(context))
 
