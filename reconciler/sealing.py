@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 PREFIX = "tidegate:seal:"
 REFRESH_SECONDS = 20.0
+RETRY_SECONDS = 2.0
+"""After a publish that failed (Redis not up yet: a worker and its broker started together), the
+next try comes this soon, not a whole refresh later: a worker healthy and pingable must not be
+missing from /healthz for 20 seconds."""
 TTL_SECONDS = 60
 
 
@@ -34,12 +38,15 @@ class SealReport(BaseModel):
     reason: str
 
 
-def publish(redis: Redis, worker: str, status: SealStatus) -> None:
+def publish(redis: Redis, worker: str, status: SealStatus) -> bool:
+    """Whether the report reached Redis."""
     report = SealReport(worker=worker, sealed=status.sealed, reason=status.reason)
     try:
         redis.set(PREFIX + worker, report.model_dump_json(), ex=TTL_SECONDS)
     except RedisError as error:
         log.warning("could not publish the seal status of %s: %s", worker, error)
+        return False
+    return True
 
 
 def withdraw(redis: Redis, worker: str) -> None:
@@ -49,12 +56,13 @@ def withdraw(redis: Redis, worker: str) -> None:
 
 
 def keep_publishing(redis: Redis, worker: str, status: SealStatus, stop: threading.Event) -> threading.Thread:
-    """Publish now and every REFRESH_SECONDS until `stop` is set (a daemon thread of the worker)."""
+    """Publish now and every REFRESH_SECONDS (RETRY_SECONDS after a failure) until `stop` is set (a
+    daemon thread of the worker)."""
 
     def loop() -> None:
         while True:
-            publish(redis, worker, status)
-            if stop.wait(REFRESH_SECONDS):
+            published = publish(redis, worker, status)
+            if stop.wait(REFRESH_SECONDS if published else RETRY_SECONDS):
                 break
         withdraw(redis, worker)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine for Tidegate: system packages, then a virtualenv with the project.
-# Idempotent and quick when nothing changed. Usage: bash scripts/setup.sh [--dev] [--docker]
+# Idempotent and quick when nothing changed. Usage: bash scripts/setup.sh [--dev]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,12 +17,11 @@ have ip || need_apt+=(iproute2)
 # its mount namespace; util-linux's prlimit and setpriv set its limits and drop to the runner user.
 have bwrap || need_apt+=(bubblewrap)
 have setpriv || need_apt+=(util-linux)
-dev=false docker=false
+dev=false
 for arg in "$@"; do
   case $arg in
     --dev) dev=true ;;
-    --docker) docker=true ;;
-    *) echo "setup: unknown option $arg (expected --dev, --docker)" >&2; exit 2 ;;
+    *) echo "setup: unknown option $arg (expected --dev)" >&2; exit 2 ;;
   esac
 done
 if $dev; then
@@ -32,9 +31,7 @@ if $dev; then
   have chromium || need_apt+=(chromium)
   # tests/deploy checks deploy/systemd's units with `systemd-analyze verify` (Debian's systemd package).
   have systemd-analyze || need_apt+=(systemd)
-fi
-if $docker; then
-  # The swarm deploy test (`pytest -m docker tests/deploy`) starts Debian's Docker engine itself
+  # The swarm deploy test (tests/deploy/test_swarm_stack.py) starts Debian's Docker engine itself
   # (dockerd, on private paths) and builds its images' base from Debian's packages with mmdebstrap.
   [ -x /usr/sbin/dockerd ] || have dockerd || need_apt+=(docker.io)
   have mmdebstrap || need_apt+=(mmdebstrap)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy import make_url
+from sqlalchemy.exc import OperationalError
 
 from reconciler.desired import DesiredState, check_checkout
 from reconciler.runtime import QueueUnavailable
@@ -32,7 +35,7 @@ from tidegate.sandbox_host import register as register_pulls
 from tidegate.serve import serve
 from tidegate.settings import Settings
 from tidegate.up import up
-from tidegate.wiring import install_local_seal, open_store
+from tidegate.wiring import Store, install_local_seal, open_store
 
 quiet_flags()
 app = typer.Typer(
@@ -116,11 +119,16 @@ def _stage_text(state: DesiredState, stage: Stage) -> str:
 
 
 @app.command()
-def init() -> None:
+def init(
+    wait: Annotated[float, typer.Option(
+        "--wait", min=0, metavar="SECONDS",
+        help="Wait up to this long for the database to accept connections (a PostgreSQL started "
+             "beside Tidegate, as in a Docker stack, takes a while); 0 fails at once.")] = 0.0,
+) -> None:
     """Prepare the data directory: a secret key (mode 0600) and the database at the latest schema."""
     settings = Settings()
     try:
-        store = open_store(settings)
+        store = _open_when_reachable(settings, wait)
     except (SecretKeyError, MigrationError) as error:
         err.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
@@ -128,6 +136,26 @@ def init() -> None:
     out.print(f"database        {store.database.url.render_as_string(hide_password=True)}", markup=False)
     out.print(f"secret key      {store.key_source}", markup=False)
     store.database.dispose()
+
+
+def _open_when_reachable(settings: Settings, wait: float) -> Store:
+    """open_store, tried again every 2 s while the database refuses connections, for `wait` seconds;
+    says once per reason that it waits, and fails naming the database (never its password)."""
+    deadline, said = time.monotonic() + wait, ""
+    while True:
+        try:
+            return open_store(settings)
+        except OperationalError as error:
+            reason = str(error.orig or error).strip().splitlines()[0]
+            where = make_url(settings.database_url or "sqlite://").render_as_string(hide_password=True)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                err.print(f"[red]error:[/red] cannot reach the database {escape(where)}: {escape(reason)}")
+                raise typer.Exit(1) from None
+            if reason != said:
+                err.print(f"waiting up to {left:.0f} s for the database {where}: {reason}", markup=False)
+                said = reason
+            time.sleep(min(2.0, left))
 
 
 @app.command()

@@ -52,13 +52,16 @@ class Docker:
         return {**os.environ, "DOCKER_HOST": self.host, "DOCKER_BUILDKIT": "0", "DOCKER_CLI_HINTS": "false",
                 **(extra or {})}
 
-    def run(self, *args: str, timeout: float = 300, check: bool = True, env: Mapping[str, str] | None = None) -> str:
-        """`docker ARGS`; `env` adds variables (a stack file's ${…})."""
-        done = subprocess.run(["docker", *args], env=self.env(env), capture_output=True, text=True,
-                              timeout=timeout, check=False)
+    def run(self, *args: str, timeout: float = 300, check: bool = True, env: Mapping[str, str] | None = None,
+            both: bool = False) -> str:
+        """`docker ARGS`; `env` adds variables (a stack file's ${…}); `both` returns stderr interleaved
+        with stdout (`service logs` writes each container's stderr there: Celery logs to it)."""
+        done = subprocess.run(["docker", *args], env=self.env(env), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT if both else subprocess.PIPE, text=True, timeout=timeout,
+                              check=False)
         if check and done.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-3000:]}"
-                                 f"\n{done.stderr[-3000:]}")
+                                 f"\n{(done.stderr or '')[-3000:]}")
         return done.stdout
 
     def lines(self, *args: str) -> list[str]:
@@ -101,7 +104,9 @@ def _wait_for_engine(docker: Docker, process: subprocess.Popen[bytes], log: Path
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the daemon we started, by its PID (its containerd goes with it)."""
+    """Stop the daemon we started, by its PID, then wait for the rest of its process group (its
+    containerd, which holds the data root's database until it has exited: a next engine started on
+    the same cache before that fails with "timeout waiting for containerd to start")."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -109,6 +114,26 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    for wait in (30, 30):
+        deadline = time.monotonic() + wait
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not _group_alive(process.pid):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of process group `group` still runs (zombies do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            return True
+    return False
 
 
 def _unmount_under(directory: Path) -> None:
@@ -164,7 +189,8 @@ def base_image(docker: Docker) -> str:
         recipe = json.dumps([BASE_PACKAGES, SUITES, MIRROR]).encode()
         tarball = docker.cache / f"bookworm-python-{hashlib.sha256(recipe).hexdigest()[:12]}.tar"
         if not tarball.exists():
-            partial = tarball.with_suffix(".partial")
+            partial = tarball.with_name(f"{tarball.stem}.partial.tar")  # mmdebstrap's format follows the suffix
+            partial.unlink(missing_ok=True)
             sources = [f"deb {MIRROR} {suite} main" for suite in SUITES]
             sources.append(f"deb {SECURITY_MIRROR} bookworm-security main")
             subprocess.run([mmdebstrap, "--quiet", "--variant=apt", f"--include={','.join(BASE_PACKAGES)}",
