@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -58,8 +59,10 @@ def test_only_per_tick_records_are_demoted_to_debug(record: logging.LogRecord, q
     assert (kept, record.levelname) == ((False, "DEBUG") if quiet else (True, "INFO"))
 
 
-def _run_idle(tmp: Path, redis: EmbeddedRedis, level: str, seconds: float) -> tuple[str, str]:
-    """`tidegate worker` and `tidegate beat` on an empty store with a fast tick; their two logs."""
+def _run_idle(tmp: Path, redis: EmbeddedRedis, level: str, enough: Callable[[str], bool],
+              timeout: float = 30.0) -> tuple[str, str]:
+    """`tidegate worker` and `tidegate beat` on an empty store with a fast tick, run until their two
+    logs together are `enough` (or `timeout` seconds after the worker is ready); their two logs."""
     env = {**os.environ, "TIDEGATE_DATA_DIR": str(tmp / "data"), "TIDEGATE_REDIS_URL": redis.client_url,
            "TIDEGATE_SCHEDULER_TICK": "0.5", "TIDEGATE_SWEEP_INTERVAL": "1", "TIDEGATE_LOG_LEVEL": level}
     subprocess.run([sys.executable, "-m", "tidegate", "init"], env=env, check=True, capture_output=True)
@@ -72,7 +75,9 @@ def _run_idle(tmp: Path, redis: EmbeddedRedis, level: str, seconds: float) -> tu
         deadline = time.monotonic() + 60
         while " ready." not in logs["worker"].read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
-        time.sleep(seconds)
+        deadline = time.monotonic() + timeout
+        while not enough(logs["worker"].read_text() + logs["beat"].read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         for process in processes:
             process.terminate()
@@ -85,11 +90,16 @@ def _run_idle(tmp: Path, redis: EmbeddedRedis, level: str, seconds: float) -> tu
 def test_an_idle_worker_logs_its_ticks_only_at_debug(tmp_path: Path, redis_server: EmbeddedRedis) -> None:
     """One run at DEBUG shows both halves: the ticks happen, and none of their lines is INFO (at INFO,
     the level every installation runs at, DEBUG records are dropped: the table above)."""
-    worker, beat = _run_idle(tmp_path, redis_server, "DEBUG", seconds=4.0)
+    worker, beat = _run_idle(tmp_path, redis_server, "DEBUG", enough=lambda logs: len(_tick_lines(logs)) >= 8)
 
     assert " ready." in worker, worker
-    tick_lines = [line for line in (worker + beat).splitlines()  # the start banner's task list aside
-                  if ("Task tidegate." in line or "Sending due task" in line)
-                  and any(tick in line for tick in routine_logs.TICKS)]
+    tick_lines = _tick_lines(worker + beat)
     assert len(tick_lines) >= 8, worker + beat
     assert [line for line in tick_lines if "DEBUG" not in line] == []
+
+
+def _tick_lines(logs: str) -> list[str]:
+    """The log lines about beat's ticks (the worker's start banner, which lists every task, aside)."""
+    return [line for line in logs.splitlines()
+            if ("Task tidegate." in line or "Sending due task" in line)
+            and any(tick in line for tick in routine_logs.TICKS)]
