@@ -10,14 +10,13 @@ what a client killed meanwhile would have seen. Everything else passes straight 
 
 from __future__ import annotations
 
-import http.client
-import socket
-import struct
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
+
+from tests.support.faulty_proxy import operation_of, relay, reset, respond
 
 
 @dataclass
@@ -31,23 +30,11 @@ class HoldRule:
     forward: bool = False
 
 
-def action_of(headers: Any, path: str, body: bytes) -> str:
-    """The AWS action a request asks for: JSON APIs name it in `X-Amz-Target`, query APIs (EC2,
-    IAM, STS) in the form body's or the URL's `Action`; "" for REST APIs (S3, EKS)."""
-    target = headers.get("X-Amz-Target") or ""
-    if target:
-        return str(target.rpartition(".")[2])
-    query = parse_qs(urlsplit(path).query)
-    if "x-www-form-urlencoded" in (headers.get("Content-Type") or ""):
-        query = {**query, **parse_qs(body.decode("utf-8", "replace"))}
-    return (query.get("Action") or [""])[0]
-
-
 class AwsHoldProxy:
     """The proxy; `url` replaces moto's in the endpoint map the clients are given."""
 
     def __init__(self, upstream: str) -> None:
-        host, _, port = urlsplit(upstream).netloc.partition(":")
+        address = urlsplit(upstream).netloc
         self.rules: list[HoldRule] = []
         self.holding: list[str] = []
         self.lock = threading.Lock()
@@ -61,27 +48,10 @@ class AwsHoldProxy:
 
             def forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                rule = proxy.claim(action_of(self.headers, self.path, body))
+                rule = proxy.claim(operation_of(self.headers, body, self.path))
                 if rule is not None and not proxy.wait(rule):
-                    return self.reset()
-                upstream = http.client.HTTPConnection(host, int(port or 80), timeout=120)
-                upstream.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
-                answer = upstream.getresponse()
-                data = answer.read()
-                upstream.close()
-                self.send_response(answer.status)
-                for name, value in answer.getheaders():
-                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            def reset(self) -> None:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.close_connection = True
-                self.connection.close()
+                    return reset(self)
+                respond(self, *relay(address, self, body, dict(self.headers.items()), timeout=120))
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = forward
 

@@ -25,13 +25,48 @@ from typing import Any
 HOP_HEADERS = ("content-length", "transfer-encoding", "connection", "server", "date")
 
 
-def operation_of(headers: Any, body: bytes) -> str:
-    """The AWS operation a request calls: JSON protocols name it in X-Amz-Target, query ones in Action."""
+def operation_of(headers: Any, body: bytes, path: str = "") -> str:
+    """The AWS operation a request calls: JSON APIs name it in `X-Amz-Target`, query APIs (EC2, IAM,
+    STS) in the form body's or the URL's `Action`; "" for REST APIs (S3, EKS)."""
     target = headers.get("X-Amz-Target") or ""
     if target:
         return str(target).rpartition(".")[2]
-    form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-    return form.get("Action", [""])[0]
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+    if "x-www-form-urlencoded" in (headers.get("Content-Type") or ""):
+        query = {**query, **urllib.parse.parse_qs(body.decode("utf-8", "replace"))}
+    return (query.get("Action") or [""])[0]
+
+
+def relay(upstream: str, handler: BaseHTTPRequestHandler, body: bytes, headers: dict[str, str],
+          timeout: float) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Send the handler's request on to `upstream` (host:port); moto's status, headers and body."""
+    host, _, port = upstream.partition(":")
+    connection = http.client.HTTPConnection(host, int(port or 80), timeout=timeout)
+    try:
+        connection.request(handler.command, handler.path, body=body, headers=headers)
+        answer = connection.getresponse()
+        return answer.status, answer.getheaders(), answer.read()
+    finally:
+        connection.close()
+
+
+def respond(handler: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+    """Write an answer relayed from moto (its hop-by-hop headers replaced by our own length)."""
+    handler.send_response(status)
+    for name, value in headers:
+        if name.lower() not in HOP_HEADERS:
+            handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(data)
+
+
+def reset(handler: BaseHTTPRequestHandler) -> None:
+    """Drop the client's connection with a TCP reset, as a network that failed does."""
+    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    handler.close_connection = True
+    handler.connection.close()
 
 
 class FaultyProxy:
@@ -39,7 +74,7 @@ class FaultyProxy:
 
     def __init__(self, upstream: str, faults: dict[tuple[str, int], str], *, like_aws: bool = False,
                  late_seconds: float = 3.0) -> None:
-        host, port = upstream.rsplit("/", 1)[1].split(":")
+        address = urllib.parse.urlsplit(upstream).netloc
         self.faults = faults
         self.calls: dict[str, int] = {}
         self.invocations: dict[str, set[str]] = {}  # the SDK invocation ids each operation was called with
@@ -60,36 +95,21 @@ class FaultyProxy:
                     proxy.invocations.setdefault(operation, set()).add(self.headers.get("amz-sdk-invocation-id", ""))
                 fault = proxy.faults.get((operation, count))
                 if fault == "refuse":
-                    return self.reset()
+                    return reset(self)
                 headers = dict(self.headers.items())
                 if like_aws:
                     headers = {name: value for name, value in headers.items()
                                if name.lower() != "amz-sdk-invocation-id"}
                     headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
-                upstream = http.client.HTTPConnection(host, int(port), timeout=60)
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                answer = upstream.getresponse()
-                data = answer.read()
-                upstream.close()
+                status, answer, data = relay(address, self, body, headers, timeout=60)
                 if fault == "lose":
-                    return self.reset()
+                    return reset(self)
                 if fault == "late":
                     time.sleep(late_seconds)
                 try:
-                    self.send_response(answer.status)
-                    for name, value in answer.getheaders():
-                        if name.lower() not in HOP_HEADERS:
-                            self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    respond(self, status, answer, data)
                 except ConnectionError:
                     self.close_connection = True  # the client gave up waiting ("late")
-
-            def reset(self) -> None:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.close_connection = True
-                self.connection.close()
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
 
