@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from tests.support.faulty_proxy import operation_of, relay, reset, respond
+from tests.support.faulty_proxy import QuietHandler, operation_of, relay, reset, respond
 
 
 @dataclass
@@ -40,14 +39,9 @@ class AwsHoldProxy:
         self.lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
+        class Handler(QuietHandler):
             def forward(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = self.body()
                 rule = proxy.claim(operation_of(self.headers, body, self.path))
                 if rule is not None and not proxy.wait(rule):
                     return reset(self)

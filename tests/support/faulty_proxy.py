@@ -37,6 +37,18 @@ def operation_of(headers: Any, body: bytes, path: str = "") -> str:
     return (query.get("Action") or [""])[0]
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """What both moto proxies' handlers share: HTTP/1.1, no access log, the request's body."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+
 def relay(upstream: str, handler: BaseHTTPRequestHandler, body: bytes, headers: dict[str, str],
           timeout: float) -> tuple[int, list[tuple[str, str]], bytes]:
     """Send the handler's request on to `upstream` (host:port); moto's status, headers and body."""
@@ -81,14 +93,9 @@ class FaultyProxy:
         self.lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
+        class Handler(QuietHandler):
             def forward(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = self.body()
                 operation = operation_of(self.headers, body)
                 with proxy.lock:
                     proxy.calls[operation] = count = proxy.calls.get(operation, 0) + 1
