@@ -68,7 +68,8 @@ def _lock_info(aws: AwsEndpoints, key: str) -> dict[str, Any] | None:
 @pytest.fixture
 def held_lock(stage: TerraformStage, tmp_path: Path, aws: AwsEndpoints, plugin_dirs: str) -> Iterator[HeldLock]:
     if not stage.seal.status().sealed:
-        pytest.skip("a lock names its worker only when terraform runs sealed, under the run's host name")
+        pytest.skip("this machine cannot seal terraform (bubblewrap and the tidegate-runner user: scripts/setup.sh "
+                    "installs both); only a sealed run, under its own host name, writes its worker into a lock")
     checkout = tmp_path / "checkout"
     (checkout / "infra").mkdir(parents=True)
     (checkout / "infra" / "main.tf").write_text(SLOW_APPLY)
