@@ -67,7 +67,7 @@ def _held(aws: AwsEndpoints, key: str) -> dict[str, Any] | None:
     return json.loads(found["Info"]["S"]) if found else None
 
 
-def _context(aws: AwsEndpoints, tmp_path: Path, key: str, redis: Redis) -> StageContext:
+def _context(aws: AwsEndpoints, tmp_path: Path, key: str, redis: Redis) -> StageContext[TerraformSpec]:
     checkout = tmp_path / "checkout"
     (checkout / "infra").mkdir(parents=True)
     (checkout / "infra" / "main.tf").write_text('resource "terraform_data" "one" {}\n')
